@@ -1,0 +1,99 @@
+//! This device's identity: the machine ID and the device key.
+//!
+//! The device key is made on first use and stored 0600, sealed to the
+//! machine ID: copied to another machine it does not open, so that machine
+//! does not become this device. The machine ID comes from the OS (via
+//! machine-uid: /etc/machine-id on Linux) or, for containers without one and
+//! for tests that simulate several devices, from `SEALRUN_MACHINE_ID`.
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use sealrun_format::device::{DeviceCode, DeviceSecret, open_device_key, seal_device_key};
+use zeroize::Zeroizing;
+
+use crate::error::LaunchError;
+use crate::paths;
+
+/// Environment variable that supplies the machine ID where the OS has none.
+pub const MACHINE_ID_ENV: &str = "SEALRUN_MACHINE_ID";
+
+/// The machine's fixed ID. Never printed or sent anywhere.
+pub fn machine_id() -> Result<Zeroizing<Vec<u8>>, LaunchError> {
+    if let Some(id) = std::env::var_os(MACHINE_ID_ENV).filter(|v| !v.is_empty()) {
+        return Ok(Zeroizing::new(id.into_encoded_bytes()));
+    }
+    match machine_uid::get() {
+        Ok(id) if !id.trim().is_empty() => Ok(Zeroizing::new(id.trim().as_bytes().to_vec())),
+        Ok(_) => Err(LaunchError::NoMachineId("the machine ID is empty".into())),
+        Err(e) => Err(LaunchError::NoMachineId(e.to_string())),
+    }
+}
+
+/// This device: its secret key and its device code.
+pub struct Device {
+    /// The device secret.
+    pub secret: DeviceSecret,
+    /// The device code.
+    pub code: DeviceCode,
+    /// Where the key is stored.
+    pub key_file: PathBuf,
+}
+
+/// Loads this device's key, making it on first use.
+pub fn load_or_create() -> Result<Device, LaunchError> {
+    let id = machine_id()?;
+    let path = paths::device_key_file();
+    for _ in 0..2 {
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let secret = open_device_key(&bytes, &id).map_err(|e| match e {
+                    sealrun_format::Error::UnwrapFailed => {
+                        LaunchError::ForeignDeviceKey(path.clone())
+                    }
+                    other => LaunchError::BadFile {
+                        path: path.clone(),
+                        source: other,
+                    },
+                })?;
+                let code = secret.device_code(&id);
+                return Ok(Device {
+                    secret,
+                    code,
+                    key_file: path,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path, &id)?,
+            Err(e) => return Err(LaunchError::io("cannot read", &path)(e)),
+        }
+    }
+    Err(LaunchError::ForeignDeviceKey(path))
+}
+
+fn create(path: &PathBuf, machine_id: &[u8]) -> Result<(), LaunchError> {
+    let dir = path.parent().expect("the key file is inside the data dir");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(LaunchError::io("cannot create", dir))?;
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let secret = DeviceSecret::generate(&mut rng);
+    let file = seal_device_key(&secret, machine_id, &mut rng);
+    // create_new: if another launch made the key at the same moment, keep
+    // theirs (the caller reads it back) rather than replacing it.
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut f) => f
+            .write_all(&file)
+            .and_then(|()| f.sync_all())
+            .map_err(LaunchError::io("cannot write", path)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(LaunchError::io("cannot create", path)(e)),
+    }
+}

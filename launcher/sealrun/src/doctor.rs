@@ -1,0 +1,144 @@
+//! `sealrun doctor`: what the launcher sees, for support tickets. Prints no
+//! secret and not the raw machine ID.
+use std::fmt::Write as _;
+
+use sealrun_format::license::{Binding, License};
+
+use crate::{device, fmt_time, paths, store};
+
+/// The wasmtime version this launcher is built with (checked against
+/// Cargo.lock by a test).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// CPU features that matter for speed: AES and carry-less multiply for
+/// decryption, AVX2 for compiled guest code.
+fn cpu_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let checks = [
+            ("aes", std::arch::is_x86_feature_detected!("aes")),
+            (
+                "pclmulqdq",
+                std::arch::is_x86_feature_detected!("pclmulqdq"),
+            ),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("sha", std::arch::is_x86_feature_detected!("sha")),
+        ];
+        checks
+            .iter()
+            .map(|(n, on)| format!("{n}{}", if *on { "+" } else { "-" }))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let aes = std::arch::is_aarch64_feature_detected!("aes");
+        format!("aes{}", if aes { "+" } else { "-" })
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "unknown".to_owned()
+    }
+}
+
+/// The report as text.
+pub fn report() -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "sealrun {} (wasmtime {WASMTIME_VERSION})",
+        env!("CARGO_PKG_VERSION")
+    );
+    let machine = match device::machine_id() {
+        Ok(_) if std::env::var_os(device::MACHINE_ID_ENV).is_some_and(|v| !v.is_empty()) => {
+            format!("present (from {})", device::MACHINE_ID_ENV)
+        }
+        Ok(_) => "present (from the operating system)".to_owned(),
+        Err(e) => format!("MISSING: {e}"),
+    };
+    let _ = writeln!(s, "machine id:    {machine}");
+    let this = match device::load_or_create() {
+        Ok(d) => {
+            let _ = writeln!(s, "device code:   {}", d.code);
+            let _ = writeln!(s, "device key:    {}", d.key_file.display());
+            Some(d.code)
+        }
+        Err(e) => {
+            let _ = writeln!(s, "device:        PROBLEM: {e}");
+            None
+        }
+    };
+    let _ = writeln!(s, "data dir:      {}", paths::data_dir().display());
+    let licenses = store::all();
+    let _ = writeln!(s, "licenses:      {} installed", licenses.len());
+    for path in licenses {
+        let line = match std::fs::read(&path)
+            .ok()
+            .and_then(|b| License::parse(&b).ok())
+        {
+            Some(l) => {
+                let Binding::Device(d) = l.terms.binding;
+                let binding = if Some(d) == this {
+                    "this device"
+                } else {
+                    "ANOTHER device"
+                };
+                let expires = l
+                    .terms
+                    .expires
+                    .map(fmt_time)
+                    .unwrap_or_else(|| "never".into());
+                format!(
+                    "{} {} for {}, expires {expires}, {binding}",
+                    l.terms.product, l.terms.releases, l.terms.licensee
+                )
+            }
+            None => "unreadable or damaged".to_owned(),
+        };
+        let _ = writeln!(s, "  {}: {line}", path.display());
+    }
+    match sysinfo::System::new() {
+        Ok(mut sys) => {
+            sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+            sys.refresh_memory();
+            let brand = sys
+                .cpus()
+                .first()
+                .map(|c| c.brand().trim().to_owned())
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "cpu:           {brand} ({} logical cores) {}",
+                sys.cpus().len(),
+                cpu_features()
+            );
+            let _ = writeln!(s, "memory:        {} MiB total", sys.total_memory() >> 20);
+        }
+        Err(e) => {
+            let _ = writeln!(
+                s,
+                "cpu:           {} (system information unavailable: {e})",
+                cpu_features()
+            );
+        }
+    }
+    let os = sysinfo::System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.into());
+    let _ = writeln!(s, "os:            {os}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wasmtime_version_matches_the_lock_file() {
+        let lock = include_str!("../../../Cargo.lock");
+        let needle = format!(
+            "name = \"wasmtime\"\nversion = \"{}\"",
+            super::WASMTIME_VERSION
+        );
+        assert!(
+            lock.contains(&needle),
+            "update WASMTIME_VERSION to the locked wasmtime"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! The launcher's one error type. Every variant has its own exit code and a
+//! message that names the problem and the next step for the end user.
+use std::fmt;
+use std::path::PathBuf;
+
+use sealrun_format::device::DeviceCode;
+
+/// Exit codes of `sealrun` (the README has the table). A guest's own exit
+/// code is passed through unchanged; the launcher's own codes sit at 200
+/// and above, where programs rarely put theirs.
+pub mod exit {
+    /// Bad command line (clap's convention).
+    pub const USAGE: u8 = 2;
+    /// No license for this product was found.
+    pub const NO_LICENSE: u8 = 200;
+    /// The license is bound to another device.
+    pub const WRONG_DEVICE: u8 = 201;
+    /// The license is for another product or release.
+    pub const WRONG_PRODUCT: u8 = 202;
+    /// The license is expired or not yet valid.
+    pub const NOT_VALID_NOW: u8 = 203;
+    /// The package or license is damaged or was tampered with.
+    pub const DAMAGED: u8 = 204;
+    /// The package is truncated (incomplete download).
+    pub const TRUNCATED: u8 = 205;
+    /// The file uses a format version this launcher does not read.
+    pub const UNSUPPORTED_VERSION: u8 = 206;
+    /// The file is not a Sealrun package or license.
+    pub const NOT_SEALRUN: u8 = 207;
+    /// The device identity is unavailable (no machine ID, foreign key file).
+    pub const DEVICE: u8 = 208;
+    /// A file could not be read or written.
+    pub const IO: u8 = 209;
+    /// The app trapped (crashed).
+    pub const GUEST_TRAP: u8 = 210;
+    /// The app ran out of its memory limit.
+    pub const GUEST_OOM: u8 = 211;
+    /// The app could not be started (bad module, missing import, bad --dir).
+    pub const GUEST_START: u8 = 212;
+    /// Interrupted by SIGINT (128 + 2).
+    pub const INTERRUPTED: u8 = 130;
+    /// Terminated by SIGTERM (128 + 15).
+    pub const TERMINATED: u8 = 143;
+}
+
+/// What went wrong.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// No license was found for the product.
+    NoLicense {
+        /// Product id.
+        product: String,
+        /// Display name.
+        name: String,
+        /// This device's code.
+        device: DeviceCode,
+        /// Where the launcher looked.
+        searched: Vec<PathBuf>,
+    },
+    /// The license is bound to another device.
+    WrongDevice {
+        /// The license file.
+        path: PathBuf,
+        /// The device the license is for.
+        licensed: DeviceCode,
+        /// This device.
+        this: DeviceCode,
+    },
+    /// The license is for another product or release, or lacks this build's key.
+    WrongProduct {
+        /// The license file.
+        path: PathBuf,
+        /// What does not match.
+        source: sealrun_format::Error,
+    },
+    /// The license is expired or not valid yet.
+    NotValidNow {
+        /// The license file.
+        path: PathBuf,
+        /// Expired (true) or not yet valid (false).
+        expired: bool,
+        /// The instant concerned, RFC 3339.
+        when: String,
+    },
+    /// A file is damaged, tampered with, truncated, of another version or not ours.
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// The format error.
+        source: sealrun_format::Error,
+    },
+    /// The machine has no machine ID.
+    NoMachineId(String),
+    /// The device key file belongs to another machine or is damaged.
+    ForeignDeviceKey(PathBuf),
+    /// A file operation failed.
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A command-line value is invalid.
+    Usage(String),
+    /// The app could not be started.
+    GuestStart(String),
+    /// The app trapped.
+    GuestTrap(String),
+    /// The app exceeded its memory limit.
+    GuestOutOfMemory {
+        /// The limit in MiB.
+        limit_mib: u64,
+    },
+    /// The run was interrupted by a signal.
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+}
+
+impl LaunchError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        use sealrun_format::Error as F;
+        match self {
+            LaunchError::NoLicense { .. } => exit::NO_LICENSE,
+            LaunchError::WrongDevice { .. } => exit::WRONG_DEVICE,
+            LaunchError::WrongProduct { .. } => exit::WRONG_PRODUCT,
+            LaunchError::NotValidNow { .. } => exit::NOT_VALID_NOW,
+            LaunchError::BadFile { source, .. } => match source {
+                F::Truncated { .. } => exit::TRUNCATED,
+                F::UnsupportedVersion { .. } => exit::UNSUPPORTED_VERSION,
+                F::NotSealrun(_) => exit::NOT_SEALRUN,
+                _ => exit::DAMAGED,
+            },
+            LaunchError::NoMachineId(_) | LaunchError::ForeignDeviceKey(_) => exit::DEVICE,
+            LaunchError::Io { .. } => exit::IO,
+            LaunchError::Usage(_) => exit::USAGE,
+            LaunchError::GuestStart(_) => exit::GUEST_START,
+            LaunchError::GuestTrap(_) => exit::GUEST_TRAP,
+            LaunchError::GuestOutOfMemory { .. } => exit::GUEST_OOM,
+            LaunchError::Interrupted { signal } if *signal == libc::SIGTERM => exit::TERMINATED,
+            LaunchError::Interrupted { .. } => exit::INTERRUPTED,
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> LaunchError {
+        let path = path.into();
+        move |source| LaunchError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    pub(crate) fn bad_file(
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(sealrun_format::Error) -> LaunchError {
+        let path = path.into();
+        move |source| LaunchError::BadFile { path, source }
+    }
+}
+
+fn next_step_for_format(e: &sealrun_format::Error) -> &'static str {
+    use sealrun_format::Error as F;
+    match e {
+        F::Truncated { .. } => "The download was probably interrupted: download the file again.",
+        F::TrailingData { .. }
+        | F::Malformed { .. }
+        | F::BadSignature(_)
+        | F::DecryptionFailed
+        | F::UnwrapFailed => {
+            "Download the file again or ask the vendor for a fresh copy; do not run a file that fails this check."
+        }
+        F::UnsupportedVersion { .. } => "Update sealrun to a version that reads this format.",
+        F::NotSealrun(_) => {
+            "Check that you opened the right file: sealrun runs *.sealed packages with *.license files."
+        }
+        _ => "Ask the vendor for a fresh copy.",
+    }
+}
+
+impl fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchError::NoLicense {
+                product,
+                name,
+                device,
+                searched,
+            } => {
+                writeln!(
+                    f,
+                    "no license for {name} ({product}) was found on this device."
+                )?;
+                writeln!(f, "Send this device code to the vendor to get a license:")?;
+                writeln!(f)?;
+                writeln!(f, "    {device}")?;
+                writeln!(f)?;
+                writeln!(
+                    f,
+                    "Then install it with `sealrun license add FILE`, or keep it next to the package."
+                )?;
+                write!(f, "Looked in: ")?;
+                let list: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "{}", list.join(", "))
+            }
+            LaunchError::WrongDevice {
+                path,
+                licensed,
+                this,
+            } => write!(
+                f,
+                "the license {} is for another device.\n  licensed device: {licensed}\n  this device:     {this}\n\
+                 Ask the vendor to issue a license for this device's code (shown above).",
+                path.display()
+            ),
+            LaunchError::WrongProduct { path, source } => write!(
+                f,
+                "the license {} does not cover this package: {source}.\nAsk the vendor for a license that covers it.",
+                path.display()
+            ),
+            LaunchError::NotValidNow {
+                path,
+                expired: true,
+                when,
+            } => write!(
+                f,
+                "the license {} expired on {when}.\nAsk the vendor to renew it.",
+                path.display()
+            ),
+            LaunchError::NotValidNow {
+                path,
+                expired: false,
+                when,
+            } => write!(
+                f,
+                "the license {} is not valid before {when}.\nWait until then, or check this computer's clock.",
+                path.display()
+            ),
+            LaunchError::BadFile { path, source } => {
+                write!(
+                    f,
+                    "{}: {source}.\n{}",
+                    path.display(),
+                    next_step_for_format(source)
+                )
+            }
+            LaunchError::NoMachineId(why) => write!(
+                f,
+                "this machine has no machine ID ({why}), so it cannot be identified as a licensed device.\n\
+                 Give it one with `systemd-machine-id-setup` (or `dbus-uuidgen --ensure=/etc/machine-id`) as root;\n\
+                 in a container, mount the host's /etc/machine-id or set SEALRUN_MACHINE_ID to a stable value."
+            ),
+            LaunchError::ForeignDeviceKey(path) => write!(
+                f,
+                "the device key {} was made on another machine (or this machine's ID changed), so it is not this device's.\n\
+                 Move it aside; sealrun will make a new device identity. Licenses for the old identity will not work here:\n\
+                 send the new `sealrun id` to your vendor.",
+                path.display()
+            ),
+            LaunchError::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "{action} {}: {source}", path.display()),
+            LaunchError::Usage(msg) => write!(f, "{msg}"),
+            LaunchError::GuestStart(msg) => write!(f, "the app could not be started: {msg}"),
+            LaunchError::GuestTrap(msg) => write!(
+                f,
+                "the app crashed: {msg}\nReport this to the app's vendor."
+            ),
+            LaunchError::GuestOutOfMemory { limit_mib } => write!(
+                f,
+                "the app ran out of memory: it needed more than the {limit_mib} MiB limit.\nRun it with a larger --max-memory (in MiB)."
+            ),
+            LaunchError::Interrupted { signal } => {
+                let name = if *signal == libc::SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "Ctrl-C"
+                };
+                write!(f, "the app was stopped by {name}.")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LaunchError {}

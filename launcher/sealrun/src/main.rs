@@ -1,0 +1,193 @@
+//! `sealrun`: runs sealed WebAssembly apps. Parses flags and dispatches to
+//! the `sealrun` library; the README lists every exit code.
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sealrun::launch;
+use sealrun::package_hints;
+use sealrun::runner::{self, DirGrant, GuestConfig};
+use sealrun::{LaunchError, device, doctor, store};
+
+#[derive(Parser)]
+#[command(
+    name = "sealrun",
+    version,
+    about = "Run sealed WebAssembly apps licensed to this device",
+    after_help = "Run a package directly: sealrun tool.sealed -- ARGS",
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a sealed app
+    Run(RunArgs),
+    /// Print this device's code, to send to a vendor for a license
+    Id,
+    /// Manage installed licenses
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Show what the launcher sees (for support tickets)
+    Doctor,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The package (*.sealed)
+    package: PathBuf,
+    /// Use this license file instead of searching
+    #[arg(long)]
+    license: Option<PathBuf>,
+    /// Grant a directory: HOST[::GUEST][:ro] (repeatable)
+    #[arg(long = "dir", value_name = "HOST[::GUEST][:ro]")]
+    dirs: Vec<String>,
+    /// Give the app an environment variable: NAME=VALUE, or NAME to pass this one through (repeatable)
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<String>,
+    /// Memory limit for the app, in MiB
+    #[arg(long, default_value_t = runner::DEFAULT_MAX_MEMORY_MIB, value_name = "MIB")]
+    max_memory: u64,
+    /// Arguments for the app (after --)
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum LicenseCommand {
+    /// Install a license file for this device
+    Add {
+        /// The license file
+        file: PathBuf,
+    },
+    /// List installed licenses
+    List,
+}
+
+const SUBCOMMANDS: &[&str] = &["run", "id", "license", "doctor", "help"];
+
+/// `sealrun tool.sealed …` means `sealrun run tool.sealed …`.
+fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
+        if !first.starts_with('-') && !SUBCOMMANDS.contains(&first) {
+            args.insert(1, "run".into());
+        }
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os("SEALRUN_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("SEALRUN_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let cli = Cli::parse_from(normalise_args(std::env::args_os().collect()));
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sealrun: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
+    match command {
+        Command::Run(a) => run(a),
+        Command::Id => {
+            let d = device::load_or_create()?;
+            println!("{}", d.code);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::License(LicenseCommand::Add { file }) => {
+            let d = device::load_or_create()?;
+            let (dest, l) = store::add(&file, &d)?;
+            println!(
+                "installed license {} for {} {} ({}) as {}",
+                l.terms.license_id_hex(),
+                l.terms.product,
+                l.terms.releases,
+                l.terms.licensee,
+                dest.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::License(LicenseCommand::List) => {
+            let all = store::all();
+            if all.is_empty() {
+                println!("no licenses installed");
+            }
+            for p in all {
+                println!("{}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            print!("{}", doctor::report());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
+    let dirs = a
+        .dirs
+        .iter()
+        .map(|d| DirGrant::parse(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(LaunchError::Usage)?;
+    let mut env = Vec::new();
+    for e in &a.env {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => env.push((k.to_owned(), v.to_owned())),
+            None if !e.is_empty() => {
+                if let Ok(v) = std::env::var(e) {
+                    env.push((e.clone(), v));
+                }
+            }
+            _ => {
+                return Err(LaunchError::Usage(format!(
+                    "--env {e:?}: expected NAME=VALUE or NAME"
+                )));
+            }
+        }
+    }
+    for d in &dirs {
+        if !d.host.is_dir() {
+            return Err(LaunchError::Usage(format!(
+                "--dir: {} is not a directory",
+                d.host.display()
+            )));
+        }
+    }
+    let device = device::load_or_create()?;
+    let unlocked = launch::unlock(&a.package, a.license.as_deref(), &device, sealrun::now())?;
+    for hint in package_hints(&unlocked.manifest, &dirs, &env) {
+        eprintln!("sealrun: note: {hint}");
+    }
+    let engine = runner::engine()?;
+    let module = runner::compile(&engine, &unlocked.module)?;
+    // The plaintext is not needed once compiled: zero and release it now.
+    drop(unlocked.module);
+    let program_name = a
+        .package
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cfg = GuestConfig {
+        program_name,
+        args: a.args,
+        env,
+        dirs,
+        max_memory_mib: a.max_memory,
+    };
+    let code = runner::run(&engine, &module, &cfg)?;
+    // Exit codes outside 0..=255 wrap as the OS would.
+    Ok(ExitCode::from((code & 0xff) as u8))
+}

@@ -1,0 +1,27 @@
+//! Where the launcher keeps its files (XDG base directories).
+use std::path::PathBuf;
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os(var).filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("sealrun");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(fallback).join("sealrun")
+}
+
+/// `$XDG_DATA_HOME/sealrun`: the device key and installed licenses.
+pub fn data_dir() -> PathBuf {
+    xdg("XDG_DATA_HOME", ".local/share")
+}
+
+/// Installed licenses, one folder per product.
+pub fn licenses_dir() -> PathBuf {
+    data_dir().join("licenses")
+}
+
+/// The sealed device key file.
+pub fn device_key_file() -> PathBuf {
+    data_dir().join("device.key")
+}

@@ -1,0 +1,290 @@
+//! Runs a decrypted WASI preview-1 command under wasmtime, deny by default:
+//! the guest sees only the arguments, environment variables and directories
+//! the user granted, within a memory limit, and Ctrl-C / SIGTERM stop it
+//! cleanly through epoch interruption.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::error::LaunchError;
+
+/// Default cap on a guest's linear memory, in MiB. wasm32 can address 4 GiB;
+/// 2 GiB leaves room for the launcher and the rest of a small machine.
+pub const DEFAULT_MAX_MEMORY_MIB: u64 = 2048;
+/// Cap on table elements (function references). Real programs need
+/// thousands; this stops a hostile guest from growing tables without bound.
+pub const MAX_TABLE_ELEMENTS: usize = 10_000_000;
+/// Cap on instances, tables and memories: a WASI command needs one each.
+const MAX_INSTANCES: usize = 1;
+/// See [`MAX_INSTANCES`].
+const MAX_TABLES: usize = 16;
+/// See [`MAX_INSTANCES`].
+const MAX_MEMORIES: usize = 1;
+
+/// A directory granted to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// Host directory.
+    pub host: PathBuf,
+    /// Path the guest sees.
+    pub guest: String,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+impl DirGrant {
+    /// Parses `HOST[::GUEST][:ro|:rw]`, as in `--dir ./data::/data:ro`.
+    pub fn parse(s: &str) -> Result<DirGrant, String> {
+        let (rest, read_only) = match (s.strip_suffix(":ro"), s.strip_suffix(":rw")) {
+            (Some(r), _) => (r, true),
+            (_, Some(r)) => (r, false),
+            _ => (s, false),
+        };
+        let (host, guest) = match rest.split_once("::") {
+            Some((h, g)) => (h, g.to_owned()),
+            None => (rest, rest.to_owned()),
+        };
+        if host.is_empty() || guest.is_empty() {
+            return Err(format!(
+                "--dir {s:?}: expected HOST[::GUEST][:ro], e.g. ./data::/data:ro"
+            ));
+        }
+        Ok(DirGrant {
+            host: PathBuf::from(host),
+            guest,
+            read_only,
+        })
+    }
+}
+
+/// What the guest is given.
+#[derive(Debug, Clone)]
+pub struct GuestConfig {
+    /// argv[0] as the guest sees it.
+    pub program_name: String,
+    /// Arguments after argv[0].
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Directories.
+    pub dirs: Vec<DirGrant>,
+    /// Linear memory cap in MiB.
+    pub max_memory_mib: u64,
+}
+
+/// The engine configuration shared by every run: Cranelift at the wasmtime
+/// CLI's default optimisation level, epoch interruption (no fuel), and no
+/// disk cache (the `cache` feature is not even compiled in).
+pub fn engine() -> Result<Engine, LaunchError> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.parallel_compilation(true);
+    Engine::new(&config).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
+}
+
+/// Compiles a module from memory. Nothing is written to disk.
+pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
+    Module::new(engine, module).map_err(|e| LaunchError::GuestStart(format!("{e}")))
+}
+
+struct Limits {
+    max_memory: usize,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            // Refuse the growth (the guest sees memory.grow fail) and note it,
+            // so a trap that follows is reported as out of memory.
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+struct Host {
+    wasi: WasiP1Ctx,
+    limits: Limits,
+}
+
+/// Stops the guest on SIGINT/SIGTERM; a second signal ends the process.
+struct SignalGuard {
+    handle: signal_hook::iterator::Handle,
+    received: Arc<AtomicI32>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalGuard {
+    fn install(engine: &Engine) -> Result<Self, LaunchError> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| LaunchError::GuestStart(format!("cannot install signal handlers: {e}")))?;
+        let handle = signals.handle();
+        let received = Arc::new(AtomicI32::new(0));
+        let (flag, engine) = (received.clone(), engine.clone());
+        let thread = std::thread::spawn(move || {
+            for sig in signals.forever() {
+                if flag.swap(sig, Ordering::SeqCst) != 0 {
+                    // The guest is blocked in a host call and did not stop:
+                    // the user asked twice, so end now.
+                    std::process::exit(128 + sig);
+                }
+                // The guest traps at its next epoch check.
+                engine.increment_epoch();
+            }
+        });
+        Ok(SignalGuard {
+            handle,
+            received,
+            thread: Some(thread),
+        })
+    }
+
+    fn received(&self) -> Option<i32> {
+        match self.received.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs the `_start` of a compiled WASI command and returns its exit code.
+pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, LaunchError> {
+    let mut linker: Linker<Host> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
+        .map_err(|e| LaunchError::GuestStart(format!("WASI: {e}")))?;
+
+    let mut b = WasiCtxBuilder::new();
+    b.inherit_stdio();
+    b.arg(&cfg.program_name);
+    b.args(&cfg.args);
+    for (k, v) in &cfg.env {
+        b.env(k, v);
+    }
+    for d in &cfg.dirs {
+        let perms = if d.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        b.preopened_dir(&d.host, &d.guest, perms).map_err(|e| {
+            LaunchError::GuestStart(format!("cannot grant directory {}: {e}", d.host.display()))
+        })?;
+    }
+    let max_memory =
+        usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let host = Host {
+        wasi: b.build_p1(),
+        limits: Limits {
+            max_memory,
+            memory_refused: false,
+        },
+    };
+    let mut store = Store::new(engine, host);
+    store.limiter(|h| &mut h.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_trap();
+
+    let signals = SignalGuard::install(engine)?;
+    let instance = linker
+        .instantiate(&mut store, module)
+        .map_err(|e| LaunchError::GuestStart(format!("{e}")))?;
+    let start = instance
+        .get_typed_func::<(), ()>(&mut store, "_start")
+        .map_err(|_| {
+            LaunchError::GuestStart(
+                "the module has no `_start` function (not a WASI command)".into(),
+            )
+        })?;
+    let result = start.call(&mut store, ());
+    let signal = signals.received();
+    drop(signals);
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                return Ok(exit.0);
+            }
+            if let Some(signal) = signal {
+                return Err(LaunchError::Interrupted { signal });
+            }
+            if store.data().limits.memory_refused {
+                return Err(LaunchError::GuestOutOfMemory {
+                    limit_mib: cfg.max_memory_mib,
+                });
+            }
+            let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
+            Err(LaunchError::GuestTrap(
+                trap.unwrap_or_else(|| format!("{e}")),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dir_grants() {
+        let d = DirGrant::parse("./data::/data:ro").unwrap();
+        assert_eq!(
+            d,
+            DirGrant {
+                host: "./data".into(),
+                guest: "/data".into(),
+                read_only: true
+            }
+        );
+        let d = DirGrant::parse("/tmp/x").unwrap();
+        assert_eq!(
+            d,
+            DirGrant {
+                host: "/tmp/x".into(),
+                guest: "/tmp/x".into(),
+                read_only: false
+            }
+        );
+        assert!(DirGrant::parse("::/data").is_err());
+    }
+}

@@ -1,0 +1,53 @@
+//! Memory for plaintext module bytes: anonymous (never file-backed), locked
+//! against swap where the OS allows, excluded from core dumps, and zeroed
+//! before it is returned to the OS.
+use std::ops::{Deref, DerefMut};
+
+use memmap2::{Advice, MmapMut, MmapOptions};
+use zeroize::Zeroize;
+
+/// A zeroizing, unswappable, undumpable byte buffer.
+pub struct SecretBuffer {
+    map: MmapMut,
+    locked: bool,
+}
+
+impl SecretBuffer {
+    /// A zero-filled buffer of `len` (> 0) bytes.
+    pub fn new(len: usize) -> std::io::Result<Self> {
+        let map = MmapOptions::new().len(len).map_anon()?;
+        // Both are best effort: MADV_DONTDUMP is Linux-only, and mlock is
+        // bounded by RLIMIT_MEMLOCK (often 8 MiB for ordinary users).
+        let _ = map.advise(Advice::DontDump);
+        let locked = map.lock().is_ok();
+        tracing::debug!(len, locked, "plaintext buffer allocated");
+        Ok(SecretBuffer { map, locked })
+    }
+
+    /// Whether the buffer is locked in RAM.
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+}
+
+impl Deref for SecretBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl DerefMut for SecretBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+}
+
+impl Drop for SecretBuffer {
+    fn drop(&mut self) {
+        self.map.as_mut().zeroize();
+        if self.locked {
+            let _ = self.map.unlock();
+        }
+    }
+}

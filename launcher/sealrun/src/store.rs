@@ -1,0 +1,78 @@
+//! The license store: `$XDG_DATA_HOME/sealrun/licenses/<product>/<id>.license`,
+//! plus the license kept next to a package (`tool.sealed` → `tool.license`).
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use sealrun_format::license::{Binding, License};
+
+use crate::device::Device;
+use crate::error::LaunchError;
+use crate::paths;
+
+/// Installs a license file into the store after checking that it parses and
+/// is bound to this device. Returns where it was stored.
+pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchError> {
+    let bytes = fs::read(file).map_err(LaunchError::io("cannot read", file))?;
+    let license = License::parse(&bytes).map_err(LaunchError::bad_file(file))?;
+    let Binding::Device(licensed) = license.terms.binding;
+    if licensed != device.code {
+        return Err(LaunchError::WrongDevice {
+            path: file.to_owned(),
+            licensed,
+            this: device.code,
+        });
+    }
+    // Product ids are validated to [a-z0-9.-] by the parser: safe as a folder name.
+    let dir = paths::licenses_dir().join(&license.terms.product);
+    fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
+    let dest = dir.join(format!("{}.license", license.terms.license_id_hex()));
+    let tmp = dir.join(format!(".{}.tmp", license.terms.license_id_hex()));
+    fs::write(&tmp, &bytes).map_err(LaunchError::io("cannot write", &tmp))?;
+    fs::rename(&tmp, &dest).map_err(LaunchError::io("cannot write", &dest))?;
+    Ok((dest, license))
+}
+
+/// The license files that may belong to `product`, in the order they are
+/// tried: the one next to the package, then the store's.
+pub fn candidates(package: &Path, product: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut searched = Vec::new();
+    let mut found = Vec::new();
+    let sibling = package.with_extension("license");
+    searched.push(sibling.clone());
+    if sibling.is_file() {
+        found.push(sibling);
+    }
+    let dir = paths::licenses_dir().join(product);
+    searched.push(dir.clone());
+    found.extend(license_files(&dir));
+    (searched, found)
+}
+
+fn license_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "license"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every installed license file, by product.
+pub fn all() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let root = paths::licenses_dir();
+    let mut products: Vec<PathBuf> = fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    products.sort();
+    for p in products {
+        out.extend(license_files(&p));
+    }
+    out
+}

@@ -1,0 +1,32 @@
+//! Sealrun file formats: packages (`*.sealed`), licenses (`*.license`),
+//! device codes, content-key wrapping and the STREAM chunk cipher.
+//!
+//! Everything here is pure: it parses from byte slices and writes into
+//! buffers or `Write`rs handed in by the caller, and never touches files or
+//! the network. Every length is bounded by a named constant in [`limits`],
+//! trailing data and non-canonical encodings are rejected, and signatures are
+//! verified over the bytes exactly as received. The byte layout of every
+//! artifact is documented in `docs/format.md`.
+#![forbid(unsafe_code)]
+
+mod cursor;
+pub mod device;
+mod error;
+pub mod keys;
+pub mod license;
+pub mod limits;
+pub mod package;
+pub mod release;
+pub mod stream;
+pub mod text;
+mod wrap;
+
+pub use error::{Artifact, Error};
+pub use keys::{ContentKey, KeyId, VendorPublicKey, VendorSigningKey};
+pub use release::Release;
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// Unix time in whole seconds (UTC). Formats store every instant this way.
+pub type UnixTime = u64;

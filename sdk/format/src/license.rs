@@ -1,0 +1,503 @@
+//! The license format (`*.license`), version 1.
+//!
+//! ```text
+//! magic "SEALLIC\x1a" | version u16 | body length u32 | body | signature (64)
+//! ```
+//! The body holds the terms, the content keys wrapped to exactly one holder,
+//! and the issuer: the vendor key itself, or an issuing key with a
+//! certificate signed by the vendor key. The signature (by the vendor or the
+//! certified issuing key) covers every byte before it.
+use rand_core::CryptoRng;
+
+use crate::cursor::{Cursor, PutExt};
+use crate::device::{DeviceCode, DeviceSecret, MACHINE_TAG_LEN};
+use crate::keys::{ContentKey, KeyId, SIGNATURE_LEN, VendorPublicKey, VendorSigningKey};
+use crate::limits::*;
+use crate::release::ReleaseRange;
+use crate::text::{feature_problem, free_text_problem, product_id_problem};
+use crate::wrap::{ENC_LEN, WRAPPED_LEN, unwrap_on_device, wrap_to_device};
+use crate::{Artifact, Error, Release, Result, UnixTime};
+
+/// Magic bytes at the start of every license.
+pub const LICENSE_MAGIC: [u8; 8] = *b"SEALLIC\x1a";
+/// The license format version this build reads and writes.
+pub const LICENSE_VERSION: u16 = 1;
+
+const A: Artifact = Artifact::License;
+
+/// Who may use a license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// One device, named by its device code.
+    Device(DeviceCode),
+}
+
+/// A vendor's certificate for an issuing key (e.g. a license server's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssuerCert {
+    /// The certified issuing key.
+    pub issuer_key: VendorPublicKey,
+    /// Licenses issued after this instant are not accepted.
+    pub not_after: UnixTime,
+    /// The vendor key's signature over the two fields above.
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+fn cert_message(
+    vendor: &VendorPublicKey,
+    issuer: &VendorPublicKey,
+    not_after: UnixTime,
+) -> Vec<u8> {
+    let mut m = b"sealrun/v1/issuer-cert\0".to_vec();
+    m.extend_from_slice(&vendor.0);
+    m.extend_from_slice(&issuer.0);
+    m.put_u64(not_after);
+    m
+}
+
+/// Certifies `issuer` to sign licenses for `vendor` until `not_after`.
+pub fn certify_issuer(
+    vendor: &VendorSigningKey,
+    issuer: VendorPublicKey,
+    not_after: UnixTime,
+) -> IssuerCert {
+    let signature = vendor.sign(&cert_message(&vendor.public(), &issuer, not_after));
+    IssuerCert {
+        issuer_key: issuer,
+        not_after,
+        signature,
+    }
+}
+
+/// Who signed a license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    /// The vendor key itself.
+    Vendor,
+    /// An issuing key certified by the vendor key.
+    Certified(IssuerCert),
+}
+
+/// The signed terms of a license.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terms {
+    /// Random license id.
+    pub license_id: [u8; 16],
+    /// The vendor key the package must carry.
+    pub vendor_key: VendorPublicKey,
+    /// Product id.
+    pub product: String,
+    /// Releases covered.
+    pub releases: ReleaseRange,
+    /// Who the license is for.
+    pub licensee: String,
+    /// When it was issued.
+    pub issued_at: UnixTime,
+    /// Not valid before this instant.
+    pub not_before: UnixTime,
+    /// Not valid from this instant on; `None` never expires.
+    pub expires: Option<UnixTime>,
+    /// Enabled features, sorted and unique.
+    pub features: Vec<String>,
+    /// Who may use it.
+    pub binding: Binding,
+}
+
+impl Terms {
+    /// The license id as hex.
+    pub fn license_id_hex(&self) -> String {
+        self.license_id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if let Some(p) = product_id_problem(&self.product) {
+            return Some(("product id", p));
+        }
+        if let Some(p) = free_text_problem(&self.licensee, MAX_LICENSEE_LEN) {
+            return Some(("licensee", p));
+        }
+        if self.releases.max.is_some_and(|max| max < self.releases.min) {
+            return Some(("release range", "ends before it starts"));
+        }
+        if self.expires.is_some_and(|e| e <= self.not_before) {
+            return Some(("expiry", "is not after the start of validity"));
+        }
+        if self.features.len() > MAX_FEATURES {
+            return Some(("features", "are more than allowed"));
+        }
+        if let Some(p) = self.features.iter().find_map(|f| feature_problem(f)) {
+            return Some(("feature", p));
+        }
+        if !self.features.windows(2).all(|w| w[0] < w[1]) {
+            return Some(("features", "are not sorted and unique"));
+        }
+        None
+    }
+}
+
+/// One content key wrapped to the license holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// The release the key encrypts.
+    pub release: Release,
+    /// Identifier of the key.
+    pub key_id: KeyId,
+    enc: [u8; ENC_LEN],
+    wrapped: [u8; WRAPPED_LEN],
+}
+
+fn wrap_aad(license_id: &[u8; 16], key_id: &KeyId) -> Vec<u8> {
+    let mut aad = b"sealrun/v1/license-key\0".to_vec();
+    aad.extend_from_slice(license_id);
+    aad.extend_from_slice(&key_id.0);
+    aad
+}
+
+/// A parsed license.
+#[derive(Debug, Clone)]
+pub struct License {
+    /// The terms.
+    pub terms: Terms,
+    /// Wrapped content keys, one per release, sorted by release.
+    pub keys: Vec<WrappedKey>,
+    /// Who signed it.
+    pub issuer: Issuer,
+    signed: Vec<u8>,
+    signature: [u8; SIGNATURE_LEN],
+}
+
+impl License {
+    /// Parses a license strictly. No signature is checked yet.
+    pub fn parse(input: &[u8]) -> Result<License> {
+        let mut c = Cursor::new(input, A);
+        if input.len() < 8 || c.array::<8>()? != LICENSE_MAGIC {
+            return Err(Error::NotSealrun(A));
+        }
+        let version = c.u16()?;
+        if version != LICENSE_VERSION {
+            return Err(Error::UnsupportedVersion {
+                artifact: A,
+                found: version,
+                supported: LICENSE_VERSION,
+            });
+        }
+        let len = c.u32()?;
+        if len > MAX_LICENSE_BODY_LEN {
+            return Err(c.malformed("body length", "is larger than allowed"));
+        }
+        let body = c.bytes(len as usize)?;
+        let signed_len = c.position();
+        let signature = c.array::<SIGNATURE_LEN>()?;
+        c.finish()?;
+        let (terms, keys, issuer) = decode_body(body)?;
+        Ok(License {
+            terms,
+            keys,
+            issuer,
+            signed: input[..signed_len].to_vec(),
+            signature,
+        })
+    }
+
+    /// Verifies the signature chain up to `vendor_key`, the key the package
+    /// carries. The license must name the same vendor key.
+    pub fn verify_signature(&self, vendor_key: &VendorPublicKey) -> Result<()> {
+        if &self.terms.vendor_key != vendor_key {
+            return Err(Error::BadSignature(A));
+        }
+        let signer = match self.issuer {
+            Issuer::Vendor => *vendor_key,
+            Issuer::Certified(cert) => {
+                let msg = cert_message(vendor_key, &cert.issuer_key, cert.not_after);
+                vendor_key.verify(&msg, &cert.signature, A)?;
+                if self.terms.issued_at > cert.not_after {
+                    return Err(Error::BadSignature(A));
+                }
+                cert.issuer_key
+            }
+        };
+        signer.verify(&signed_message(&self.signed), &self.signature, A)
+    }
+
+    /// The wrapped key for `key_id`, if the license carries it.
+    pub fn key_for(&self, key_id: &KeyId) -> Option<&WrappedKey> {
+        self.keys.iter().find(|k| &k.key_id == key_id)
+    }
+
+    /// Unwraps the content key with id `key_id` using the device secret.
+    pub fn unwrap_key(&self, key_id: &KeyId, secret: &DeviceSecret) -> Result<ContentKey> {
+        let Binding::Device(device) = self.terms.binding;
+        let entry = self.key_for(key_id).ok_or(Error::UnwrapFailed)?;
+        let key = unwrap_on_device(
+            &entry.enc,
+            &entry.wrapped,
+            secret,
+            &device,
+            &wrap_aad(&self.terms.license_id, key_id),
+        )?;
+        if &key.id() != key_id {
+            return Err(Error::UnwrapFailed);
+        }
+        Ok(key)
+    }
+
+    /// Checks that the license covers the package described by `manifest`
+    /// at time `now`: same product, release in range, a key for this build,
+    /// and within the validity period. Signatures and the device binding
+    /// are checked separately.
+    pub fn check_covers(&self, manifest: &crate::package::Manifest, now: UnixTime) -> Result<()> {
+        let t = &self.terms;
+        if t.product != manifest.product {
+            return Err(Error::WrongProduct {
+                licensed: t.product.clone(),
+                package: manifest.product.clone(),
+            });
+        }
+        if !t.releases.contains(manifest.release) {
+            return Err(Error::ReleaseNotLicensed {
+                licensed: t.releases.to_string(),
+                package: manifest.release,
+            });
+        }
+        if self.key_for(&manifest.key_id).is_none() {
+            return Err(Error::NoKeyForPackage(manifest.release));
+        }
+        if now < t.not_before {
+            return Err(Error::NotYetValid(t.not_before));
+        }
+        if let Some(e) = t.expires.filter(|&e| now >= e) {
+            return Err(Error::Expired(e));
+        }
+        Ok(())
+    }
+
+    /// The license bytes as parsed (for storing a copy).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = self.signed.clone();
+        v.extend_from_slice(&self.signature);
+        v
+    }
+}
+
+fn signed_message(signed: &[u8]) -> Vec<u8> {
+    let mut m = b"sealrun/v1/license\0".to_vec();
+    m.extend_from_slice(signed);
+    m
+}
+
+fn put_release(v: &mut Vec<u8>, r: Release) {
+    v.extend_from_slice(&r.to_bytes());
+}
+
+fn encode_body(terms: &Terms, keys: &[WrappedKey], issuer: &Issuer) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&terms.license_id);
+    b.extend_from_slice(&terms.vendor_key.0);
+    b.put_str8(&terms.product);
+    put_release(&mut b, terms.releases.min);
+    b.put_u8(u8::from(terms.releases.max.is_some()));
+    if let Some(max) = terms.releases.max {
+        put_release(&mut b, max);
+    }
+    b.put_str16(&terms.licensee);
+    b.put_u64(terms.issued_at);
+    b.put_u64(terms.not_before);
+    b.put_u8(u8::from(terms.expires.is_some()));
+    if let Some(e) = terms.expires {
+        b.put_u64(e);
+    }
+    b.put_u8(terms.features.len() as u8);
+    for f in &terms.features {
+        b.put_str8(f);
+    }
+    match terms.binding {
+        Binding::Device(d) => {
+            b.put_u8(1);
+            b.extend_from_slice(&d.machine_tag);
+            b.extend_from_slice(&d.public_key);
+        }
+    }
+    b.put_u8(keys.len() as u8);
+    for k in keys {
+        put_release(&mut b, k.release);
+        b.extend_from_slice(&k.key_id.0);
+        b.extend_from_slice(&k.enc);
+        b.extend_from_slice(&k.wrapped);
+    }
+    match issuer {
+        Issuer::Vendor => b.put_u8(0),
+        Issuer::Certified(cert) => {
+            b.put_u8(1);
+            b.extend_from_slice(&cert.issuer_key.0);
+            b.put_u64(cert.not_after);
+            b.extend_from_slice(&cert.signature);
+        }
+    }
+    b
+}
+
+fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
+    let mut c = Cursor::new(body, A);
+    let license_id = c.array()?;
+    let vendor_key = VendorPublicKey(c.array()?);
+    let product = c.str8("product id", MAX_PRODUCT_ID_LEN)?.to_owned();
+    let min = Release::from_bytes(c.array()?);
+    let max = if c.flag("release range")? {
+        Some(Release::from_bytes(c.array()?))
+    } else {
+        None
+    };
+    let licensee = c.str16("licensee", MAX_LICENSEE_LEN)?.to_owned();
+    let issued_at = c.u64()?;
+    let not_before = c.u64()?;
+    let expires = if c.flag("expiry")? {
+        Some(c.u64()?)
+    } else {
+        None
+    };
+    let nf = c.u8()? as usize;
+    if nf > MAX_FEATURES {
+        return Err(c.malformed("features", "are more than allowed"));
+    }
+    let mut features = Vec::with_capacity(nf);
+    for _ in 0..nf {
+        features.push(c.str8("feature", MAX_FEATURE_LEN)?.to_owned());
+    }
+    let binding = match c.u8()? {
+        1 => Binding::Device(DeviceCode {
+            machine_tag: c.array::<MACHINE_TAG_LEN>()?,
+            public_key: c.array()?,
+        }),
+        _ => return Err(c.malformed("binding", "has an unknown kind")),
+    };
+    let nk = c.u8()? as usize;
+    if nk == 0 || nk > MAX_WRAPPED_KEYS {
+        return Err(c.malformed("key list", "is empty or longer than allowed"));
+    }
+    let mut keys = Vec::with_capacity(nk);
+    for _ in 0..nk {
+        keys.push(WrappedKey {
+            release: Release::from_bytes(c.array()?),
+            key_id: KeyId(c.array()?),
+            enc: c.array()?,
+            wrapped: c.array()?,
+        });
+    }
+    let issuer = match c.u8()? {
+        0 => Issuer::Vendor,
+        1 => Issuer::Certified(IssuerCert {
+            issuer_key: VendorPublicKey(c.array()?),
+            not_after: c.u64()?,
+            signature: c.array()?,
+        }),
+        _ => return Err(c.malformed("issuer", "has an unknown kind")),
+    };
+    c.finish()?;
+    let terms = Terms {
+        license_id,
+        vendor_key,
+        product,
+        releases: ReleaseRange { min, max },
+        licensee,
+        issued_at,
+        not_before,
+        expires,
+        features,
+        binding,
+    };
+    if let Some((field, problem)) = terms.problem() {
+        return Err(Error::Malformed {
+            artifact: A,
+            field,
+            problem,
+        });
+    }
+    if let Some(problem) = keys_problem(&terms, &keys) {
+        return Err(Error::Malformed {
+            artifact: A,
+            field: "key list",
+            problem,
+        });
+    }
+    Ok((terms, keys, issuer))
+}
+
+fn keys_problem(terms: &Terms, keys: &[WrappedKey]) -> Option<&'static str> {
+    if !keys.windows(2).all(|w| w[0].release < w[1].release) {
+        return Some("is not sorted by release without repeats");
+    }
+    if !keys.iter().all(|k| terms.releases.contains(k.release)) {
+        return Some("has a key for a release outside the licensed range");
+    }
+    None
+}
+
+/// Who signs a new license.
+pub enum LicenseSigner<'a> {
+    /// The vendor key itself.
+    Vendor(&'a VendorSigningKey),
+    /// An issuing key with its certificate.
+    Issuer {
+        /// The issuing key.
+        key: &'a VendorSigningKey,
+        /// Its certificate from the vendor key.
+        cert: IssuerCert,
+        /// The vendor key that made the certificate.
+        vendor: VendorPublicKey,
+    },
+}
+
+/// Issues a device license for `terms`, wrapping each of `keys` (one per
+/// release, each within the licensed range) to the bound device.
+pub fn issue(
+    mut terms: Terms,
+    keys: &[(Release, &ContentKey)],
+    signer: &LicenseSigner<'_>,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>> {
+    terms.features.sort();
+    terms.features.dedup();
+    rng.fill_bytes(&mut terms.license_id);
+    let (vendor, issuer, key) = match signer {
+        LicenseSigner::Vendor(k) => (k.public(), Issuer::Vendor, *k),
+        LicenseSigner::Issuer { key, cert, vendor } => (*vendor, Issuer::Certified(*cert), *key),
+    };
+    terms.vendor_key = vendor;
+    if let Some((field, problem)) = terms.problem() {
+        return Err(Error::InvalidInput { field, problem });
+    }
+    if keys.is_empty() || keys.len() > MAX_WRAPPED_KEYS {
+        return Err(Error::InvalidInput {
+            field: "content keys",
+            problem: "none in the licensed range, or too many",
+        });
+    }
+    let Binding::Device(device) = terms.binding;
+    let mut wrapped = Vec::with_capacity(keys.len());
+    for (release, k) in keys {
+        let key_id = k.id();
+        let (enc, w) = wrap_to_device(k, &device, &wrap_aad(&terms.license_id, &key_id), rng)?;
+        wrapped.push(WrappedKey {
+            release: *release,
+            key_id,
+            enc,
+            wrapped: w,
+        });
+    }
+    wrapped.sort_by_key(|k| k.release);
+    if let Some(problem) = keys_problem(&terms, &wrapped) {
+        return Err(Error::InvalidInput {
+            field: "content keys",
+            problem,
+        });
+    }
+    let body = encode_body(&terms, &wrapped, &issuer);
+    let mut out = Vec::with_capacity(14 + body.len() + SIGNATURE_LEN);
+    out.extend_from_slice(&LICENSE_MAGIC);
+    out.put_u16(LICENSE_VERSION);
+    out.put_u32(body.len() as u32);
+    out.extend_from_slice(&body);
+    let sig = key.sign(&signed_message(&out));
+    out.extend_from_slice(&sig);
+    Ok(out)
+}

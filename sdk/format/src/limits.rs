@@ -1,0 +1,32 @@
+//! Every length the formats accept is bounded here, with the reason.
+
+/// Largest module a package may carry: 4 GiB is the most a wasm32 linear
+/// address space can refer to, and far above any real module.
+pub const MAX_MODULE_LEN: u64 = 4 << 30;
+/// Smallest chunk size, as log2 (4 KiB): smaller chunks waste tag space.
+pub const MIN_CHUNK_SIZE_LOG2: u8 = 12;
+/// Largest chunk size, as log2 (16 MiB): bounds the memory one chunk needs.
+pub const MAX_CHUNK_SIZE_LOG2: u8 = 24;
+/// Default chunk size, as log2 (64 KiB): small enough for a progress bar and
+/// parallel work, large enough that tags and nonces cost under 0.03%.
+pub const DEFAULT_CHUNK_SIZE_LOG2: u8 = 16;
+/// Largest manifest: it holds names and a short capability list, never data.
+pub const MAX_MANIFEST_LEN: u32 = 16 * 1024;
+/// Largest license body: terms plus up to [`MAX_WRAPPED_KEYS`] key entries.
+pub const MAX_LICENSE_BODY_LEN: u32 = 16 * 1024;
+/// Longest product id (reverse-DNS names are far shorter in practice).
+pub const MAX_PRODUCT_ID_LEN: usize = 128;
+/// Longest display name shown to end users.
+pub const MAX_DISPLAY_NAME_LEN: usize = 200;
+/// Longest licensee name.
+pub const MAX_LICENSEE_LEN: usize = 256;
+/// Most features one license may enable.
+pub const MAX_FEATURES: usize = 32;
+/// Longest feature name.
+pub const MAX_FEATURE_LEN: usize = 64;
+/// Most capabilities a manifest may request.
+pub const MAX_CAPABILITIES: usize = 32;
+/// Longest capability value (a guest path or an environment variable name).
+pub const MAX_CAPABILITY_LEN: usize = 256;
+/// Most content keys (one per release) one license may carry.
+pub const MAX_WRAPPED_KEYS: usize = 64;

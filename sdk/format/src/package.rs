@@ -1,0 +1,546 @@
+//! The package format (`*.sealed`), version 1.
+//!
+//! ```text
+//! header    magic "SEALPKG\x1a" | version u16 | manifest length u32 | manifest
+//! chunks    STREAM chunks of the module (see `stream`), each with its tag
+//! trailer   Ed25519 signature by the vendor key (64 bytes)
+//! ```
+//! The signature covers the header bytes as received and the SHA-256 of
+//! every ciphertext chunk, so anyone can check a package without a license,
+//! and nobody holding a content key can alter a chunk unnoticed.
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+
+use crate::cursor::{Cursor, PutExt};
+use crate::keys::{ContentKey, KeyId, SIGNATURE_LEN, VendorPublicKey, VendorSigningKey};
+use crate::limits::*;
+use crate::stream::{ChunkLayout, ChunkOpener, NONCE_PREFIX_LEN, StreamOpener, StreamSealer};
+use crate::text::{free_text_problem, product_id_problem};
+use crate::{Artifact, Error, Release, Result};
+
+/// Magic bytes at the start of every package.
+pub const PACKAGE_MAGIC: [u8; 8] = *b"SEALPKG\x1a";
+/// The package format version this build reads and writes.
+pub const PACKAGE_VERSION: u16 = 1;
+/// Cipher suite 1: AES-256-GCM-SIV STREAM-BE32, SHA-256 chunk digests,
+/// Ed25519 signatures, HPKE X25519/HKDF-SHA256/AES-256-GCM key wrapping.
+pub const CIPHER_SUITE_V1: u8 = 1;
+/// Bytes before the manifest: magic, version, manifest length.
+const PREFIX_LEN: usize = 8 + 2 + 4;
+
+const A: Artifact = Artifact::Package;
+
+/// What kind of program the package holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    /// A WASI command that talks through stdin, stdout and stderr.
+    Console,
+}
+
+/// A capability the app asks for. The launcher grants none of them by itself:
+/// it tells the user, who grants them with `--dir` / `--env`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    /// A directory the app expects at `guest` (an absolute guest path).
+    Dir {
+        /// Whether the app needs to write there.
+        writable: bool,
+        /// The path the app uses.
+        guest: String,
+    },
+    /// An environment variable the app reads.
+    Env(String),
+}
+
+impl Capability {
+    fn tag(&self) -> u8 {
+        match self {
+            Capability::Dir {
+                writable: false, ..
+            } => 1,
+            Capability::Dir { writable: true, .. } => 2,
+            Capability::Env(_) => 3,
+        }
+    }
+
+    fn value(&self) -> &str {
+        match self {
+            Capability::Dir { guest, .. } => guest,
+            Capability::Env(name) => name,
+        }
+    }
+
+    /// Why the capability is invalid, if it is.
+    pub fn problem(&self) -> Option<&'static str> {
+        let v = self.value();
+        if v.is_empty() || v.len() > MAX_CAPABILITY_LEN {
+            return Some("capability value is empty or too long");
+        }
+        match self {
+            Capability::Dir { guest, .. } => {
+                if !guest.starts_with('/')
+                    || guest.split('/').any(|p| p == "..")
+                    || guest.chars().any(char::is_control)
+                {
+                    return Some("guest directory must be an absolute path without '..'");
+                }
+            }
+            Capability::Env(name) => {
+                let ok = name.bytes().enumerate().all(|(i, b)| {
+                    b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit())
+                });
+                if !ok {
+                    return Some("environment variable names are letters, digits and '_'");
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The signed description of a package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Product id, e.g. `com.acme.tool`.
+    pub product: String,
+    /// The release this package is.
+    pub release: Release,
+    /// Name shown to end users.
+    pub display_name: String,
+    /// Kind of program.
+    pub kind: AppKind,
+    /// The vendor key that signs the package and its licenses.
+    pub vendor_key: VendorPublicKey,
+    /// Cipher suite ([`CIPHER_SUITE_V1`]).
+    pub cipher_suite: u8,
+    /// Chunk size as a power of two.
+    pub chunk_size_log2: u8,
+    /// Length of the module in bytes.
+    pub plaintext_len: u64,
+    /// Random STREAM nonce prefix of this package.
+    pub nonce_prefix: [u8; NONCE_PREFIX_LEN],
+    /// Identifier of the content key that encrypts the module.
+    pub key_id: KeyId,
+    /// Capabilities the app asks for, sorted and unique.
+    pub capabilities: Vec<Capability>,
+}
+
+impl Manifest {
+    fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if let Some(p) = product_id_problem(&self.product) {
+            return Some(("product id", p));
+        }
+        if let Some(p) = free_text_problem(&self.display_name, MAX_DISPLAY_NAME_LEN) {
+            return Some(("display name", p));
+        }
+        if self.cipher_suite != CIPHER_SUITE_V1 {
+            return Some(("cipher suite", "is not one this build supports"));
+        }
+        if !(MIN_CHUNK_SIZE_LOG2..=MAX_CHUNK_SIZE_LOG2).contains(&self.chunk_size_log2) {
+            return Some(("chunk size", "is outside 4 KiB to 16 MiB"));
+        }
+        if self.plaintext_len == 0 || self.plaintext_len > MAX_MODULE_LEN {
+            return Some(("module length", "is zero or above the 4 GiB limit"));
+        }
+        if self.capabilities.len() > MAX_CAPABILITIES {
+            return Some(("capabilities", "are more than allowed"));
+        }
+        if let Some(p) = self.capabilities.iter().find_map(Capability::problem) {
+            return Some(("capabilities", p));
+        }
+        if !self
+            .capabilities
+            .windows(2)
+            .all(|w| (w[0].tag(), w[0].value()) < (w[1].tag(), w[1].value()))
+        {
+            return Some(("capabilities", "are not sorted and unique"));
+        }
+        None
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.put_str8(&self.product);
+        m.extend_from_slice(&self.release.to_bytes());
+        m.put_str16(&self.display_name);
+        m.put_u8(match self.kind {
+            AppKind::Console => 1,
+        });
+        m.extend_from_slice(&self.vendor_key.0);
+        m.put_u8(self.cipher_suite);
+        m.put_u8(self.chunk_size_log2);
+        m.put_u64(self.plaintext_len);
+        m.extend_from_slice(&self.nonce_prefix);
+        m.extend_from_slice(&self.key_id.0);
+        m.put_u8(self.capabilities.len() as u8);
+        for c in &self.capabilities {
+            m.put_u8(c.tag());
+            m.put_str16(c.value());
+        }
+        m
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Manifest> {
+        let mut c = Cursor::new(bytes, A);
+        let product = c.str8("product id", MAX_PRODUCT_ID_LEN)?.to_owned();
+        let release = Release::from_bytes(c.array()?);
+        let display_name = c.str16("display name", MAX_DISPLAY_NAME_LEN)?.to_owned();
+        let kind = match c.u8()? {
+            1 => AppKind::Console,
+            _ => return Err(c.malformed("app kind", "is unknown")),
+        };
+        let vendor_key = VendorPublicKey(c.array()?);
+        let cipher_suite = c.u8()?;
+        let chunk_size_log2 = c.u8()?;
+        let plaintext_len = c.u64()?;
+        let nonce_prefix = c.array()?;
+        let key_id = KeyId(c.array()?);
+        let count = c.u8()? as usize;
+        if count > MAX_CAPABILITIES {
+            return Err(c.malformed("capabilities", "are more than allowed"));
+        }
+        let mut capabilities = Vec::with_capacity(count);
+        for _ in 0..count {
+            let tag = c.u8()?;
+            let value = c.str16("capability", MAX_CAPABILITY_LEN)?.to_owned();
+            capabilities.push(match tag {
+                1 => Capability::Dir {
+                    writable: false,
+                    guest: value,
+                },
+                2 => Capability::Dir {
+                    writable: true,
+                    guest: value,
+                },
+                3 => Capability::Env(value),
+                _ => return Err(c.malformed("capability", "has an unknown kind")),
+            });
+        }
+        c.finish()?;
+        let m = Manifest {
+            product,
+            release,
+            display_name,
+            kind,
+            vendor_key,
+            cipher_suite,
+            chunk_size_log2,
+            plaintext_len,
+            nonce_prefix,
+            key_id,
+            capabilities,
+        };
+        if let Some((field, problem)) = m.problem() {
+            return Err(Error::Malformed {
+                artifact: A,
+                field,
+                problem,
+            });
+        }
+        Ok(m)
+    }
+
+    /// How the module is cut into chunks.
+    pub fn layout(&self) -> ChunkLayout {
+        ChunkLayout::new(self.chunk_size_log2, self.plaintext_len)
+    }
+}
+
+/// A parsed package header: the manifest and the exact bytes it came from.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// The manifest.
+    pub manifest: Manifest,
+    bytes: Vec<u8>,
+}
+
+impl Header {
+    /// Parses the header at the start of `input` (which may hold more).
+    pub fn parse_prefix(input: &[u8]) -> Result<Header> {
+        let mut c = Cursor::new(input, A);
+        if input.len() < 8 || c.array::<8>()? != PACKAGE_MAGIC {
+            return Err(Error::NotSealrun(A));
+        }
+        let version = c.u16()?;
+        if version != PACKAGE_VERSION {
+            return Err(Error::UnsupportedVersion {
+                artifact: A,
+                found: version,
+                supported: PACKAGE_VERSION,
+            });
+        }
+        let len = c.u32()?;
+        if len > MAX_MANIFEST_LEN {
+            return Err(c.malformed("manifest length", "is larger than allowed"));
+        }
+        let manifest = Manifest::decode(c.bytes(len as usize)?)?;
+        Ok(Header {
+            manifest,
+            bytes: input[..c.position()].to_vec(),
+        })
+    }
+
+    fn encode(manifest: Manifest) -> Result<Header> {
+        if let Some((field, problem)) = manifest.problem() {
+            return Err(Error::InvalidInput { field, problem });
+        }
+        let m = manifest.encode();
+        let mut bytes = Vec::with_capacity(PREFIX_LEN + m.len());
+        bytes.extend_from_slice(&PACKAGE_MAGIC);
+        bytes.put_u16(PACKAGE_VERSION);
+        bytes.put_u32(m.len() as u32);
+        bytes.extend_from_slice(&m);
+        Ok(Header { manifest, bytes })
+    }
+
+    /// The header bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// SHA-256 of the header bytes: the associated data of every chunk.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(&self.bytes).into()
+    }
+
+    /// Total length of the package this header announces.
+    pub fn package_len(&self) -> u64 {
+        self.bytes.len() as u64 + self.manifest.layout().ciphertext_len() + SIGNATURE_LEN as u64
+    }
+}
+
+/// Accumulates the chunk digests the package signature covers.
+struct ChunkDigests(Sha256);
+
+impl ChunkDigests {
+    fn new() -> Self {
+        ChunkDigests(Sha256::new_with_prefix(b"sealrun/v1/chunks\0"))
+    }
+    fn add(&mut self, chunk: &[u8]) {
+        self.0.update(Sha256::digest(chunk));
+    }
+    fn signed_message(self, header: &Header) -> Vec<u8> {
+        let mut msg = b"sealrun/v1/package\0".to_vec();
+        msg.extend_from_slice(header.as_bytes());
+        msg.extend_from_slice(&self.0.finalize());
+        msg
+    }
+}
+
+/// A package held in memory (or a memory map), checked for structure.
+pub struct Package<'a> {
+    header: Header,
+    ciphertext: &'a [u8],
+    signature: [u8; SIGNATURE_LEN],
+}
+
+impl<'a> Package<'a> {
+    /// Parses a whole package: header, exact length, no trailing data.
+    /// No cryptographic check is made yet.
+    pub fn parse(input: &'a [u8]) -> Result<Package<'a>> {
+        let header = Header::parse_prefix(input)?;
+        let total = header.package_len();
+        let have = input.len() as u64;
+        if have < total {
+            return Err(Error::Truncated {
+                artifact: A,
+                needed: total,
+                available: have,
+            });
+        }
+        if have > total {
+            return Err(Error::TrailingData {
+                artifact: A,
+                extra: have - total,
+            });
+        }
+        let start = header.as_bytes().len();
+        let sig_at = input.len() - SIGNATURE_LEN;
+        let signature = input[sig_at..].try_into().expect("length checked");
+        Ok(Package {
+            header,
+            ciphertext: &input[start..sig_at],
+            signature,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.header.manifest
+    }
+
+    fn chunk(&self, i: u64) -> &'a [u8] {
+        let layout = self.manifest().layout();
+        let start = layout.ciphertext_offset(i) as usize;
+        let len = layout.plaintext_chunk_len(i) as usize + crate::stream::TAG_LEN;
+        &self.ciphertext[start..start + len]
+    }
+
+    /// Verifies the vendor signature over the header and every chunk.
+    pub fn verify_signature(&self) -> Result<()> {
+        let mut d = ChunkDigests::new();
+        for i in 0..self.manifest().layout().chunk_count() {
+            d.add(self.chunk(i));
+        }
+        self.check_signature(d)
+    }
+
+    fn check_signature(&self, d: ChunkDigests) -> Result<()> {
+        let msg = d.signed_message(&self.header);
+        self.manifest().vendor_key.verify(&msg, &self.signature, A)
+    }
+
+    /// Verifies the signature and decrypts the module into `out` (exactly
+    /// `plaintext_len` bytes) in one pass. On any failure `out` is zeroed:
+    /// no unauthenticated byte survives.
+    pub fn decrypt_into(&self, key: &ContentKey, out: &mut [u8]) -> Result<()> {
+        let m = self.manifest();
+        if key.id() != m.key_id {
+            return Err(Error::UnwrapFailed);
+        }
+        if out.len() as u64 != m.plaintext_len {
+            return Err(Error::InvalidInput {
+                field: "output buffer",
+                problem: "is not the module length",
+            });
+        }
+        let layout = m.layout();
+        let mut opener = StreamOpener::new(ChunkOpener::new(
+            key,
+            m.nonce_prefix,
+            layout,
+            self.header.digest(),
+        ));
+        let mut digests = ChunkDigests::new();
+        let result = (|| {
+            for i in 0..layout.chunk_count() {
+                let ct = self.chunk(i);
+                digests.add(ct);
+                let start = (i * layout.chunk_size()) as usize;
+                let end = start + layout.plaintext_chunk_len(i) as usize;
+                opener.open_next(ct, &mut out[start..end])?;
+            }
+            opener.finish()?;
+            self.check_signature(digests)
+        })();
+        if result.is_err() {
+            out.fill(0);
+        }
+        result
+    }
+}
+
+/// What a vendor says about a package; the sealer fills in the rest.
+#[derive(Debug, Clone)]
+pub struct PackageSpec {
+    /// Product id.
+    pub product: String,
+    /// Release.
+    pub release: Release,
+    /// Name shown to end users.
+    pub display_name: String,
+    /// Capabilities the app asks for (sorted and deduplicated by the sealer).
+    pub capabilities: Vec<Capability>,
+    /// Chunk size as a power of two.
+    pub chunk_size_log2: u8,
+    /// Exact module length.
+    pub plaintext_len: u64,
+}
+
+/// Seals a module chunk by chunk. Write [`header`](Self::header), then every
+/// chunk returned by [`seal_chunk`](Self::seal_chunk), then the signature
+/// from [`finish`](Self::finish).
+pub struct PackageSealer {
+    header: Header,
+    stream: StreamSealer,
+    digests: ChunkDigests,
+}
+
+impl PackageSealer {
+    /// Starts sealing `spec` with `key`, for `vendor`'s signature.
+    pub fn new(
+        mut spec: PackageSpec,
+        key: &ContentKey,
+        vendor: VendorPublicKey,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Self> {
+        let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
+        rng.fill_bytes(&mut nonce_prefix);
+        spec.capabilities
+            .sort_by(|a, b| (a.tag(), a.value()).cmp(&(b.tag(), b.value())));
+        spec.capabilities.dedup();
+        let header = Header::encode(Manifest {
+            product: spec.product,
+            release: spec.release,
+            display_name: spec.display_name,
+            kind: AppKind::Console,
+            vendor_key: vendor,
+            cipher_suite: CIPHER_SUITE_V1,
+            chunk_size_log2: spec.chunk_size_log2,
+            plaintext_len: spec.plaintext_len,
+            nonce_prefix,
+            key_id: key.id(),
+            capabilities: spec.capabilities,
+        })?;
+        let stream =
+            StreamSealer::new(key, nonce_prefix, header.manifest.layout(), header.digest());
+        Ok(PackageSealer {
+            header,
+            stream,
+            digests: ChunkDigests::new(),
+        })
+    }
+
+    /// The header bytes, to be written first.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Seals the next chunk in place (`buf` holds its plaintext).
+    pub fn seal_chunk(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        self.stream.seal_next(buf)?;
+        self.digests.add(buf);
+        Ok(())
+    }
+
+    /// Ends sealing and returns the signature to write last.
+    pub fn finish(self, signer: &VendorSigningKey) -> Result<[u8; SIGNATURE_LEN]> {
+        if signer.public() != self.header.manifest.vendor_key {
+            return Err(Error::InvalidInput {
+                field: "signing key",
+                problem: "is not the vendor key in the manifest",
+            });
+        }
+        self.stream.finish()?;
+        Ok(signer.sign(&self.digests.signed_message(&self.header)))
+    }
+}
+
+/// Seals a module held in memory (tests, small tools).
+pub fn seal_to_vec(
+    spec: PackageSpec,
+    module: &[u8],
+    key: &ContentKey,
+    signer: &VendorSigningKey,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>> {
+    let chunk = 1usize << spec.chunk_size_log2;
+    let mut sealer = PackageSealer::new(spec, key, signer.public(), rng)?;
+    let mut out = sealer.header().as_bytes().to_vec();
+    let mut pieces: Vec<&[u8]> = module.chunks(chunk).collect();
+    if pieces.is_empty() {
+        pieces.push(&[]);
+    }
+    for piece in pieces {
+        let mut buf = piece.to_vec();
+        sealer.seal_chunk(&mut buf)?;
+        out.extend_from_slice(&buf);
+    }
+    out.extend_from_slice(&sealer.finish(signer)?);
+    Ok(out)
+}

@@ -1,0 +1,344 @@
+//! STREAM (Hoang, Reyhanitabar, Rogaway, Vizár 2015) over AES-256-GCM-SIV.
+//!
+//! The module is cut into chunks of `2^chunk_size_log2` bytes; chunk `i` is
+//! sealed with the nonce `prefix(7) || i (u32 BE) || last (1 byte)`, exactly
+//! the layout of `aead_stream::StreamBE32`, which does the sealing. Every
+//! chunk carries the SHA-256 of the package header as associated data, so a
+//! chunk cannot be moved to another package, and the last-chunk flag makes
+//! truncation at a chunk boundary detectable. Readers must call
+//! [`StreamOpener::finish`]: only then is the whole stream authenticated.
+use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
+use aes_gcm_siv::aead::{AeadInOut, KeyInit, inout::InOutBuf};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use zeroize::Zeroizing;
+
+use crate::keys::ContentKey;
+use crate::{Error, Result};
+
+/// Bytes of authentication tag after every chunk.
+pub const TAG_LEN: usize = 16;
+/// Bytes of the per-package random nonce prefix.
+pub const NONCE_PREFIX_LEN: usize = 7;
+
+/// HKDF label of the payload key; the content key itself never keys AES.
+const PAYLOAD_KEY_INFO: &[u8] = b"sealrun/v1/payload-key";
+
+/// The nonce of one chunk: the package's random prefix, the chunk counter
+/// and the last-chunk flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkNonce {
+    prefix: [u8; NONCE_PREFIX_LEN],
+    counter: u32,
+    last: bool,
+}
+
+impl ChunkNonce {
+    /// The nonce of chunk `counter`.
+    pub fn new(prefix: [u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -> Self {
+        ChunkNonce {
+            prefix,
+            counter,
+            last,
+        }
+    }
+
+    /// The 12 nonce bytes, laid out as `aead_stream::StreamBE32` lays them.
+    pub fn to_bytes(self) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[..7].copy_from_slice(&self.prefix);
+        n[7..11].copy_from_slice(&self.counter.to_be_bytes());
+        n[11] = u8::from(self.last);
+        n
+    }
+}
+
+/// How a plaintext of a given length is cut into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLayout {
+    chunk_size: u64,
+    plaintext_len: u64,
+}
+
+impl ChunkLayout {
+    /// The layout for `plaintext_len` bytes in chunks of `2^chunk_size_log2`.
+    pub fn new(chunk_size_log2: u8, plaintext_len: u64) -> Self {
+        ChunkLayout {
+            chunk_size: 1u64 << chunk_size_log2,
+            plaintext_len,
+        }
+    }
+
+    /// Plaintext bytes in a full chunk.
+    pub fn chunk_size(&self) -> u64 {
+        self.chunk_size
+    }
+
+    /// Total plaintext bytes.
+    pub fn plaintext_len(&self) -> u64 {
+        self.plaintext_len
+    }
+
+    /// Number of chunks; an empty plaintext still has one (empty, last) chunk.
+    pub fn chunk_count(&self) -> u64 {
+        self.plaintext_len.div_ceil(self.chunk_size).max(1)
+    }
+
+    /// Plaintext bytes in chunk `i`.
+    pub fn plaintext_chunk_len(&self, i: u64) -> u64 {
+        let start = i * self.chunk_size;
+        (self.plaintext_len - start).min(self.chunk_size)
+    }
+
+    /// Total ciphertext bytes (plaintext plus one tag per chunk).
+    pub fn ciphertext_len(&self) -> u64 {
+        self.plaintext_len + self.chunk_count() * TAG_LEN as u64
+    }
+
+    /// Offset of chunk `i` within the ciphertext.
+    pub fn ciphertext_offset(&self, i: u64) -> u64 {
+        i * (self.chunk_size + TAG_LEN as u64)
+    }
+
+    /// Whether chunk `i` is the last one.
+    pub fn is_last(&self, i: u64) -> bool {
+        i + 1 == self.chunk_count()
+    }
+}
+
+fn payload_cipher(key: &ContentKey) -> Aes256GcmSiv {
+    let mut k = Zeroizing::new([0u8; 32]);
+    key.derive(PAYLOAD_KEY_INFO, k.as_mut());
+    let k: &[u8; 32] = &k;
+    Aes256GcmSiv::new(k.into())
+}
+
+/// Seals chunks in order. The caller hands in each plaintext chunk and gets
+/// back the ciphertext (chunk plus tag) to write.
+pub struct StreamSealer {
+    stream: StreamBE32<Aes256GcmSiv>,
+    layout: ChunkLayout,
+    aad: [u8; 32],
+    next: u64,
+}
+
+impl StreamSealer {
+    /// A sealer for `layout`, binding `aad` (the header digest) into every chunk.
+    pub fn new(
+        key: &ContentKey,
+        prefix: [u8; NONCE_PREFIX_LEN],
+        layout: ChunkLayout,
+        aad: [u8; 32],
+    ) -> Self {
+        let stream = StreamBE32::from_aead(payload_cipher(key), &prefix.into());
+        StreamSealer {
+            stream,
+            layout,
+            aad,
+            next: 0,
+        }
+    }
+
+    /// Seals the next chunk in place: `buf` holds exactly the plaintext of
+    /// that chunk and is extended by the tag.
+    pub fn seal_next(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        let i = self.next;
+        if i >= self.layout.chunk_count() || buf.len() as u64 != self.layout.plaintext_chunk_len(i)
+        {
+            return Err(Error::InvalidInput {
+                field: "chunk",
+                problem: "does not match the chunk layout",
+            });
+        }
+        let counter = u32::try_from(i).map_err(|_| Error::InvalidInput {
+            field: "module",
+            problem: "has too many chunks",
+        })?;
+        self.stream
+            .encrypt_in_place(counter, self.layout.is_last(i), &self.aad, buf)
+            .map_err(|_| Error::InvalidInput {
+                field: "chunk",
+                problem: "could not be encrypted",
+            })?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Ends sealing; fails unless every chunk was sealed.
+    pub fn finish(self) -> Result<()> {
+        if self.next != self.layout.chunk_count() {
+            return Err(Error::InvalidInput {
+                field: "module",
+                problem: "ended before its declared length",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Opens chunks, in any order, straight from the ciphertext into the
+/// caller's plaintext buffer (no intermediate copy).
+pub struct ChunkOpener {
+    cipher: Aes256GcmSiv,
+    prefix: [u8; NONCE_PREFIX_LEN],
+    layout: ChunkLayout,
+    aad: [u8; 32],
+}
+
+impl ChunkOpener {
+    /// An opener for `layout` with the header digest `aad`.
+    pub fn new(
+        key: &ContentKey,
+        prefix: [u8; NONCE_PREFIX_LEN],
+        layout: ChunkLayout,
+        aad: [u8; 32],
+    ) -> Self {
+        ChunkOpener {
+            cipher: payload_cipher(key),
+            prefix,
+            layout,
+            aad,
+        }
+    }
+
+    /// Decrypts and authenticates chunk `i`: `ct` is the chunk with its tag,
+    /// `out` receives exactly the plaintext length of that chunk.
+    pub fn open(&self, i: u64, ct: &[u8], out: &mut [u8]) -> Result<()> {
+        let pt_len = self.layout.plaintext_chunk_len(i) as usize;
+        if i >= self.layout.chunk_count() || ct.len() != pt_len + TAG_LEN || out.len() != pt_len {
+            return Err(Error::DecryptionFailed);
+        }
+        let counter = u32::try_from(i).map_err(|_| Error::DecryptionFailed)?;
+        let nonce = ChunkNonce::new(self.prefix, counter, self.layout.is_last(i)).to_bytes();
+        let (body, tag) = ct.split_at(pt_len);
+        let tag = Tag::try_from(tag).map_err(|_| Error::DecryptionFailed)?;
+        let buf = InOutBuf::new(body, out).map_err(|_| Error::DecryptionFailed)?;
+        let result = self
+            .cipher
+            .decrypt_inout_detached(&Nonce::from(nonce), &self.aad, buf, &tag);
+        if result.is_err() {
+            // Never leave unauthenticated plaintext behind.
+            out.fill(0);
+            return Err(Error::DecryptionFailed);
+        }
+        Ok(())
+    }
+}
+
+/// Opens a whole stream in order, and insists on [`finish`](Self::finish).
+#[must_use = "the stream is authenticated only once finish() returns Ok"]
+pub struct StreamOpener {
+    chunks: ChunkOpener,
+    next: u64,
+}
+
+impl StreamOpener {
+    /// A sequential opener.
+    pub fn new(chunks: ChunkOpener) -> Self {
+        StreamOpener { chunks, next: 0 }
+    }
+
+    /// Opens the next chunk into `out`.
+    pub fn open_next(&mut self, ct: &[u8], out: &mut [u8]) -> Result<()> {
+        self.chunks.open(self.next, ct, out)?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Succeeds only if every chunk, including the last, was opened.
+    pub fn finish(self) -> Result<()> {
+        if self.next == self.chunks.layout.chunk_count() {
+            Ok(())
+        } else {
+            Err(Error::DecryptionFailed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ContentKey {
+        ContentKey::from_bytes(&[7u8; 32])
+    }
+
+    fn seal(layout: ChunkLayout, pt: &[u8]) -> Vec<Vec<u8>> {
+        let mut s = StreamSealer::new(&key(), [1; 7], layout, [2; 32]);
+        let mut out = Vec::new();
+        for i in 0..layout.chunk_count() {
+            let start = (i * layout.chunk_size()) as usize;
+            let mut buf = pt[start..start + layout.plaintext_chunk_len(i) as usize].to_vec();
+            s.seal_next(&mut buf).unwrap();
+            out.push(buf);
+        }
+        s.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn round_trip_and_layout() {
+        for len in [0u64, 1, 4095, 4096, 4097, 3 * 4096] {
+            let layout = ChunkLayout::new(12, len);
+            let pt: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let chunks = seal(layout, &pt);
+            assert_eq!(
+                chunks.iter().map(|c| c.len() as u64).sum::<u64>(),
+                layout.ciphertext_len()
+            );
+            let mut opener = StreamOpener::new(ChunkOpener::new(&key(), [1; 7], layout, [2; 32]));
+            let mut got = vec![0u8; len as usize];
+            for (i, c) in chunks.iter().enumerate() {
+                let start = i * 4096;
+                opener
+                    .open_next(c, &mut got[start..start + c.len() - TAG_LEN])
+                    .unwrap();
+            }
+            opener.finish().unwrap();
+            assert_eq!(got, pt);
+        }
+    }
+
+    #[test]
+    fn nonce_matches_aead_stream_layout() {
+        // Chunk 1 of 2 sealed by aead-stream opens with our explicit nonce.
+        let layout = ChunkLayout::new(12, 5000);
+        let pt = vec![9u8; 5000];
+        let chunks = seal(layout, &pt);
+        let opener = ChunkOpener::new(&key(), [1; 7], layout, [2; 32]);
+        let mut out = vec![0u8; 5000 - 4096];
+        opener.open(1, &chunks[1], &mut out).unwrap();
+        assert_eq!(
+            ChunkNonce::new([1; 7], 1, true).to_bytes()[7..],
+            [0, 0, 0, 1, 1]
+        );
+    }
+
+    #[test]
+    fn refuses_reorder_truncation_and_wrong_aad() {
+        let layout = ChunkLayout::new(12, 3 * 4096);
+        let pt = vec![3u8; 3 * 4096];
+        let chunks = seal(layout, &pt);
+        let opener = ChunkOpener::new(&key(), [1; 7], layout, [2; 32]);
+        let mut out = vec![0u8; 4096];
+        assert_eq!(
+            opener.open(0, &chunks[1], &mut out),
+            Err(Error::DecryptionFailed)
+        );
+        // The first chunk presented as the last one of a shorter stream.
+        let short = ChunkLayout::new(12, 4096);
+        let o2 = ChunkOpener::new(&key(), [1; 7], short, [2; 32]);
+        assert_eq!(
+            o2.open(0, &chunks[0], &mut out),
+            Err(Error::DecryptionFailed)
+        );
+        let o3 = ChunkOpener::new(&key(), [1; 7], layout, [3; 32]);
+        assert_eq!(
+            o3.open(0, &chunks[0], &mut out),
+            Err(Error::DecryptionFailed)
+        );
+        // A stream that stops early never finishes.
+        let mut seq = StreamOpener::new(ChunkOpener::new(&key(), [1; 7], layout, [2; 32]));
+        seq.open_next(&chunks[0], &mut out).unwrap();
+        assert_eq!(seq.finish(), Err(Error::DecryptionFailed));
+    }
+}

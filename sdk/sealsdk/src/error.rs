@@ -1,0 +1,108 @@
+//! The one error type of the SDK library.
+use std::path::PathBuf;
+
+use sealrun_format::Release;
+
+/// Everything the SDK can fail with. Each message names the problem and,
+/// where there is one, the next step.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SdkError {
+    /// A file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("cannot read", ...).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A Sealrun format error in a named file.
+    #[error("{path}: {source}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: sealrun_format::Error,
+    },
+    /// A value given on the command line is invalid.
+    #[error("{0}")]
+    Invalid(#[from] sealrun_format::Error),
+    /// There is no vendor key in the keystore.
+    #[error(
+        "no vendor key in {0}: run `sealsdk keygen` first (or point --keystore / SEALSDK_KEYSTORE at your keystore)"
+    )]
+    NoVendorKey(PathBuf),
+    /// A vendor key already exists and would be overwritten.
+    #[error(
+        "a vendor key already exists in {0}; refusing to overwrite it, since every package and license signed with it would be orphaned. Use another --keystore to make a second key"
+    )]
+    VendorKeyExists(PathBuf),
+    /// A keystore file is damaged.
+    #[error(
+        "the keystore file {0} is damaged or not a Sealrun key file; restore it from your backup"
+    )]
+    BadKeyFile(PathBuf),
+    /// No content key for the releases a license should cover.
+    #[error(
+        "no content key for {product} {range} in the keystore: seal that release first with `sealsdk seal`, or pick --releases that were sealed ({known})"
+    )]
+    NoContentKeys {
+        /// Product id.
+        product: String,
+        /// Release range asked for.
+        range: String,
+        /// Releases the keystore has keys for.
+        known: String,
+    },
+    /// The input module is not valid WebAssembly.
+    #[error("{path} is not a WebAssembly module wasmtime can run: {reason}")]
+    InvalidModule {
+        /// The input file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A date could not be parsed.
+    #[error(
+        "invalid date {0:?}: use YYYY-MM-DD (UTC) or an RFC 3339 time such as 2027-12-31T18:00:00Z"
+    )]
+    BadDate(String),
+    /// The license does not cover the package.
+    #[error("the license does not cover this package: {0}")]
+    Mismatch(String),
+    /// The package's release has no key in the license.
+    #[error(
+        "the license covers {product} {range} but carries no key for release {release}; issue a new license"
+    )]
+    NoKeyForRelease {
+        /// Product id.
+        product: String,
+        /// Licensed range.
+        range: String,
+        /// The package's release.
+        release: Release,
+    },
+}
+
+impl SdkError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> SdkError {
+        let path = path.into();
+        move |source| SdkError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    pub(crate) fn format(
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(sealrun_format::Error) -> SdkError {
+        let path = path.into();
+        move |source| SdkError::Format { path, source }
+    }
+}

@@ -1,0 +1,200 @@
+//! Human- and machine-readable descriptions of packages and licenses.
+//! Nothing secret is ever shown: key ids are one-way, wrapped keys are
+//! summarised by count.
+use std::fmt::Write as _;
+
+use sealrun_format::license::{Binding, Issuer, License};
+use sealrun_format::package::{AppKind, Capability, Header, Manifest};
+use serde_json::{Value, json};
+
+use crate::dates;
+
+/// A parsed artifact of either kind.
+pub enum Artifact {
+    /// A package header (the encrypted body is not needed to describe it).
+    Package(Header),
+    /// A license.
+    License(License),
+}
+
+fn capability_text(c: &Capability) -> String {
+    match c {
+        Capability::Dir {
+            writable: false,
+            guest,
+        } => format!("directory {guest} (read-only)"),
+        Capability::Dir {
+            writable: true,
+            guest,
+        } => format!("directory {guest} (read-write)"),
+        Capability::Env(name) => format!("environment variable {name}"),
+    }
+}
+
+fn kind_text(k: AppKind) -> &'static str {
+    match k {
+        AppKind::Console => "console",
+    }
+}
+
+/// Describes a package for people.
+pub fn package_text(h: &Header) -> String {
+    let m: &Manifest = &h.manifest;
+    let mut s = String::new();
+    let _ = writeln!(s, "Sealrun package (format v1)");
+    let _ = writeln!(s, "  product:       {}", m.product);
+    let _ = writeln!(s, "  release:       {}", m.release);
+    let _ = writeln!(s, "  name:          {}", m.display_name);
+    let _ = writeln!(s, "  kind:          {}", kind_text(m.kind));
+    let _ = writeln!(
+        s,
+        "  vendor key:    {} (id {})",
+        m.vendor_key,
+        m.vendor_key.short_id()
+    );
+    let _ = writeln!(
+        s,
+        "  cipher suite:  {} (AES-256-GCM-SIV STREAM, Ed25519)",
+        m.cipher_suite
+    );
+    let _ = writeln!(s, "  module size:   {} bytes", m.plaintext_len);
+    let layout = m.layout();
+    let _ = writeln!(
+        s,
+        "  chunks:        {} x {} KiB",
+        layout.chunk_count(),
+        layout.chunk_size() / 1024
+    );
+    let _ = writeln!(s, "  content key:   id {}", m.key_id);
+    let _ = writeln!(s, "  package size:  {} bytes", h.package_len());
+    if m.capabilities.is_empty() {
+        let _ = writeln!(s, "  requests:      nothing (no files, no environment)");
+    } else {
+        for (i, c) in m.capabilities.iter().enumerate() {
+            let label = if i == 0 {
+                "  requests:     "
+            } else {
+                "               "
+            };
+            let _ = writeln!(s, "{label} {}", capability_text(c));
+        }
+    }
+    s
+}
+
+/// Describes a package as JSON.
+pub fn package_json(h: &Header) -> Value {
+    let m = &h.manifest;
+    json!({
+        "type": "package",
+        "format_version": 1,
+        "product": m.product,
+        "release": m.release.to_string(),
+        "display_name": m.display_name,
+        "kind": kind_text(m.kind),
+        "vendor_key": m.vendor_key.to_string(),
+        "cipher_suite": m.cipher_suite,
+        "module_len": m.plaintext_len,
+        "chunk_size": m.layout().chunk_size(),
+        "chunk_count": m.layout().chunk_count(),
+        "key_id": m.key_id.to_string(),
+        "package_len": h.package_len(),
+        "capabilities": m.capabilities.iter().map(capability_text).collect::<Vec<_>>(),
+    })
+}
+
+/// Describes a license for people.
+pub fn license_text(l: &License) -> String {
+    let t = &l.terms;
+    let mut s = String::new();
+    let _ = writeln!(s, "Sealrun license (format v1)");
+    let _ = writeln!(s, "  license id:    {}", t.license_id_hex());
+    let _ = writeln!(s, "  product:       {}", t.product);
+    let _ = writeln!(s, "  releases:      {}", t.releases);
+    let _ = writeln!(s, "  licensee:      {}", t.licensee);
+    let _ = writeln!(s, "  issued:        {}", dates::format(t.issued_at));
+    let _ = writeln!(s, "  valid from:    {}", dates::format(t.not_before));
+    match t.expires {
+        Some(e) => {
+            let _ = writeln!(s, "  expires:       {}", dates::format(e));
+        }
+        None => {
+            let _ = writeln!(s, "  expires:       never");
+        }
+    }
+    let features = if t.features.is_empty() {
+        "none".to_owned()
+    } else {
+        t.features.join(", ")
+    };
+    let _ = writeln!(s, "  features:      {features}");
+    let Binding::Device(d) = t.binding;
+    let _ = writeln!(s, "  bound to:      device {d}");
+    let _ = writeln!(
+        s,
+        "  vendor key:    {} (id {})",
+        t.vendor_key,
+        t.vendor_key.short_id()
+    );
+    match l.issuer {
+        Issuer::Vendor => {
+            let _ = writeln!(s, "  signed by:     the vendor key");
+        }
+        Issuer::Certified(c) => {
+            let _ = writeln!(
+                s,
+                "  signed by:     issuing key {} (certified until {})",
+                c.issuer_key.short_id(),
+                dates::format(c.not_after)
+            );
+        }
+    }
+    let releases: Vec<String> = l
+        .keys
+        .iter()
+        .map(|k| format!("{} (key {})", k.release, k.key_id))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  content keys:  {} wrapped: {}",
+        l.keys.len(),
+        releases.join(", ")
+    );
+    s
+}
+
+/// Describes a license as JSON.
+pub fn license_json(l: &License) -> Value {
+    let t = &l.terms;
+    let Binding::Device(d) = t.binding;
+    json!({
+        "type": "license",
+        "format_version": 1,
+        "license_id": t.license_id_hex(),
+        "product": t.product,
+        "releases": { "min": t.releases.min.to_string(), "max": t.releases.max.map(|m| m.to_string()) },
+        "licensee": t.licensee,
+        "issued_at": dates::format(t.issued_at),
+        "not_before": dates::format(t.not_before),
+        "expires": t.expires.map(dates::format),
+        "features": t.features,
+        "binding": { "device": d.to_string() },
+        "vendor_key": t.vendor_key.to_string(),
+        "issuer": match l.issuer { Issuer::Vendor => json!("vendor"), Issuer::Certified(c) => json!({"issuing_key": c.issuer_key.to_string(), "not_after": dates::format(c.not_after)}) },
+        "keys": l.keys.iter().map(|k| json!({"release": k.release.to_string(), "key_id": k.key_id.to_string()})).collect::<Vec<_>>(),
+    })
+}
+
+/// Parses `bytes` as whichever artifact its magic says.
+pub fn parse_any(bytes: &[u8]) -> Result<Artifact, sealrun_format::Error> {
+    if bytes.starts_with(&sealrun_format::license::LICENSE_MAGIC) {
+        return License::parse(bytes).map(Artifact::License);
+    }
+    if bytes.starts_with(&sealrun_format::package::PACKAGE_MAGIC) {
+        // Inspecting needs the header only; `verify` checks the whole file.
+        return Header::parse_prefix(bytes).map(Artifact::Package);
+    }
+    Err(sealrun_format::Error::NotSealrun(
+        sealrun_format::Artifact::Package,
+    ))
+}

@@ -1,0 +1,223 @@
+//! Sealing a WebAssembly module into a package.
+//!
+//! The input is memory-mapped, validated as a module wasmtime can run (by
+//! validation, not compilation), then encrypted chunk by chunk into a
+//! temporary file next to the output that is renamed into place only when
+//! complete: a failed seal never leaves a partial package behind, and a
+//! 500 MB module needs one chunk of heap, not the module twice.
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sealrun_format::package::{Capability, Header, PackageSealer, PackageSpec};
+use sealrun_format::{ContentKey, Release, VendorSigningKey};
+use wasmparser::{Parser, Payload};
+
+use crate::keystore::Keystore;
+use crate::{Result, SdkError, rng};
+
+/// Inputs at least this large get a progress bar (when stderr is a terminal).
+const PROGRESS_MIN_LEN: u64 = 8 << 20;
+
+/// The import module WASI preview-1 commands use; the launcher provides it.
+const WASI_P1: &str = "wasi_snapshot_preview1";
+
+/// What to seal.
+#[derive(Debug, Clone)]
+pub struct SealOptions {
+    /// Product id.
+    pub product: String,
+    /// Release.
+    pub release: Release,
+    /// Name shown to users (defaults to the product id).
+    pub display_name: Option<String>,
+    /// Capabilities the app asks for.
+    pub capabilities: Vec<Capability>,
+    /// Chunk size as a power of two.
+    pub chunk_size_log2: u8,
+    /// Show a progress bar on stderr for large inputs.
+    pub progress: bool,
+}
+
+/// What a seal produced.
+#[derive(Debug)]
+pub struct SealReport {
+    /// The package written.
+    pub output: PathBuf,
+    /// Its header.
+    pub header: Header,
+    /// Size of the package in bytes.
+    pub package_len: u64,
+    /// Time spent encrypting and writing (validation excluded).
+    pub encrypt_time: Duration,
+}
+
+/// Seals `input` into `output` with keys from `keystore`.
+pub fn seal_file(
+    keystore: &Keystore,
+    input: &Path,
+    output: &Path,
+    opts: &SealOptions,
+) -> Result<SealReport> {
+    let signer = keystore.vendor_key()?;
+    let file = File::open(input).map_err(SdkError::io("cannot open", input))?;
+    let module = map(&file, input)?;
+    validate_module(&module).map_err(|reason| SdkError::InvalidModule {
+        path: input.to_owned(),
+        reason,
+    })?;
+    let key = keystore.content_key(&opts.product, opts.release)?;
+    seal_bytes(&module, &key, &signer, output, opts)
+}
+
+#[allow(unsafe_code)]
+fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
+    // SAFETY: the map is read-only and lives only for this seal; if another
+    // process truncates the input meanwhile, the validation or signature of
+    // the result fails, which is the documented behaviour for changing input.
+    unsafe { memmap2::Mmap::map(file) }.map_err(SdkError::io("cannot read", path))
+}
+
+/// Seals module bytes already in memory (or mapped) into `output`.
+pub fn seal_bytes(
+    module: &[u8],
+    key: &ContentKey,
+    signer: &VendorSigningKey,
+    output: &Path,
+    opts: &SealOptions,
+) -> Result<SealReport> {
+    let spec = PackageSpec {
+        product: opts.product.clone(),
+        release: opts.release,
+        display_name: opts
+            .display_name
+            .clone()
+            .unwrap_or_else(|| opts.product.clone()),
+        capabilities: opts.capabilities.clone(),
+        chunk_size_log2: opts.chunk_size_log2,
+        plaintext_len: module.len() as u64,
+    };
+    let mut sealer = PackageSealer::new(spec, key, signer.public(), &mut rng())?;
+    let header = sealer.header().clone();
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".sealing-")
+        .tempfile_in(dir)
+        .map_err(SdkError::io("cannot create a file in", dir))?;
+    let bar = progress_bar(opts.progress, module.len() as u64);
+    let started = Instant::now();
+    let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+    let werr = SdkError::io("cannot write", output);
+    let result = (|| -> std::io::Result<Result<()>> {
+        w.write_all(header.as_bytes())?;
+        let chunk = 1usize << opts.chunk_size_log2;
+        let mut buf = Vec::with_capacity(chunk + 16);
+        let mut pieces = module.chunks(chunk).peekable();
+        if pieces.peek().is_none() {
+            return Ok(Err(SdkError::InvalidModule {
+                path: output.to_owned(),
+                reason: "the module is empty".into(),
+            }));
+        }
+        for piece in pieces {
+            buf.clear();
+            buf.extend_from_slice(piece);
+            if let Err(e) = sealer.seal_chunk(&mut buf) {
+                return Ok(Err(e.into()));
+            }
+            w.write_all(&buf)?;
+            bar.inc(piece.len() as u64);
+        }
+        match sealer.finish(signer) {
+            Ok(sig) => w.write_all(&sig)?,
+            Err(e) => return Ok(Err(e.into())),
+        }
+        w.flush()?;
+        Ok(Ok(()))
+    })();
+    bar.finish_and_clear();
+    drop(w);
+    match result {
+        Err(e) => return Err(werr(e)),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {}
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(SdkError::io("cannot write", output))?;
+    tmp.persist(output)
+        .map_err(|e| SdkError::io("cannot write", output)(e.error))?;
+    let encrypt_time = started.elapsed();
+    Ok(SealReport {
+        output: output.to_owned(),
+        package_len: header.package_len(),
+        header,
+        encrypt_time,
+    })
+}
+
+fn progress_bar(wanted: bool, len: u64) -> ProgressBar {
+    if !wanted || len < PROGRESS_MIN_LEN {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "sealing {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+        )
+        .expect("template is valid"),
+    );
+    bar
+}
+
+/// Checks that `bytes` is a WASI preview-1 command wasmtime can run:
+/// valid under the launcher's engine features, importing only WASI
+/// preview 1, and exporting `_start`. Returns the reason when it is not.
+pub fn validate_module(bytes: &[u8]) -> Result<(), String> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err("it does not start with the WebAssembly magic bytes".into());
+    }
+    if wasmparser::Parser::is_component(bytes) {
+        return Err(
+            "it is a component; Sealrun runs core WASI preview-1 modules (build for wasm32-wasip1)"
+                .into(),
+        );
+    }
+    let engine =
+        wasmtime::Engine::new(&wasmtime::Config::new()).map_err(|e| format!("wasmtime: {e}"))?;
+    wasmtime::Module::validate(&engine, bytes).map_err(|e| format!("{e:#}"))?;
+    let mut has_start = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| e.to_string())? {
+            Payload::ImportSection(imports) => {
+                for imp in imports.into_imports() {
+                    let imp = imp.map_err(|e| e.to_string())?;
+                    if imp.module != WASI_P1 {
+                        return Err(format!(
+                            "it imports `{}` from `{}`, which the launcher does not provide (only {WASI_P1})",
+                            imp.name, imp.module
+                        ));
+                    }
+                }
+            }
+            Payload::ExportSection(exports) => {
+                for e in exports {
+                    has_start |= e.map_err(|e| e.to_string())?.name == "_start";
+                }
+            }
+            _ => {}
+        }
+    }
+    if !has_start {
+        return Err(
+            "it exports no `_start` function; build it as a WASI command (a program with `main`)"
+                .into(),
+        );
+    }
+    Ok(())
+}
