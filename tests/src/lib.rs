@@ -1,1 +1,198 @@
-//! placeholder
+//! Test kit for the end-to-end tests: builds the guest samples, finds the
+//! project's binaries, and sets up isolated worlds (a vendor keystore and
+//! any number of devices, each with its own home, XDG dirs and machine ID)
+//! in which real `sealsdk` and `sealrun` processes run.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use tempfile::TempDir;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_owned()
+}
+
+/// The directory with the built sample `.wasm` files (built once per test
+/// binary by `scripts/build-samples`).
+pub fn samples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/build-samples"))
+            .output()
+            .expect("cannot run scripts/build-samples");
+        assert!(out.status.success(), "building samples failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).expect("utf-8 path");
+        PathBuf::from(stdout.lines().last().expect("build-samples prints the output dir").trim())
+    })
+}
+
+/// A sample module's path.
+pub fn sample(name: &str) -> PathBuf {
+    samples_dir().join(format!("{name}.wasm"))
+}
+
+/// Path of one of the project's binaries (`sealsdk`, `sealrun`), built by
+/// `cargo test --workspace` next to the test executables.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is missing: run `cargo build --workspace` (the test command does)", path.display());
+    path
+}
+
+/// The wasmtime CLI, if installed (`scripts/test` installs the matching version).
+pub fn wasmtime_cli() -> Option<PathBuf> {
+    let out = Command::new("wasmtime").arg("--version").output().ok()?;
+    let v = String::from_utf8_lossy(&out.stdout);
+    if v.contains("48.0.") { Some(PathBuf::from("wasmtime")) } else { None }
+}
+
+/// One simulated computer: its own home, XDG dirs, temp dir and machine ID.
+pub struct Device {
+    /// Root of this device's tree.
+    pub root: PathBuf,
+    /// Its machine ID.
+    pub machine_id: String,
+}
+
+impl Device {
+    /// Environment the launcher runs with on this device: nothing from the
+    /// host but PATH, so no host variable can leak into a test.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let r = |p: &str| self.root.join(p).display().to_string();
+        vec![
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            ("HOME".into(), r("home")),
+            ("XDG_DATA_HOME".into(), r("home/.local/share")),
+            ("XDG_CACHE_HOME".into(), r("home/.cache")),
+            ("XDG_CONFIG_HOME".into(), r("home/.config")),
+            ("XDG_STATE_HOME".into(), r("home/.local/state")),
+            ("TMPDIR".into(), r("tmp")),
+            ("SEALRUN_MACHINE_ID".into(), self.machine_id.clone()),
+        ]
+    }
+
+    /// A `sealrun` command on this device, run in `cwd`.
+    pub fn sealrun(&self, cwd: &Path) -> Command {
+        let mut c = Command::new(bin("sealrun"));
+        c.env_clear().envs(self.env()).current_dir(cwd);
+        c
+    }
+
+    /// `sealrun id` on this device.
+    pub fn code(&self) -> String {
+        let out = self.sealrun(&self.root).arg("id").output().expect("run sealrun id");
+        assert!(out.status.success(), "sealrun id failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+    }
+
+    /// The device key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.root.join("home/.local/share/sealrun/device.key")
+    }
+}
+
+/// A vendor and any number of devices in one temporary tree.
+pub struct World {
+    /// The temporary tree (removed on drop).
+    pub dir: TempDir,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    /// A fresh world with a vendor key.
+    pub fn new() -> World {
+        let w = World { dir: tempfile::tempdir().expect("tempdir") };
+        w.sealsdk_ok(&["keygen"]);
+        w
+    }
+
+    /// The world's root.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `sealsdk` command with this world's keystore.
+    pub fn sealsdk(&self, args: &[&str]) -> Output {
+        Command::new(bin("sealsdk"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.path().join("vendor-home"))
+            .env("SEALSDK_KEYSTORE", self.path().join("keystore"))
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("run sealsdk")
+    }
+
+    /// Runs `sealsdk` and asserts success.
+    pub fn sealsdk_ok(&self, args: &[&str]) -> Output {
+        let out = self.sealsdk(args);
+        assert!(
+            out.status.success(),
+            "sealsdk {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// A new device named `name`.
+    pub fn device(&self, name: &str) -> Device {
+        let root = self.path().join(format!("device-{name}"));
+        for d in ["home", "tmp", "work"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        Device { root, machine_id: format!("machine-id-of-{name}-0123456789abcdef") }
+    }
+
+    /// Seals sample `name` as product `com.example.<name>` release `release`
+    /// into `<world>/<name>.sealed`.
+    pub fn seal(&self, name: &str, release: &str) -> PathBuf {
+        let out = self.path().join(format!("{name}.sealed"));
+        let product = format!("com.example.{name}");
+        let input = sample(name);
+        self.sealsdk_ok(&[
+            "seal",
+            input.to_str().expect("utf-8"),
+            "--product",
+            &product,
+            "--release",
+            release,
+            "-o",
+            out.to_str().expect("utf-8"),
+        ]);
+        out
+    }
+
+    /// Issues a license for sample `name` to `device` with extra flags,
+    /// into `<world>/<file>`.
+    pub fn license(&self, name: &str, device: &Device, file: &str, extra: &[&str]) -> PathBuf {
+        let out = self.path().join(file);
+        let product = format!("com.example.{name}");
+        let code = device.code();
+        let mut args = vec!["license", "issue", "--product", &product, "--device", &code, "--licensee", "Test User"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", out.to_str().expect("utf-8")]);
+        self.sealsdk_ok(&args);
+        out
+    }
+}
+
+/// stdout of an output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr of an output as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,9 +1,9 @@
 //! `compute`: a CPU-bound benchmark with deterministic output.
 //!
-//! Usage: `compute [N]` (default N = 3_000_000).
+//! Usage: `compute [N [ROUNDS]]` (defaults: N = 3_000_000, ROUNDS = 3000).
 //!
 //! Counts the primes below N with a simple sieve of Eratosthenes, then runs
-//! 200 rounds of a 64x64 `f64` matrix multiply seeded from a fixed
+//! ROUNDS rounds of a 64x64 `f64` matrix multiply seeded from a fixed
 //! xorshift64 generator, folding every round's result into a `u64` checksum
 //! (via `f64::to_bits`). Prints `primes<N=COUNT checksum=HEX`.
 //!
@@ -15,7 +15,9 @@ use std::hint::black_box;
 use std::process::ExitCode;
 
 const DIM: usize = 64;
-const ROUNDS: usize = 200;
+/// Matrix rounds by default: about a second of work on a 2020s core, long
+/// enough that start-up costs do not hide the guest's speed.
+const DEFAULT_ROUNDS: usize = 3000;
 
 fn count_primes(n: usize) -> usize {
     if n < 3 {
@@ -61,7 +63,7 @@ fn mix(h: u64, v: u64) -> u64 {
     (h ^ v).wrapping_mul(0x0000_0100_0000_01B3).rotate_left(29)
 }
 
-fn matrix_checksum() -> u64 {
+fn matrix_checksum(rounds: usize) -> u64 {
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     let mut a = vec![0.0f64; DIM * DIM];
     let mut b = vec![0.0f64; DIM * DIM];
@@ -71,7 +73,7 @@ fn matrix_checksum() -> u64 {
     let mut c = vec![0.0f64; DIM * DIM];
     let mut h = 0xCBF2_9CE4_8422_2325u64;
 
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         c.fill(0.0);
         for i in 0..DIM {
             for k in 0..DIM {
@@ -97,18 +99,19 @@ fn matrix_checksum() -> u64 {
 }
 
 fn main() -> ExitCode {
-    let n = match std::env::args().nth(1) {
-        None => 3_000_000usize,
-        Some(s) => match s.replace('_', "").parse::<usize>() {
-            Ok(n) => n,
-            Err(_) => {
-                eprintln!("compute: invalid N {s:?}\nusage: compute [N]");
-                return ExitCode::from(2);
-            }
-        },
+    let arg = |i: usize, default: usize| match std::env::args().nth(i) {
+        None => Ok(default),
+        Some(s) => s.replace('_', "").parse::<usize>().map_err(|_| s),
+    };
+    let (n, rounds) = match (arg(1, 3_000_000), arg(2, DEFAULT_ROUNDS)) {
+        (Ok(n), Ok(r)) => (n, r),
+        (Err(s), _) | (_, Err(s)) => {
+            eprintln!("compute: invalid number {s:?}\nusage: compute [N [ROUNDS]]");
+            return ExitCode::from(2);
+        }
     };
     let primes = count_primes(black_box(n));
-    let checksum = matrix_checksum();
+    let checksum = matrix_checksum(rounds);
     println!("primes<{n}={primes} checksum={checksum:016x}");
     ExitCode::SUCCESS
 }

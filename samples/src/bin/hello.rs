@@ -11,7 +11,12 @@
 //! - `--read PATH`: reads PATH, prints `read ok: N bytes` or
 //!   `read failed: <error kind>` and exits 3 on failure;
 //! - `--write PATH`: writes `written by hello\n` to PATH, prints `write ok` or
-//!   `write failed: <error>` and exits 4 on failure.
+//!   `write failed: <error>` and exits 4 on failure;
+//! - `--alloc MIB`: allocates and touches MIB mebibytes, prints `alloc ok`
+//!   (the launcher's memory limit turns this into an out-of-memory report);
+//! - `--panic`: panics (a trap, since samples build with `panic = "abort"`);
+//! - `--spin`: loops forever (for Ctrl-C / SIGTERM tests), after printing
+//!   `spinning`.
 //!
 //! Host tests check: stdout/stderr capture, argument passing, that only the
 //! explicitly granted environment is visible (no host env leaks), the exit
@@ -77,6 +82,24 @@ fn main() -> ExitCode {
                     let _ = out.flush();
                     return ExitCode::from(4);
                 }
+            }
+        }
+        Some("--alloc") => {
+            let mib: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+            let mut v = vec![0u8; mib << 20];
+            for i in (0..v.len()).step_by(4096) {
+                v[i] = 1;
+            }
+            std::hint::black_box(&v);
+            let _ = writeln!(out, "alloc ok");
+        }
+        Some("--panic") => panic!("hello was asked to panic"),
+        Some("--spin") => {
+            let _ = writeln!(out, "spinning");
+            let _ = out.flush();
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
             }
         }
         _ => {}

@@ -21,7 +21,8 @@ use crate::{Artifact, Error, Result};
 
 /// Bytes of the machine tag in a device code.
 pub const MACHINE_TAG_LEN: usize = 6;
-/// Bytes of the device code checksum: catches any one or two typos.
+/// Bytes of the device code checksum: a typo slips through with
+/// probability 2^-16.
 const CHECKSUM_LEN: usize = 2;
 /// Bytes a device code encodes: tag, public key, checksum (40 = 64 base32 chars).
 const CODE_BYTES: usize = MACHINE_TAG_LEN + 32 + CHECKSUM_LEN;
@@ -116,6 +117,10 @@ impl FromStr for DeviceCode {
             problem,
         };
         let s = s.trim();
+        // Generous room for separators; anything longer is not a device code.
+        if s.len() > 4 * CODE_BYTES {
+            return Err(bad("is far too long to be a device code"));
+        }
         let rest = s
             .get(..DEVICE_CODE_PREFIX.len())
             .filter(|p| p.eq_ignore_ascii_case(DEVICE_CODE_PREFIX))

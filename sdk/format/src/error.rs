@@ -86,10 +86,10 @@ pub enum Error {
     #[error("the {0} signature does not verify: the file was damaged or tampered with")]
     BadSignature(Artifact),
     /// Authenticated decryption of package data failed.
-    #[error("decryption failed")]
+    #[error("decryption failed: the package was damaged or tampered with")]
     DecryptionFailed,
     /// The content key could not be unwrapped from a license.
-    #[error("the content key in the license could not be unwrapped")]
+    #[error("the content key could not be unwrapped: the license was damaged or tampered with, or is not for this device")]
     UnwrapFailed,
     /// A device code failed its checksum (usually a typo).
     #[error("the device code is mistyped: its checksum does not match")]

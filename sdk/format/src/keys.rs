@@ -56,7 +56,8 @@ pub struct VendorPublicKey(pub [u8; 32]);
 
 impl VendorPublicKey {
     /// Verifies `sig` over `msg` with the strict rules (no small-order keys,
-    /// canonical `s`), so one message has one valid signature per key.
+    /// canonical `s`), so a valid signature cannot be altered into another
+    /// valid one.
     pub(crate) fn verify(
         &self,
         msg: &[u8],

@@ -189,7 +189,12 @@ impl License {
         let signed_len = c.position();
         let signature = c.array::<SIGNATURE_LEN>()?;
         c.finish()?;
-        let (terms, keys, issuer) = decode_body(body)?;
+        let (terms, keys, issuer) = decode_body(body).map_err(|e| match e {
+            Error::Truncated { .. } | Error::TrailingData { .. } => {
+                Error::Malformed { artifact: A, field: "body", problem: "does not match its declared length" }
+            }
+            other => other,
+        })?;
         Ok(License {
             terms,
             keys,
@@ -259,7 +264,7 @@ impl License {
                 package: manifest.release,
             });
         }
-        if self.key_for(&manifest.key_id).is_none() {
+        if self.key_for(&manifest.key_id).is_none_or(|k| k.release != manifest.release) {
             return Err(Error::NoKeyForPackage(manifest.release));
         }
         if now < t.not_before {
@@ -463,6 +468,11 @@ pub fn issue(
         LicenseSigner::Issuer { key, cert, vendor } => (*vendor, Issuer::Certified(*cert), *key),
     };
     terms.vendor_key = vendor;
+    if let Issuer::Certified(cert) = issuer {
+        if cert.issuer_key != key.public() {
+            return Err(Error::InvalidInput { field: "issuing key", problem: "is not the key its certificate names" });
+        }
+    }
     if let Some((field, problem)) = terms.problem() {
         return Err(Error::InvalidInput { field, problem });
     }

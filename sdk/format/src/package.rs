@@ -78,11 +78,13 @@ impl Capability {
         }
         match self {
             Capability::Dir { guest, .. } => {
-                if !guest.starts_with('/')
-                    || guest.split('/').any(|p| p == "..")
-                    || guest.chars().any(char::is_control)
-                {
-                    return Some("guest directory must be an absolute path without '..'");
+                // One spelling per path: absolute, no empty, "." or ".." parts,
+                // no trailing slash (except the root itself).
+                let canonical = guest == "/"
+                    || (guest.starts_with('/')
+                        && guest[1..].split('/').all(|p| !p.is_empty() && p != "." && p != ".."));
+                if !canonical || guest.chars().any(char::is_control) {
+                    return Some("guest directory must be a canonical absolute path, e.g. /data");
                 }
             }
             Capability::Env(name) => {
@@ -155,6 +157,15 @@ impl Manifest {
         {
             return Some(("capabilities", "are not sorted and unique"));
         }
+        let dirs: Vec<&str> = self
+            .capabilities
+            .iter()
+            .filter(|c| matches!(c, Capability::Dir { .. }))
+            .map(Capability::value)
+            .collect();
+        if dirs.iter().enumerate().any(|(i, d)| dirs[..i].contains(d)) {
+            return Some(("capabilities", "ask for the same directory twice"));
+        }
         None
     }
 
@@ -181,6 +192,17 @@ impl Manifest {
     }
 
     fn decode(bytes: &[u8]) -> Result<Manifest> {
+        Self::decode_fields(bytes).map_err(|e| match e {
+            // Inside the length-prefixed manifest, running short or long
+            // means the fields disagree with the declared length.
+            Error::Truncated { .. } | Error::TrailingData { .. } => {
+                Error::Malformed { artifact: A, field: "manifest", problem: "does not match its declared length" }
+            }
+            other => other,
+        })
+    }
+
+    fn decode_fields(bytes: &[u8]) -> Result<Manifest> {
         let mut c = Cursor::new(bytes, A);
         let product = c.str8("product id", MAX_PRODUCT_ID_LEN)?.to_owned();
         let release = Release::from_bytes(c.array()?);

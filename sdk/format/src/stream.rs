@@ -203,8 +203,11 @@ impl ChunkOpener {
     /// Decrypts and authenticates chunk `i`: `ct` is the chunk with its tag,
     /// `out` receives exactly the plaintext length of that chunk.
     pub fn open(&self, i: u64, ct: &[u8], out: &mut [u8]) -> Result<()> {
+        if i >= self.layout.chunk_count() {
+            return Err(Error::DecryptionFailed);
+        }
         let pt_len = self.layout.plaintext_chunk_len(i) as usize;
-        if i >= self.layout.chunk_count() || ct.len() != pt_len + TAG_LEN || out.len() != pt_len {
+        if ct.len() != pt_len + TAG_LEN || out.len() != pt_len {
             return Err(Error::DecryptionFailed);
         }
         let counter = u32::try_from(i).map_err(|_| Error::DecryptionFailed)?;

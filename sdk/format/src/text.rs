@@ -42,6 +42,14 @@ pub fn free_text_problem(s: &str, max: usize) -> Option<&'static str> {
     if s.chars().any(char::is_control) {
         return Some("contains control characters");
     }
+    // Zero-width and bidirectional formatting characters can make a name
+    // display as something it is not.
+    let invisible = |c: char| {
+        matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if s.chars().any(invisible) {
+        return Some("contains invisible or text-direction characters");
+    }
     if s.trim() != s {
         return Some("has leading or trailing white space");
     }
@@ -90,6 +98,7 @@ mod tests {
         assert!(free_text_problem(" Jane", 10).is_some());
         assert!(free_text_problem("a\nb", 10).is_some());
         assert!(free_text_problem("", 10).is_some());
+        assert!(free_text_problem("Acme\u{202E}exe", 20).is_some());
         assert!(free_text_problem("12345678901", 10).is_some());
     }
 }

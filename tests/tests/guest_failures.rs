@@ -1,0 +1,84 @@
+//! How the launcher reports a guest that traps, runs out of memory or is
+//! interrupted: each with its own exit code and message.
+use std::time::Duration;
+
+use sealrun_tests::{World, stderr, stdout};
+
+fn setup() -> (World, sealrun_tests::Device, std::path::PathBuf) {
+    let world = World::new();
+    let a = world.device("a");
+    let package = world.seal("hello", "1.0.0");
+    world.license("hello", &a, "hello.license", &[]);
+    (world, a, package)
+}
+
+#[test]
+fn a_trap_is_reported_with_its_message() {
+    let (world, a, package) = setup();
+    let out = a.sealrun(world.path()).arg(&package).args(["--", "--panic"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the app crashed"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
+}
+
+#[test]
+fn memory_limit_is_enforced_and_reported() {
+    let (world, a, package) = setup();
+    let out = a
+        .sealrun(world.path())
+        .args(["run", "--max-memory", "64"])
+        .arg(&package)
+        .args(["--", "--alloc", "128"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(211), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ran out of memory") && stderr(&out).contains("64 MiB"), "{}", stderr(&out));
+    let out = a
+        .sealrun(world.path())
+        .args(["run", "--max-memory", "256"])
+        .arg(&package)
+        .args(["--", "--alloc", "128"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("alloc ok"));
+}
+
+fn interrupt_with(signal: i32, expected: i32, text: &str) {
+    let (world, a, package) = setup();
+    let mut child = a
+        .sealrun(world.path())
+        .arg(&package)
+        .args(["--", "--spin"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the guest says it is spinning, so the signal hits the guest.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&seen).contains("spinning") {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0 && std::time::Instant::now() < deadline, "guest never started spinning");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The real signal, from outside, as a terminal or service manager sends it.
+    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(expected), "{}", stderr(&out));
+    assert!(stderr(&out).contains(text), "{}", stderr(&out));
+}
+
+#[test]
+fn ctrl_c_stops_the_guest_cleanly() {
+    interrupt_with(2, 130, "stopped by Ctrl-C");
+}
+
+#[test]
+fn sigterm_stops_the_guest_cleanly() {
+    interrupt_with(15, 143, "stopped by SIGTERM");
+}

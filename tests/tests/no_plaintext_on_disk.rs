@@ -1,0 +1,64 @@
+//! Invariant 1: no plaintext module bytes reach the disk. The `canary`
+//! sample carries a unique marker in its data and a distinctive constant in
+//! its code; after sealing, licensing and running it with HOME, the XDG dirs
+//! and TMPDIR inside a fresh tree, no file in that tree or in the working
+//! directory contains the marker, the code constant or any slice of the
+//! module's bytes.
+use std::fs;
+use std::path::Path;
+
+use sealrun_tests::{World, sample, stderr, stdout};
+
+const MARKER: &[u8] = b"SEALRUN-CANARY-7f3c9e2a-d41b-4c8e-9a65-0b1e2f3a4c5d";
+/// `i64.const 0x5EA1C0DECA4A7C0D` as it appears in the code section.
+const CODE_MARKER: &[u8] = &[0x42, 0x8d, 0xf8, 0xa9, 0xd2, 0xec, 0x9b, 0xf0, 0xd0, 0xde, 0x00];
+/// Length of the module slices searched for.
+const WINDOW: usize = 32;
+
+fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            files(&e.path(), out);
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn canary_leaves_no_plaintext_on_disk() {
+    let module = fs::read(sample("canary")).unwrap();
+    assert!(contains(&module, MARKER), "the canary sample lost its marker");
+    assert!(contains(&module, CODE_MARKER), "the canary sample lost its code constant");
+
+    let world = World::new();
+    let a = world.device("a");
+    let package = world.seal("canary", "1.0.0");
+    world.license("canary", &a, "canary.license", &[]);
+    let work = a.root.join("work");
+    let out = a.sealrun(&work).arg(&package).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("canary ok"), "the canary did not run: {}", stdout(&out));
+    assert!(stdout(&out).contains(std::str::from_utf8(MARKER).unwrap()));
+
+    // Slices of the module spread over its whole length, each long enough
+    // not to occur by chance.
+    let windows: Vec<&[u8]> = (0..64).map(|i| &module[i * (module.len() - WINDOW) / 63..][..WINDOW]).collect();
+    let mut all = Vec::new();
+    files(world.path(), &mut all);
+    files(&work, &mut all);
+    assert!(all.len() > 5, "the scan sees the world's files");
+    for path in all {
+        let bytes = fs::read(&path).unwrap();
+        assert!(!contains(&bytes, MARKER), "{} contains the canary marker", path.display());
+        assert!(!contains(&bytes, CODE_MARKER), "{} contains the canary code", path.display());
+        for w in &windows {
+            assert!(!contains(&bytes, w), "{} contains plaintext module bytes", path.display());
+        }
+    }
+}
