@@ -863,7 +863,7 @@ fn package_cases(k: &Keys) -> Vec<Case> {
     // content.key: the key id check passes, the decryption must not.
     let forged_key_chunks = encrypt_chunks(&k.other_content, &h, prefix, layout, &module, 3);
 
-    let manifest_len = |n: u32| with(&h, 10, &n.to_be_bytes());
+    let manifest_len = |n: u32| with(&ok, 10, &n.to_be_bytes());
     let mid_sig = hl + c0.len() + c1.len() + c2.len() + SIG_LEN / 2;
     let name = |n: &str| format!("{n}.sealed");
     vec![
@@ -911,17 +911,16 @@ fn package_cases(k: &Keys) -> Vec<Case> {
             manifest_len(u32::MAX),
             "malformed",
         ),
-        // The manifest reader reports its own length errors as truncation
-        // or trailing data inside the manifest.
+        // A manifest whose fields end before or after its declared length.
         (
             name("package_manifest_len_plus_one"),
             manifest_len((hl - PREFIX_LEN + 1) as u32),
-            "trailing_data",
+            "malformed",
         ),
         (
             name("package_manifest_len_minus_one"),
             manifest_len((hl - PREFIX_LEN - 1) as u32),
-            "truncated",
+            "malformed",
         ),
         (
             name("package_manifest_product_uppercase"),
