@@ -37,7 +37,11 @@ pub fn sample(name: &str) -> PathBuf {
 /// `cargo test --workspace` next to the test executables.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    // Test executables live in target/<profile>/deps, binaries one level up.
+    let mut dir = exe.parent().expect("an executable has a directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("deps has a parent");
+    }
     let path = dir.join(name);
     assert!(path.is_file(), "{} is missing: run `cargo build --workspace` (the test command does)", path.display());
     path

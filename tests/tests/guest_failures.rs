@@ -66,7 +66,8 @@ fn interrupt_with(signal: i32, expected: i32, text: &str) {
         seen.extend_from_slice(&buf[..n]);
     }
     // The real signal, from outside, as a terminal or service manager sends it.
-    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+    let status =
+        std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(expected), "{}", stderr(&out));

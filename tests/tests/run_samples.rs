@@ -19,7 +19,12 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case { name: "hello", args: &["a", "b c", "--flag"], env: &["LANG=C", "HELLO_EXIT=7"], dirs: &[] },
-    Case { name: "wordfreq", args: &["/in", "/out/freq.tsv", "--top", "5"], env: &[], dirs: &[("in", "/in", true), ("out", "/out", false)] },
+    Case {
+        name: "wordfreq",
+        args: &["/in", "/out/freq.tsv", "--top", "5"],
+        env: &[],
+        dirs: &[("in", "/in", true), ("out", "/out", false)],
+    },
     Case { name: "compute", args: &["200000", "20"], env: &[], dirs: &[] },
     Case { name: "canary", args: &[], env: &[], dirs: &[] },
 ];

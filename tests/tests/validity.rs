@@ -34,7 +34,11 @@ fn release_outside_the_licensed_range_is_refused() {
     let v2 = world.seal("hello", "2.0.0");
     let out = a.sealrun(world.path()).arg("run").arg("--license").arg(&lic).arg(&v2).output().unwrap();
     assert_eq!(out.status.code(), Some(202), "{}", stderr(&out));
-    assert!(stderr(&out).contains("covers releases 1.0.0 to 1.9.9, but the package is release 2.0.0"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("covers releases 1.0.0 to 1.9.9, but the package is release 2.0.0"),
+        "{}",
+        stderr(&out)
+    );
 
     // A license for "1.0.0 and later" still needs the key of 2.0.0: issued
     // before 2.0.0 was sealed, it says so instead of failing obscurely.

@@ -49,20 +49,11 @@ pub fn load_or_create() -> Result<Device, LaunchError> {
         match fs::read(&path) {
             Ok(bytes) => {
                 let secret = open_device_key(&bytes, &id).map_err(|e| match e {
-                    sealrun_format::Error::UnwrapFailed => {
-                        LaunchError::ForeignDeviceKey(path.clone())
-                    }
-                    other => LaunchError::BadFile {
-                        path: path.clone(),
-                        source: other,
-                    },
+                    sealrun_format::Error::UnwrapFailed => LaunchError::ForeignDeviceKey(path.clone()),
+                    other => LaunchError::BadFile { path: path.clone(), source: other },
                 })?;
                 let code = secret.device_code(&id);
-                return Ok(Device {
-                    secret,
-                    code,
-                    key_file: path,
-                });
+                return Ok(Device { secret, code, key_file: path });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path, &id)?,
             Err(e) => return Err(LaunchError::io("cannot read", &path)(e)),
@@ -73,26 +64,14 @@ pub fn load_or_create() -> Result<Device, LaunchError> {
 
 fn create(path: &PathBuf, machine_id: &[u8]) -> Result<(), LaunchError> {
     let dir = path.parent().expect("the key file is inside the data dir");
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(LaunchError::io("cannot create", dir))?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(LaunchError::io("cannot create", dir))?;
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let secret = DeviceSecret::generate(&mut rng);
     let file = seal_device_key(&secret, machine_id, &mut rng);
     // create_new: if another launch made the key at the same moment, keep
     // theirs (the caller reads it back) rather than replacing it.
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut f) => f
-            .write_all(&file)
-            .and_then(|()| f.sync_all())
-            .map_err(LaunchError::io("cannot write", path)),
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut f) => f.write_all(&file).and_then(|()| f.sync_all()).map_err(LaunchError::io("cannot write", path)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(LaunchError::io("cannot create", path)(e)),
     }

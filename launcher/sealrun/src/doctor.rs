@@ -17,18 +17,11 @@ fn cpu_features() -> String {
     {
         let checks = [
             ("aes", std::arch::is_x86_feature_detected!("aes")),
-            (
-                "pclmulqdq",
-                std::arch::is_x86_feature_detected!("pclmulqdq"),
-            ),
+            ("pclmulqdq", std::arch::is_x86_feature_detected!("pclmulqdq")),
             ("avx2", std::arch::is_x86_feature_detected!("avx2")),
             ("sha", std::arch::is_x86_feature_detected!("sha")),
         ];
-        checks
-            .iter()
-            .map(|(n, on)| format!("{n}{}", if *on { "+" } else { "-" }))
-            .collect::<Vec<_>>()
-            .join(" ")
+        checks.iter().map(|(n, on)| format!("{n}{}", if *on { "+" } else { "-" })).collect::<Vec<_>>().join(" ")
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -44,11 +37,7 @@ fn cpu_features() -> String {
 /// The report as text.
 pub fn report() -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "sealrun {} (wasmtime {WASMTIME_VERSION})",
-        env!("CARGO_PKG_VERSION")
-    );
+    let _ = writeln!(s, "sealrun {} (wasmtime {WASMTIME_VERSION})", env!("CARGO_PKG_VERSION"));
     let machine = match device::machine_id() {
         Ok(_) if std::env::var_os(device::MACHINE_ID_ENV).is_some_and(|v| !v.is_empty()) => {
             format!("present (from {})", device::MACHINE_ID_ENV)
@@ -72,22 +61,11 @@ pub fn report() -> String {
     let licenses = store::all();
     let _ = writeln!(s, "licenses:      {} installed", licenses.len());
     for path in licenses {
-        let line = match std::fs::read(&path)
-            .ok()
-            .and_then(|b| License::parse(&b).ok())
-        {
+        let line = match std::fs::read(&path).ok().and_then(|b| License::parse(&b).ok()) {
             Some(l) => {
                 let Binding::Device(d) = l.terms.binding;
-                let binding = if Some(d) == this {
-                    "this device"
-                } else {
-                    "ANOTHER device"
-                };
-                let expires = l
-                    .terms
-                    .expires
-                    .map(fmt_time)
-                    .unwrap_or_else(|| "never".into());
+                let binding = if Some(d) == this { "this device" } else { "ANOTHER device" };
+                let expires = l.terms.expires.map(fmt_time).unwrap_or_else(|| "never".into());
                 format!(
                     "{} {} for {}, expires {expires}, {binding}",
                     l.terms.product, l.terms.releases, l.terms.licensee
@@ -101,25 +79,12 @@ pub fn report() -> String {
         Ok(mut sys) => {
             sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
             sys.refresh_memory();
-            let brand = sys
-                .cpus()
-                .first()
-                .map(|c| c.brand().trim().to_owned())
-                .unwrap_or_default();
-            let _ = writeln!(
-                s,
-                "cpu:           {brand} ({} logical cores) {}",
-                sys.cpus().len(),
-                cpu_features()
-            );
+            let brand = sys.cpus().first().map(|c| c.brand().trim().to_owned()).unwrap_or_default();
+            let _ = writeln!(s, "cpu:           {brand} ({} logical cores) {}", sys.cpus().len(), cpu_features());
             let _ = writeln!(s, "memory:        {} MiB total", sys.total_memory() >> 20);
         }
         Err(e) => {
-            let _ = writeln!(
-                s,
-                "cpu:           {} (system information unavailable: {e})",
-                cpu_features()
-            );
+            let _ = writeln!(s, "cpu:           {} (system information unavailable: {e})", cpu_features());
         }
     }
     let os = sysinfo::System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.into());
@@ -132,13 +97,7 @@ mod tests {
     #[test]
     fn wasmtime_version_matches_the_lock_file() {
         let lock = include_str!("../../../Cargo.lock");
-        let needle = format!(
-            "name = \"wasmtime\"\nversion = \"{}\"",
-            super::WASMTIME_VERSION
-        );
-        assert!(
-            lock.contains(&needle),
-            "update WASMTIME_VERSION to the locked wasmtime"
-        );
+        let needle = format!("name = \"wasmtime\"\nversion = \"{}\"", super::WASMTIME_VERSION);
+        assert!(lock.contains(&needle), "update WASMTIME_VERSION to the locked wasmtime");
     }
 }

@@ -147,21 +147,12 @@ impl LaunchError {
         }
     }
 
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> LaunchError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LaunchError {
         let path = path.into();
-        move |source| LaunchError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| LaunchError::Io { action, path, source }
     }
 
-    pub(crate) fn bad_file(
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(sealrun_format::Error) -> LaunchError {
+    pub(crate) fn bad_file(path: impl Into<PathBuf>) -> impl FnOnce(sealrun_format::Error) -> LaunchError {
         let path = path.into();
         move |source| LaunchError::BadFile { path, source }
     }
@@ -171,11 +162,7 @@ fn next_step_for_format(e: &sealrun_format::Error) -> &'static str {
     use sealrun_format::Error as F;
     match e {
         F::Truncated { .. } => "The download was probably interrupted: download the file again.",
-        F::TrailingData { .. }
-        | F::Malformed { .. }
-        | F::BadSignature(_)
-        | F::DecryptionFailed
-        | F::UnwrapFailed => {
+        F::TrailingData { .. } | F::Malformed { .. } | F::BadSignature(_) | F::DecryptionFailed | F::UnwrapFailed => {
             "Download the file again or ask the vendor for a fresh copy; do not run a file that fails this check."
         }
         F::UnsupportedVersion { .. } => "Update sealrun to a version that reads this format.",
@@ -189,33 +176,22 @@ fn next_step_for_format(e: &sealrun_format::Error) -> &'static str {
 impl fmt::Display for LaunchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LaunchError::NoLicense {
-                product,
-                name,
-                device,
-                searched,
-            } => {
-                writeln!(
-                    f,
-                    "no license for {name} ({product}) was found on this device."
-                )?;
+            LaunchError::NoLicense { product, name, device, searched } => {
+                if name == product {
+                    writeln!(f, "no license for {product} was found on this device.")?;
+                } else {
+                    writeln!(f, "no license for {name} ({product}) was found on this device.")?;
+                }
                 writeln!(f, "Send this device code to the vendor to get a license:")?;
                 writeln!(f)?;
                 writeln!(f, "    {device}")?;
                 writeln!(f)?;
-                writeln!(
-                    f,
-                    "Then install it with `sealrun license add FILE`, or keep it next to the package."
-                )?;
+                writeln!(f, "Then install it with `sealrun license add FILE`, or keep it next to the package.")?;
                 write!(f, "Looked in: ")?;
                 let list: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
                 write!(f, "{}", list.join(", "))
             }
-            LaunchError::WrongDevice {
-                path,
-                licensed,
-                this,
-            } => write!(
+            LaunchError::WrongDevice { path, licensed, this } => write!(
                 f,
                 "the license {} is for another device.\n  licensed device: {licensed}\n  this device:     {this}\n\
                  Ask the vendor to issue a license for this device's code (shown above).",
@@ -226,31 +202,16 @@ impl fmt::Display for LaunchError {
                 "the license {} does not cover this package: {source}.\nAsk the vendor for a license that covers it.",
                 path.display()
             ),
-            LaunchError::NotValidNow {
-                path,
-                expired: true,
-                when,
-            } => write!(
-                f,
-                "the license {} expired on {when}.\nAsk the vendor to renew it.",
-                path.display()
-            ),
-            LaunchError::NotValidNow {
-                path,
-                expired: false,
-                when,
-            } => write!(
+            LaunchError::NotValidNow { path, expired: true, when } => {
+                write!(f, "the license {} expired on {when}.\nAsk the vendor to renew it.", path.display())
+            }
+            LaunchError::NotValidNow { path, expired: false, when } => write!(
                 f,
                 "the license {} is not valid before {when}.\nWait until then, or check this computer's clock.",
                 path.display()
             ),
             LaunchError::BadFile { path, source } => {
-                write!(
-                    f,
-                    "{}: {source}.\n{}",
-                    path.display(),
-                    next_step_for_format(source)
-                )
+                write!(f, "{}: {source}.\n{}", path.display(), next_step_for_format(source))
             }
             LaunchError::NoMachineId(why) => write!(
                 f,
@@ -265,27 +226,16 @@ impl fmt::Display for LaunchError {
                  send the new `sealrun id` to your vendor.",
                 path.display()
             ),
-            LaunchError::Io {
-                action,
-                path,
-                source,
-            } => write!(f, "{action} {}: {source}", path.display()),
+            LaunchError::Io { action, path, source } => write!(f, "{action} {}: {source}", path.display()),
             LaunchError::Usage(msg) => write!(f, "{msg}"),
             LaunchError::GuestStart(msg) => write!(f, "the app could not be started: {msg}"),
-            LaunchError::GuestTrap(msg) => write!(
-                f,
-                "the app crashed: {msg}\nReport this to the app's vendor."
-            ),
+            LaunchError::GuestTrap(msg) => write!(f, "the app crashed: {msg}\nReport this to the app's vendor."),
             LaunchError::GuestOutOfMemory { limit_mib } => write!(
                 f,
                 "the app ran out of memory: it needed more than the {limit_mib} MiB limit.\nRun it with a larger --max-memory (in MiB)."
             ),
             LaunchError::Interrupted { signal } => {
-                let name = if *signal == libc::SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "Ctrl-C"
-                };
+                let name = if *signal == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" };
                 write!(f, "the app was stopped by {name}.")
             }
         }

@@ -35,70 +35,33 @@ fn map(path: &Path) -> Result<memmap2::Mmap, LaunchError> {
 }
 
 /// Verifies and decrypts `package` for `device` at time `now`.
-pub fn unlock(
-    package: &Path,
-    license: Option<&Path>,
-    device: &Device,
-    now: UnixTime,
-) -> Result<Unlocked, LaunchError> {
+pub fn unlock(package: &Path, license: Option<&Path>, device: &Device, now: UnixTime) -> Result<Unlocked, LaunchError> {
     let map = map(package)?;
     let pkg = Package::parse(&map).map_err(LaunchError::bad_file(package))?;
     let manifest = pkg.manifest().clone();
     let (license_path, license) = select_license(package, license, &manifest, device, now)?;
-    let key = license
-        .unwrap_key(&manifest.key_id, &device.secret)
-        .map_err(LaunchError::bad_file(&license_path))?;
-    let len = usize::try_from(manifest.plaintext_len).map_err(|_| {
-        LaunchError::Usage("the module is too large for this machine's address space".into())
-    })?;
-    let mut module =
-        SecretBuffer::new(len).map_err(LaunchError::io("cannot allocate memory for", package))?;
-    pkg.decrypt_into(&key, &mut module)
-        .map_err(LaunchError::bad_file(package))?;
-    Ok(Unlocked {
-        manifest,
-        module,
-        license_path,
-        license,
-    })
+    let key = license.unwrap_key(&manifest.key_id, &device.secret).map_err(LaunchError::bad_file(&license_path))?;
+    let len = usize::try_from(manifest.plaintext_len)
+        .map_err(|_| LaunchError::Usage("the module is too large for this machine's address space".into()))?;
+    let mut module = SecretBuffer::new(len).map_err(LaunchError::io("cannot allocate memory for", package))?;
+    pkg.decrypt_into(&key, &mut module).map_err(LaunchError::bad_file(package))?;
+    Ok(Unlocked { manifest, module, license_path, license })
 }
 
 /// Checks one license file against the package and this device.
-pub fn check_license(
-    path: &Path,
-    manifest: &Manifest,
-    device: &Device,
-    now: UnixTime,
-) -> Result<License, LaunchError> {
+pub fn check_license(path: &Path, manifest: &Manifest, device: &Device, now: UnixTime) -> Result<License, LaunchError> {
     use sealrun_format::Error as F;
     let bytes = std::fs::read(path).map_err(LaunchError::io("cannot read", path))?;
     let license = License::parse(&bytes).map_err(LaunchError::bad_file(path))?;
-    license
-        .verify_signature(&manifest.vendor_key)
-        .map_err(LaunchError::bad_file(path))?;
+    license.verify_signature(&manifest.vendor_key).map_err(LaunchError::bad_file(path))?;
     license.check_covers(manifest, now).map_err(|e| match e {
-        F::Expired(t) => LaunchError::NotValidNow {
-            path: path.to_owned(),
-            expired: true,
-            when: fmt_time(t),
-        },
-        F::NotYetValid(t) => LaunchError::NotValidNow {
-            path: path.to_owned(),
-            expired: false,
-            when: fmt_time(t),
-        },
-        other => LaunchError::WrongProduct {
-            path: path.to_owned(),
-            source: other,
-        },
+        F::Expired(t) => LaunchError::NotValidNow { path: path.to_owned(), expired: true, when: fmt_time(t) },
+        F::NotYetValid(t) => LaunchError::NotValidNow { path: path.to_owned(), expired: false, when: fmt_time(t) },
+        other => LaunchError::WrongProduct { path: path.to_owned(), source: other },
     })?;
     let Binding::Device(licensed) = license.terms.binding;
     if licensed != device.code {
-        return Err(LaunchError::WrongDevice {
-            path: path.to_owned(),
-            licensed,
-            this: device.code,
-        });
+        return Err(LaunchError::WrongDevice { path: path.to_owned(), licensed, this: device.code });
     }
     Ok(license)
 }

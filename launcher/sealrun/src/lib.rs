@@ -15,10 +15,7 @@ pub use error::LaunchError;
 
 /// Now, in Unix seconds.
 pub fn now() -> sealrun_format::UnixTime {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// An instant as RFC 3339 (UTC), for messages.
@@ -47,9 +44,7 @@ pub fn package_hints(
                 out.push(format!("this app asks for a directory at {guest}; grant one with --dir HOST::{guest}{mode}"));
             }
             Capability::Env(name) if !env.iter().any(|(k, _)| k == name) => {
-                out.push(format!(
-                    "this app reads ${name}; pass it with --env {name}=VALUE"
-                ));
+                out.push(format!("this app reads ${name}; pass it with --env {name}=VALUE"));
             }
             _ => {}
         }

@@ -136,12 +136,7 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
 }
 
 fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
-    let dirs = a
-        .dirs
-        .iter()
-        .map(|d| DirGrant::parse(d))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(LaunchError::Usage)?;
+    let dirs = a.dirs.iter().map(|d| DirGrant::parse(d)).collect::<Result<Vec<_>, _>>().map_err(LaunchError::Usage)?;
     let mut env = Vec::new();
     for e in &a.env {
         match e.split_once('=') {
@@ -152,18 +147,13 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
                 }
             }
             _ => {
-                return Err(LaunchError::Usage(format!(
-                    "--env {e:?}: expected NAME=VALUE or NAME"
-                )));
+                return Err(LaunchError::Usage(format!("--env {e:?}: expected NAME=VALUE or NAME")));
             }
         }
     }
     for d in &dirs {
         if !d.host.is_dir() {
-            return Err(LaunchError::Usage(format!(
-                "--dir: {} is not a directory",
-                d.host.display()
-            )));
+            return Err(LaunchError::Usage(format!("--dir: {} is not a directory", d.host.display())));
         }
     }
     let device = device::load_or_create()?;
@@ -175,18 +165,8 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     let module = runner::compile(&engine, &unlocked.module)?;
     // The plaintext is not needed once compiled: zero and release it now.
     drop(unlocked.module);
-    let program_name = a
-        .package
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cfg = GuestConfig {
-        program_name,
-        args: a.args,
-        env,
-        dirs,
-        max_memory_mib: a.max_memory,
-    };
+    let program_name = a.package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory };
     let code = runner::run(&engine, &module, &cfg)?;
     // Exit codes outside 0..=255 wrap as the OS would.
     Ok(ExitCode::from((code & 0xff) as u8))

@@ -51,15 +51,9 @@ impl DirGrant {
             None => (rest, rest.to_owned()),
         };
         if host.is_empty() || guest.is_empty() {
-            return Err(format!(
-                "--dir {s:?}: expected HOST[::GUEST][:ro], e.g. ./data::/data:ro"
-            ));
+            return Err(format!("--dir {s:?}: expected HOST[::GUEST][:ro], e.g. ./data::/data:ro"));
         }
-        Ok(DirGrant {
-            host: PathBuf::from(host),
-            guest,
-            read_only,
-        })
+        Ok(DirGrant { host: PathBuf::from(host), guest, read_only })
     }
 }
 
@@ -99,12 +93,7 @@ struct Limits {
 }
 
 impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
             // Refuse the growth (the guest sees memory.grow fail) and note it,
             // so a trap that follows is reported as out of memory.
@@ -114,12 +103,7 @@ impl ResourceLimiter for Limits {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
@@ -164,11 +148,7 @@ impl SignalGuard {
                 engine.increment_epoch();
             }
         });
-        Ok(SignalGuard {
-            handle,
-            received,
-            thread: Some(thread),
-        })
+        Ok(SignalGuard { handle, received, thread: Some(thread) })
     }
 
     fn received(&self) -> Option<i32> {
@@ -202,40 +182,22 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
         b.env(k, v);
     }
     for d in &cfg.dirs {
-        let perms = if d.read_only {
-            FsPerms::ReadOnly
-        } else {
-            FsPerms::ReadWrite
-        };
-        b.preopened_dir(&d.host, &d.guest, perms).map_err(|e| {
-            LaunchError::GuestStart(format!("cannot grant directory {}: {e}", d.host.display()))
-        })?;
+        let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+        b.preopened_dir(&d.host, &d.guest, perms)
+            .map_err(|e| LaunchError::GuestStart(format!("cannot grant directory {}: {e}", d.host.display())))?;
     }
-    let max_memory =
-        usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-    let host = Host {
-        wasi: b.build_p1(),
-        limits: Limits {
-            max_memory,
-            memory_refused: false,
-        },
-    };
+    let max_memory = usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let host = Host { wasi: b.build_p1(), limits: Limits { max_memory, memory_refused: false } };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();
 
     let signals = SignalGuard::install(engine)?;
-    let instance = linker
-        .instantiate(&mut store, module)
-        .map_err(|e| LaunchError::GuestStart(format!("{e}")))?;
+    let instance = linker.instantiate(&mut store, module).map_err(|e| LaunchError::GuestStart(format!("{e}")))?;
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
-        .map_err(|_| {
-            LaunchError::GuestStart(
-                "the module has no `_start` function (not a WASI command)".into(),
-            )
-        })?;
+        .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;
     let result = start.call(&mut store, ());
     let signal = signals.received();
     drop(signals);
@@ -249,14 +211,10 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
                 return Err(LaunchError::Interrupted { signal });
             }
             if store.data().limits.memory_refused {
-                return Err(LaunchError::GuestOutOfMemory {
-                    limit_mib: cfg.max_memory_mib,
-                });
+                return Err(LaunchError::GuestOutOfMemory { limit_mib: cfg.max_memory_mib });
             }
             let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
-            Err(LaunchError::GuestTrap(
-                trap.unwrap_or_else(|| format!("{e}")),
-            ))
+            Err(LaunchError::GuestTrap(trap.unwrap_or_else(|| format!("{e}"))))
         }
     }
 }
@@ -268,23 +226,9 @@ mod tests {
     #[test]
     fn parses_dir_grants() {
         let d = DirGrant::parse("./data::/data:ro").unwrap();
-        assert_eq!(
-            d,
-            DirGrant {
-                host: "./data".into(),
-                guest: "/data".into(),
-                read_only: true
-            }
-        );
+        assert_eq!(d, DirGrant { host: "./data".into(), guest: "/data".into(), read_only: true });
         let d = DirGrant::parse("/tmp/x").unwrap();
-        assert_eq!(
-            d,
-            DirGrant {
-                host: "/tmp/x".into(),
-                guest: "/tmp/x".into(),
-                read_only: false
-            }
-        );
+        assert_eq!(d, DirGrant { host: "/tmp/x".into(), guest: "/tmp/x".into(), read_only: false });
         assert!(DirGrant::parse("::/data").is_err());
     }
 }

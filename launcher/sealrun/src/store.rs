@@ -16,11 +16,7 @@ pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchErr
     let license = License::parse(&bytes).map_err(LaunchError::bad_file(file))?;
     let Binding::Device(licensed) = license.terms.binding;
     if licensed != device.code {
-        return Err(LaunchError::WrongDevice {
-            path: file.to_owned(),
-            licensed,
-            this: device.code,
-        });
+        return Err(LaunchError::WrongDevice { path: file.to_owned(), licensed, this: device.code });
     }
     // Product ids are validated to [a-z0-9.-] by the parser: safe as a folder name.
     let dir = paths::licenses_dir().join(&license.terms.product);
@@ -64,12 +60,7 @@ fn license_files(dir: &Path) -> Vec<PathBuf> {
 pub fn all() -> Vec<PathBuf> {
     let mut out = Vec::new();
     let root = paths::licenses_dir();
-    let mut products: Vec<PathBuf> = fs::read_dir(&root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut products: Vec<PathBuf> = fs::read_dir(&root).into_iter().flatten().flatten().map(|e| e.path()).collect();
     products.sort();
     for p in products {
         out.extend(license_files(&p));

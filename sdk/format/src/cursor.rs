@@ -11,11 +11,7 @@ pub(crate) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(buf: &'a [u8], artifact: Artifact) -> Self {
-        Cursor {
-            buf,
-            pos: 0,
-            artifact,
-        }
+        Cursor { buf, pos: 0, artifact }
     }
 
     pub(crate) fn position(&self) -> usize {
@@ -27,11 +23,7 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn malformed(&self, field: &'static str, problem: &'static str) -> Error {
-        Error::Malformed {
-            artifact: self.artifact,
-            field,
-            problem,
-        }
+        Error::Malformed { artifact: self.artifact, field, problem }
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
@@ -102,10 +94,7 @@ impl<'a> Cursor<'a> {
     pub(crate) fn finish(self) -> Result<()> {
         match self.remaining() {
             0 => Ok(()),
-            extra => Err(Error::TrailingData {
-                artifact: self.artifact,
-                extra: extra as u64,
-            }),
+            extra => Err(Error::TrailingData { artifact: self.artifact, extra: extra as u64 }),
         }
     }
 }

@@ -63,10 +63,7 @@ impl DeviceCode {
     }
 
     fn checksum(tag: &[u8], pk: &[u8]) -> [u8; CHECKSUM_LEN] {
-        let d = Sha256::new_with_prefix(b"sealrun/v1/device-code\0")
-            .chain_update(tag)
-            .chain_update(pk)
-            .finalize();
+        let d = Sha256::new_with_prefix(b"sealrun/v1/device-code\0").chain_update(tag).chain_update(pk).finalize();
         [d[0], d[1]]
     }
 }
@@ -111,11 +108,7 @@ impl FromStr for DeviceCode {
     /// Parses a device code as people type it: case does not matter, dashes
     /// and spaces are ignored, and O/I/L are read as 0/1/1.
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |problem| Error::Malformed {
-            artifact: Artifact::DeviceCode,
-            field: "code",
-            problem,
-        };
+        let bad = |problem| Error::Malformed { artifact: Artifact::DeviceCode, field: "code", problem };
         let s = s.trim();
         // Generous room for separators; anything longer is not a device code.
         if s.len() > 4 * CODE_BYTES {
@@ -125,9 +118,7 @@ impl FromStr for DeviceCode {
             .get(..DEVICE_CODE_PREFIX.len())
             .filter(|p| p.eq_ignore_ascii_case(DEVICE_CODE_PREFIX))
             .map(|_| &s[DEVICE_CODE_PREFIX.len()..])
-            .ok_or(bad(
-                "does not start with SR1- (copy it exactly as `sealrun id` prints it)",
-            ))?;
+            .ok_or(bad("does not start with SR1- (copy it exactly as `sealrun id` prints it)"))?;
         let mut raw = Vec::with_capacity(CODE_BYTES);
         let mut acc: u64 = 0;
         let mut bits = 0;
@@ -154,19 +145,14 @@ impl FromStr for DeviceCode {
             }
         }
         if chars != CODE_BYTES * 8 / 5 {
-            return Err(bad(
-                "has the wrong number of characters (it should be 64 after SR1-)",
-            ));
+            return Err(bad("has the wrong number of characters (it should be 64 after SR1-)"));
         }
         let tag: [u8; 6] = raw[..6].try_into().expect("length checked");
         let pk: [u8; 32] = raw[6..38].try_into().expect("length checked");
         if raw[38..] != Self::checksum(&tag, &pk) {
             return Err(Error::DeviceCodeChecksum);
         }
-        Ok(DeviceCode {
-            machine_tag: tag,
-            public_key: pk,
-        })
+        Ok(DeviceCode { machine_tag: tag, public_key: pk })
     }
 }
 
@@ -198,10 +184,7 @@ impl DeviceSecret {
 
     /// The device code of this key on the machine with `machine_id`.
     pub fn device_code(&self, machine_id: &[u8]) -> DeviceCode {
-        DeviceCode {
-            machine_tag: machine_tag(machine_id),
-            public_key: self.public_key(),
-        }
+        DeviceCode { machine_tag: machine_tag(machine_id), public_key: self.public_key() }
     }
 }
 
@@ -222,11 +205,7 @@ fn machine_seal_cipher(machine_id: &[u8]) -> Aes256GcmSiv {
 }
 
 /// Seals a device secret to a machine ID, for the 0600 key file.
-pub fn seal_device_key(
-    secret: &DeviceSecret,
-    machine_id: &[u8],
-    rng: &mut impl CryptoRng,
-) -> Vec<u8> {
+pub fn seal_device_key(secret: &DeviceSecret, machine_id: &[u8], rng: &mut impl CryptoRng) -> Vec<u8> {
     let mut nonce = [0u8; 12];
     rng.fill_bytes(&mut nonce);
     let mut out = Vec::with_capacity(DEVICE_KEY_FILE_LEN);
@@ -234,13 +213,7 @@ pub fn seal_device_key(
     out.extend_from_slice(&DEVICE_KEY_VERSION.to_be_bytes());
     out.extend_from_slice(&nonce);
     let ct = machine_seal_cipher(machine_id)
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: secret.as_bytes(),
-                aad: &out[..10],
-            },
-        )
+        .encrypt(&Nonce::from(nonce), Payload { msg: secret.as_bytes(), aad: &out[..10] })
         .expect("AES-GCM-SIV encrypts 32 bytes");
     out.extend_from_slice(&ct);
     out
@@ -268,13 +241,7 @@ pub fn open_device_key(file: &[u8], machine_id: &[u8]) -> Result<DeviceSecret> {
     c.finish()?;
     let pt = Zeroizing::new(
         machine_seal_cipher(machine_id)
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: ct,
-                    aad: &file[..10],
-                },
-            )
+            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &file[..10] })
             .map_err(|_| Error::UnwrapFailed)?,
     );
     let key: [u8; 32] = pt.as_slice().try_into().map_err(|_| Error::UnwrapFailed)?;
@@ -317,19 +284,10 @@ mod tests {
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let file = seal_device_key(&secret, b"machine-a", &mut rng);
         assert_eq!(file.len(), DEVICE_KEY_FILE_LEN);
-        assert_eq!(
-            open_device_key(&file, b"machine-a").unwrap().public_key(),
-            secret.public_key()
-        );
-        assert!(matches!(
-            open_device_key(&file, b"machine-b"),
-            Err(Error::UnwrapFailed)
-        ));
+        assert_eq!(open_device_key(&file, b"machine-a").unwrap().public_key(), secret.public_key());
+        assert!(matches!(open_device_key(&file, b"machine-b"), Err(Error::UnwrapFailed)));
         let mut flipped = file.clone();
         flipped[30] ^= 1;
-        assert!(matches!(
-            open_device_key(&flipped, b"machine-a"),
-            Err(Error::UnwrapFailed)
-        ));
+        assert!(matches!(open_device_key(&flipped, b"machine-a"), Err(Error::UnwrapFailed)));
     }
 }

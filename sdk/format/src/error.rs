@@ -89,7 +89,9 @@ pub enum Error {
     #[error("decryption failed: the package was damaged or tampered with")]
     DecryptionFailed,
     /// The content key could not be unwrapped from a license.
-    #[error("the content key could not be unwrapped: the license was damaged or tampered with, or is not for this device")]
+    #[error(
+        "the content key could not be unwrapped: the license was damaged or tampered with, or is not for this device"
+    )]
     UnwrapFailed,
     /// A device code failed its checksum (usually a typo).
     #[error("the device code is mistyped: its checksum does not match")]

@@ -58,15 +58,9 @@ impl VendorPublicKey {
     /// Verifies `sig` over `msg` with the strict rules (no small-order keys,
     /// canonical `s`), so a valid signature cannot be altered into another
     /// valid one.
-    pub(crate) fn verify(
-        &self,
-        msg: &[u8],
-        sig: &[u8; SIGNATURE_LEN],
-        what: Artifact,
-    ) -> Result<()> {
+    pub(crate) fn verify(&self, msg: &[u8], sig: &[u8; SIGNATURE_LEN], what: Artifact) -> Result<()> {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| Error::BadSignature(what))?;
-        key.verify_strict(msg, &Signature::from_bytes(sig))
-            .map_err(|_| Error::BadSignature(what))
+        key.verify_strict(msg, &Signature::from_bytes(sig)).map_err(|_| Error::BadSignature(what))
     }
 
     /// A short fingerprint for people: the first 8 bytes of SHA-256, in hex.

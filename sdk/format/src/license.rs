@@ -43,11 +43,7 @@ pub struct IssuerCert {
     pub signature: [u8; SIGNATURE_LEN],
 }
 
-fn cert_message(
-    vendor: &VendorPublicKey,
-    issuer: &VendorPublicKey,
-    not_after: UnixTime,
-) -> Vec<u8> {
+fn cert_message(vendor: &VendorPublicKey, issuer: &VendorPublicKey, not_after: UnixTime) -> Vec<u8> {
     let mut m = b"sealrun/v1/issuer-cert\0".to_vec();
     m.extend_from_slice(&vendor.0);
     m.extend_from_slice(&issuer.0);
@@ -56,17 +52,9 @@ fn cert_message(
 }
 
 /// Certifies `issuer` to sign licenses for `vendor` until `not_after`.
-pub fn certify_issuer(
-    vendor: &VendorSigningKey,
-    issuer: VendorPublicKey,
-    not_after: UnixTime,
-) -> IssuerCert {
+pub fn certify_issuer(vendor: &VendorSigningKey, issuer: VendorPublicKey, not_after: UnixTime) -> IssuerCert {
     let signature = vendor.sign(&cert_message(&vendor.public(), &issuer, not_after));
-    IssuerCert {
-        issuer_key: issuer,
-        not_after,
-        signature,
-    }
+    IssuerCert { issuer_key: issuer, not_after, signature }
 }
 
 /// Who signed a license.
@@ -175,11 +163,7 @@ impl License {
         }
         let version = c.u16()?;
         if version != LICENSE_VERSION {
-            return Err(Error::UnsupportedVersion {
-                artifact: A,
-                found: version,
-                supported: LICENSE_VERSION,
-            });
+            return Err(Error::UnsupportedVersion { artifact: A, found: version, supported: LICENSE_VERSION });
         }
         let len = c.u32()?;
         if len > MAX_LICENSE_BODY_LEN {
@@ -195,13 +179,7 @@ impl License {
             }
             other => other,
         })?;
-        Ok(License {
-            terms,
-            keys,
-            issuer,
-            signed: input[..signed_len].to_vec(),
-            signature,
-        })
+        Ok(License { terms, keys, issuer, signed: input[..signed_len].to_vec(), signature })
     }
 
     /// Verifies the signature chain up to `vendor_key`, the key the package
@@ -233,13 +211,8 @@ impl License {
     pub fn unwrap_key(&self, key_id: &KeyId, secret: &DeviceSecret) -> Result<ContentKey> {
         let Binding::Device(device) = self.terms.binding;
         let entry = self.key_for(key_id).ok_or(Error::UnwrapFailed)?;
-        let key = unwrap_on_device(
-            &entry.enc,
-            &entry.wrapped,
-            secret,
-            &device,
-            &wrap_aad(&self.terms.license_id, key_id),
-        )?;
+        let key =
+            unwrap_on_device(&entry.enc, &entry.wrapped, secret, &device, &wrap_aad(&self.terms.license_id, key_id))?;
         if &key.id() != key_id {
             return Err(Error::UnwrapFailed);
         }
@@ -253,16 +226,10 @@ impl License {
     pub fn check_covers(&self, manifest: &crate::package::Manifest, now: UnixTime) -> Result<()> {
         let t = &self.terms;
         if t.product != manifest.product {
-            return Err(Error::WrongProduct {
-                licensed: t.product.clone(),
-                package: manifest.product.clone(),
-            });
+            return Err(Error::WrongProduct { licensed: t.product.clone(), package: manifest.product.clone() });
         }
         if !t.releases.contains(manifest.release) {
-            return Err(Error::ReleaseNotLicensed {
-                licensed: t.releases.to_string(),
-                package: manifest.release,
-            });
+            return Err(Error::ReleaseNotLicensed { licensed: t.releases.to_string(), package: manifest.release });
         }
         if self.key_for(&manifest.key_id).is_none_or(|k| k.release != manifest.release) {
             return Err(Error::NoKeyForPackage(manifest.release));
@@ -347,19 +314,11 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
     let vendor_key = VendorPublicKey(c.array()?);
     let product = c.str8("product id", MAX_PRODUCT_ID_LEN)?.to_owned();
     let min = Release::from_bytes(c.array()?);
-    let max = if c.flag("release range")? {
-        Some(Release::from_bytes(c.array()?))
-    } else {
-        None
-    };
+    let max = if c.flag("release range")? { Some(Release::from_bytes(c.array()?)) } else { None };
     let licensee = c.str16("licensee", MAX_LICENSEE_LEN)?.to_owned();
     let issued_at = c.u64()?;
     let not_before = c.u64()?;
-    let expires = if c.flag("expiry")? {
-        Some(c.u64()?)
-    } else {
-        None
-    };
+    let expires = if c.flag("expiry")? { Some(c.u64()?) } else { None };
     let nf = c.u8()? as usize;
     if nf > MAX_FEATURES {
         return Err(c.malformed("features", "are more than allowed"));
@@ -369,10 +328,7 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
         features.push(c.str8("feature", MAX_FEATURE_LEN)?.to_owned());
     }
     let binding = match c.u8()? {
-        1 => Binding::Device(DeviceCode {
-            machine_tag: c.array::<MACHINE_TAG_LEN>()?,
-            public_key: c.array()?,
-        }),
+        1 => Binding::Device(DeviceCode { machine_tag: c.array::<MACHINE_TAG_LEN>()?, public_key: c.array()? }),
         _ => return Err(c.malformed("binding", "has an unknown kind")),
     };
     let nk = c.u8()? as usize;
@@ -411,18 +367,10 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
         binding,
     };
     if let Some((field, problem)) = terms.problem() {
-        return Err(Error::Malformed {
-            artifact: A,
-            field,
-            problem,
-        });
+        return Err(Error::Malformed { artifact: A, field, problem });
     }
     if let Some(problem) = keys_problem(&terms, &keys) {
-        return Err(Error::Malformed {
-            artifact: A,
-            field: "key list",
-            problem,
-        });
+        return Err(Error::Malformed { artifact: A, field: "key list", problem });
     }
     Ok((terms, keys, issuer))
 }
@@ -477,29 +425,18 @@ pub fn issue(
         return Err(Error::InvalidInput { field, problem });
     }
     if keys.is_empty() || keys.len() > MAX_WRAPPED_KEYS {
-        return Err(Error::InvalidInput {
-            field: "content keys",
-            problem: "none in the licensed range, or too many",
-        });
+        return Err(Error::InvalidInput { field: "content keys", problem: "none in the licensed range, or too many" });
     }
     let Binding::Device(device) = terms.binding;
     let mut wrapped = Vec::with_capacity(keys.len());
     for (release, k) in keys {
         let key_id = k.id();
         let (enc, w) = wrap_to_device(k, &device, &wrap_aad(&terms.license_id, &key_id), rng)?;
-        wrapped.push(WrappedKey {
-            release: *release,
-            key_id,
-            enc,
-            wrapped: w,
-        });
+        wrapped.push(WrappedKey { release: *release, key_id, enc, wrapped: w });
     }
     wrapped.sort_by_key(|k| k.release);
     if let Some(problem) = keys_problem(&terms, &wrapped) {
-        return Err(Error::InvalidInput {
-            field: "content keys",
-            problem,
-        });
+        return Err(Error::InvalidInput { field: "content keys", problem });
     }
     let body = encode_body(&terms, &wrapped, &issuer);
     let mut out = Vec::with_capacity(14 + body.len() + SIGNATURE_LEN);

@@ -55,9 +55,7 @@ pub enum Capability {
 impl Capability {
     fn tag(&self) -> u8 {
         match self {
-            Capability::Dir {
-                writable: false, ..
-            } => 1,
+            Capability::Dir { writable: false, .. } => 1,
             Capability::Dir { writable: true, .. } => 2,
             Capability::Env(_) => 3,
         }
@@ -88,9 +86,10 @@ impl Capability {
                 }
             }
             Capability::Env(name) => {
-                let ok = name.bytes().enumerate().all(|(i, b)| {
-                    b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit())
-                });
+                let ok = name
+                    .bytes()
+                    .enumerate()
+                    .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
                 if !ok {
                     return Some("environment variable names are letters, digits and '_'");
                 }
@@ -150,19 +149,11 @@ impl Manifest {
         if let Some(p) = self.capabilities.iter().find_map(Capability::problem) {
             return Some(("capabilities", p));
         }
-        if !self
-            .capabilities
-            .windows(2)
-            .all(|w| (w[0].tag(), w[0].value()) < (w[1].tag(), w[1].value()))
-        {
+        if !self.capabilities.windows(2).all(|w| (w[0].tag(), w[0].value()) < (w[1].tag(), w[1].value())) {
             return Some(("capabilities", "are not sorted and unique"));
         }
-        let dirs: Vec<&str> = self
-            .capabilities
-            .iter()
-            .filter(|c| matches!(c, Capability::Dir { .. }))
-            .map(Capability::value)
-            .collect();
+        let dirs: Vec<&str> =
+            self.capabilities.iter().filter(|c| matches!(c, Capability::Dir { .. })).map(Capability::value).collect();
         if dirs.iter().enumerate().any(|(i, d)| dirs[..i].contains(d)) {
             return Some(("capabilities", "ask for the same directory twice"));
         }
@@ -226,14 +217,8 @@ impl Manifest {
             let tag = c.u8()?;
             let value = c.str16("capability", MAX_CAPABILITY_LEN)?.to_owned();
             capabilities.push(match tag {
-                1 => Capability::Dir {
-                    writable: false,
-                    guest: value,
-                },
-                2 => Capability::Dir {
-                    writable: true,
-                    guest: value,
-                },
+                1 => Capability::Dir { writable: false, guest: value },
+                2 => Capability::Dir { writable: true, guest: value },
                 3 => Capability::Env(value),
                 _ => return Err(c.malformed("capability", "has an unknown kind")),
             });
@@ -253,11 +238,7 @@ impl Manifest {
             capabilities,
         };
         if let Some((field, problem)) = m.problem() {
-            return Err(Error::Malformed {
-                artifact: A,
-                field,
-                problem,
-            });
+            return Err(Error::Malformed { artifact: A, field, problem });
         }
         Ok(m)
     }
@@ -285,21 +266,14 @@ impl Header {
         }
         let version = c.u16()?;
         if version != PACKAGE_VERSION {
-            return Err(Error::UnsupportedVersion {
-                artifact: A,
-                found: version,
-                supported: PACKAGE_VERSION,
-            });
+            return Err(Error::UnsupportedVersion { artifact: A, found: version, supported: PACKAGE_VERSION });
         }
         let len = c.u32()?;
         if len > MAX_MANIFEST_LEN {
             return Err(c.malformed("manifest length", "is larger than allowed"));
         }
         let manifest = Manifest::decode(c.bytes(len as usize)?)?;
-        Ok(Header {
-            manifest,
-            bytes: input[..c.position()].to_vec(),
-        })
+        Ok(Header { manifest, bytes: input[..c.position()].to_vec() })
     }
 
     fn encode(manifest: Manifest) -> Result<Header> {
@@ -364,26 +338,15 @@ impl<'a> Package<'a> {
         let total = header.package_len();
         let have = input.len() as u64;
         if have < total {
-            return Err(Error::Truncated {
-                artifact: A,
-                needed: total,
-                available: have,
-            });
+            return Err(Error::Truncated { artifact: A, needed: total, available: have });
         }
         if have > total {
-            return Err(Error::TrailingData {
-                artifact: A,
-                extra: have - total,
-            });
+            return Err(Error::TrailingData { artifact: A, extra: have - total });
         }
         let start = header.as_bytes().len();
         let sig_at = input.len() - SIGNATURE_LEN;
         let signature = input[sig_at..].try_into().expect("length checked");
-        Ok(Package {
-            header,
-            ciphertext: &input[start..sig_at],
-            signature,
-        })
+        Ok(Package { header, ciphertext: &input[start..sig_at], signature })
     }
 
     /// The header.
@@ -426,18 +389,10 @@ impl<'a> Package<'a> {
             return Err(Error::UnwrapFailed);
         }
         if out.len() as u64 != m.plaintext_len {
-            return Err(Error::InvalidInput {
-                field: "output buffer",
-                problem: "is not the module length",
-            });
+            return Err(Error::InvalidInput { field: "output buffer", problem: "is not the module length" });
         }
         let layout = m.layout();
-        let mut opener = StreamOpener::new(ChunkOpener::new(
-            key,
-            m.nonce_prefix,
-            layout,
-            self.header.digest(),
-        ));
+        let mut opener = StreamOpener::new(ChunkOpener::new(key, m.nonce_prefix, layout, self.header.digest()));
         let mut digests = ChunkDigests::new();
         let result = (|| {
             for i in 0..layout.chunk_count() {
@@ -493,8 +448,7 @@ impl PackageSealer {
     ) -> Result<Self> {
         let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
         rng.fill_bytes(&mut nonce_prefix);
-        spec.capabilities
-            .sort_by(|a, b| (a.tag(), a.value()).cmp(&(b.tag(), b.value())));
+        spec.capabilities.sort_by(|a, b| (a.tag(), a.value()).cmp(&(b.tag(), b.value())));
         spec.capabilities.dedup();
         let header = Header::encode(Manifest {
             product: spec.product,
@@ -509,13 +463,8 @@ impl PackageSealer {
             key_id: key.id(),
             capabilities: spec.capabilities,
         })?;
-        let stream =
-            StreamSealer::new(key, nonce_prefix, header.manifest.layout(), header.digest());
-        Ok(PackageSealer {
-            header,
-            stream,
-            digests: ChunkDigests::new(),
-        })
+        let stream = StreamSealer::new(key, nonce_prefix, header.manifest.layout(), header.digest());
+        Ok(PackageSealer { header, stream, digests: ChunkDigests::new() })
     }
 
     /// The header bytes, to be written first.
@@ -533,10 +482,7 @@ impl PackageSealer {
     /// Ends sealing and returns the signature to write last.
     pub fn finish(self, signer: &VendorSigningKey) -> Result<[u8; SIGNATURE_LEN]> {
         if signer.public() != self.header.manifest.vendor_key {
-            return Err(Error::InvalidInput {
-                field: "signing key",
-                problem: "is not the vendor key in the manifest",
-            });
+            return Err(Error::InvalidInput { field: "signing key", problem: "is not the vendor key in the manifest" });
         }
         self.stream.finish()?;
         Ok(signer.sign(&self.digests.signed_message(&self.header)))

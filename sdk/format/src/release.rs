@@ -24,11 +24,7 @@ impl Release {
 
     /// A release from its three numbers.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Release {
-            major,
-            minor,
-            patch,
-        }
+        Release { major, minor, patch }
     }
 
     pub(crate) fn to_bytes(self) -> [u8; 12] {
@@ -41,11 +37,7 @@ impl Release {
 
     pub(crate) fn from_bytes(b: [u8; 12]) -> Self {
         let n = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        Release {
-            major: n(0),
-            minor: n(4),
-            patch: n(8),
-        }
+        Release { major: n(0), minor: n(4), patch: n(8) }
     }
 }
 
@@ -68,19 +60,13 @@ impl FromStr for Release {
         let mut parts = s.split('.');
         let mut next = || -> Result<u32> {
             let p = parts.next().ok_or(BAD)?;
-            let canonical = !p.is_empty()
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && (p == "0" || !p.starts_with('0'));
+            let canonical = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'));
             if !canonical {
                 return Err(BAD);
             }
             p.parse().map_err(|_| BAD)
         };
-        let r = Release {
-            major: next()?,
-            minor: next()?,
-            patch: next()?,
-        };
+        let r = Release { major: next()?, minor: next()?, patch: next()? };
         if parts.next().is_some() {
             return Err(BAD);
         }
@@ -121,17 +107,7 @@ mod tests {
     #[test]
     fn parses_canonical_releases_only() {
         assert_eq!("1.10.0".parse::<Release>().unwrap(), Release::new(1, 10, 0));
-        for bad in [
-            "",
-            "1",
-            "1.0",
-            "1.0.0.0",
-            "01.0.0",
-            "1.0.0-rc1",
-            "1.-1.0",
-            "a.b.c",
-            "1..0",
-        ] {
+        for bad in ["", "1", "1.0", "1.0.0.0", "01.0.0", "1.0.0-rc1", "1.-1.0", "a.b.c", "1..0"] {
             assert!(bad.parse::<Release>().is_err(), "{bad:?} accepted");
         }
     }
@@ -139,10 +115,7 @@ mod tests {
     #[test]
     fn orders_numerically() {
         assert!(Release::new(1, 10, 0) > Release::new(1, 9, 3));
-        let r = ReleaseRange {
-            min: Release::new(1, 0, 0),
-            max: Some(Release::new(1, 9, 9)),
-        };
+        let r = ReleaseRange { min: Release::new(1, 0, 0), max: Some(Release::new(1, 9, 9)) };
         assert!(r.contains(Release::new(1, 5, 0)));
         assert!(!r.contains(Release::new(2, 0, 0)));
         assert!(!r.contains(Release::new(0, 9, 0)));

@@ -35,11 +35,7 @@ pub struct ChunkNonce {
 impl ChunkNonce {
     /// The nonce of chunk `counter`.
     pub fn new(prefix: [u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -> Self {
-        ChunkNonce {
-            prefix,
-            counter,
-            last,
-        }
+        ChunkNonce { prefix, counter, last }
     }
 
     /// The 12 nonce bytes, laid out as `aead_stream::StreamBE32` lays them.
@@ -62,10 +58,7 @@ pub struct ChunkLayout {
 impl ChunkLayout {
     /// The layout for `plaintext_len` bytes in chunks of `2^chunk_size_log2`.
     pub fn new(chunk_size_log2: u8, plaintext_len: u64) -> Self {
-        ChunkLayout {
-            chunk_size: 1u64 << chunk_size_log2,
-            plaintext_len,
-        }
+        ChunkLayout { chunk_size: 1u64 << chunk_size_log2, plaintext_len }
     }
 
     /// Plaintext bytes in a full chunk.
@@ -123,42 +116,23 @@ pub struct StreamSealer {
 
 impl StreamSealer {
     /// A sealer for `layout`, binding `aad` (the header digest) into every chunk.
-    pub fn new(
-        key: &ContentKey,
-        prefix: [u8; NONCE_PREFIX_LEN],
-        layout: ChunkLayout,
-        aad: [u8; 32],
-    ) -> Self {
+    pub fn new(key: &ContentKey, prefix: [u8; NONCE_PREFIX_LEN], layout: ChunkLayout, aad: [u8; 32]) -> Self {
         let stream = StreamBE32::from_aead(payload_cipher(key), &prefix.into());
-        StreamSealer {
-            stream,
-            layout,
-            aad,
-            next: 0,
-        }
+        StreamSealer { stream, layout, aad, next: 0 }
     }
 
     /// Seals the next chunk in place: `buf` holds exactly the plaintext of
     /// that chunk and is extended by the tag.
     pub fn seal_next(&mut self, buf: &mut Vec<u8>) -> Result<()> {
         let i = self.next;
-        if i >= self.layout.chunk_count() || buf.len() as u64 != self.layout.plaintext_chunk_len(i)
-        {
-            return Err(Error::InvalidInput {
-                field: "chunk",
-                problem: "does not match the chunk layout",
-            });
+        if i >= self.layout.chunk_count() || buf.len() as u64 != self.layout.plaintext_chunk_len(i) {
+            return Err(Error::InvalidInput { field: "chunk", problem: "does not match the chunk layout" });
         }
-        let counter = u32::try_from(i).map_err(|_| Error::InvalidInput {
-            field: "module",
-            problem: "has too many chunks",
-        })?;
+        let counter =
+            u32::try_from(i).map_err(|_| Error::InvalidInput { field: "module", problem: "has too many chunks" })?;
         self.stream
             .encrypt_in_place(counter, self.layout.is_last(i), &self.aad, buf)
-            .map_err(|_| Error::InvalidInput {
-                field: "chunk",
-                problem: "could not be encrypted",
-            })?;
+            .map_err(|_| Error::InvalidInput { field: "chunk", problem: "could not be encrypted" })?;
         self.next += 1;
         Ok(())
     }
@@ -166,10 +140,7 @@ impl StreamSealer {
     /// Ends sealing; fails unless every chunk was sealed.
     pub fn finish(self) -> Result<()> {
         if self.next != self.layout.chunk_count() {
-            return Err(Error::InvalidInput {
-                field: "module",
-                problem: "ended before its declared length",
-            });
+            return Err(Error::InvalidInput { field: "module", problem: "ended before its declared length" });
         }
         Ok(())
     }
@@ -186,18 +157,8 @@ pub struct ChunkOpener {
 
 impl ChunkOpener {
     /// An opener for `layout` with the header digest `aad`.
-    pub fn new(
-        key: &ContentKey,
-        prefix: [u8; NONCE_PREFIX_LEN],
-        layout: ChunkLayout,
-        aad: [u8; 32],
-    ) -> Self {
-        ChunkOpener {
-            cipher: payload_cipher(key),
-            prefix,
-            layout,
-            aad,
-        }
+    pub fn new(key: &ContentKey, prefix: [u8; NONCE_PREFIX_LEN], layout: ChunkLayout, aad: [u8; 32]) -> Self {
+        ChunkOpener { cipher: payload_cipher(key), prefix, layout, aad }
     }
 
     /// Decrypts and authenticates chunk `i`: `ct` is the chunk with its tag,
@@ -215,9 +176,7 @@ impl ChunkOpener {
         let (body, tag) = ct.split_at(pt_len);
         let tag = Tag::try_from(tag).map_err(|_| Error::DecryptionFailed)?;
         let buf = InOutBuf::new(body, out).map_err(|_| Error::DecryptionFailed)?;
-        let result = self
-            .cipher
-            .decrypt_inout_detached(&Nonce::from(nonce), &self.aad, buf, &tag);
+        let result = self.cipher.decrypt_inout_detached(&Nonce::from(nonce), &self.aad, buf, &tag);
         if result.is_err() {
             // Never leave unauthenticated plaintext behind.
             out.fill(0);
@@ -249,11 +208,7 @@ impl StreamOpener {
 
     /// Succeeds only if every chunk, including the last, was opened.
     pub fn finish(self) -> Result<()> {
-        if self.next == self.chunks.layout.chunk_count() {
-            Ok(())
-        } else {
-            Err(Error::DecryptionFailed)
-        }
+        if self.next == self.chunks.layout.chunk_count() { Ok(()) } else { Err(Error::DecryptionFailed) }
     }
 }
 
@@ -284,17 +239,12 @@ mod tests {
             let layout = ChunkLayout::new(12, len);
             let pt: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let chunks = seal(layout, &pt);
-            assert_eq!(
-                chunks.iter().map(|c| c.len() as u64).sum::<u64>(),
-                layout.ciphertext_len()
-            );
+            assert_eq!(chunks.iter().map(|c| c.len() as u64).sum::<u64>(), layout.ciphertext_len());
             let mut opener = StreamOpener::new(ChunkOpener::new(&key(), [1; 7], layout, [2; 32]));
             let mut got = vec![0u8; len as usize];
             for (i, c) in chunks.iter().enumerate() {
                 let start = i * 4096;
-                opener
-                    .open_next(c, &mut got[start..start + c.len() - TAG_LEN])
-                    .unwrap();
+                opener.open_next(c, &mut got[start..start + c.len() - TAG_LEN]).unwrap();
             }
             opener.finish().unwrap();
             assert_eq!(got, pt);
@@ -310,10 +260,7 @@ mod tests {
         let opener = ChunkOpener::new(&key(), [1; 7], layout, [2; 32]);
         let mut out = vec![0u8; 5000 - 4096];
         opener.open(1, &chunks[1], &mut out).unwrap();
-        assert_eq!(
-            ChunkNonce::new([1; 7], 1, true).to_bytes()[7..],
-            [0, 0, 0, 1, 1]
-        );
+        assert_eq!(ChunkNonce::new([1; 7], 1, true).to_bytes()[7..], [0, 0, 0, 1, 1]);
     }
 
     #[test]
@@ -323,22 +270,13 @@ mod tests {
         let chunks = seal(layout, &pt);
         let opener = ChunkOpener::new(&key(), [1; 7], layout, [2; 32]);
         let mut out = vec![0u8; 4096];
-        assert_eq!(
-            opener.open(0, &chunks[1], &mut out),
-            Err(Error::DecryptionFailed)
-        );
+        assert_eq!(opener.open(0, &chunks[1], &mut out), Err(Error::DecryptionFailed));
         // The first chunk presented as the last one of a shorter stream.
         let short = ChunkLayout::new(12, 4096);
         let o2 = ChunkOpener::new(&key(), [1; 7], short, [2; 32]);
-        assert_eq!(
-            o2.open(0, &chunks[0], &mut out),
-            Err(Error::DecryptionFailed)
-        );
+        assert_eq!(o2.open(0, &chunks[0], &mut out), Err(Error::DecryptionFailed));
         let o3 = ChunkOpener::new(&key(), [1; 7], layout, [3; 32]);
-        assert_eq!(
-            o3.open(0, &chunks[0], &mut out),
-            Err(Error::DecryptionFailed)
-        );
+        assert_eq!(o3.open(0, &chunks[0], &mut out), Err(Error::DecryptionFailed));
         // A stream that stops early never finishes.
         let mut seq = StreamOpener::new(ChunkOpener::new(&key(), [1; 7], layout, [2; 32]));
         seq.open_next(&chunks[0], &mut out).unwrap();

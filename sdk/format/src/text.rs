@@ -22,10 +22,7 @@ pub fn product_id_problem(s: &str) -> Option<&'static str> {
         if l.is_empty() || l.starts_with('-') || l.ends_with('-') {
             return Some("has an empty part or a part starting or ending with '-'");
         }
-        if !l
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Some("may only contain lowercase letters a-z, digits, '-' and '.'");
         }
     }
@@ -44,9 +41,8 @@ pub fn free_text_problem(s: &str, max: usize) -> Option<&'static str> {
     }
     // Zero-width and bidirectional formatting characters can make a name
     // display as something it is not.
-    let invisible = |c: char| {
-        matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    };
+    let invisible =
+        |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
     if s.chars().any(invisible) {
         return Some("contains invisible or text-direction characters");
     }
@@ -62,10 +58,7 @@ pub fn feature_problem(s: &str) -> Option<&'static str> {
     if s.is_empty() || s.len() > MAX_FEATURE_LEN {
         return Some("must be 1 to 64 characters");
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-    {
+    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)) {
         return Some("may only contain lowercase letters, digits, '-', '_' and '.'");
     }
     None
@@ -79,15 +72,7 @@ mod tests {
     fn product_ids() {
         assert_eq!(product_id_problem("com.acme.tool"), None);
         assert_eq!(product_id_problem("io.x-y.a1"), None);
-        for bad in [
-            "",
-            "tool",
-            "Com.acme",
-            "com..acme",
-            "com.-acme",
-            "com.acme/../x",
-            "com.acme ",
-        ] {
+        for bad in ["", "tool", "Com.acme", "com..acme", "com.-acme", "com.acme/../x", "com.acme "] {
             assert!(product_id_problem(bad).is_some(), "{bad:?} accepted");
         }
     }

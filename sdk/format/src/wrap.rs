@@ -32,12 +32,8 @@ pub(crate) fn wrap_to_device(
     aad: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Result<([u8; ENC_LEN], [u8; WRAPPED_LEN])> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&device.public_key).map_err(|_| {
-        Error::InvalidInput {
-            field: "device public key",
-            problem: "is not a valid X25519 key",
-        }
-    })?;
+    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&device.public_key)
+        .map_err(|_| Error::InvalidInput { field: "device public key", problem: "is not a valid X25519 key" })?;
     let (enc, ct) = hpke::single_shot_seal_with_rng::<AesGcm256, HkdfSha256, Kem>(
         &OpModeS::Base,
         &pk,
@@ -46,15 +42,8 @@ pub(crate) fn wrap_to_device(
         aad,
         rng,
     )
-    .map_err(|_| Error::InvalidInput {
-        field: "device public key",
-        problem: "cannot receive a key",
-    })?;
-    let enc: [u8; ENC_LEN] = enc
-        .to_bytes()
-        .as_slice()
-        .try_into()
-        .map_err(|_| Error::UnwrapFailed)?;
+    .map_err(|_| Error::InvalidInput { field: "device public key", problem: "cannot receive a key" })?;
+    let enc: [u8; ENC_LEN] = enc.to_bytes().as_slice().try_into().map_err(|_| Error::UnwrapFailed)?;
     let ct: [u8; WRAPPED_LEN] = ct.as_slice().try_into().map_err(|_| Error::UnwrapFailed)?;
     Ok((enc, ct))
 }
@@ -68,19 +57,11 @@ pub(crate) fn unwrap_on_device(
     device: &DeviceCode,
     aad: &[u8],
 ) -> Result<ContentKey> {
-    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_bytes())
-        .map_err(|_| Error::UnwrapFailed)?;
+    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_bytes()).map_err(|_| Error::UnwrapFailed)?;
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| Error::UnwrapFailed)?;
     let pt = Zeroizing::new(
-        hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
-            &OpModeR::Base,
-            &sk,
-            &enc,
-            &info(device),
-            wrapped,
-            aad,
-        )
-        .map_err(|_| Error::UnwrapFailed)?,
+        hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(&OpModeR::Base, &sk, &enc, &info(device), wrapped, aad)
+            .map_err(|_| Error::UnwrapFailed)?,
     );
     let bytes: &[u8; 32] = pt.as_slice().try_into().map_err(|_| Error::UnwrapFailed)?;
     Ok(ContentKey::from_bytes(bytes))

@@ -1,8 +1,6 @@
 //! Round trips and refusals of packages and licenses built in memory.
 use sealrun_format::device::DeviceSecret;
-use sealrun_format::license::{
-    self, Binding, Issuer, License, LicenseSigner, Terms, certify_issuer,
-};
+use sealrun_format::license::{self, Binding, Issuer, License, LicenseSigner, Terms, certify_issuer};
 use sealrun_format::package::{Capability, Package, PackageSpec, seal_to_vec};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Artifact, ContentKey, Error, Release, VendorPublicKey, VendorSigningKey};
@@ -16,13 +14,7 @@ fn spec(len: u64) -> PackageSpec {
         product: "com.acme.tool".into(),
         release: Release::new(1, 0, 0),
         display_name: "Acme Tool".into(),
-        capabilities: vec![
-            Capability::Env("LANG".into()),
-            Capability::Dir {
-                writable: false,
-                guest: "/data".into(),
-            },
-        ],
+        capabilities: vec![Capability::Env("LANG".into()), Capability::Dir { writable: false, guest: "/data".into() }],
         chunk_size_log2: 12,
         plaintext_len: len,
     }
@@ -33,10 +25,7 @@ fn terms(device: &DeviceSecret) -> Terms {
         license_id: [0; 16],
         vendor_key: VendorPublicKey([0; 32]),
         product: "com.acme.tool".into(),
-        releases: ReleaseRange {
-            min: Release::new(1, 0, 0),
-            max: Some(Release::new(1, 9, 9)),
-        },
+        releases: ReleaseRange { min: Release::new(1, 0, 0), max: Some(Release::new(1, 9, 9)) },
         licensee: "Jane Doe".into(),
         issued_at: 1_700_000_000,
         not_before: 1_700_000_000,
@@ -51,23 +40,10 @@ fn package_round_trip_and_signature_covers_chunks() {
     let vendor = VendorSigningKey::generate(&mut rng());
     let key = ContentKey::generate(&mut rng());
     let module: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
-    let sealed = seal_to_vec(
-        spec(module.len() as u64),
-        &module,
-        &key,
-        &vendor,
-        &mut rng(),
-    )
-    .unwrap();
+    let sealed = seal_to_vec(spec(module.len() as u64), &module, &key, &vendor, &mut rng()).unwrap();
     let pkg = Package::parse(&sealed).unwrap();
     pkg.verify_signature().unwrap();
-    assert_eq!(
-        pkg.manifest().capabilities[0],
-        Capability::Dir {
-            writable: false,
-            guest: "/data".into()
-        }
-    );
+    assert_eq!(pkg.manifest().capabilities[0], Capability::Dir { writable: false, guest: "/data".into() });
     let mut out = vec![0u8; module.len()];
     pkg.decrypt_into(&key, &mut out).unwrap();
     assert_eq!(out, module);
@@ -77,27 +53,15 @@ fn package_round_trip_and_signature_covers_chunks() {
     let at = pkg.header().as_bytes().len() + 5000;
     bad[at] ^= 0x40;
     let pkg = Package::parse(&bad).unwrap();
-    assert_eq!(
-        pkg.verify_signature(),
-        Err(Error::BadSignature(Artifact::Package))
-    );
+    assert_eq!(pkg.verify_signature(), Err(Error::BadSignature(Artifact::Package)));
     let mut out = vec![1u8; module.len()];
-    assert_eq!(
-        pkg.decrypt_into(&key, &mut out),
-        Err(Error::DecryptionFailed)
-    );
-    assert!(
-        out.iter().all(|&b| b == 0),
-        "unauthenticated plaintext left behind"
-    );
+    assert_eq!(pkg.decrypt_into(&key, &mut out), Err(Error::DecryptionFailed));
+    assert!(out.iter().all(|&b| b == 0), "unauthenticated plaintext left behind");
 
     // The wrong content key is refused before decryption.
     let other = ContentKey::generate(&mut rng());
     let pkg = Package::parse(&sealed).unwrap();
-    assert_eq!(
-        pkg.decrypt_into(&other, &mut vec![0u8; module.len()]),
-        Err(Error::UnwrapFailed)
-    );
+    assert_eq!(pkg.decrypt_into(&other, &mut vec![0u8; module.len()]), Err(Error::UnwrapFailed));
 }
 
 #[test]
@@ -105,26 +69,14 @@ fn package_length_errors() {
     let vendor = VendorSigningKey::generate(&mut rng());
     let key = ContentKey::generate(&mut rng());
     let sealed = seal_to_vec(spec(100), &[1u8; 100], &key, &vendor, &mut rng()).unwrap();
-    assert!(matches!(
-        Package::parse(&sealed[..sealed.len() - 1]),
-        Err(Error::Truncated { .. })
-    ));
+    assert!(matches!(Package::parse(&sealed[..sealed.len() - 1]), Err(Error::Truncated { .. })));
     let mut long = sealed.clone();
     long.push(0);
-    assert!(matches!(
-        Package::parse(&long),
-        Err(Error::TrailingData { extra: 1, .. })
-    ));
-    assert!(matches!(
-        Package::parse(b"\0asm\x01\0\0\0"),
-        Err(Error::NotSealrun(Artifact::Package))
-    ));
+    assert!(matches!(Package::parse(&long), Err(Error::TrailingData { extra: 1, .. })));
+    assert!(matches!(Package::parse(b"\0asm\x01\0\0\0"), Err(Error::NotSealrun(Artifact::Package))));
     let mut v2 = sealed.clone();
     v2[9] = 2;
-    assert!(matches!(
-        Package::parse(&v2),
-        Err(Error::UnsupportedVersion { found: 2, .. })
-    ));
+    assert!(matches!(Package::parse(&v2), Err(Error::UnsupportedVersion { found: 2, .. })));
 }
 
 #[test]
@@ -132,35 +84,19 @@ fn license_round_trip_unwraps_only_on_its_device() {
     let vendor = VendorSigningKey::generate(&mut rng());
     let key = ContentKey::generate(&mut rng());
     let device = DeviceSecret::generate(&mut rng());
-    let bytes = license::issue(
-        terms(&device),
-        &[(Release::new(1, 0, 0), &key)],
-        &LicenseSigner::Vendor(&vendor),
-        &mut rng(),
-    )
-    .unwrap();
+    let bytes =
+        license::issue(terms(&device), &[(Release::new(1, 0, 0), &key)], &LicenseSigner::Vendor(&vendor), &mut rng())
+            .unwrap();
     let lic = License::parse(&bytes).unwrap();
     assert_eq!(lic.to_bytes(), bytes);
-    assert_eq!(
-        lic.terms.features,
-        vec!["export".to_string(), "pro".to_string()]
-    );
+    assert_eq!(lic.terms.features, vec!["export".to_string(), "pro".to_string()]);
     lic.verify_signature(&vendor.public()).unwrap();
-    assert_eq!(
-        lic.unwrap_key(&key.id(), &device).unwrap().as_bytes(),
-        key.as_bytes()
-    );
+    assert_eq!(lic.unwrap_key(&key.id(), &device).unwrap().as_bytes(), key.as_bytes());
 
     let stranger = DeviceSecret::generate(&mut rng());
-    assert!(matches!(
-        lic.unwrap_key(&key.id(), &stranger),
-        Err(Error::UnwrapFailed)
-    ));
+    assert!(matches!(lic.unwrap_key(&key.id(), &stranger), Err(Error::UnwrapFailed)));
     let other_vendor = VendorSigningKey::generate(&mut rng());
-    assert_eq!(
-        lic.verify_signature(&other_vendor.public()),
-        Err(Error::BadSignature(Artifact::License))
-    );
+    assert_eq!(lic.verify_signature(&other_vendor.public()), Err(Error::BadSignature(Artifact::License)));
 
     for i in [20, 60, bytes.len() - 1] {
         let mut bad = bytes.clone();
@@ -177,18 +113,8 @@ fn certified_issuer_chain() {
     let key = ContentKey::generate(&mut rng());
     let device = DeviceSecret::generate(&mut rng());
     let cert = certify_issuer(&vendor, server.public(), 1_750_000_000);
-    let signer = LicenseSigner::Issuer {
-        key: &server,
-        cert,
-        vendor: vendor.public(),
-    };
-    let bytes = license::issue(
-        terms(&device),
-        &[(Release::new(1, 0, 0), &key)],
-        &signer,
-        &mut rng(),
-    )
-    .unwrap();
+    let signer = LicenseSigner::Issuer { key: &server, cert, vendor: vendor.public() };
+    let bytes = license::issue(terms(&device), &[(Release::new(1, 0, 0), &key)], &signer, &mut rng()).unwrap();
     let lic = License::parse(&bytes).unwrap();
     assert!(matches!(lic.issuer, Issuer::Certified(_)));
     lic.verify_signature(&vendor.public()).unwrap();
@@ -196,35 +122,14 @@ fn certified_issuer_chain() {
     // Issued after the certificate lapsed.
     let mut late = terms(&device);
     late.issued_at = 1_760_000_000;
-    let bytes =
-        license::issue(late, &[(Release::new(1, 0, 0), &key)], &signer, &mut rng()).unwrap();
-    assert!(
-        License::parse(&bytes)
-            .unwrap()
-            .verify_signature(&vendor.public())
-            .is_err()
-    );
+    let bytes = license::issue(late, &[(Release::new(1, 0, 0), &key)], &signer, &mut rng()).unwrap();
+    assert!(License::parse(&bytes).unwrap().verify_signature(&vendor.public()).is_err());
 
     // A certificate the vendor never made.
     let forged = certify_issuer(&server, server.public(), 1_750_000_000);
-    let signer = LicenseSigner::Issuer {
-        key: &server,
-        cert: forged,
-        vendor: vendor.public(),
-    };
-    let bytes = license::issue(
-        terms(&device),
-        &[(Release::new(1, 0, 0), &key)],
-        &signer,
-        &mut rng(),
-    )
-    .unwrap();
-    assert!(
-        License::parse(&bytes)
-            .unwrap()
-            .verify_signature(&vendor.public())
-            .is_err()
-    );
+    let signer = LicenseSigner::Issuer { key: &server, cert: forged, vendor: vendor.public() };
+    let bytes = license::issue(terms(&device), &[(Release::new(1, 0, 0), &key)], &signer, &mut rng()).unwrap();
+    assert!(License::parse(&bytes).unwrap().verify_signature(&vendor.public()).is_err());
 }
 
 #[test]
@@ -234,27 +139,8 @@ fn license_issue_rejects_bad_terms() {
     let device = DeviceSecret::generate(&mut rng());
     let mut t = terms(&device);
     t.product = "Not A Product".into();
-    assert!(
-        license::issue(
-            t,
-            &[(Release::new(1, 0, 0), &key)],
-            &LicenseSigner::Vendor(&vendor),
-            &mut rng()
-        )
-        .is_err()
-    );
+    assert!(license::issue(t, &[(Release::new(1, 0, 0), &key)], &LicenseSigner::Vendor(&vendor), &mut rng()).is_err());
     let t = terms(&device);
-    let outside = license::issue(
-        t,
-        &[(Release::new(2, 0, 0), &key)],
-        &LicenseSigner::Vendor(&vendor),
-        &mut rng(),
-    );
-    assert!(matches!(
-        outside,
-        Err(Error::InvalidInput {
-            field: "content keys",
-            ..
-        })
-    ));
+    let outside = license::issue(t, &[(Release::new(2, 0, 0), &key)], &LicenseSigner::Vendor(&vendor), &mut rng());
+    assert!(matches!(outside, Err(Error::InvalidInput { field: "content keys", .. })));
 }

@@ -26,9 +26,7 @@ use sealrun_format::license::{self, Binding, License, LicenseSigner, Terms, cert
 use sealrun_format::package::{Capability, Header, Manifest, Package, PackageSpec, seal_to_vec};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::stream::{ChunkLayout, StreamSealer, TAG_LEN};
-use sealrun_format::{
-    Artifact, ContentKey, Error, Release, UnixTime, VendorPublicKey, VendorSigningKey,
-};
+use sealrun_format::{Artifact, ContentKey, Error, Release, UnixTime, VendorPublicKey, VendorSigningKey};
 
 // ---------------------------------------------------------------------------
 // Fixed parameters of the vectors.
@@ -131,16 +129,13 @@ fn read_vector(name: &str) -> Vec<u8> {
 
 fn key_text(name: &str) -> String {
     let path = vectors_dir().join("keys").join(name);
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.trim().to_owned()
 }
 
 fn key32(name: &str) -> [u8; 32] {
     let bytes = hex::decode(key_text(name)).unwrap_or_else(|e| panic!("keys/{name}: {e}"));
-    bytes
-        .try_into()
-        .unwrap_or_else(|_| panic!("keys/{name} is not 32 bytes"))
+    bytes.try_into().unwrap_or_else(|_| panic!("keys/{name} is not 32 bytes"))
 }
 
 /// The fixed test secrets of `tests/vectors/keys/`.
@@ -205,12 +200,7 @@ fn read_table(name: &str, columns: usize) -> Vec<Vec<String>> {
 // The readers, each call guarded against panics.
 
 /// Runs one reader call; a panic becomes a problem of `label` and `None`.
-fn guarded<T>(
-    problems: &mut Vec<String>,
-    label: &str,
-    step: &str,
-    f: impl FnOnce() -> T,
-) -> Option<T> {
+fn guarded<T>(problems: &mut Vec<String>, label: &str, step: &str, f: impl FnOnce() -> T) -> Option<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => Some(v),
         Err(_) => {
@@ -232,19 +222,12 @@ impl Ctx {
     fn load() -> Ctx {
         let keys = Keys::load();
         let bytes = read_vector("package_ok.sealed");
-        let manifest = Package::parse(&bytes)
-            .expect("package_ok.sealed parses")
-            .manifest()
-            .clone();
+        let manifest = Package::parse(&bytes).expect("package_ok.sealed parses").manifest().clone();
         assert_eq!(manifest.vendor_key, keys.vendor.public(), "package_ok vendor");
         assert_eq!(manifest.key_id, keys.content.id(), "package_ok content key");
         assert_eq!(manifest.product, PRODUCT);
         assert_eq!(manifest.release, RELEASE);
-        Ctx {
-            keys,
-            module: module(),
-            manifest,
-        }
+        Ctx { keys, module: module(), manifest }
     }
 }
 
@@ -253,15 +236,8 @@ impl Ctx {
 /// Returns the error of the first failing step (or `None` if a reader
 /// panicked). Every reader runs even after an earlier one failed, and the
 /// readers must agree with each other; disagreements go to `problems`.
-fn package_readers(
-    ctx: &Ctx,
-    label: &str,
-    bytes: &[u8],
-    problems: &mut Vec<String>,
-) -> Option<Result<(), Error>> {
-    let prefix = guarded(problems, label, "Header::parse_prefix", || {
-        Header::parse_prefix(bytes)
-    })?;
+fn package_readers(ctx: &Ctx, label: &str, bytes: &[u8], problems: &mut Vec<String>) -> Option<Result<(), Error>> {
+    let prefix = guarded(problems, label, "Header::parse_prefix", || Header::parse_prefix(bytes))?;
     let pkg = match guarded(problems, label, "Package::parse", || Package::parse(bytes))? {
         Ok(pkg) => pkg,
         Err(e) => {
@@ -275,48 +251,35 @@ fn package_readers(
                 }
             };
             if !agrees {
-                problems.push(format!(
-                    "{label}: Package::parse gave {e:?} but Header::parse_prefix gave {prefix:?}"
-                ));
+                problems.push(format!("{label}: Package::parse gave {e:?} but Header::parse_prefix gave {prefix:?}"));
             }
             return Some(Err(e));
         }
     };
-    let verified = guarded(problems, label, "Package::verify_signature", || {
-        pkg.verify_signature()
-    })?;
+    let verified = guarded(problems, label, "Package::verify_signature", || pkg.verify_signature())?;
     match &prefix {
         Ok(h)
             if h.as_bytes() == pkg.header().as_bytes()
                 && h.manifest == *pkg.manifest()
                 && h.package_len() == bytes.len() as u64 => {}
-        other => problems.push(format!(
-            "{label}: Header::parse_prefix disagrees with Package::parse: {other:?}"
-        )),
+        other => problems.push(format!("{label}: Header::parse_prefix disagrees with Package::parse: {other:?}")),
     }
     let len = usize::try_from(pkg.manifest().plaintext_len).expect("length fits");
     let mut out = vec![SENTINEL; len];
-    let decrypted = guarded(problems, label, "Package::decrypt_into", || {
-        pkg.decrypt_into(&ctx.keys.content, &mut out)
-    })?;
+    let decrypted =
+        guarded(problems, label, "Package::decrypt_into", || pkg.decrypt_into(&ctx.keys.content, &mut out))?;
     match &decrypted {
         Ok(()) => {
             if verified.is_err() {
-                problems.push(format!(
-                    "{label}: decrypt_into accepted a package whose signature does not verify"
-                ));
+                problems.push(format!("{label}: decrypt_into accepted a package whose signature does not verify"));
             }
             if out != ctx.module {
-                problems.push(format!(
-                    "{label}: decrypt_into succeeded but the module differs"
-                ));
+                problems.push(format!("{label}: decrypt_into succeeded but the module differs"));
             }
         }
         Err(_) => {
             if !(out.iter().all(|&b| b == 0) || out.iter().all(|&b| b == SENTINEL)) {
-                problems.push(format!(
-                    "{label}: decrypt_into failed but left data in the buffer"
-                ));
+                problems.push(format!("{label}: decrypt_into failed but left data in the buffer"));
             }
         }
     }
@@ -327,12 +290,7 @@ fn package_readers(
 /// vendor A's key, `check_covers` of `package_ok` at [`NOW`], `unwrap_key`
 /// of `package_ok`'s key with `device.secret`. Returns the error of the
 /// first failing step; every reader runs.
-fn license_readers(
-    ctx: &Ctx,
-    label: &str,
-    bytes: &[u8],
-    problems: &mut Vec<String>,
-) -> Option<Result<(), Error>> {
+fn license_readers(ctx: &Ctx, label: &str, bytes: &[u8], problems: &mut Vec<String>) -> Option<Result<(), Error>> {
     let lic = match guarded(problems, label, "License::parse", || License::parse(bytes))? {
         Ok(lic) => lic,
         Err(e) => return Some(Err(e)),
@@ -341,20 +299,13 @@ fn license_readers(
         problems.push(format!("{label}: License::to_bytes differs from the input"));
     }
     let vendor = ctx.keys.vendor.public();
-    let verified = guarded(problems, label, "License::verify_signature", || {
-        lic.verify_signature(&vendor)
-    })?;
-    let covered = guarded(problems, label, "License::check_covers", || {
-        lic.check_covers(&ctx.manifest, NOW)
-    })?;
-    let unwrapped = guarded(problems, label, "License::unwrap_key", || {
-        lic.unwrap_key(&ctx.manifest.key_id, &ctx.keys.device)
-    })?;
+    let verified = guarded(problems, label, "License::verify_signature", || lic.verify_signature(&vendor))?;
+    let covered = guarded(problems, label, "License::check_covers", || lic.check_covers(&ctx.manifest, NOW))?;
+    let unwrapped =
+        guarded(problems, label, "License::unwrap_key", || lic.unwrap_key(&ctx.manifest.key_id, &ctx.keys.device))?;
     let unwrapped = unwrapped.map(|key| {
         if key.as_bytes() != ctx.keys.content.as_bytes() {
-            problems.push(format!(
-                "{label}: unwrap_key returned a key other than content.key"
-            ));
+            problems.push(format!("{label}: unwrap_key returned a key other than content.key"));
         }
     });
     Some(verified.and(covered).and(unwrapped))
@@ -385,10 +336,7 @@ fn pair_readers(
     let lic = step!("License::parse", License::parse(license));
     step!("License::verify_signature", lic.verify_signature(&m.vendor_key));
     step!("License::check_covers", lic.check_covers(m, NOW));
-    let key = step!(
-        "License::unwrap_key",
-        lic.unwrap_key(&m.key_id, &ctx.keys.device)
-    );
+    let key = step!("License::unwrap_key", lic.unwrap_key(&m.key_id, &ctx.keys.device));
     let mut out = vec![SENTINEL; usize::try_from(m.plaintext_len).expect("length fits")];
     step!("Package::decrypt_into", pkg.decrypt_into(&key, &mut out));
     if out != ctx.module {
@@ -398,12 +346,7 @@ fn pair_readers(
 }
 
 fn assert_no_problems(problems: &[String]) {
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
 }
 
 // ---------------------------------------------------------------------------
@@ -436,16 +379,10 @@ fn all_vectors_through_every_reader() {
         let bytes = read_vector(file);
         let (got, artifact) = if file.ends_with(".sealed") {
             counts[0] += 1;
-            (
-                package_readers(&ctx, file, &bytes, &mut problems),
-                Artifact::Package,
-            )
+            (package_readers(&ctx, file, &bytes, &mut problems), Artifact::Package)
         } else if file.ends_with(".license") {
             counts[1] += 1;
-            (
-                license_readers(&ctx, file, &bytes, &mut problems),
-                Artifact::License,
-            )
+            (license_readers(&ctx, file, &bytes, &mut problems), Artifact::License)
         } else {
             problems.push(format!("{file}: neither .sealed nor .license"));
             continue;
@@ -454,18 +391,13 @@ fn all_vectors_through_every_reader() {
         if outcome(&got) != want {
             problems.push(format!("{file}: expected {want}, got {got:?}"));
         }
-        if let Some(a) = got.as_ref().err().and_then(error_artifact) {
-            if a != artifact {
-                problems.push(format!("{file}: the error names the {a}, not the {artifact}"));
-            }
+        if let Some(a) = got.as_ref().err().and_then(error_artifact)
+            && a != artifact
+        {
+            problems.push(format!("{file}: the error names the {a}, not the {artifact}"));
         }
     }
-    eprintln!(
-        "{} vectors checked: {} packages, {} licenses",
-        expected.len(),
-        counts[0],
-        counts[1]
-    );
+    eprintln!("{} vectors checked: {} packages, {} licenses", expected.len(), counts[0], counts[1]);
     assert_no_problems(&problems);
 }
 
@@ -477,13 +409,7 @@ fn pairs_through_the_whole_chain() {
     for row in &pairs {
         let (package, license, want) = (&row[0], &row[1], &row[2]);
         let label = format!("{package} + {license}");
-        let got = pair_readers(
-            &ctx,
-            &label,
-            &read_vector(package),
-            &read_vector(license),
-            &mut problems,
-        );
+        let got = pair_readers(&ctx, &label, &read_vector(package), &read_vector(license), &mut problems);
         let Some(got) = got else { continue };
         if outcome(&got) != want {
             problems.push(format!("{label}: expected {want}, got {got:?}"));
@@ -493,30 +419,61 @@ fn pairs_through_the_whole_chain() {
     assert_no_problems(&problems);
 }
 
-#[test]
-fn every_single_byte_flip_of_package_ok_is_refused() {
+/// The files the flip and truncation tests mutate.
+const MUTATED: &[&str] = &["package_ok.sealed", "license_ok.license", "license_certified_issuer_ok.license"];
+
+/// The readers that apply to the vector `name`.
+fn readers_for(
+    ctx: &Ctx,
+    name: &str,
+    label: &str,
+    bytes: &[u8],
+    problems: &mut Vec<String>,
+) -> Option<Result<(), Error>> {
+    if name.ends_with(".sealed") {
+        package_readers(ctx, label, bytes, problems)
+    } else {
+        license_readers(ctx, label, bytes, problems)
+    }
+}
+
+/// Flips one bit at a time in every byte of the [`MUTATED`] files (bit
+/// `offset % 8`, or each of the eight with `all_bits`) and checks that no
+/// reader accepts the result or panics. Returns the number of variants.
+fn check_flips(all_bits: bool) -> usize {
     let ctx = Ctx::load();
     let mut problems = Vec::new();
     let mut count = 0;
-    for name in ["package_ok.sealed", "license_ok.license"] {
+    for name in MUTATED {
         let good = read_vector(name);
         for at in 0..good.len() {
-            let mut bad = good.clone();
-            bad[at] ^= 1 << (at % 8);
-            let label = format!("{name} with bit {} of byte {at} flipped", at % 8);
-            let got = if name.ends_with(".sealed") {
-                package_readers(&ctx, &label, &bad, &mut problems)
-            } else {
-                license_readers(&ctx, &label, &bad, &mut problems)
-            };
-            if let Some(Ok(())) = got {
-                problems.push(format!("{label}: accepted"));
+            let bits = if all_bits { 0..8 } else { at % 8..at % 8 + 1 };
+            for bit in bits {
+                let mut bad = good.clone();
+                bad[at] ^= 1 << bit;
+                let label = format!("{name} with bit {bit} of byte {at} flipped");
+                if let Some(Ok(())) = readers_for(&ctx, name, &label, &bad, &mut problems) {
+                    problems.push(format!("{label}: accepted"));
+                }
+                count += 1;
             }
-            count += 1;
         }
     }
-    eprintln!("{count} single-bit flips checked");
     assert_no_problems(&problems);
+    count
+}
+
+#[test]
+fn every_single_byte_flip_of_package_ok_is_refused() {
+    let count = check_flips(false);
+    eprintln!("{count} single-bit flips checked");
+}
+
+#[test]
+#[ignore = "eight times the flips of the test above; about two minutes"]
+fn every_bit_flip_is_refused() {
+    let count = check_flips(true);
+    eprintln!("{count} single-bit flips checked");
 }
 
 #[test]
@@ -524,17 +481,12 @@ fn every_truncation_is_refused() {
     let ctx = Ctx::load();
     let mut problems = Vec::new();
     let mut count = 0;
-    for name in ["package_ok.sealed", "license_ok.license"] {
+    for name in MUTATED {
         let good = read_vector(name);
         for len in 0..good.len() {
             let label = format!("{name} cut to {len} bytes");
             let bad = &good[..len];
-            let got = if name.ends_with(".sealed") {
-                package_readers(&ctx, &label, bad, &mut problems)
-            } else {
-                license_readers(&ctx, &label, bad, &mut problems)
-            };
-            match got {
+            match readers_for(&ctx, name, &label, bad, &mut problems) {
                 None => {}
                 Some(Ok(())) => problems.push(format!("{label}: accepted")),
                 // Below the magic length the readers say "not a Sealrun
@@ -565,13 +517,7 @@ fn spec() -> PackageSpec {
         product: PRODUCT.into(),
         release: RELEASE,
         display_name: "Sealrun Test Vectors".into(),
-        capabilities: vec![
-            Capability::Env("LANG".into()),
-            Capability::Dir {
-                writable: false,
-                guest: "/data".into(),
-            },
-        ],
+        capabilities: vec![Capability::Env("LANG".into()), Capability::Dir { writable: false, guest: "/data".into() }],
         chunk_size_log2: CHUNK_LOG2,
         plaintext_len: MODULE_LEN as u64,
     }
@@ -582,10 +528,7 @@ fn terms(device: &DeviceSecret, machine_id: &[u8]) -> Terms {
         license_id: [0; 16],
         vendor_key: VendorPublicKey([0; 32]),
         product: PRODUCT.into(),
-        releases: ReleaseRange {
-            min: Release::new(1, 0, 0),
-            max: Some(Release::new(1, 9, 9)),
-        },
+        releases: ReleaseRange { min: Release::new(1, 0, 0), max: Some(Release::new(1, 9, 9)) },
         licensee: LICENSEE.into(),
         issued_at: Y2025,
         not_before: Y2025,
@@ -619,6 +562,7 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 /// see `package.rs`), checked against the parsed manifest.
 struct ManifestAt {
     product: usize,
+    display_name: usize,
     kind: usize,
     cipher_suite: usize,
     chunk_size: usize,
@@ -633,10 +577,7 @@ impl ManifestAt {
         let product = PREFIX_LEN + 1;
         assert_eq!(&b[product..product + m.product.len()], m.product.as_bytes());
         let display = product + m.product.len() + 12 + 2;
-        assert_eq!(
-            &b[display..display + m.display_name.len()],
-            m.display_name.as_bytes()
-        );
+        assert_eq!(&b[display..display + m.display_name.len()], m.display_name.as_bytes());
         let kind = display + m.display_name.len();
         let vendor = kind + 1;
         assert_eq!(b[vendor..vendor + 32], m.vendor_key.0);
@@ -651,14 +592,7 @@ impl ManifestAt {
         assert_eq!(b[key_id..key_id + 32], m.key_id.0);
         let capabilities = key_id + 32;
         assert_eq!(b[capabilities] as usize, m.capabilities.len());
-        ManifestAt {
-            product,
-            kind,
-            cipher_suite,
-            chunk_size,
-            nonce_prefix,
-            capabilities,
-        }
+        ManifestAt { product, display_name: display, kind, cipher_suite, chunk_size, nonce_prefix, capabilities }
     }
 }
 
@@ -683,19 +617,11 @@ impl Parts {
             })
             .collect();
         assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), body.len());
-        Parts {
-            header,
-            chunks,
-            signature: package[package.len() - SIG_LEN..].to_vec(),
-        }
+        Parts { header, chunks, signature: package[package.len() - SIG_LEN..].to_vec() }
     }
 
     fn join(&self) -> Vec<u8> {
-        cat(&[
-            self.header.as_bytes(),
-            &self.chunks.concat(),
-            &self.signature,
-        ])
+        cat(&[self.header.as_bytes(), &self.chunks.concat(), &self.signature])
     }
 }
 
@@ -712,21 +638,12 @@ fn package_signature(seed: &[u8; 32], header: &[u8], chunks: &[Vec<u8>]) -> Vec<
 
 /// A package with `chunks` under `header`, signed by `seed`.
 fn signed_package(seed: &[u8; 32], header: &[u8], chunks: &[Vec<u8>]) -> Vec<u8> {
-    cat(&[
-        header,
-        &chunks.concat(),
-        &package_signature(seed, header, chunks),
-    ])
+    cat(&[header, &chunks.concat(), &package_signature(seed, header, chunks)])
 }
 
 /// A header with the manifest replaced by `manifest` (length fixed up).
 fn header_with_manifest(manifest: &[u8]) -> Vec<u8> {
-    cat(&[
-        b"SEALPKG\x1a",
-        &1u16.to_be_bytes(),
-        &(manifest.len() as u32).to_be_bytes(),
-        manifest,
-    ])
+    cat(&[b"SEALPKG\x1a", &1u16.to_be_bytes(), &(manifest.len() as u32).to_be_bytes(), manifest])
 }
 
 /// Encrypts `module` under raw `header` bytes (which need not be a header
@@ -790,15 +707,7 @@ impl LicenseAt {
         assert_eq!(bytes[key_entry + 12..key_entry + 44], lic.keys[0].key_id.0);
         let wrapped = key_entry + 12 + 32 + 32;
         assert_eq!(wrapped + 48 + 1 + SIG_LEN, bytes.len(), "issuer must be the vendor");
-        LicenseAt {
-            license_id,
-            product,
-            licensee,
-            expires_flag,
-            expires,
-            features,
-            wrapped,
-        }
+        LicenseAt { license_id, product, licensee, expires_flag, expires, features, wrapped }
     }
 }
 
@@ -838,14 +747,16 @@ fn package_cases(k: &Keys) -> Vec<Case> {
     let caps = at.capabilities - PREFIX_LEN;
     let sorted_caps: &[u8] = b"\x02\x01\x00\x05/data\x03\x00\x04LANG";
     assert_eq!(&manifest[caps..], sorted_caps);
-    let unsorted = header_with_manifest(&cat(&[
-        &manifest[..caps],
-        b"\x02\x03\x00\x04LANG\x01\x00\x05/data",
-    ]));
-    let duplicated = header_with_manifest(&cat(&[
-        &manifest[..caps],
-        b"\x03\x01\x00\x05/data\x01\x00\x05/data\x03\x00\x04LANG",
-    ]));
+    let unsorted = header_with_manifest(&cat(&[&manifest[..caps], b"\x02\x03\x00\x04LANG\x01\x00\x05/data"]));
+    let duplicated =
+        header_with_manifest(&cat(&[&manifest[..caps], b"\x03\x01\x00\x05/data\x01\x00\x05/data\x03\x00\x04LANG"]));
+    let same_dir_twice =
+        header_with_manifest(&cat(&[&manifest[..caps], b"\x03\x01\x00\x05/data\x02\x00\x05/data\x03\x00\x04LANG"]));
+    let trailing_slash = header_with_manifest(&cat(&[&manifest[..caps], b"\x02\x01\x00\x06/data/\x03\x00\x04LANG"]));
+    // "Sealrun Test Vectors" -> "Sealrun \u{202E}t Vectors" (same length).
+    let display = at.display_name + "Sealrun ".len();
+    assert_eq!(&h[display..display + 3], b"Tes");
+    let bidi_name = with(&h, display, "\u{202E}".as_bytes());
     let reseal = |header: &[u8]| {
         let chunks = encrypt_chunks(&k.content, header, prefix, layout, &module, 3);
         signed_package(&k.vendor_seed, header, &chunks)
@@ -869,36 +780,16 @@ fn package_cases(k: &Keys) -> Vec<Case> {
     vec![
         (name("package_ok"), ok.clone(), "ok"),
         (name("package_bad_magic"), flipped(&ok, 0, 0x20), "not_sealrun"),
-        (
-            name("package_wasm_module"),
-            cat(&[b"\0asm\x01\0\0\0", &module]),
-            "not_sealrun",
-        ),
+        (name("package_wasm_module"), cat(&[b"\0asm\x01\0\0\0", &module]), "not_sealrun"),
         (name("package_empty_file"), Vec::new(), "not_sealrun"),
         (name("package_magic_only"), h[..8].to_vec(), "truncated"),
         (name("package_version_2"), with(&ok, 8, &[0, 2]), "unsupported_version"),
         (name("package_version_0"), with(&ok, 8, &[0, 0]), "unsupported_version"),
         (name("package_header_only"), h.clone(), "truncated"),
-        (
-            name("package_truncated_mid_chunk"),
-            ok[..hl + c0.len() + c1.len() / 2].to_vec(),
-            "truncated",
-        ),
-        (
-            name("package_truncated_at_chunk_boundary_1"),
-            ok[..hl + c0.len()].to_vec(),
-            "truncated",
-        ),
-        (
-            name("package_truncated_at_chunk_boundary_2"),
-            ok[..hl + c0.len() + c1.len()].to_vec(),
-            "truncated",
-        ),
-        (
-            name("package_truncated_in_signature"),
-            ok[..mid_sig].to_vec(),
-            "truncated",
-        ),
+        (name("package_truncated_mid_chunk"), ok[..hl + c0.len() + c1.len() / 2].to_vec(), "truncated"),
+        (name("package_truncated_at_chunk_boundary_1"), ok[..hl + c0.len()].to_vec(), "truncated"),
+        (name("package_truncated_at_chunk_boundary_2"), ok[..hl + c0.len() + c1.len()].to_vec(), "truncated"),
+        (name("package_truncated_in_signature"), ok[..mid_sig].to_vec(), "truncated"),
         (name("package_trailing_byte"), cat(&[&ok, b"\0"]), "trailing_data"),
         (
             name("package_manifest_flip_product"),
@@ -906,85 +797,28 @@ fn package_cases(k: &Keys) -> Vec<Case> {
             flipped(&ok, at.product + 4, 0x01),
             "bad_signature",
         ),
-        (
-            name("package_manifest_len_too_big"),
-            manifest_len(u32::MAX),
-            "malformed",
-        ),
+        (name("package_manifest_len_too_big"), manifest_len(u32::MAX), "malformed"),
         // A manifest whose fields end before or after its declared length.
-        (
-            name("package_manifest_len_plus_one"),
-            manifest_len((hl - PREFIX_LEN + 1) as u32),
-            "malformed",
-        ),
-        (
-            name("package_manifest_len_minus_one"),
-            manifest_len((hl - PREFIX_LEN - 1) as u32),
-            "malformed",
-        ),
-        (
-            name("package_manifest_product_uppercase"),
-            flipped(&ok, at.product, 0x20),
-            "malformed",
-        ),
+        (name("package_manifest_len_plus_one"), manifest_len((hl - PREFIX_LEN + 1) as u32), "malformed"),
+        (name("package_manifest_len_minus_one"), manifest_len((hl - PREFIX_LEN - 1) as u32), "malformed"),
+        (name("package_manifest_product_uppercase"), flipped(&ok, at.product, 0x20), "malformed"),
         (name("package_manifest_app_kind_2"), with(&ok, at.kind, &[2]), "malformed"),
-        (
-            name("package_manifest_cipher_suite_2"),
-            with(&ok, at.cipher_suite, &[2]),
-            "malformed",
-        ),
-        (
-            name("package_manifest_chunk_size_2k"),
-            with(&ok, at.chunk_size, &[11]),
-            "malformed",
-        ),
-        (
-            name("package_manifest_capability_kind_9"),
-            with(&ok, at.capabilities + 1, &[9]),
-            "malformed",
-        ),
-        (
-            name("package_manifest_noncanonical_capabilities"),
-            reseal(&unsorted),
-            "malformed",
-        ),
-        (
-            name("package_manifest_duplicate_capability"),
-            reseal(&duplicated),
-            "malformed",
-        ),
+        (name("package_manifest_cipher_suite_2"), with(&ok, at.cipher_suite, &[2]), "malformed"),
+        (name("package_manifest_chunk_size_2k"), with(&ok, at.chunk_size, &[11]), "malformed"),
+        (name("package_manifest_capability_kind_9"), with(&ok, at.capabilities + 1, &[9]), "malformed"),
+        (name("package_manifest_noncanonical_capabilities"), reseal(&unsorted), "malformed"),
+        (name("package_manifest_duplicate_capability"), reseal(&duplicated), "malformed"),
+        (name("package_manifest_same_dir_twice"), reseal(&same_dir_twice), "malformed"),
+        (name("package_manifest_dir_trailing_slash"), reseal(&trailing_slash), "malformed"),
+        (name("package_manifest_bidi_display_name"), reseal(&bidi_name), "malformed"),
         (name("package_chunk_flip_0"), flipped(&ok, hl + 100, 0x01), "bad_signature"),
-        (
-            name("package_chunk_flip_last"),
-            flipped(&ok, hl + c0.len() + c1.len() + 100, 0x80),
-            "bad_signature",
-        ),
-        (
-            name("package_tag_flip"),
-            flipped(&ok, hl + c0.len() - 3, 0x04),
-            "bad_signature",
-        ),
-        (
-            name("package_signature_flip"),
-            flipped(&ok, ok.len() - 20, 0x10),
-            "bad_signature",
-        ),
-        (
-            name("package_chunks_swapped"),
-            cat(&[&h, c1, c0, c2, sig]),
-            "bad_signature",
-        ),
-        (
-            name("package_chunk_duplicated"),
-            cat(&[&h, c0, c0, c2, sig]),
-            "bad_signature",
-        ),
+        (name("package_chunk_flip_last"), flipped(&ok, hl + c0.len() + c1.len() + 100, 0x80), "bad_signature"),
+        (name("package_tag_flip"), flipped(&ok, hl + c0.len() - 3, 0x04), "bad_signature"),
+        (name("package_signature_flip"), flipped(&ok, ok.len() - 20, 0x10), "bad_signature"),
+        (name("package_chunks_swapped"), cat(&[&h, c1, c0, c2, sig]), "bad_signature"),
+        (name("package_chunk_duplicated"), cat(&[&h, c0, c0, c2, sig]), "bad_signature"),
         (name("package_chunk_dropped"), cat(&[&h, c0, c2, sig]), "truncated"),
-        (
-            name("package_nonce_prefix_flip"),
-            flipped(&ok, at.nonce_prefix, 0x01),
-            "bad_signature",
-        ),
+        (name("package_nonce_prefix_flip"), flipped(&ok, at.nonce_prefix, 0x01), "bad_signature"),
         // Validly signed by vendor A, so only the STREAM layer can refuse them.
         (
             name("package_chunks_swapped_resigned"),
@@ -993,11 +827,7 @@ fn package_cases(k: &Keys) -> Vec<Case> {
         ),
         (
             name("package_chunk_flip_0_resigned"),
-            signed_package(
-                &k.vendor_seed,
-                &h,
-                &[flipped(c0, 100, 0x01), c1.clone(), c2.clone()],
-            ),
+            signed_package(&k.vendor_seed, &h, &[flipped(c0, 100, 0x01), c1.clone(), c2.clone()]),
             "decryption_failed",
         ),
         (
@@ -1019,23 +849,15 @@ fn package_cases(k: &Keys) -> Vec<Case> {
         // Sealed with other-content.key: the key id does not match.
         (
             name("package_other_content_key"),
-            seal_to_vec(spec(), &module, &k.other_content, &k.vendor, &mut rng())
-                .expect("seals"),
+            seal_to_vec(spec(), &module, &k.other_content, &k.vendor, &mut rng()).expect("seals"),
             "unwrap_failed",
         ),
-        // Sealed and signed by the other vendor: fine on its own; PAIRS
-        // checks that vendor A's license does not unlock it.
         (
             name("package_other_vendor_resigned"),
-            seal_to_vec(spec(), &module, &k.content, &k.other_vendor, &mut rng())
-                .expect("seals"),
+            seal_to_vec(spec(), &module, &k.content, &k.other_vendor, &mut rng()).expect("seals"),
             "ok",
         ),
-        (
-            name("package_license_bytes"),
-            b"SEALLIC\x1a\x00\x01".to_vec(),
-            "not_sealrun",
-        ),
+        (name("package_license_bytes"), b"SEALLIC\x1a\x00\x01".to_vec(), "not_sealrun"),
     ]
 }
 
@@ -1046,19 +868,12 @@ fn license_cases(k: &Keys) -> Vec<Case> {
     let ok = issue(base(), &key_a, &a);
     let at = LicenseAt::of(&ok);
     let len = ok.len();
-    assert_eq!(
-        resigned_license(&k.vendor_seed, &ok),
-        ok,
-        "license signature recomputed here differs from the crate's"
-    );
+    assert_eq!(resigned_license(&k.vendor_seed, &ok), ok, "license signature recomputed here differs from the crate's");
 
     // The features in the wrong order ("export" < "pro" once sorted).
     let sorted_features: &[u8] = b"\x02\x06export\x03pro";
     assert_eq!(&ok[at.features..at.features + sorted_features.len()], sorted_features);
-    let unsorted_features = resigned_license(
-        &k.vendor_seed,
-        &with(&ok, at.features, b"\x02\x03pro\x06export"),
-    );
+    let unsorted_features = resigned_license(&k.vendor_seed, &with(&ok, at.features, b"\x02\x03pro\x06export"));
 
     // The wrapped key of another license for the same device and key: only
     // the license id in the wrap's associated data differs.
@@ -1083,22 +898,10 @@ fn license_cases(k: &Keys) -> Vec<Case> {
         (name("license_bad_magic"), flipped(&ok, 3, 0x01), "not_sealrun"),
         (name("license_version_2"), with(&ok, 8, &[0, 2]), "unsupported_version"),
         (name("license_truncated"), ok[..len / 2].to_vec(), "truncated"),
-        (
-            name("license_truncated_in_signature"),
-            ok[..len - 10].to_vec(),
-            "truncated",
-        ),
+        (name("license_truncated_in_signature"), ok[..len - 10].to_vec(), "truncated"),
         (name("license_trailing_byte"), cat(&[&ok, b"\0"]), "trailing_data"),
-        (
-            name("license_body_len_too_big"),
-            with(&ok, 10, &u32::MAX.to_be_bytes()),
-            "malformed",
-        ),
-        (
-            name("license_flip_license_id"),
-            flipped(&ok, at.license_id + 5, 0x01),
-            "bad_signature",
-        ),
+        (name("license_body_len_too_big"), with(&ok, 10, &u32::MAX.to_be_bytes()), "malformed"),
+        (name("license_flip_license_id"), flipped(&ok, at.license_id + 5, 0x01), "bad_signature"),
         (
             // "com.example.vectors" -> "com.dxample.vectors".
             name("license_flip_product"),
@@ -1117,88 +920,42 @@ fn license_cases(k: &Keys) -> Vec<Case> {
             flipped(&ok, at.expires + 7, 0x01),
             "bad_signature",
         ),
-        (
-            name("license_flip_wrapped_key"),
-            flipped(&ok, at.wrapped + 5, 0x01),
-            "bad_signature",
-        ),
-        (
-            name("license_signature_flip"),
-            flipped(&ok, len - 40, 0x02),
-            "bad_signature",
-        ),
-        (
-            name("license_expiry_flag_2"),
-            with(&ok, at.expires_flag, &[2]),
-            "malformed",
-        ),
-        (
-            name("license_expiry_not_after_start"),
-            with(&ok, at.expires, &Y2025.to_be_bytes()),
-            "malformed",
-        ),
-        (
-            name("license_features_unsorted_resigned"),
-            unsorted_features,
-            "malformed",
-        ),
+        (name("license_flip_wrapped_key"), flipped(&ok, at.wrapped + 5, 0x01), "bad_signature"),
+        (name("license_signature_flip"), flipped(&ok, len - 40, 0x02), "bad_signature"),
+        (name("license_expiry_flag_2"), with(&ok, at.expires_flag, &[2]), "malformed"),
+        (name("license_expiry_not_after_start"), with(&ok, at.expires, &Y2025.to_be_bytes()), "malformed"),
+        (name("license_features_unsorted_resigned"), unsorted_features, "malformed"),
         (
             name("license_wrapped_key_flip_resigned"),
             resigned_license(&k.vendor_seed, &flipped(&ok, at.wrapped + 5, 0x01)),
             "unwrap_failed",
         ),
-        (
-            name("license_wrapped_key_from_other_license_resigned"),
-            foreign_wrap,
-            "unwrap_failed",
-        ),
-        (
-            name("license_other_vendor"),
-            issue(base(), &key_a, &LicenseSigner::Vendor(&k.other_vendor)),
-            "bad_signature",
-        ),
+        (name("license_wrapped_key_from_other_license_resigned"), foreign_wrap, "unwrap_failed"),
+        (name("license_other_vendor"), issue(base(), &key_a, &LicenseSigner::Vendor(&k.other_vendor)), "bad_signature"),
         (
             // Names vendor A, signed by the other vendor.
             name("license_resigned_by_other_vendor"),
             resigned_license(&k.other_vendor_seed, &ok),
             "bad_signature",
         ),
-        (
-            name("license_certified_issuer_ok"),
-            issue(base(), &key_a, &certified(Y2030)),
-            "ok",
-        ),
+        (name("license_certified_issuer_ok"), issue(base(), &key_a, &certified(Y2030)), "ok"),
         (
             // Issued (2025-01-01) after the certificate lapsed.
             name("license_certified_issuer_lapsed"),
             issue(base(), &key_a, &certified(Y2025 - 1)),
             "bad_signature",
         ),
-        (
-            name("license_forged_issuer_cert"),
-            issue(base(), &key_a, &forged),
-            "bad_signature",
-        ),
+        (name("license_forged_issuer_cert"), issue(base(), &key_a, &forged), "bad_signature"),
         (
             name("license_other_product"),
-            issue(
-                Terms {
-                    product: "com.example.other".into(),
-                    ..base()
-                },
-                &key_a,
-                &a,
-            ),
+            issue(Terms { product: "com.example.other".into(), ..base() }, &key_a, &a),
             "wrong_product",
         ),
         (
             name("license_other_release"),
             issue(
                 Terms {
-                    releases: ReleaseRange {
-                        min: Release::new(2, 0, 0),
-                        max: Some(Release::new(2, 9, 9)),
-                    },
+                    releases: ReleaseRange { min: Release::new(2, 0, 0), max: Some(Release::new(2, 9, 9)) },
                     ..base()
                 },
                 &[(Release::new(2, 0, 0), &k.content)],
@@ -1206,58 +963,48 @@ fn license_cases(k: &Keys) -> Vec<Case> {
             ),
             "release_not_licensed",
         ),
+        (name("license_other_content_key"), issue(base(), &[(RELEASE, &k.other_content)], &a), "no_key_for_package"),
         (
-            name("license_other_content_key"),
-            issue(base(), &[(RELEASE, &k.other_content)], &a),
+            // content.key, but filed under release 1.5.0 (inside the range).
+            name("license_key_for_other_release"),
+            issue(base(), &[(Release::new(1, 5, 0), &k.content)], &a),
             "no_key_for_package",
         ),
         (
             name("license_expired"),
-            issue(
-                Terms {
-                    issued_at: Y2000,
-                    not_before: Y2000,
-                    expires: Some(Y2001),
-                    ..base()
-                },
-                &key_a,
-                &a,
-            ),
+            issue(Terms { issued_at: Y2000, not_before: Y2000, expires: Some(Y2001), ..base() }, &key_a, &a),
             "expired",
         ),
         (
             name("license_not_yet_valid"),
-            issue(
-                Terms {
-                    not_before: Y2099,
-                    expires: Some(Y2100),
-                    ..base()
-                },
-                &key_a,
-                &a,
-            ),
+            issue(Terms { not_before: Y2099, expires: Some(Y2100), ..base() }, &key_a, &a),
             "not_yet_valid",
         ),
-        (
-            name("license_other_device"),
-            issue(terms(&k.other_device, &k.machine_id), &key_a, &a),
-            "unwrap_failed",
-        ),
-        (
-            // Same device key, other machine id. The format crate does not
-            // compare machine tags: the launcher does (launch.rs,
-            // check_license), so for these readers this license is ok.
-            name("license_other_machine"),
-            issue(terms(&k.device, &k.other_machine_id), &key_a, &a),
-            "ok",
-        ),
-        (
-            name("license_package_bytes"),
-            b"SEALPKG\x1a\x00\x01".to_vec(),
-            "not_sealrun",
-        ),
+        (name("license_other_device"), issue(terms(&k.other_device, &k.machine_id), &key_a, &a), "unwrap_failed"),
+        (name("license_other_machine"), issue(terms(&k.device, &k.other_machine_id), &key_a, &a), "ok"),
+        (name("license_package_bytes"), b"SEALPKG\x1a\x00\x01".to_vec(), "not_sealrun"),
     ]
 }
+
+/// Comments written above a case in `EXPECTED`.
+const NOTES: &[(&str, &str)] = &[
+    (
+        "package_other_vendor_resigned.sealed",
+        "Sealed and signed by other-vendor: fine on its own; PAIRS checks that\n\
+         vendor A's licenses do not unlock it.",
+    ),
+    (
+        "license_other_machine.license",
+        "device.secret's key with other-machine-id's tag. The format crate does\n\
+         not compare machine tags (the launcher does, in launch.rs\n\
+         check_license), so for these readers the license is ok.",
+    ),
+    (
+        "package_chunks_swapped_resigned.sealed",
+        "The *_resigned packages carry a valid vendor A signature over tampered\n\
+         content, so only the STREAM layer (or the manifest checks) can refuse them.",
+    ),
+];
 
 /// Package/license pairs for [`pairs_through_the_whole_chain`].
 const PAIRS: &[(&str, &str, &str)] = &[
@@ -1268,6 +1015,8 @@ const PAIRS: &[(&str, &str, &str)] = &[
     ("package_ok", "license_other_product", "wrong_product"),
     ("package_ok", "license_other_content_key", "no_key_for_package"),
     ("package_ok", "license_other_device", "unwrap_failed"),
+    ("package_ok", "license_key_for_other_release", "no_key_for_package"),
+    ("package_ok", "license_other_machine", "ok"),
     ("package_other_vendor_resigned", "license_ok", "bad_signature"),
     ("package_other_vendor_resigned", "license_certified_issuer_ok", "bad_signature"),
     ("package_other_vendor_resigned", "license_other_vendor", "ok"),
@@ -1297,6 +1046,11 @@ fn regenerate_vectors() {
         assert!(names.insert(name.clone()), "{name} twice");
         assert!(OUTCOMES.contains(want), "{name}: unknown outcome {want}");
         fs::write(dir.join(name), bytes).expect("write vector");
+        for (_, note) in NOTES.iter().filter(|(n, _)| n == name) {
+            for line in note.lines() {
+                expected.push_str(&format!("# {line}\n"));
+            }
+        }
         expected.push_str(&format!("{name}\t{want}\n"));
     }
     fs::write(dir.join("EXPECTED"), expected).expect("write EXPECTED");

@@ -13,10 +13,7 @@ const DAY: u64 = 86_400;
 
 /// Now, in Unix seconds.
 pub fn now() -> UnixTime {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Which end of a day a bare date stands for.
@@ -36,12 +33,22 @@ pub fn parse(s: &str, edge: DayEdge) -> Result<UnixTime> {
         return u64::try_from(t.unix_timestamp()).map_err(|_| bad());
     }
     let d = Date::parse(s, format_description!("[year]-[month]-[day]")).map_err(|_| bad())?;
-    let start = u64::try_from(d.with_time(Time::MIDNIGHT).assume_utc().unix_timestamp())
-        .map_err(|_| bad())?;
+    let start = u64::try_from(d.with_time(Time::MIDNIGHT).assume_utc().unix_timestamp()).map_err(|_| bad())?;
     Ok(match edge {
         DayEdge::Start => start,
         DayEdge::End => start + DAY,
     })
+}
+
+/// Describes an expiry; one at midnight UTC also names the last valid day,
+/// since `--expires 2027-12-31` is stored as 2028-01-01T00:00:00Z.
+pub fn describe_expiry(t: UnixTime) -> String {
+    if t % DAY == 0 && t >= DAY {
+        let last = format(t - DAY);
+        format!("{} (valid through {} UTC)", format(t), &last[..10])
+    } else {
+        format(t)
+    }
 }
 
 /// Formats an instant as RFC 3339 (UTC).
@@ -61,15 +68,10 @@ mod tests {
     fn expiry_includes_the_named_day() {
         let end = parse("2027-12-31", DayEdge::End).unwrap();
         assert_eq!(format(end), "2028-01-01T00:00:00Z");
-        assert_eq!(
-            format(parse("2027-12-31", DayEdge::Start).unwrap()),
-            "2027-12-31T00:00:00Z"
-        );
-        assert_eq!(
-            parse("2027-12-31T18:00:00Z", DayEdge::End).unwrap(),
-            end - 6 * 3600
-        );
+        assert_eq!(format(parse("2027-12-31", DayEdge::Start).unwrap()), "2027-12-31T00:00:00Z");
+        assert_eq!(parse("2027-12-31T18:00:00Z", DayEdge::End).unwrap(), end - 6 * 3600);
         assert!(parse("31/12/2027", DayEdge::End).is_err());
+        assert_eq!(describe_expiry(end), "2028-01-01T00:00:00Z (valid through 2027-12-31 UTC)");
         assert!(parse("2027-02-30", DayEdge::End).is_err());
     }
 }

@@ -40,9 +40,7 @@ pub enum SdkError {
     )]
     VendorKeyExists(PathBuf),
     /// A keystore file is damaged.
-    #[error(
-        "the keystore file {0} is damaged or not a Sealrun key file; restore it from your backup"
-    )]
+    #[error("the keystore file {0} is damaged or not a Sealrun key file; restore it from your backup")]
     BadKeyFile(PathBuf),
     /// No content key for the releases a license should cover.
     #[error(
@@ -65,17 +63,13 @@ pub enum SdkError {
         reason: String,
     },
     /// A date could not be parsed.
-    #[error(
-        "invalid date {0:?}: use YYYY-MM-DD (UTC) or an RFC 3339 time such as 2027-12-31T18:00:00Z"
-    )]
+    #[error("invalid date {0:?}: use YYYY-MM-DD (UTC) or an RFC 3339 time such as 2027-12-31T18:00:00Z")]
     BadDate(String),
     /// The license does not cover the package.
     #[error("the license does not cover this package: {0}")]
     Mismatch(String),
     /// The package's release has no key in the license.
-    #[error(
-        "the license covers {product} {range} but carries no key for release {release}; issue a new license"
-    )]
+    #[error("the license covers {product} {range} but carries no key for release {release}; issue a new license")]
     NoKeyForRelease {
         /// Product id.
         product: String,
@@ -87,21 +81,12 @@ pub enum SdkError {
 }
 
 impl SdkError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> SdkError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SdkError {
         let path = path.into();
-        move |source| SdkError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| SdkError::Io { action, path, source }
     }
 
-    pub(crate) fn format(
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(sealrun_format::Error) -> SdkError {
+    pub(crate) fn format(path: impl Into<PathBuf>) -> impl FnOnce(sealrun_format::Error) -> SdkError {
         let path = path.into();
         move |source| SdkError::Format { path, source }
     }

@@ -19,14 +19,8 @@ pub enum Artifact {
 
 fn capability_text(c: &Capability) -> String {
     match c {
-        Capability::Dir {
-            writable: false,
-            guest,
-        } => format!("directory {guest} (read-only)"),
-        Capability::Dir {
-            writable: true,
-            guest,
-        } => format!("directory {guest} (read-write)"),
+        Capability::Dir { writable: false, guest } => format!("directory {guest} (read-only)"),
+        Capability::Dir { writable: true, guest } => format!("directory {guest} (read-write)"),
         Capability::Env(name) => format!("environment variable {name}"),
     }
 }
@@ -46,36 +40,18 @@ pub fn package_text(h: &Header) -> String {
     let _ = writeln!(s, "  release:       {}", m.release);
     let _ = writeln!(s, "  name:          {}", m.display_name);
     let _ = writeln!(s, "  kind:          {}", kind_text(m.kind));
-    let _ = writeln!(
-        s,
-        "  vendor key:    {} (id {})",
-        m.vendor_key,
-        m.vendor_key.short_id()
-    );
-    let _ = writeln!(
-        s,
-        "  cipher suite:  {} (AES-256-GCM-SIV STREAM, Ed25519)",
-        m.cipher_suite
-    );
+    let _ = writeln!(s, "  vendor key:    {} (id {})", m.vendor_key, m.vendor_key.short_id());
+    let _ = writeln!(s, "  cipher suite:  {} (AES-256-GCM-SIV STREAM, Ed25519)", m.cipher_suite);
     let _ = writeln!(s, "  module size:   {} bytes", m.plaintext_len);
     let layout = m.layout();
-    let _ = writeln!(
-        s,
-        "  chunks:        {} x {} KiB",
-        layout.chunk_count(),
-        layout.chunk_size() / 1024
-    );
+    let _ = writeln!(s, "  chunks:        {} x {} KiB", layout.chunk_count(), layout.chunk_size() / 1024);
     let _ = writeln!(s, "  content key:   id {}", m.key_id);
     let _ = writeln!(s, "  package size:  {} bytes", h.package_len());
     if m.capabilities.is_empty() {
         let _ = writeln!(s, "  requests:      nothing (no files, no environment)");
     } else {
         for (i, c) in m.capabilities.iter().enumerate() {
-            let label = if i == 0 {
-                "  requests:     "
-            } else {
-                "               "
-            };
+            let label = if i == 0 { "  requests:     " } else { "               " };
             let _ = writeln!(s, "{label} {}", capability_text(c));
         }
     }
@@ -116,26 +92,17 @@ pub fn license_text(l: &License) -> String {
     let _ = writeln!(s, "  valid from:    {}", dates::format(t.not_before));
     match t.expires {
         Some(e) => {
-            let _ = writeln!(s, "  expires:       {}", dates::format(e));
+            let _ = writeln!(s, "  expires:       {}", dates::describe_expiry(e));
         }
         None => {
             let _ = writeln!(s, "  expires:       never");
         }
     }
-    let features = if t.features.is_empty() {
-        "none".to_owned()
-    } else {
-        t.features.join(", ")
-    };
+    let features = if t.features.is_empty() { "none".to_owned() } else { t.features.join(", ") };
     let _ = writeln!(s, "  features:      {features}");
     let Binding::Device(d) = t.binding;
     let _ = writeln!(s, "  bound to:      device {d}");
-    let _ = writeln!(
-        s,
-        "  vendor key:    {} (id {})",
-        t.vendor_key,
-        t.vendor_key.short_id()
-    );
+    let _ = writeln!(s, "  vendor key:    {} (id {})", t.vendor_key, t.vendor_key.short_id());
     match l.issuer {
         Issuer::Vendor => {
             let _ = writeln!(s, "  signed by:     the vendor key");
@@ -149,17 +116,8 @@ pub fn license_text(l: &License) -> String {
             );
         }
     }
-    let releases: Vec<String> = l
-        .keys
-        .iter()
-        .map(|k| format!("{} (key {})", k.release, k.key_id))
-        .collect();
-    let _ = writeln!(
-        s,
-        "  content keys:  {} wrapped: {}",
-        l.keys.len(),
-        releases.join(", ")
-    );
+    let releases: Vec<String> = l.keys.iter().map(|k| format!("{} (key {})", k.release, k.key_id)).collect();
+    let _ = writeln!(s, "  content keys:  {} wrapped: {}", l.keys.len(), releases.join(", "));
     s
 }
 
@@ -194,7 +152,5 @@ pub fn parse_any(bytes: &[u8]) -> Result<Artifact, sealrun_format::Error> {
         // Inspecting needs the header only; `verify` checks the whole file.
         return Header::parse_prefix(bytes).map(Artifact::Package);
     }
-    Err(sealrun_format::Error::NotSealrun(
-        sealrun_format::Artifact::Package,
-    ))
+    Err(sealrun_format::Error::NotSealrun(sealrun_format::Artifact::Package))
 }

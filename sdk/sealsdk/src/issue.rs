@@ -40,19 +40,10 @@ pub fn parse_range(s: &str) -> Result<ReleaseRange> {
     let range = match s.split_once("..") {
         None => {
             let r: Release = s.parse()?;
-            ReleaseRange {
-                min: r,
-                max: Some(r),
-            }
+            ReleaseRange { min: r, max: Some(r) }
         }
-        Some((min, "")) => ReleaseRange {
-            min: min.parse()?,
-            max: None,
-        },
-        Some((min, max)) => ReleaseRange {
-            min: min.parse()?,
-            max: Some(max.parse()?),
-        },
+        Some((min, "")) => ReleaseRange { min: min.parse()?, max: None },
+        Some((min, max)) => ReleaseRange { min: min.parse()?, max: Some(max.parse()?) },
     };
     Ok(range)
 }
@@ -64,36 +55,18 @@ pub fn issue(keystore: &Keystore, opts: &IssueOptions) -> Result<Vec<u8>> {
     let range = match opts.releases {
         Some(r) => r,
         None => match (known.first(), known.last()) {
-            (Some(&min), Some(&max)) => ReleaseRange {
-                min,
-                max: Some(max),
-            },
-            _ => ReleaseRange {
-                min: Release::new(0, 0, 0),
-                max: Some(Release::new(0, 0, 0)),
-            },
+            (Some(&min), Some(&max)) => ReleaseRange { min, max: Some(max) },
+            _ => ReleaseRange { min: Release::new(0, 0, 0), max: Some(Release::new(0, 0, 0)) },
         },
     };
-    let in_range: Vec<Release> = known
-        .iter()
-        .copied()
-        .filter(|r| range.contains(*r))
-        .collect();
+    let in_range: Vec<Release> = known.iter().copied().filter(|r| range.contains(*r)).collect();
     if in_range.is_empty() {
         let known = if known.is_empty() {
             "none sealed yet".to_owned()
         } else {
-            known
-                .iter()
-                .map(Release::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            known.iter().map(Release::to_string).collect::<Vec<_>>().join(", ")
         };
-        return Err(SdkError::NoContentKeys {
-            product: opts.product.clone(),
-            range: range.to_string(),
-            known,
-        });
+        return Err(SdkError::NoContentKeys { product: opts.product.clone(), range: range.to_string(), known });
     }
     let keys = in_range
         .iter()
@@ -107,19 +80,12 @@ pub fn issue(keystore: &Keystore, opts: &IssueOptions) -> Result<Vec<u8>> {
         releases: range,
         licensee: opts.licensee.clone(),
         issued_at: opts.now,
-        not_before: opts
-            .not_before
-            .unwrap_or(opts.now.saturating_sub(DEFAULT_BACKDATE_SECS)),
+        not_before: opts.not_before.unwrap_or(opts.now.saturating_sub(DEFAULT_BACKDATE_SECS)),
         expires: opts.expires,
         features: opts.features.clone(),
         binding: Binding::Device(opts.device),
     };
-    Ok(license::issue(
-        terms,
-        &key_refs,
-        &LicenseSigner::Vendor(&signer),
-        &mut rng(),
-    )?)
+    Ok(license::issue(terms, &key_refs, &LicenseSigner::Vendor(&signer), &mut rng())?)
 }
 
 /// Writes `bytes` to `path` (0644: a license is not a secret by itself).
@@ -134,15 +100,9 @@ mod tests {
     #[test]
     fn ranges() {
         let r = parse_range("1.2.0").unwrap();
-        assert_eq!(
-            (r.min, r.max),
-            (Release::new(1, 2, 0), Some(Release::new(1, 2, 0)))
-        );
+        assert_eq!((r.min, r.max), (Release::new(1, 2, 0), Some(Release::new(1, 2, 0))));
         assert_eq!(parse_range("1.0.0..").unwrap().max, None);
-        assert_eq!(
-            parse_range("1.0.0..2.0.0").unwrap().max,
-            Some(Release::new(2, 0, 0))
-        );
+        assert_eq!(parse_range("1.0.0..2.0.0").unwrap().max, Some(Release::new(2, 0, 0)));
         assert!(parse_range("1.0..2").is_err());
     }
 }

@@ -31,9 +31,7 @@ pub fn default_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("sealsdk");
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/sealsdk")
 }
 
@@ -60,10 +58,7 @@ impl Keystore {
 
     fn content_key_path(&self, product: &str, release: Release) -> PathBuf {
         // Product ids are validated to [a-z0-9.-], so they are safe path parts.
-        self.dir
-            .join("content-keys")
-            .join(product)
-            .join(format!("{release}.key"))
+        self.dir.join("content-keys").join(product).join(format!("{release}.key"))
     }
 
     /// Makes a new vendor key; refuses to replace an existing one.
@@ -100,10 +95,7 @@ impl Keystore {
     pub fn content_key(&self, product: &str, release: Release) -> Result<ContentKey> {
         let path = self.content_key_path(product, release);
         if path.exists() {
-            return Ok(ContentKey::from_bytes(&*read_secret(
-                &path,
-                CONTENT_KEY_HEADER,
-            )?));
+            return Ok(ContentKey::from_bytes(&*read_secret(&path, CONTENT_KEY_HEADER)?));
         }
         let key = ContentKey::generate(&mut rng());
         write_secret(&path, CONTENT_KEY_HEADER, key.as_bytes())?;
@@ -136,10 +128,7 @@ impl Keystore {
     /// Loads the content key of a release that must already exist.
     pub fn existing_content_key(&self, product: &str, release: Release) -> Result<ContentKey> {
         let path = self.content_key_path(product, release);
-        Ok(ContentKey::from_bytes(&*read_secret(
-            &path,
-            CONTENT_KEY_HEADER,
-        )?))
+        Ok(ContentKey::from_bytes(&*read_secret(&path, CONTENT_KEY_HEADER)?))
     }
 }
 
@@ -158,9 +147,7 @@ fn write_secret(path: &Path, header: &str, bytes: &[u8; 32]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(SdkError::io("cannot create", path))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(SdkError::io("cannot write", path))
+    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(SdkError::io("cannot write", path))
 }
 
 fn read_secret(path: &Path, header: &str) -> Result<Zeroizing<[u8; 32]>> {
@@ -191,15 +178,9 @@ mod tests {
         let ks = Keystore::at(dir.path().join("ks"));
         assert!(matches!(ks.vendor_key(), Err(SdkError::NoVendorKey(_))));
         let k = ks.create_vendor_key().unwrap();
-        assert!(matches!(
-            ks.create_vendor_key(),
-            Err(SdkError::VendorKeyExists(_))
-        ));
+        assert!(matches!(ks.create_vendor_key(), Err(SdkError::VendorKeyExists(_))));
         assert_eq!(ks.vendor_public().unwrap(), k.public());
-        let mode = fs::metadata(dir.path().join("ks/vendor.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(dir.path().join("ks/vendor.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let r = Release::new(1, 2, 3);
         let c1 = ks.content_key("com.acme.tool", r).unwrap();

@@ -26,12 +26,7 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(
-    name = "sealsdk",
-    version,
-    about = "Seal WebAssembly apps and issue Sealrun licenses",
-    max_term_width = 100
-)]
+#[command(name = "sealsdk", version, about = "Seal WebAssembly apps and issue Sealrun licenses", max_term_width = 100)]
 struct Cli {
     /// Keystore directory [default: $XDG_DATA_HOME/sealsdk]
     #[arg(long, global = true, env = keystore::KEYSTORE_ENV, value_name = "DIR")]
@@ -146,13 +141,13 @@ fn exit_code(e: &SdkError) -> u8 {
         | SdkError::VendorKeyExists(_)
         | SdkError::BadKeyFile(_)
         | SdkError::NoContentKeys { .. } => exit::KEYSTORE,
-        SdkError::Io { action, .. }
-            if action.starts_with("cannot write") || action.starts_with("cannot create") =>
-        {
+        SdkError::Io { action, .. } if action.starts_with("cannot write") || action.starts_with("cannot create") => {
             exit::WRITE_FAILED
         }
         SdkError::Format { source, .. } if is_verification_failure(source) => exit::VERIFY_FAILED,
         SdkError::Mismatch(_) | SdkError::NoKeyForRelease { .. } => exit::VERIFY_FAILED,
+        // A value from the command line (device code, release, range).
+        SdkError::Invalid(_) => exit::BAD_INPUT,
         _ => exit::BAD_INPUT,
     }
 }
@@ -177,10 +172,8 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
         Command::License(LicenseCommand::Issue(a)) => issue_cmd(a, ks)?,
         Command::Inspect { file, json } => {
             let bytes = read_head(&file)?;
-            let artifact = inspect::parse_any(&bytes).map_err(|source| SdkError::Format {
-                path: file.clone(),
-                source,
-            })?;
+            let artifact =
+                inspect::parse_any(&bytes).map_err(|source| SdkError::Format { path: file.clone(), source })?;
             let out = match (artifact, json) {
                 (Artifact::Package(h), false) => inspect::package_text(&h),
                 (Artifact::Package(h), true) => format!("{:#}\n", inspect::package_json(&h)),
@@ -192,12 +185,7 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
         Command::Verify { package, license } => {
             let report = verify::verify(&package, license.as_deref(), dates::now())?;
             let m = &report.package.manifest;
-            println!(
-                "package OK: {} {} signed by vendor key {}",
-                m.product,
-                m.release,
-                m.vendor_key.short_id()
-            );
+            println!("package OK: {} {} signed by vendor key {}", m.product, m.release, m.vendor_key.short_id());
             if let Some(l) = report.license {
                 println!(
                     "license OK: {} for {}, releases {}, {}",
@@ -225,21 +213,16 @@ fn read_head(path: &Path) -> Result<Vec<u8>, SdkError> {
     })?;
     let mut buf = Vec::new();
     let limit = u64::from(sealrun_format::limits::MAX_MANIFEST_LEN) + 64 * 1024;
-    f.take(limit)
-        .read_to_end(&mut buf)
-        .map_err(|source| SdkError::Io {
-            action: "cannot read",
-            path: path.into(),
-            source,
-        })?;
+    f.take(limit).read_to_end(&mut buf).map_err(|source| SdkError::Io {
+        action: "cannot read",
+        path: path.into(),
+        source,
+    })?;
     Ok(buf)
 }
 
 fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
-    let log2 = a
-        .chunk_kib
-        .checked_ilog2()
-        .filter(|l| a.chunk_kib.is_power_of_two() && (2..=14).contains(l));
+    let log2 = a.chunk_kib.checked_ilog2().filter(|l| a.chunk_kib.is_power_of_two() && (2..=14).contains(l));
     let Some(log2) = log2 else {
         return Err(FormatError::InvalidInput {
             field: "--chunk-kib",
@@ -279,25 +262,14 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
 }
 
 fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
-    let device: DeviceCode = a.device.parse().map_err(|source| SdkError::Format {
-        path: "--device".into(),
-        source,
-    })?;
+    let device: DeviceCode = a.device.parse()?;
     let opts = IssueOptions {
         product: a.product,
         releases: a.releases.as_deref().map(issue::parse_range).transpose()?,
         device,
         licensee: a.licensee,
-        not_before: a
-            .not_before
-            .as_deref()
-            .map(|s| dates::parse(s, DayEdge::Start))
-            .transpose()?,
-        expires: a
-            .expires
-            .as_deref()
-            .map(|s| dates::parse(s, DayEdge::End))
-            .transpose()?,
+        not_before: a.not_before.as_deref().map(|s| dates::parse(s, DayEdge::Start)).transpose()?,
+        expires: a.expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
         features: a.features,
         now: dates::now(),
     };

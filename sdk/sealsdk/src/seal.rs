@@ -55,19 +55,11 @@ pub struct SealReport {
 }
 
 /// Seals `input` into `output` with keys from `keystore`.
-pub fn seal_file(
-    keystore: &Keystore,
-    input: &Path,
-    output: &Path,
-    opts: &SealOptions,
-) -> Result<SealReport> {
+pub fn seal_file(keystore: &Keystore, input: &Path, output: &Path, opts: &SealOptions) -> Result<SealReport> {
     let signer = keystore.vendor_key()?;
     let file = File::open(input).map_err(SdkError::io("cannot open", input))?;
     let module = map(&file, input)?;
-    validate_module(&module).map_err(|reason| SdkError::InvalidModule {
-        path: input.to_owned(),
-        reason,
-    })?;
+    validate_module(&module).map_err(|reason| SdkError::InvalidModule { path: input.to_owned(), reason })?;
     let key = keystore.content_key(&opts.product, opts.release)?;
     seal_bytes(&module, &key, &signer, output, opts)
 }
@@ -91,10 +83,7 @@ pub fn seal_bytes(
     let spec = PackageSpec {
         product: opts.product.clone(),
         release: opts.release,
-        display_name: opts
-            .display_name
-            .clone()
-            .unwrap_or_else(|| opts.product.clone()),
+        display_name: opts.display_name.clone().unwrap_or_else(|| opts.product.clone()),
         capabilities: opts.capabilities.clone(),
         chunk_size_log2: opts.chunk_size_log2,
         plaintext_len: module.len() as u64,
@@ -119,10 +108,7 @@ pub fn seal_bytes(
         let mut buf = Vec::with_capacity(chunk + 16);
         let mut pieces = module.chunks(chunk).peekable();
         if pieces.peek().is_none() {
-            return Ok(Err(SdkError::InvalidModule {
-                path: output.to_owned(),
-                reason: "the module is empty".into(),
-            }));
+            return Ok(Err(SdkError::InvalidModule { path: output.to_owned(), reason: "the module is empty".into() }));
         }
         for piece in pieces {
             buf.clear();
@@ -147,18 +133,10 @@ pub fn seal_bytes(
         Ok(Err(e)) => return Err(e),
         Ok(Ok(())) => {}
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(SdkError::io("cannot write", output))?;
-    tmp.persist(output)
-        .map_err(|e| SdkError::io("cannot write", output)(e.error))?;
+    tmp.as_file().sync_all().map_err(SdkError::io("cannot write", output))?;
+    tmp.persist(output).map_err(|e| SdkError::io("cannot write", output)(e.error))?;
     let encrypt_time = started.elapsed();
-    Ok(SealReport {
-        output: output.to_owned(),
-        package_len: header.package_len(),
-        header,
-        encrypt_time,
-    })
+    Ok(SealReport { output: output.to_owned(), package_len: header.package_len(), header, encrypt_time })
 }
 
 fn progress_bar(wanted: bool, len: u64) -> ProgressBar {
@@ -167,10 +145,8 @@ fn progress_bar(wanted: bool, len: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template(
-            "sealing {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
-        )
-        .expect("template is valid"),
+        ProgressStyle::with_template("sealing {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)")
+            .expect("template is valid"),
     );
     bar
 }
@@ -183,13 +159,9 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), String> {
         return Err("it does not start with the WebAssembly magic bytes".into());
     }
     if wasmparser::Parser::is_component(bytes) {
-        return Err(
-            "it is a component; Sealrun runs core WASI preview-1 modules (build for wasm32-wasip1)"
-                .into(),
-        );
+        return Err("it is a component; Sealrun runs core WASI preview-1 modules (build for wasm32-wasip1)".into());
     }
-    let engine =
-        wasmtime::Engine::new(&wasmtime::Config::new()).map_err(|e| format!("wasmtime: {e}"))?;
+    let engine = wasmtime::Engine::new(&wasmtime::Config::new()).map_err(|e| format!("wasmtime: {e}"))?;
     wasmtime::Module::validate(&engine, bytes).map_err(|e| format!("{e:#}"))?;
     let mut has_start = false;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -214,10 +186,7 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), String> {
         }
     }
     if !has_start {
-        return Err(
-            "it exports no `_start` function; build it as a WASI command (a program with `main`)"
-                .into(),
-        );
+        return Err("it exports no `_start` function; build it as a WASI command (a program with `main`)".into());
     }
     Ok(())
 }

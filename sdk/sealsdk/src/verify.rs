@@ -31,17 +31,12 @@ pub fn verify(package: &Path, license: Option<&Path>, now: UnixTime) -> Result<V
         Some(path) => {
             let bytes = std::fs::read(path).map_err(SdkError::io("cannot read", path))?;
             let lic = License::parse(&bytes).map_err(SdkError::format(path))?;
-            lic.verify_signature(&pkg.manifest().vendor_key)
-                .map_err(SdkError::format(path))?;
-            lic.check_covers(pkg.manifest(), now)
-                .map_err(SdkError::format(path))?;
+            lic.verify_signature(&pkg.manifest().vendor_key).map_err(SdkError::format(path))?;
+            lic.check_covers(pkg.manifest(), now).map_err(SdkError::format(path))?;
             Some(lic)
         }
     };
-    Ok(VerifyReport {
-        package: pkg.header().clone(),
-        license,
-    })
+    Ok(VerifyReport { package: pkg.header().clone(), license })
 }
 
 #[allow(unsafe_code)]

@@ -1,0 +1,109 @@
+//! Snapshot tests of user-facing CLI output: what people read when things go
+//! right and wrong. Variable parts (paths, keys, ids, dates, device codes)
+//! are replaced by placeholders. Run with `UPDATE_SNAPSHOTS=1` to accept new
+//! output, then review the diff of `tests/snapshots/`.
+use std::path::PathBuf;
+use std::process::Output;
+
+use sealrun_tests::{World, repo_root, stderr, stdout};
+
+fn normalise(world: &World, text: &str) -> String {
+    let mut t = text.replace(&world.path().display().to_string(), "[WORLD]");
+    let rules: &[(&str, &str)] = &[
+        (r"SR1(-[0-9A-Z]{4}){16}", "[DEVICE-CODE]"),
+        (r"\b[0-9a-f]{64}\b", "[KEY]"),
+        (r"\b[0-9a-f]{32}\b", "[LICENSE-ID]"),
+        (r"\b[0-9a-f]{16}\b", "[ID]"),
+        (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[TIME]"),
+        (r"\.tmp[0-9A-Za-z]+", ".tmpXXXX"),
+        (r"\b\d+ bytes\b", "N bytes"),
+        (r"has only \d+", "has only N"),
+        (r"\b\d+ chunks\b", "N chunks"),
+        (r"\d+ x 64 KiB", "N x 64 KiB"),
+        (r"sealrun \d+\.\d+\.\d+|sealsdk \d+\.\d+\.\d+", "[NAME VERSION]"),
+    ];
+    for (re, with) in rules {
+        t = regex_lite::Regex::new(re).expect("valid regex").replace_all(&t, *with).into_owned();
+    }
+    t
+}
+
+fn check(world: &World, name: &str, out: &Output) {
+    let text = format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code().map_or("signal".into(), |c| c.to_string()),
+        stdout(out),
+        stderr(out)
+    );
+    let got = normalise(world, &text);
+    let path: PathBuf = repo_root().join("tests/snapshots").join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("no snapshot {}; run with UPDATE_SNAPSHOTS=1 to create it", path.display()));
+    assert_eq!(got, want, "output of {name} changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and review");
+}
+
+#[test]
+fn user_facing_output() {
+    let world = World::new();
+    let a = world.device("a");
+    let b = world.device("b");
+    let package = world.seal("hello", "1.0.0");
+    let lic = world.license("hello", &a, "hello.license", &["--expires", "2099-12-31", "--feature", "pro"]);
+
+    check(&world, "sealsdk_keygen_again", &world.sealsdk(&["keygen"]));
+    check(&world, "sealsdk_inspect_package", &world.sealsdk(&["inspect", package.to_str().unwrap()]));
+    check(&world, "sealsdk_inspect_license", &world.sealsdk(&["inspect", lic.to_str().unwrap()]));
+    check(
+        &world,
+        "sealsdk_verify_ok",
+        &world.sealsdk(&["verify", package.to_str().unwrap(), "--license", lic.to_str().unwrap()]),
+    );
+    let not_wasm = world.path().join("not.wasm");
+    std::fs::write(&not_wasm, b"\0asm\x01\0\0\0\x01\x05garbage").unwrap();
+    check(
+        &world,
+        "sealsdk_seal_invalid_module",
+        &world.sealsdk(&["seal", not_wasm.to_str().unwrap(), "--product", "com.example.x", "--release", "1.0.0"]),
+    );
+    check(
+        &world,
+        "sealsdk_issue_bad_device_code",
+        &world.sealsdk(&[
+            "license",
+            "issue",
+            "--product",
+            "com.example.hello",
+            "--device",
+            "SR1-AAAA",
+            "--licensee",
+            "X",
+            "-o",
+            "x.license",
+        ]),
+    );
+
+    let run = |dev: &sealrun_tests::Device, extra: &[&str]| {
+        let mut c = dev.sealrun(world.path());
+        c.arg("run").args(extra).arg(&package);
+        c.output().unwrap()
+    };
+    std::fs::rename(&lic, world.path().join("moved.license")).unwrap();
+    check(&world, "sealrun_no_license", &run(&a, &[]));
+    check(
+        &world,
+        "sealrun_wrong_device",
+        &run(&b, &["--license", world.path().join("moved.license").to_str().unwrap()]),
+    );
+    let truncated = world.path().join("truncated.sealed");
+    let bytes = std::fs::read(&package).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let out = a.sealrun(world.path()).arg(&truncated).output().unwrap();
+    check(&world, "sealrun_truncated", &out);
+    check(&world, "sealrun_help", &a.sealrun(world.path()).arg("--help").output().unwrap());
+    check(&world, "sealsdk_help", &world.sealsdk(&["--help"]));
+}
