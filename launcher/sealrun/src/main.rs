@@ -72,10 +72,11 @@ const SUBCOMMANDS: &[&str] = &["run", "id", "license", "doctor", "help"];
 
 /// `sealrun tool.sealed …` means `sealrun run tool.sealed …`.
 fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
-    if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
-        if !first.starts_with('-') && !SUBCOMMANDS.contains(&first) {
-            args.insert(1, "run".into());
-        }
+    if let Some(first) = args.get(1).and_then(|a| a.to_str())
+        && !first.starts_with('-')
+        && !SUBCOMMANDS.contains(&first)
+    {
+        args.insert(1, "run".into());
     }
     args
 }

@@ -416,10 +416,10 @@ pub fn issue(
         LicenseSigner::Issuer { key, cert, vendor } => (*vendor, Issuer::Certified(*cert), *key),
     };
     terms.vendor_key = vendor;
-    if let Issuer::Certified(cert) = issuer {
-        if cert.issuer_key != key.public() {
-            return Err(Error::InvalidInput { field: "issuing key", problem: "is not the key its certificate names" });
-        }
+    if let Issuer::Certified(cert) = issuer
+        && cert.issuer_key != key.public()
+    {
+        return Err(Error::InvalidInput { field: "issuing key", problem: "is not the key its certificate names" });
     }
     if let Some((field, problem)) = terms.problem() {
         return Err(Error::InvalidInput { field, problem });

@@ -43,7 +43,7 @@ pub fn parse(s: &str, edge: DayEdge) -> Result<UnixTime> {
 /// Describes an expiry; one at midnight UTC also names the last valid day,
 /// since `--expires 2027-12-31` is stored as 2028-01-01T00:00:00Z.
 pub fn describe_expiry(t: UnixTime) -> String {
-    if t % DAY == 0 && t >= DAY {
+    if t.is_multiple_of(DAY) && t >= DAY {
         let last = format(t - DAY);
         format!("{} (valid through {} UTC)", format(t), &last[..10])
     } else {

@@ -14,7 +14,7 @@ pub enum Artifact {
     /// A package header (the encrypted body is not needed to describe it).
     Package(Header),
     /// A license.
-    License(License),
+    License(Box<License>),
 }
 
 fn capability_text(c: &Capability) -> String {
@@ -146,7 +146,7 @@ pub fn license_json(l: &License) -> Value {
 /// Parses `bytes` as whichever artifact its magic says.
 pub fn parse_any(bytes: &[u8]) -> Result<Artifact, sealrun_format::Error> {
     if bytes.starts_with(&sealrun_format::license::LICENSE_MAGIC) {
-        return License::parse(bytes).map(Artifact::License);
+        return License::parse(bytes).map(|l| Artifact::License(Box::new(l)));
     }
     if bytes.starts_with(&sealrun_format::package::PACKAGE_MAGIC) {
         // Inspecting needs the header only; `verify` checks the whole file.

@@ -141,7 +141,8 @@ fn launches(runs: usize) {
         std::fs::create_dir_all(work.join(d)).expect("mkdir");
     }
     std::fs::write(work.join("in/a.txt"), "one two two three three three\n").expect("write");
-    let cases: &[(&str, &[&str], &[(&str, &str)])] = &[
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
         ("hello", &["a"], &[]),
         ("wordfreq", &["/in", "/out/f.tsv"], &[("in", "/in"), ("out", "/out")]),
         ("compute", &["100000", "10"], &[]),
