@@ -68,3 +68,22 @@ fn device_key_is_private_and_stable() {
     assert_eq!(mode & 0o777, 0o600);
     assert!(first.parse::<sealrun_format::device::DeviceCode>().is_ok());
 }
+
+#[test]
+fn concurrent_first_runs_agree_on_one_identity() {
+    let world = World::new();
+    let a = world.device("a");
+    let children: Vec<_> = (0..8)
+        .map(|_| a.sealrun(world.path()).arg("id").stdout(std::process::Stdio::piped()).spawn().unwrap())
+        .collect();
+    let codes: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            stdout(&out).trim().to_owned()
+        })
+        .collect();
+    assert!(codes.iter().all(|c| c == &codes[0]), "device codes differ: {codes:?}");
+    assert_eq!(a.code(), codes[0]);
+}

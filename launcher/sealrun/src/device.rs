@@ -68,11 +68,21 @@ fn create(path: &PathBuf, machine_id: &[u8]) -> Result<(), LaunchError> {
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let secret = DeviceSecret::generate(&mut rng);
     let file = seal_device_key(&secret, machine_id, &mut rng);
-    // create_new: if another launch made the key at the same moment, keep
-    // theirs (the caller reads it back) rather than replacing it.
-    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(mut f) => f.write_all(&file).and_then(|()| f.sync_all()).map_err(LaunchError::io("cannot write", path)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(LaunchError::io("cannot create", path)(e)),
-    }
+    // Written to a private temporary file first and then hard-linked into
+    // place: the key file appears whole or not at all, and if another launch
+    // made one at the same moment, theirs is kept (the caller reads it back).
+    let tmp = dir.join(format!(".device.key.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&file)?;
+        f.sync_all()
+    };
+    let result =
+        write().map_err(LaunchError::io("cannot write", &tmp)).and_then(|()| match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(LaunchError::io("cannot create", path)(e)),
+        });
+    let _ = fs::remove_file(&tmp);
+    result
 }
