@@ -231,7 +231,7 @@ impl License {
         if !t.releases.contains(manifest.release) {
             return Err(Error::ReleaseNotLicensed { licensed: t.releases.to_string(), package: manifest.release });
         }
-        if self.key_for(&manifest.key_id).is_none_or(|k| k.release != manifest.release) {
+        if !self.keys.iter().any(|k| k.key_id == manifest.key_id && k.release == manifest.release) {
             return Err(Error::NoKeyForPackage(manifest.release));
         }
         if now < t.not_before {

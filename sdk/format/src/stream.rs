@@ -58,7 +58,9 @@ pub struct ChunkLayout {
 impl ChunkLayout {
     /// The layout for `plaintext_len` bytes in chunks of `2^chunk_size_log2`.
     pub fn new(chunk_size_log2: u8, plaintext_len: u64) -> Self {
-        ChunkLayout { chunk_size: 1u64 << chunk_size_log2, plaintext_len }
+        // Parsers bound the log2 to 12..=24; the clamp only keeps a direct
+        // caller's nonsense from overflowing the shift.
+        ChunkLayout { chunk_size: 1u64 << chunk_size_log2.min(40), plaintext_len }
     }
 
     /// Plaintext bytes in a full chunk.
