@@ -182,7 +182,7 @@ fn damaged_and_foreign_licenses_are_refused() {
     let other = World::new();
     other.seal("hello", "1.0.0");
     let foreign = other.license("hello", &s.dev, "foreign.license", &[]);
-    expect(run(&s, &pkg, &foreign), 204, "license signature does not verify", "other vendor");
+    expect(run(&s, &pkg, &foreign), 202, "the license is from another vendor", "other vendor");
 
     // For another product of the same vendor.
     s.world.seal("canary", "1.0.0");

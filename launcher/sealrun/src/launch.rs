@@ -53,7 +53,10 @@ pub fn check_license(path: &Path, manifest: &Manifest, device: &Device, now: Uni
     use sealrun_format::Error as F;
     let bytes = std::fs::read(path).map_err(LaunchError::io("cannot read", path))?;
     let license = License::parse(&bytes).map_err(LaunchError::bad_file(path))?;
-    license.verify_signature(&manifest.vendor_key).map_err(LaunchError::bad_file(path))?;
+    license.verify_signature(&manifest.vendor_key).map_err(|e| match e {
+        e @ F::OtherVendor { .. } => LaunchError::WrongProduct { path: path.to_owned(), source: e },
+        other => LaunchError::BadFile { path: path.to_owned(), source: other },
+    })?;
     license.check_covers(manifest, now).map_err(|e| match e {
         F::Expired(t) => LaunchError::NotValidNow { path: path.to_owned(), expired: true, when: fmt_time(t) },
         F::NotYetValid(t) => LaunchError::NotValidNow { path: path.to_owned(), expired: false, when: fmt_time(t) },

@@ -96,6 +96,14 @@ pub enum Error {
     /// A device code failed its checksum (usually a typo).
     #[error("the device code is mistyped: its checksum does not match")]
     DeviceCodeChecksum,
+    /// The license was issued by another vendor than the package's.
+    #[error("the license is from another vendor (key {licensed}) than the package (key {package})")]
+    OtherVendor {
+        /// Short id of the license's vendor key.
+        licensed: String,
+        /// Short id of the package's vendor key.
+        package: String,
+    },
     /// The license is for another product.
     #[error("the license is for product {licensed}, but the package is {package}")]
     WrongProduct {

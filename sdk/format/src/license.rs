@@ -186,7 +186,10 @@ impl License {
     /// carries. The license must name the same vendor key.
     pub fn verify_signature(&self, vendor_key: &VendorPublicKey) -> Result<()> {
         if &self.terms.vendor_key != vendor_key {
-            return Err(Error::BadSignature(A));
+            return Err(Error::OtherVendor {
+                licensed: self.terms.vendor_key.short_id(),
+                package: vendor_key.short_id(),
+            });
         }
         let signer = match self.issuer {
             Issuer::Vendor => *vendor_key,

@@ -96,7 +96,7 @@ fn license_round_trip_unwraps_only_on_its_device() {
     let stranger = DeviceSecret::generate(&mut rng());
     assert!(matches!(lic.unwrap_key(&key.id(), &stranger), Err(Error::UnwrapFailed)));
     let other_vendor = VendorSigningKey::generate(&mut rng());
-    assert_eq!(lic.verify_signature(&other_vendor.public()), Err(Error::BadSignature(Artifact::License)));
+    assert!(matches!(lic.verify_signature(&other_vendor.public()), Err(Error::OtherVendor { .. })));
 
     for i in [20, 60, bytes.len() - 1] {
         let mut bad = bytes.clone();

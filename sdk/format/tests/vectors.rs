@@ -87,6 +87,7 @@ fn outcome_name(e: &Error) -> &'static str {
         Error::BadSignature(_) => "bad_signature",
         Error::DecryptionFailed => "decryption_failed",
         Error::UnwrapFailed => "unwrap_failed",
+        Error::OtherVendor { .. } => "other_vendor",
         Error::WrongProduct { .. } => "wrong_product",
         Error::ReleaseNotLicensed { .. } => "release_not_licensed",
         Error::NoKeyForPackage(_) => "no_key_for_package",
