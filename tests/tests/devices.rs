@@ -87,3 +87,23 @@ fn concurrent_first_runs_agree_on_one_identity() {
     assert!(codes.iter().all(|c| c == &codes[0]), "device codes differ: {codes:?}");
     assert_eq!(a.code(), codes[0]);
 }
+
+#[test]
+fn doctor_reports_what_the_launcher_sees() {
+    let world = World::new();
+    let a = world.device("a");
+    world.seal("hello", "1.0.0");
+    let lic = world.license("hello", &a, "hello.license", &[]);
+    let add = a.sealrun(world.path()).args(["license", "add"]).arg(&lic).output().unwrap();
+    assert!(add.status.success(), "{}", stderr(&add));
+    let out = a.sealrun(world.path()).arg("doctor").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("device code:   {}", a.code())), "{text}");
+    assert!(text.contains("wasmtime 48."), "{text}");
+    assert!(text.contains("licenses:      1 installed"), "{text}");
+    assert!(text.contains("com.example.hello 1.0.0 for Test User") && text.contains("this device"), "{text}");
+    assert!(text.contains("machine id:    present (from SEALRUN_MACHINE_ID)"), "{text}");
+    assert!(!text.contains(&a.machine_id), "doctor must not print the raw machine ID: {text}");
+    assert!(text.contains("cpu:"), "{text}");
+}

@@ -122,3 +122,21 @@ fn installed_license_is_found_by_product() {
     let list = dev.sealrun(world.path()).args(["license", "list"]).output().unwrap();
     assert!(stdout(&list).contains("com.example.hello"), "{}", stdout(&list));
 }
+
+#[test]
+fn options_may_follow_the_package() {
+    let world = World::new();
+    let dev = world.device("a");
+    let package = world.seal("hello", "1.0.0");
+    world.license("hello", &dev, "hello.license", &[]);
+    let out = dev
+        .sealrun(world.path())
+        .arg("run")
+        .arg(&package)
+        .args(["--env", "HELLO_EXIT=3", "--", "--env", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // After `--`, everything is the app's, even what looks like an option.
+    assert!(stdout(&out).contains("arg[1]=--env\narg[2]=x\n"), "{}", stdout(&out));
+}
