@@ -1,8 +1,6 @@
 //! The one error type of the SDK library.
 use std::path::PathBuf;
 
-use sealrun_format::Release;
-
 /// Everything the SDK can fail with. Each message names the problem and,
 /// where there is one, the next step.
 #[derive(Debug, thiserror::Error)]
@@ -65,19 +63,6 @@ pub enum SdkError {
     /// A date could not be parsed.
     #[error("invalid date {0:?}: use YYYY-MM-DD (UTC) or an RFC 3339 time such as 2027-12-31T18:00:00Z")]
     BadDate(String),
-    /// The license does not cover the package.
-    #[error("the license does not cover this package: {0}")]
-    Mismatch(String),
-    /// The package's release has no key in the license.
-    #[error("the license covers {product} {range} but carries no key for release {release}; issue a new license")]
-    NoKeyForRelease {
-        /// Product id.
-        product: String,
-        /// Licensed range.
-        range: String,
-        /// The package's release.
-        release: Release,
-    },
 }
 
 impl SdkError {

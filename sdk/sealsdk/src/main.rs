@@ -145,7 +145,6 @@ fn exit_code(e: &SdkError) -> u8 {
             exit::WRITE_FAILED
         }
         SdkError::Format { source, .. } if is_verification_failure(source) => exit::VERIFY_FAILED,
-        SdkError::Mismatch(_) | SdkError::NoKeyForRelease { .. } => exit::VERIFY_FAILED,
         // A value from the command line (device code, release, range).
         SdkError::Invalid(_) => exit::BAD_INPUT,
         _ => exit::BAD_INPUT,
