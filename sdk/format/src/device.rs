@@ -2,7 +2,7 @@
 //! device key file.
 //!
 //! A device is a machine ID plus an X25519 key pair made on first run. The
-//! raw machine ID never leaves the machine: only an app-specific tag derived
+//! raw machine ID never leaves the machine: only a Sealrun-specific tag derived
 //! from it (HMAC-SHA256 keyed by the machine ID) appears in device codes.
 use core::fmt;
 use core::str::FromStr;
@@ -33,7 +33,8 @@ const GROUP: usize = 4;
 /// Crockford's base32 alphabet: no I, L, O or U, so it reads well aloud.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// The app-specific tag of a machine ID.
+/// The Sealrun-specific tag of a machine ID (the same for every vendor; a
+/// one-way HMAC, so the raw ID cannot be recovered from it).
 pub fn machine_tag(machine_id: &[u8]) -> [u8; MACHINE_TAG_LEN] {
     let mut mac = <Hmac<Sha256>>::new_from_slice(machine_id).expect("HMAC takes any key length");
     mac.update(b"sealrun/v1/machine-tag");

@@ -122,7 +122,7 @@ pub enum Error {
     },
     /// The license covers the release but carries no key for this build.
     #[error(
-        "the license carries no key for this build of release {0} (it was sealed again after the license was issued)"
+        "the license carries no key for this build of release {0} (it was issued for another build or release of it)"
     )]
     NoKeyForPackage(crate::Release),
     /// The license is not valid yet.
@@ -131,7 +131,4 @@ pub enum Error {
     /// The license has expired.
     #[error("the license expired at {0} (Unix time)")]
     Expired(crate::UnixTime),
-    /// The system random number generator failed.
-    #[error("the system random number generator failed")]
-    Random,
 }

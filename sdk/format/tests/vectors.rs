@@ -96,7 +96,6 @@ fn outcome_name(e: &Error) -> &'static str {
         Error::NotYetValid(_) => "not_yet_valid",
         Error::InvalidInput { .. } => "invalid_input",
         Error::DeviceCodeChecksum => "device_code_checksum",
-        Error::Random => "random",
         _ => "unknown_error",
     }
 }

@@ -51,7 +51,7 @@ pub fn package_text(h: &Header) -> String {
         let _ = writeln!(s, "  requests:      nothing (no files, no environment)");
     } else {
         for (i, c) in m.capabilities.iter().enumerate() {
-            let label = if i == 0 { "  requests:     " } else { "               " };
+            let label = if i == 0 { "  requests:     " } else { "                " };
             let _ = writeln!(s, "{label} {}", capability_text(c));
         }
     }

@@ -152,7 +152,7 @@ fn exit_code(e: &SdkError) -> u8 {
 }
 
 fn is_verification_failure(e: &FormatError) -> bool {
-    !matches!(e, FormatError::InvalidInput { .. } | FormatError::Random)
+    !matches!(e, FormatError::InvalidInput { .. })
 }
 
 fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
@@ -192,7 +192,7 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
                     l.terms.licensee,
                     l.terms.releases,
                     match l.terms.expires {
-                        Some(e) => format!("expires {}", dates::format(e)),
+                        Some(e) => format!("expires {}", dates::describe_expiry(e)),
                         None => "never expires".to_owned(),
                     }
                 );
