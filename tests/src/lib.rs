@@ -200,3 +200,46 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Writes a valid WASI command (its `_start` does nothing) whose bulk is one
+/// passive data segment of `data_len` bytes (a multiple of 1 MiB),
+/// streaming, so this process never holds it: a forked child inherits its
+/// parent's peak RSS on Linux, which would spoil memory measurements.
+pub fn write_data_module(path: &Path, data_len: usize) {
+    use std::io::Write;
+    fn leb(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len() as u64, out);
+        out.extend_from_slice(body);
+    }
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut m); // type: () -> ()
+    section(3, &[1, 0], &mut m); // one function of type 0
+    section(5, &[1, 0, 1], &mut m); // memory, min 1 page
+    section(7, &[1, 6, b'_', b's', b't', b'a', b'r', b't', 0, 0], &mut m); // export _start
+    section(12, &[1], &mut m); // data count: 1
+    section(10, &[1, 2, 0, 0x0b], &mut m); // body: no locals, end
+    let mut head = vec![1u8, 1]; // one passive segment
+    leb(data_len as u64, &mut head);
+    m.push(11);
+    leb((head.len() + data_len) as u64, &mut m);
+    m.extend_from_slice(&head);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    f.write_all(&m).unwrap();
+    let block = vec![0xA5u8; 1 << 20];
+    for _ in 0..data_len >> 20 {
+        f.write_all(&block).unwrap();
+    }
+    f.flush().unwrap();
+}

@@ -13,6 +13,10 @@ use crate::error::LaunchError;
 use crate::secure_buf::SecretBuffer;
 use crate::{fmt_time, store};
 
+/// Modules at least this large are decrypted on every core: below it one
+/// core takes about a millisecond, less than starting the threads is worth.
+pub const PARALLEL_DECRYPT_MIN_LEN: usize = 4 << 20;
+
 /// A package whose module has been verified and decrypted.
 pub struct Unlocked {
     /// The package manifest.
@@ -44,7 +48,9 @@ pub fn unlock(package: &Path, license: Option<&Path>, device: &Device, now: Unix
     let len = usize::try_from(manifest.plaintext_len)
         .map_err(|_| LaunchError::Usage("the module is too large for this machine's address space".into()))?;
     let mut module = SecretBuffer::new(len).map_err(LaunchError::io("cannot allocate memory for", package))?;
-    pkg.decrypt_into(&key, &mut module).map_err(LaunchError::bad_file(package))?;
+    let threads =
+        if len >= PARALLEL_DECRYPT_MIN_LEN { std::thread::available_parallelism().map_or(1, usize::from) } else { 1 };
+    pkg.decrypt_into_parallel(&key, &mut module, threads).map_err(LaunchError::bad_file(package))?;
     Ok(Unlocked { manifest, module, license_path, license })
 }
 

@@ -315,6 +315,9 @@ impl ChunkDigests {
     fn add(&mut self, chunk: &[u8]) {
         self.0.update(Sha256::digest(chunk));
     }
+    fn add_digest(&mut self, digest: &[u8; 32]) {
+        self.0.update(digest);
+    }
     fn signed_message(self, header: &Header) -> Vec<u8> {
         let mut msg = b"sealrun/v1/package\0".to_vec();
         msg.extend_from_slice(header.as_bytes());
@@ -405,6 +408,66 @@ impl<'a> Package<'a> {
             opener.finish()?;
             self.check_signature(digests)
         })();
+        if result.is_err() {
+            out.fill(0);
+        }
+        result
+    }
+
+    /// [`decrypt_into`](Self::decrypt_into) on up to `threads` threads: the
+    /// chunks are split into contiguous runs, each decrypted and hashed
+    /// straight from the input into its place in `out`. The signature over
+    /// all chunk digests is checked once every run has finished, and on any
+    /// failure `out` is zeroed, so nothing unauthenticated survives.
+    pub fn decrypt_into_parallel(&self, key: &ContentKey, out: &mut [u8], threads: usize) -> Result<()> {
+        let m = self.manifest();
+        let layout = m.layout();
+        let count = layout.chunk_count() as usize;
+        let threads = threads.clamp(1, count);
+        if threads == 1 {
+            return self.decrypt_into(key, out);
+        }
+        if key.id() != m.key_id {
+            return Err(Error::UnwrapFailed);
+        }
+        if out.len() as u64 != m.plaintext_len {
+            return Err(Error::InvalidInput { field: "output buffer", problem: "is not the module length" });
+        }
+        let opener = ChunkOpener::new(key, m.nonce_prefix, layout, self.header.digest());
+        let mut digests = vec![[0u8; 32]; count];
+        let per_thread = count.div_ceil(threads);
+        let chunk_size = layout.chunk_size() as usize;
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let mut rest_out: &mut [u8] = out;
+            let mut rest_digests: &mut [[u8; 32]] = &mut digests;
+            let mut handles = Vec::with_capacity(threads);
+            let mut first = 0usize;
+            while first < count {
+                let n = per_thread.min(count - first);
+                let bytes = (n * chunk_size).min(rest_out.len());
+                let (run_out, tail_out) = std::mem::take(&mut rest_out).split_at_mut(bytes);
+                let (run_digests, tail_digests) = std::mem::take(&mut rest_digests).split_at_mut(n);
+                rest_out = tail_out;
+                rest_digests = tail_digests;
+                let opener = &opener;
+                handles.push(scope.spawn(move || -> Result<()> {
+                    for (j, (pt, digest)) in run_out.chunks_mut(chunk_size).zip(run_digests.iter_mut()).enumerate() {
+                        let i = (first + j) as u64;
+                        let ct = self.chunk(i);
+                        *digest = Sha256::digest(ct).into();
+                        opener.open(i, ct, pt)?;
+                    }
+                    Ok(())
+                }));
+                first += n;
+            }
+            handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::DecryptionFailed))).collect()
+        });
+        let result = results.into_iter().collect::<Result<Vec<()>>>().and_then(|_| {
+            let mut d = ChunkDigests::new();
+            digests.iter().for_each(|x| d.add_digest(x));
+            self.check_signature(d)
+        });
         if result.is_err() {
             out.fill(0);
         }

@@ -65,6 +65,32 @@ fn package_round_trip_and_signature_covers_chunks() {
 }
 
 #[test]
+fn parallel_decryption_matches_sequential() {
+    let vendor = VendorSigningKey::generate(&mut rng());
+    let key = ContentKey::generate(&mut rng());
+    for len in [1usize, 4096, 4097, 5 * 4096 + 7, 40 * 4096] {
+        let module: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let sealed = seal_to_vec(spec(len as u64), &module, &key, &vendor, &mut rng()).unwrap();
+        let pkg = Package::parse(&sealed).unwrap();
+        for threads in [1, 2, 3, 7, 64] {
+            let mut out = vec![0u8; len];
+            pkg.decrypt_into_parallel(&key, &mut out, threads).unwrap();
+            assert_eq!(out, module, "len {len}, {threads} threads");
+        }
+        // A flipped byte in the last chunk is caught however the work is split.
+        let mut bad = sealed.clone();
+        let at = bad.len() - 64 - 3;
+        bad[at] ^= 1;
+        let pkg = Package::parse(&bad).unwrap();
+        for threads in [2, 3] {
+            let mut out = vec![7u8; len];
+            assert!(pkg.decrypt_into_parallel(&key, &mut out, threads).is_err());
+            assert!(out.iter().all(|&b| b == 0), "unauthenticated bytes left behind");
+        }
+    }
+}
+
+#[test]
 fn package_length_errors() {
     let vendor = VendorSigningKey::generate(&mut rng());
     let key = ContentKey::generate(&mut rng());

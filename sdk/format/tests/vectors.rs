@@ -284,6 +284,20 @@ fn package_readers(ctx: &Ctx, label: &str, bytes: &[u8], problems: &mut Vec<Stri
             }
         }
     }
+    // The parallel reader must agree with the sequential one exactly.
+    let mut par = vec![SENTINEL; len];
+    let parallel = guarded(problems, label, "Package::decrypt_into_parallel", || {
+        pkg.decrypt_into_parallel(&ctx.keys.content, &mut par, 3)
+    })?;
+    if parallel != decrypted {
+        problems.push(format!("{label}: decrypt_into_parallel gave {parallel:?}, decrypt_into {decrypted:?}"));
+    }
+    if parallel.is_ok() && par != ctx.module {
+        problems.push(format!("{label}: decrypt_into_parallel succeeded but the module differs"));
+    }
+    if parallel.is_err() && !(par.iter().all(|&b| b == 0) || par.iter().all(|&b| b == SENTINEL)) {
+        problems.push(format!("{label}: decrypt_into_parallel failed but left data in the buffer"));
+    }
     Some(verified.and(decrypted))
 }
 

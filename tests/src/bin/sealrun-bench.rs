@@ -92,7 +92,15 @@ fn crypto(runs: usize, size_mib: usize) {
         pkg.decrypt_into(&key, &mut plain).expect("decrypt");
     });
     assert_eq!(plain, module);
-    row("package decrypt (verify signature + STREAM)", len, dec);
+    row("package decrypt (verify signature + STREAM), 1 core", len, dec);
+
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let par = measure(runs, || {
+        let pkg = Package::parse(&sealed).expect("parse");
+        pkg.decrypt_into_parallel(&key, &mut plain, cores).expect("decrypt");
+    });
+    assert_eq!(plain, module);
+    row(&format!("package decrypt, {cores} cores"), len, par);
 
     let verify = measure(runs, || Package::parse(&sealed).expect("parse").verify_signature().expect("verify"));
     row("  of which: signature over chunk digests", len, verify);
@@ -109,9 +117,10 @@ fn crypto(runs: usize, size_mib: usize) {
     });
     row("raw AES-256-GCM-SIV decrypt (peer, incl. copy)", len, raw);
     println!(
-        "\npackage decrypt / raw AES-256-GCM-SIV: {:.2}x the peer's throughput\n",
+        "\npackage decrypt / raw AES-256-GCM-SIV (1 core): {:.2}x the peer's throughput",
         mb_s(len, dec.0) / mb_s(len, raw.0)
     );
+    println!("package decrypt on {cores} cores / on 1 core: {:.2}x\n", dec.0.as_secs_f64() / par.0.as_secs_f64());
 }
 
 fn row(name: &str, len: usize, (med, min, max): (Duration, Duration, Duration)) {
