@@ -50,8 +50,9 @@ fn canary_leaves_no_plaintext_on_disk() {
     // not to occur by chance.
     let windows: Vec<&[u8]> = (0..64).map(|i| &module[i * (module.len() - WINDOW) / 63..][..WINDOW]).collect();
     let mut all = Vec::new();
-    files(world.path(), &mut all);
-    files(&work, &mut all);
+    files(world.path(), &mut all); // includes the device's home, TMPDIR and work dir
+    assert!(work.starts_with(world.path()), "the scan covers the working directory");
+    assert!(all.iter().any(|p| p.ends_with("device.key")), "the scan covers the device's data dir");
     assert!(all.len() > 5, "the scan sees the world's files");
     for path in all {
         let bytes = fs::read(&path).unwrap();

@@ -52,8 +52,13 @@ fn every_vector_through_sealsdk_inspect_and_verify() {
         if outcome == "ok" {
             assert_eq!(inspect.status.code(), Some(0), "inspect {file}: {}", stderr(&inspect));
             assert!(stdout(&inspect).contains("Sealrun"), "{}", stdout(&inspect));
-        } else if matches!(outcome, "not_sealrun" | "unsupported_version") {
+        } else if outcome == "unsupported_version" {
             assert_eq!(inspect.status.code(), Some(1), "inspect {file} ({outcome}): {}", stderr(&inspect));
+        }
+        let bytes = fs::read(&path).unwrap();
+        if !bytes.starts_with(b"SEALPKG\x1a") && !bytes.starts_with(b"SEALLIC\x1a") {
+            assert_eq!(inspect.status.code(), Some(3), "inspect {file}: {}", stderr(&inspect));
+            assert!(stderr(&inspect).contains("is not a Sealrun package or license"), "{}", stderr(&inspect));
         }
         if file.ends_with(".sealed") {
             let verify = sealsdk(&["verify", p]);

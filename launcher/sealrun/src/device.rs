@@ -48,10 +48,9 @@ pub fn load_or_create() -> Result<Device, LaunchError> {
     for _ in 0..2 {
         match fs::read(&path) {
             Ok(bytes) => {
-                let secret = open_device_key(&bytes, &id).map_err(|e| match e {
-                    sealrun_format::Error::UnwrapFailed => LaunchError::ForeignDeviceKey(path.clone()),
-                    other => LaunchError::BadFile { path: path.clone(), source: other },
-                })?;
+                // Made elsewhere or damaged: either way it is not this
+                // device's key, and the way out is the same.
+                let secret = open_device_key(&bytes, &id).map_err(|_| LaunchError::ForeignDeviceKey(path.clone()))?;
                 let code = secret.device_code(&id);
                 return Ok(Device { secret, code, key_file: path });
             }

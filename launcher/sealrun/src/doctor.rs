@@ -61,7 +61,7 @@ pub fn report() -> String {
     let licenses = store::all();
     let _ = writeln!(s, "licenses:      {} installed", licenses.len());
     for path in licenses {
-        let line = match std::fs::read(&path).ok().and_then(|b| License::parse(&b).ok()) {
+        let line = match store::read_license_file(&path).ok().and_then(|b| License::parse(&b).ok()) {
             Some(l) => {
                 let Binding::Device(d) = l.terms.binding;
                 let binding = if Some(d) == this { "this device" } else { "ANOTHER device" };

@@ -221,7 +221,7 @@ impl fmt::Display for LaunchError {
             ),
             LaunchError::ForeignDeviceKey(path) => write!(
                 f,
-                "the device key {} was made on another machine (or this machine's ID changed), so it is not this device's.\n\
+                "the device key {} was made on another machine (or this machine's ID changed, or the file is damaged), so it is not this device's.\n\
                  Move it aside; sealrun will make a new device identity. Licenses for the old identity will not work here:\n\
                  send the new `sealrun id` to your vendor.",
                 path.display()

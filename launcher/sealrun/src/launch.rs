@@ -32,9 +32,11 @@ pub struct Unlocked {
 #[allow(unsafe_code)]
 fn map(path: &Path) -> Result<memmap2::Mmap, LaunchError> {
     let file = File::open(path).map_err(LaunchError::io("cannot open", path))?;
-    // SAFETY: the map is read-only. If the file changes while mapped, every
-    // chunk is still authenticated as it is decrypted and the signature is
-    // checked over what was read, so a change can only cause a refusal.
+    // SAFETY: the map is read-only and only read through `Package`, which
+    // copies each chunk before hashing and decrypting it, so a file changed
+    // while mapped can only cause a refusal. A file truncated while mapped
+    // raises SIGBUS and ends the process (memmap's documented caveat); no
+    // plaintext is produced either way.
     unsafe { memmap2::Mmap::map(&file) }.map_err(LaunchError::io("cannot read", path))
 }
 
@@ -57,7 +59,7 @@ pub fn unlock(package: &Path, license: Option<&Path>, device: &Device, now: Unix
 /// Checks one license file against the package and this device.
 pub fn check_license(path: &Path, manifest: &Manifest, device: &Device, now: UnixTime) -> Result<License, LaunchError> {
     use sealrun_format::Error as F;
-    let bytes = std::fs::read(path).map_err(LaunchError::io("cannot read", path))?;
+    let bytes = store::read_license_file(path)?;
     let license = License::parse(&bytes).map_err(LaunchError::bad_file(path))?;
     license.verify_signature(&manifest.vendor_key).map_err(|e| match e {
         e @ F::OtherVendor { .. } => LaunchError::WrongProduct { path: path.to_owned(), source: e },

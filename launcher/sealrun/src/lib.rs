@@ -5,6 +5,7 @@
 pub mod device;
 pub mod doctor;
 pub mod error;
+pub mod hardening;
 pub mod launch;
 pub mod paths;
 pub mod runner;

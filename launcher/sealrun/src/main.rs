@@ -157,6 +157,9 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
             return Err(LaunchError::Usage(format!("--dir: {} is not a directory", d.host.display())));
         }
     }
+    if !sealrun::hardening::harden_process() {
+        tracing::debug!("process hardening is not available on this system");
+    }
     let device = device::load_or_create()?;
     let unlocked = launch::unlock(&a.package, a.license.as_deref(), &device, sealrun::now())?;
     for hint in package_hints(&unlocked.manifest, &dirs, &env) {
@@ -169,6 +172,6 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     let program_name = a.package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory };
     let code = runner::run(&engine, &module, &cfg)?;
-    // Exit codes outside 0..=255 wrap as the OS would.
-    Ok(ExitCode::from((code & 0xff) as u8))
+    // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
 }

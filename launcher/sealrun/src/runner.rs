@@ -53,6 +53,12 @@ impl DirGrant {
         if host.is_empty() || guest.is_empty() {
             return Err(format!("--dir {s:?}: expected HOST[::GUEST][:ro], e.g. ./data::/data:ro"));
         }
+        let as_capability = sealrun_format::package::Capability::Dir { writable: !read_only, guest: guest.clone() };
+        if guest.starts_with('/') && as_capability.problem().is_some() {
+            return Err(format!(
+                "--dir {s:?}: the guest path must be canonical, e.g. /data (no '..', '.', '//' or trailing '/')"
+            ));
+        }
         Ok(DirGrant { host: PathBuf::from(host), guest, read_only })
     }
 }
@@ -79,6 +85,10 @@ pub fn engine() -> Result<Engine, LaunchError> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.parallel_compilation(true);
+    // Copy-on-write memory images keep every data segment in a memfd that
+    // other processes of the user could open through /proc; without them
+    // data segments are copied into the instance's anonymous memory.
+    config.memory_init_cow(false);
     Engine::new(&config).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
 }
 
@@ -194,7 +204,13 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
     store.epoch_deadline_trap();
 
     let signals = SignalGuard::install(engine)?;
-    let instance = linker.instantiate(&mut store, module).map_err(|e| LaunchError::GuestStart(format!("{e}")))?;
+    let instance = match linker.instantiate(&mut store, module) {
+        Ok(i) => i,
+        Err(_) if store.data().limits.memory_refused => {
+            return Err(LaunchError::GuestOutOfMemory { limit_mib: cfg.max_memory_mib });
+        }
+        Err(e) => return Err(LaunchError::GuestStart(format!("{e}"))),
+    };
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
         .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;

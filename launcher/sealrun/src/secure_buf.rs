@@ -23,11 +23,6 @@ impl SecretBuffer {
         tracing::debug!(len, locked, "plaintext buffer allocated");
         Ok(SecretBuffer { map, locked })
     }
-
-    /// Whether the buffer is locked in RAM.
-    pub fn is_locked(&self) -> bool {
-        self.locked
-    }
 }
 
 impl Deref for SecretBuffer {

@@ -12,7 +12,7 @@ use crate::paths;
 /// Installs a license file into the store after checking that it parses and
 /// is bound to this device. Returns where it was stored.
 pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchError> {
-    let bytes = fs::read(file).map_err(LaunchError::io("cannot read", file))?;
+    let bytes = read_license_file(file)?;
     let license = License::parse(&bytes).map_err(LaunchError::bad_file(file))?;
     let Binding::Device(licensed) = license.terms.binding;
     if licensed != device.code {
@@ -26,6 +26,31 @@ pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchErr
     fs::write(&tmp, &bytes).map_err(LaunchError::io("cannot write", &tmp))?;
     fs::rename(&tmp, &dest).map_err(LaunchError::io("cannot write", &dest))?;
     Ok((dest, license))
+}
+
+/// Reads a license file, refusing anything that is not a regular file or is
+/// larger than any license can be (so `/dev/zero` or a FIFO cannot hang or
+/// exhaust the launcher).
+pub fn read_license_file(path: &Path) -> Result<Vec<u8>, LaunchError> {
+    use std::io::Read;
+    let file = fs::File::open(path).map_err(LaunchError::io("cannot open", path))?;
+    let meta = file.metadata().map_err(LaunchError::io("cannot read", path))?;
+    if !meta.is_file() {
+        return Err(LaunchError::Usage(format!("{} is not a regular file", path.display())));
+    }
+    let limit = sealrun_format::limits::MAX_LICENSE_FILE_LEN;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(LaunchError::io("cannot read", path))?;
+    if bytes.len() as u64 > limit {
+        use sealrun_format::{Artifact, Error};
+        let source = if bytes.starts_with(&sealrun_format::license::LICENSE_MAGIC) {
+            Error::TrailingData { artifact: Artifact::License, extra: meta.len().saturating_sub(limit) }
+        } else {
+            Error::NotSealrun(Artifact::License)
+        };
+        return Err(LaunchError::BadFile { path: path.to_owned(), source });
+    }
+    Ok(bytes)
 }
 
 /// The license files that may belong to `product`, in the order they are

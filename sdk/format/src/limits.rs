@@ -14,6 +14,8 @@ pub const DEFAULT_CHUNK_SIZE_LOG2: u8 = 16;
 pub const MAX_MANIFEST_LEN: u32 = 16 * 1024;
 /// Largest license body: terms plus up to [`MAX_WRAPPED_KEYS`] key entries.
 pub const MAX_LICENSE_BODY_LEN: u32 = 16 * 1024;
+/// Largest license file: header, the largest body, the signature.
+pub const MAX_LICENSE_FILE_LEN: u64 = 14 + MAX_LICENSE_BODY_LEN as u64 + 64;
 /// Longest product id (reverse-DNS names are far shorter in practice).
 pub const MAX_PRODUCT_ID_LEN: usize = 128;
 /// Longest display name shown to end users.

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::cursor::{Cursor, PutExt};
 use crate::keys::{ContentKey, KeyId, SIGNATURE_LEN, VendorPublicKey, VendorSigningKey};
 use crate::limits::*;
-use crate::stream::{ChunkLayout, ChunkOpener, NONCE_PREFIX_LEN, StreamOpener, StreamSealer};
+use crate::stream::{ChunkLayout, ChunkOpener, NONCE_PREFIX_LEN, StreamSealer};
 use crate::text::{free_text_problem, product_id_problem};
 use crate::{Artifact, Error, Release, Result};
 
@@ -387,83 +387,69 @@ impl<'a> Package<'a> {
     /// `plaintext_len` bytes) in one pass. On any failure `out` is zeroed:
     /// no unauthenticated byte survives.
     pub fn decrypt_into(&self, key: &ContentKey, out: &mut [u8]) -> Result<()> {
-        let m = self.manifest();
-        if key.id() != m.key_id {
-            return Err(Error::UnwrapFailed);
-        }
-        if out.len() as u64 != m.plaintext_len {
-            return Err(Error::InvalidInput { field: "output buffer", problem: "is not the module length" });
-        }
-        let layout = m.layout();
-        let mut opener = StreamOpener::new(ChunkOpener::new(key, m.nonce_prefix, layout, self.header.digest()));
-        let mut digests = ChunkDigests::new();
-        let result = (|| {
-            for i in 0..layout.chunk_count() {
-                let ct = self.chunk(i);
-                digests.add(ct);
-                let start = (i * layout.chunk_size()) as usize;
-                let end = start + layout.plaintext_chunk_len(i) as usize;
-                opener.open_next(ct, &mut out[start..end])?;
-            }
-            opener.finish()?;
-            self.check_signature(digests)
-        })();
-        if result.is_err() {
-            out.fill(0);
-        }
-        result
+        self.decrypt_into_parallel(key, out, 1)
     }
 
     /// [`decrypt_into`](Self::decrypt_into) on up to `threads` threads: the
-    /// chunks are split into contiguous runs, each decrypted and hashed
-    /// straight from the input into its place in `out`. The signature over
-    /// all chunk digests is checked once every run has finished, and on any
-    /// failure `out` is zeroed, so nothing unauthenticated survives.
+    /// chunks are split into contiguous runs, each decrypted and hashed into
+    /// its place in `out`. The signature over all chunk digests is checked
+    /// once every run has finished, and on any failure `out` is zeroed.
+    ///
+    /// Each chunk is first copied out of the input, then hashed and
+    /// decrypted from that copy: if the input is a memory map of a file that
+    /// changes meanwhile, the bytes signed and the bytes decrypted are still
+    /// the same bytes.
     pub fn decrypt_into_parallel(&self, key: &ContentKey, out: &mut [u8], threads: usize) -> Result<()> {
         let m = self.manifest();
-        let layout = m.layout();
-        let count = layout.chunk_count() as usize;
-        let threads = threads.clamp(1, count);
-        if threads == 1 {
-            return self.decrypt_into(key, out);
-        }
         if key.id() != m.key_id {
             return Err(Error::UnwrapFailed);
         }
         if out.len() as u64 != m.plaintext_len {
             return Err(Error::InvalidInput { field: "output buffer", problem: "is not the module length" });
         }
+        let layout = m.layout();
+        let count = layout.chunk_count() as usize;
+        let chunk_size = layout.chunk_size() as usize;
         let opener = ChunkOpener::new(key, m.nonce_prefix, layout, self.header.digest());
         let mut digests = vec![[0u8; 32]; count];
-        let per_thread = count.div_ceil(threads);
-        let chunk_size = layout.chunk_size() as usize;
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let mut rest_out: &mut [u8] = out;
-            let mut rest_digests: &mut [[u8; 32]] = &mut digests;
-            let mut handles = Vec::with_capacity(threads);
-            let mut first = 0usize;
-            while first < count {
-                let n = per_thread.min(count - first);
-                let bytes = (n * chunk_size).min(rest_out.len());
-                let (run_out, tail_out) = std::mem::take(&mut rest_out).split_at_mut(bytes);
-                let (run_digests, tail_digests) = std::mem::take(&mut rest_digests).split_at_mut(n);
-                rest_out = tail_out;
-                rest_digests = tail_digests;
-                let opener = &opener;
-                handles.push(scope.spawn(move || -> Result<()> {
-                    for (j, (pt, digest)) in run_out.chunks_mut(chunk_size).zip(run_digests.iter_mut()).enumerate() {
-                        let i = (first + j) as u64;
-                        let ct = self.chunk(i);
-                        *digest = Sha256::digest(ct).into();
-                        opener.open(i, ct, pt)?;
-                    }
-                    Ok(())
-                }));
-                first += n;
+        let run = |first: usize, run_out: &mut [u8], run_digests: &mut [[u8; 32]]| -> Result<()> {
+            let mut copy = Vec::with_capacity(chunk_size + crate::stream::TAG_LEN);
+            for (j, digest) in run_digests.iter_mut().enumerate() {
+                let i = (first + j) as u64;
+                copy.clear();
+                copy.extend_from_slice(self.chunk(i));
+                *digest = Sha256::digest(&copy).into();
+                let start = j * chunk_size;
+                let end = start + layout.plaintext_chunk_len(i) as usize;
+                opener.open(i, &copy, &mut run_out[start..end])?;
             }
-            handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::DecryptionFailed))).collect()
-        });
-        let result = results.into_iter().collect::<Result<Vec<()>>>().and_then(|_| {
+            Ok(())
+        };
+        let threads = threads.clamp(1, count);
+        let result = if threads == 1 {
+            run(0, out, &mut digests)
+        } else {
+            let per_run = count.div_ceil(threads);
+            std::thread::scope(|scope| {
+                let mut rest_out: &mut [u8] = out;
+                let mut rest_digests: &mut [[u8; 32]] = &mut digests;
+                let mut handles = Vec::with_capacity(threads);
+                let mut first = 0usize;
+                while first < count {
+                    let n = per_run.min(count - first);
+                    let bytes = (n * chunk_size).min(rest_out.len());
+                    let (run_out, tail_out) = std::mem::take(&mut rest_out).split_at_mut(bytes);
+                    let (run_digests, tail_digests) = std::mem::take(&mut rest_digests).split_at_mut(n);
+                    rest_out = tail_out;
+                    rest_digests = tail_digests;
+                    let run = &run;
+                    handles.push(scope.spawn(move || run(first, run_out, run_digests)));
+                    first += n;
+                }
+                handles.into_iter().try_for_each(|h| h.join().unwrap_or(Err(Error::DecryptionFailed)))
+            })
+        };
+        let result = result.and_then(|()| {
             let mut d = ChunkDigests::new();
             digests.iter().for_each(|x| d.add_digest(x));
             self.check_signature(d)

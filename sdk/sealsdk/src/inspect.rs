@@ -143,14 +143,15 @@ pub fn license_json(l: &License) -> Value {
     })
 }
 
-/// Parses `bytes` as whichever artifact its magic says.
-pub fn parse_any(bytes: &[u8]) -> Result<Artifact, sealrun_format::Error> {
+/// Parses `bytes` as whichever artifact its magic says; `None` if it is
+/// neither.
+pub fn parse_any(bytes: &[u8]) -> Option<Result<Artifact, sealrun_format::Error>> {
     if bytes.starts_with(&sealrun_format::license::LICENSE_MAGIC) {
-        return License::parse(bytes).map(|l| Artifact::License(Box::new(l)));
+        return Some(License::parse(bytes).map(|l| Artifact::License(Box::new(l))));
     }
     if bytes.starts_with(&sealrun_format::package::PACKAGE_MAGIC) {
         // Inspecting needs the header only; `verify` checks the whole file.
-        return Header::parse_prefix(bytes).map(Artifact::Package);
+        return Some(Header::parse_prefix(bytes).map(Artifact::Package));
     }
-    Err(sealrun_format::Error::NotSealrun(sealrun_format::Artifact::Package))
+    None
 }

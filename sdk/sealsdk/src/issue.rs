@@ -45,6 +45,13 @@ pub fn parse_range(s: &str) -> Result<ReleaseRange> {
         Some((min, "")) => ReleaseRange { min: min.parse()?, max: None },
         Some((min, max)) => ReleaseRange { min: min.parse()?, max: Some(max.parse()?) },
     };
+    if range.max.is_some_and(|max| max < range.min) {
+        return Err(sealrun_format::Error::InvalidInput {
+            field: "--releases",
+            problem: "the range ends before it starts",
+        }
+        .into());
+    }
     Ok(range)
 }
 
@@ -52,12 +59,16 @@ pub fn parse_range(s: &str) -> Result<ReleaseRange> {
 pub fn issue(keystore: &Keystore, opts: &IssueOptions) -> Result<Vec<u8>> {
     let signer = keystore.vendor_key()?;
     let known = keystore.releases(&opts.product)?;
-    let range = match opts.releases {
-        Some(r) => r,
-        None => match (known.first(), known.last()) {
-            (Some(&min), Some(&max)) => ReleaseRange { min, max: Some(max) },
-            _ => ReleaseRange { min: Release::new(0, 0, 0), max: Some(Release::new(0, 0, 0)) },
-        },
+    let range = match (opts.releases, known.first(), known.last()) {
+        (Some(r), _, _) => r,
+        (None, Some(&min), Some(&max)) => ReleaseRange { min, max: Some(max) },
+        (None, _, _) => {
+            return Err(SdkError::NoContentKeys {
+                product: opts.product.clone(),
+                range: "(any release)".into(),
+                known: "none sealed yet".into(),
+            });
+        }
     };
     let in_range: Vec<Release> = known.iter().copied().filter(|r| range.contains(*r)).collect();
     if in_range.is_empty() {
@@ -104,5 +115,6 @@ mod tests {
         assert_eq!(parse_range("1.0.0..").unwrap().max, None);
         assert_eq!(parse_range("1.0.0..2.0.0").unwrap().max, Some(Release::new(2, 0, 0)));
         assert!(parse_range("1.0..2").is_err());
+        assert!(parse_range("2.0.0..1.0.0").is_err());
     }
 }

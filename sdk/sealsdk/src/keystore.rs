@@ -8,9 +8,9 @@
 //! ```
 //! Key files are one header line and one hex line, so they can be backed up
 //! and diffed as text.
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sealrun_format::{ContentKey, Release, VendorPublicKey, VendorSigningKey};
@@ -56,9 +56,17 @@ impl Keystore {
         self.dir.join("vendor.key")
     }
 
-    fn content_key_path(&self, product: &str, release: Release) -> PathBuf {
-        // Product ids are validated to [a-z0-9.-], so they are safe path parts.
-        self.dir.join("content-keys").join(product).join(format!("{release}.key"))
+    /// The folder of a product's content keys; the product id is checked
+    /// first, so that it is a safe path part ([a-z0-9.-], no "..").
+    fn product_dir(&self, product: &str) -> Result<PathBuf> {
+        if let Some(problem) = sealrun_format::text::product_id_problem(product) {
+            return Err(sealrun_format::Error::InvalidInput { field: "product id", problem }.into());
+        }
+        Ok(self.dir.join("content-keys").join(product))
+    }
+
+    fn content_key_path(&self, product: &str, release: Release) -> Result<PathBuf> {
+        Ok(self.product_dir(product)?.join(format!("{release}.key")))
     }
 
     /// Makes a new vendor key; refuses to replace an existing one.
@@ -93,7 +101,7 @@ impl Keystore {
     /// The content key of a release, made and stored on first use so that
     /// re-sealing a release keeps its key (and its licenses keep working).
     pub fn content_key(&self, product: &str, release: Release) -> Result<ContentKey> {
-        let path = self.content_key_path(product, release);
+        let path = self.content_key_path(product, release)?;
         if path.exists() {
             return Ok(ContentKey::from_bytes(&*read_secret(&path, CONTENT_KEY_HEADER)?));
         }
@@ -104,7 +112,7 @@ impl Keystore {
 
     /// Every release of `product` with a stored content key, in order.
     pub fn releases(&self, product: &str) -> Result<Vec<Release>> {
-        let dir = self.dir.join("content-keys").join(product);
+        let dir = self.product_dir(product)?;
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -127,7 +135,7 @@ impl Keystore {
 
     /// Loads the content key of a release that must already exist.
     pub fn existing_content_key(&self, product: &str, release: Release) -> Result<ContentKey> {
-        let path = self.content_key_path(product, release);
+        let path = self.content_key_path(product, release)?;
         Ok(ContentKey::from_bytes(&*read_secret(&path, CONTENT_KEY_HEADER)?))
     }
 }
@@ -141,13 +149,18 @@ fn write_secret(path: &Path, header: &str, bytes: &[u8; 32]) -> Result<()> {
             .map_err(SdkError::io("cannot create", parent))?;
     }
     let text = Zeroizing::new(format!("{header}\n{}\n", hex::encode(bytes)));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(SdkError::io("cannot create", path))?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(SdkError::io("cannot write", path))
+    // Written whole to a private temporary file, then hard-linked into place:
+    // a crash never leaves a half-written key, and an existing key is never
+    // replaced (linking fails if the name exists).
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".key-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(SdkError::io("cannot create a file in", dir))?;
+    let mut f = tmp.as_file();
+    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(SdkError::io("cannot write", path))?;
+    fs::hard_link(tmp.path(), path).map_err(SdkError::io("cannot create", path))
 }
 
 fn read_secret(path: &Path, header: &str) -> Result<Zeroizing<[u8; 32]>> {

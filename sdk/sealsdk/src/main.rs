@@ -1,7 +1,7 @@
 //! `sealsdk`: the vendor's command-line tool. Parses flags and dispatches to
 //! the `sealrun_sdk` library; see `sealsdk --help` and the README for the
 //! exit codes.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -145,8 +145,6 @@ fn exit_code(e: &SdkError) -> u8 {
             exit::WRITE_FAILED
         }
         SdkError::Format { source, .. } if is_verification_failure(source) => exit::VERIFY_FAILED,
-        // A value from the command line (device code, release, range).
-        SdkError::Invalid(_) => exit::BAD_INPUT,
         _ => exit::BAD_INPUT,
     }
 }
@@ -170,9 +168,12 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
         Command::Seal(a) => seal_cmd(a, ks)?,
         Command::License(LicenseCommand::Issue(a)) => issue_cmd(a, ks)?,
         Command::Inspect { file, json } => {
-            let bytes = read_head(&file)?;
-            let artifact =
-                inspect::parse_any(&bytes).map_err(|source| SdkError::Format { path: file.clone(), source })?;
+            // A license whole, or the first part of a package (enough for its header).
+            let limit = u64::from(sealrun_format::limits::MAX_MANIFEST_LEN) + 64 * 1024;
+            let bytes = verify::read_bounded(&file, limit)?;
+            let artifact = inspect::parse_any(&bytes)
+                .ok_or_else(|| SdkError::NotSealrun(file.clone()))?
+                .map_err(|source| SdkError::Format { path: file.clone(), source })?;
             let out = match (artifact, json) {
                 (Artifact::Package(h), false) => inspect::package_text(&h),
                 (Artifact::Package(h), true) => format!("{:#}\n", inspect::package_json(&h)),
@@ -200,24 +201,6 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads a license whole, or the first part of a package (enough for its header).
-fn read_head(path: &Path) -> Result<Vec<u8>, SdkError> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|source| SdkError::Io {
-        action: "cannot open",
-        path: path.into(),
-        source,
-    })?;
-    let mut buf = Vec::new();
-    let limit = u64::from(sealrun_format::limits::MAX_MANIFEST_LEN) + 64 * 1024;
-    f.take(limit).read_to_end(&mut buf).map_err(|source| SdkError::Io {
-        action: "cannot read",
-        path: path.into(),
-        source,
-    })?;
-    Ok(buf)
 }
 
 fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
@@ -249,13 +232,16 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
     };
     let report = seal::seal_file(ks, &a.input, &output, &opts)?;
     let m = &report.header.manifest;
+    let secs = report.encrypt_time.as_secs_f64();
     println!(
-        "sealed {} {} into {} ({} bytes, {} chunks)",
+        "sealed {} {} into {} ({} bytes, {} chunks, {:.2} s, {:.0} MB/s)",
         m.product,
         m.release,
         report.output.display(),
         report.package_len,
-        m.layout().chunk_count()
+        m.layout().chunk_count(),
+        secs,
+        m.plaintext_len as f64 / secs.max(1e-9) / 1e6
     );
     Ok(())
 }

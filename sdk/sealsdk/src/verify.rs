@@ -29,7 +29,7 @@ pub fn verify(package: &Path, license: Option<&Path>, now: UnixTime) -> Result<V
     let license = match license {
         None => None,
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(SdkError::io("cannot read", path))?;
+            let bytes = read_bounded(path, sealrun_format::limits::MAX_LICENSE_FILE_LEN)?;
             let lic = License::parse(&bytes).map_err(SdkError::format(path))?;
             lic.verify_signature(&pkg.manifest().vendor_key).map_err(SdkError::format(path))?;
             lic.check_covers(pkg.manifest(), now).map_err(SdkError::format(path))?;
@@ -39,9 +39,20 @@ pub fn verify(package: &Path, license: Option<&Path>, now: UnixTime) -> Result<V
     Ok(VerifyReport { package: pkg.header().clone(), license })
 }
 
+/// Reads at most `limit` + 1 bytes: enough for the parser to report a file
+/// that is too long, without reading a huge or endless one whole.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = File::open(path).map_err(SdkError::io("cannot open", path))?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf).map_err(SdkError::io("cannot read", path))?;
+    Ok(buf)
+}
+
 #[allow(unsafe_code)]
 fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
-    // SAFETY: read-only map used only during this check; a concurrent change
-    // to the file makes the signature check fail, never succeed wrongly.
+    // SAFETY: read-only map used only during this check. A concurrent change
+    // can make the answer stale (check a file nobody is writing); a
+    // concurrent truncation raises SIGBUS and ends the process.
     unsafe { memmap2::Mmap::map(file) }.map_err(SdkError::io("cannot read", path))
 }
