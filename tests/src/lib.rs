@@ -243,3 +243,22 @@ pub fn write_data_module(path: &Path, data_len: usize) {
     }
     f.flush().unwrap();
 }
+
+/// Spawns `cmd` with piped output and waits until its stdout contains
+/// `marker` (the guest has started), for tests that signal or inspect a
+/// running launcher. The caller owns the child.
+pub fn spawn_until(cmd: &mut Command, marker: &str) -> std::process::Child {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !String::from_utf8_lossy(&seen).contains(marker) {
+        let mut buf = [0u8; 256];
+        let n = out.read(&mut buf).expect("read stdout");
+        assert!(n > 0 && std::time::Instant::now() < deadline, "never saw {marker:?} on stdout");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    child
+}

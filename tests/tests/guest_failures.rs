@@ -1,7 +1,5 @@
 //! How the launcher reports a guest that traps, runs out of memory or is
 //! interrupted: each with its own exit code and message.
-use std::time::Duration;
-
 use sealrun_tests::{World, stderr, stdout};
 
 fn setup() -> (World, sealrun_tests::Device, std::path::PathBuf) {
@@ -46,25 +44,7 @@ fn memory_limit_is_enforced_and_reported() {
 
 fn interrupt_with(signal: i32, expected: i32, text: &str) {
     let (world, a, package) = setup();
-    let mut child = a
-        .sealrun(world.path())
-        .arg(&package)
-        .args(["--", "--spin"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the guest says it is spinning, so the signal hits the guest.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !String::from_utf8_lossy(&seen).contains("spinning") {
-        use std::io::Read;
-        let mut buf = [0u8; 256];
-        let n = stdout.read(&mut buf).unwrap();
-        assert!(n > 0 && std::time::Instant::now() < deadline, "guest never started spinning");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let child = sealrun_tests::spawn_until(a.sealrun(world.path()).arg(&package).args(["--", "--spin"]), "spinning");
     // The real signal, from outside, as a terminal or service manager sends it.
     let status =
         std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();

@@ -1,10 +1,6 @@
 //! While an app runs, its decrypted bytes live only in the launcher's
 //! private anonymous memory: no memfd another process could open, no core
 //! dump, no ptrace or /proc access for other processes of the same user.
-use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use sealrun_tests::{World, stderr};
 
 #[test]
@@ -13,23 +9,8 @@ fn a_running_app_has_no_memfd_and_no_core_dumps() {
     let a = world.device("a");
     let package = world.seal("hello", "1.0.0");
     world.license("hello", &a, "hello.license", &[]);
-    let mut child = a
-        .sealrun(world.path())
-        .arg(&package)
-        .args(["--", "--spin"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !String::from_utf8_lossy(&seen).contains("spinning") {
-        let mut buf = [0u8; 256];
-        let n = out.read(&mut buf).unwrap();
-        assert!(n > 0 && Instant::now() < deadline, "the app never started");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let mut child =
+        sealrun_tests::spawn_until(a.sealrun(world.path()).arg(&package).args(["--", "--spin"]), "spinning");
     let proc = format!("/proc/{}", child.id());
     let limits = std::fs::read_to_string(format!("{proc}/limits")).unwrap();
     let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
