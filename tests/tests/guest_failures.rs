@@ -55,6 +55,25 @@ fn interrupt_with(signal: i32, expected: i32, text: &str) {
 }
 
 #[test]
+fn timeout_stops_the_guest() {
+    let (world, a, package) = setup();
+    let started = std::time::Instant::now();
+    let out = a
+        .sealrun(world.path())
+        .args(["run", "--timeout", "0.5"])
+        .arg(&package)
+        .args(["--", "--spin"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(213), "{}", stderr(&out));
+    assert!(stderr(&out).contains("time limit of 0.5 s"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // A run that ends in time is not affected by its limit.
+    let out = a.sealrun(world.path()).args(["run", "--timeout", "60"]).arg(&package).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
 fn ctrl_c_stops_the_guest_cleanly() {
     interrupt_with(2, 130, "stopped by Ctrl-C");
 }

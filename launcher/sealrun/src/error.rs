@@ -37,6 +37,8 @@ pub mod exit {
     pub const GUEST_OOM: u8 = 211;
     /// The app could not be started (bad module, missing import, bad --dir).
     pub const GUEST_START: u8 = 212;
+    /// The app ran past its `--timeout`.
+    pub const TIMED_OUT: u8 = 213;
     /// Interrupted by SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// Terminated by SIGTERM (128 + 15).
@@ -114,6 +116,11 @@ pub enum LaunchError {
         /// The limit in MiB.
         limit_mib: u64,
     },
+    /// The app ran past its time limit.
+    TimedOut {
+        /// The limit.
+        limit: std::time::Duration,
+    },
     /// The run was interrupted by a signal.
     Interrupted {
         /// The signal number.
@@ -142,6 +149,7 @@ impl LaunchError {
             LaunchError::GuestStart(_) => exit::GUEST_START,
             LaunchError::GuestTrap(_) => exit::GUEST_TRAP,
             LaunchError::GuestOutOfMemory { .. } => exit::GUEST_OOM,
+            LaunchError::TimedOut { .. } => exit::TIMED_OUT,
             LaunchError::Interrupted { signal } if *signal == libc::SIGTERM => exit::TERMINATED,
             LaunchError::Interrupted { .. } => exit::INTERRUPTED,
         }
@@ -234,6 +242,9 @@ impl fmt::Display for LaunchError {
                 f,
                 "the app ran out of memory: it needed more than the {limit_mib} MiB limit.\nRun it with a larger --max-memory (in MiB)."
             ),
+            LaunchError::TimedOut { limit } => {
+                write!(f, "the app was stopped after its time limit of {} s (--timeout).", limit.as_secs_f64())
+            }
             LaunchError::Interrupted { signal } => {
                 let name = if *signal == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" };
                 write!(f, "the app was stopped by {name}.")

@@ -52,6 +52,9 @@ struct RunArgs {
     /// Memory limit for the app, in MiB
     #[arg(long, default_value_t = runner::DEFAULT_MAX_MEMORY_MIB, value_name = "MIB")]
     max_memory: u64,
+    /// Stop the app after this many seconds [default: no limit]
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
     /// Arguments for the app (after --)
     #[arg(last = true)]
     args: Vec<String>,
@@ -170,7 +173,12 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     // The plaintext is not needed once compiled: zero and release it now.
     drop(unlocked.module);
     let program_name = a.package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory };
+    let timeout = match a.timeout {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(s) => return Err(LaunchError::Usage(format!("--timeout {s}: give a positive number of seconds"))),
+    };
+    let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout };
     let code = runner::run(&engine, &module, &cfg)?;
     // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))

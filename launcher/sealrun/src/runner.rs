@@ -76,6 +76,48 @@ pub struct GuestConfig {
     pub dirs: Vec<DirGrant>,
     /// Linear memory cap in MiB.
     pub max_memory_mib: u64,
+    /// Wall-clock limit for the run; `None` lets it run as long as it likes
+    /// (the default: many apps are interactive or long-running by design).
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// Stops the guest when its time is up, through the same epoch mechanism
+/// as the signals; dropping the guard before then cancels it.
+struct Deadline {
+    cancel: Option<std::sync::mpsc::Sender<()>>,
+    expired: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Deadline {
+    fn start(engine: &Engine, timeout: Option<std::time::Duration>) -> Deadline {
+        let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let Some(timeout) = timeout else {
+            return Deadline { cancel: None, expired, thread: None };
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (flag, engine) = (expired.clone(), engine.clone());
+        let thread = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                flag.store(true, Ordering::SeqCst);
+                engine.increment_epoch();
+            }
+        });
+        Deadline { cancel: Some(tx), expired, thread: Some(thread) }
+    }
+
+    fn expired(&self) -> bool {
+        self.expired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        drop(self.cancel.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The engine configuration shared by every run: Cranelift at the wasmtime
@@ -204,6 +246,7 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
     store.epoch_deadline_trap();
 
     let signals = SignalGuard::install(engine)?;
+    let deadline = Deadline::start(engine, cfg.timeout);
     let instance = match linker.instantiate(&mut store, module) {
         Ok(i) => i,
         Err(_) if store.data().limits.memory_refused => {
@@ -216,7 +259,8 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
         .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;
     let result = start.call(&mut store, ());
     let signal = signals.received();
-    drop(signals);
+    let timed_out = deadline.expired();
+    drop((signals, deadline));
     match result {
         Ok(()) => Ok(0),
         Err(e) => {
@@ -225,6 +269,9 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
             }
             if let Some(signal) = signal {
                 return Err(LaunchError::Interrupted { signal });
+            }
+            if timed_out {
+                return Err(LaunchError::TimedOut { limit: cfg.timeout.unwrap_or_default() });
             }
             if store.data().limits.memory_refused {
                 return Err(LaunchError::GuestOutOfMemory { limit_mib: cfg.max_memory_mib });
