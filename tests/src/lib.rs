@@ -177,6 +177,15 @@ impl World {
         out
     }
 
+    /// Device "a" with sample `name` sealed as release 1.0.0 and licensed to
+    /// it, the license kept next to the package (`<name>.license`).
+    pub fn licensed_sample(&self, name: &str) -> (Device, PathBuf) {
+        let dev = self.device("a");
+        let package = self.seal(name, "1.0.0");
+        self.license(name, &dev, &format!("{name}.license"), &[]);
+        (dev, package)
+    }
+
     /// Issues a license for sample `name` to `device` with extra flags,
     /// into `<world>/<file>`.
     pub fn license(&self, name: &str, device: &Device, file: &str, extra: &[&str]) -> PathBuf {

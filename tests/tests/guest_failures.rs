@@ -4,9 +4,7 @@ use sealrun_tests::{World, stderr, stdout};
 
 fn setup() -> (World, sealrun_tests::Device, std::path::PathBuf) {
     let world = World::new();
-    let a = world.device("a");
-    let package = world.seal("hello", "1.0.0");
-    world.license("hello", &a, "hello.license", &[]);
+    let (a, package) = world.licensed_sample("hello");
     (world, a, package)
 }
 

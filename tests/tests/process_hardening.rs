@@ -6,9 +6,7 @@ use sealrun_tests::{World, stderr};
 #[test]
 fn a_running_app_has_no_memfd_and_no_core_dumps() {
     let world = World::new();
-    let a = world.device("a");
-    let package = world.seal("hello", "1.0.0");
-    world.license("hello", &a, "hello.license", &[]);
+    let (a, package) = world.licensed_sample("hello");
     let mut child =
         sealrun_tests::spawn_until(a.sealrun(world.path()).arg(&package).args(["--", "--spin"]), "spinning");
     let proc = format!("/proc/{}", child.id());

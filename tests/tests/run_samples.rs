@@ -99,10 +99,8 @@ fn sealed_samples_behave_like_plain_wasmtime() {
 #[test]
 fn short_form_and_sibling_license_work() {
     let world = World::new();
-    let dev = world.device("a");
-    let package = world.seal("hello", "1.0.0");
     // `hello.license` next to `hello.sealed` is found without --license.
-    world.license("hello", &dev, "hello.license", &[]);
+    let (dev, package) = world.licensed_sample("hello");
     let out = dev.sealrun(world.path()).arg(&package).args(["--", "x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("hello from a sealed app\narg[1]=x\n"));
@@ -126,9 +124,7 @@ fn installed_license_is_found_by_product() {
 #[test]
 fn options_may_follow_the_package() {
     let world = World::new();
-    let dev = world.device("a");
-    let package = world.seal("hello", "1.0.0");
-    world.license("hello", &dev, "hello.license", &[]);
+    let (dev, package) = world.licensed_sample("hello");
     let out = dev
         .sealrun(world.path())
         .arg("run")

@@ -6,10 +6,7 @@ use std::fs;
 use sealrun_tests::{Device, World, stderr, stdout};
 
 fn hello(world: &World) -> (Device, std::path::PathBuf) {
-    let a = world.device("a");
-    let package = world.seal("hello", "1.0.0");
-    world.license("hello", &a, "hello.license", &[]);
-    (a, package)
+    world.licensed_sample("hello")
 }
 
 #[test]
