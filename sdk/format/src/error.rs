@@ -13,6 +13,8 @@ pub enum Artifact {
     DeviceCode,
     /// A sealed device key file.
     DeviceKey,
+    /// A compiled-code cache entry.
+    CacheEntry,
 }
 
 impl fmt::Display for Artifact {
@@ -22,6 +24,7 @@ impl fmt::Display for Artifact {
             Artifact::License => "license",
             Artifact::DeviceCode => "device code",
             Artifact::DeviceKey => "device key",
+            Artifact::CacheEntry => "compiled-code cache entry",
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Sealrun file formats: packages (`*.sealed`), licenses (`*.license`),
-//! device codes, content-key wrapping and the STREAM chunk cipher.
+//! device codes, content-key wrapping, the STREAM chunk cipher and the
+//! launcher's compiled-code cache entries.
 //!
 //! Everything here is pure: it parses from byte slices and writes into
 //! buffers or `Write`rs handed in by the caller, and never touches files or
@@ -9,6 +10,7 @@
 //! artifact is documented in `docs/format.md`.
 #![forbid(unsafe_code)]
 
+pub mod code_cache;
 mod cursor;
 pub mod device;
 mod error;

@@ -32,3 +32,9 @@ pub const MAX_CAPABILITIES: usize = 32;
 pub const MAX_CAPABILITY_LEN: usize = 256;
 /// Most content keys (one per release) one license may carry.
 pub const MAX_WRAPPED_KEYS: usize = 64;
+/// Largest compiled module a cache entry may hold: Cranelift's output for the
+/// largest module ([`MAX_MODULE_LEN`]) is a few times its size; 16 GiB bounds
+/// a forged length without refusing anything real.
+pub const MAX_COMPILED_CODE_LEN: u64 = 16 << 30;
+/// Longest label of a cache entry (product, release and display name).
+pub const MAX_CACHE_LABEL_LEN: usize = 512;

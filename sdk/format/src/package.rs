@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::cursor::{Cursor, PutExt};
 use crate::keys::{ContentKey, KeyId, SIGNATURE_LEN, VendorPublicKey, VendorSigningKey};
 use crate::limits::*;
-use crate::stream::{ChunkLayout, ChunkOpener, NONCE_PREFIX_LEN, StreamSealer};
+use crate::stream::{self, ChunkLayout, ChunkOpener, NONCE_PREFIX_LEN, StreamSealer};
 use crate::text::{free_text_problem, product_id_problem};
 use crate::{Artifact, Error, Release, Result};
 
@@ -391,14 +391,10 @@ impl<'a> Package<'a> {
     }
 
     /// [`decrypt_into`](Self::decrypt_into) on up to `threads` threads: the
-    /// chunks are split into contiguous runs, each decrypted and hashed into
-    /// its place in `out`. The signature over all chunk digests is checked
-    /// once every run has finished, and on any failure `out` is zeroed.
-    ///
-    /// Each chunk is first copied out of the input, then hashed and
-    /// decrypted from that copy: if the input is a memory map of a file that
-    /// changes meanwhile, the bytes signed and the bytes decrypted are still
-    /// the same bytes.
+    /// chunks are split into contiguous runs, each copied once into its place
+    /// in `out`, hashed and decrypted there (see [`stream::open_all`]). The
+    /// signature over all chunk digests is checked once every run has
+    /// finished, and on any failure `out` is zeroed.
     pub fn decrypt_into_parallel(&self, key: &ContentKey, out: &mut [u8], threads: usize) -> Result<()> {
         let m = self.manifest();
         if key.id() != m.key_id {
@@ -407,57 +403,30 @@ impl<'a> Package<'a> {
         if out.len() as u64 != m.plaintext_len {
             return Err(Error::InvalidInput { field: "output buffer", problem: "is not the module length" });
         }
-        let layout = m.layout();
-        let count = layout.chunk_count() as usize;
-        let chunk_size = layout.chunk_size() as usize;
-        let opener = ChunkOpener::new(key, m.nonce_prefix, layout, self.header.digest());
-        let mut digests = vec![[0u8; 32]; count];
-        let run = |first: usize, run_out: &mut [u8], run_digests: &mut [[u8; 32]]| -> Result<()> {
-            let mut copy = Vec::with_capacity(chunk_size + crate::stream::TAG_LEN);
-            for (j, digest) in run_digests.iter_mut().enumerate() {
-                let i = (first + j) as u64;
-                copy.clear();
-                copy.extend_from_slice(self.chunk(i));
-                *digest = Sha256::digest(&copy).into();
-                let start = j * chunk_size;
-                let end = start + layout.plaintext_chunk_len(i) as usize;
-                opener.open(i, &copy, &mut run_out[start..end])?;
-            }
-            Ok(())
-        };
-        let threads = threads.clamp(1, count);
-        let result = if threads == 1 {
-            run(0, out, &mut digests)
-        } else {
-            let per_run = count.div_ceil(threads);
-            std::thread::scope(|scope| {
-                let mut rest_out: &mut [u8] = out;
-                let mut rest_digests: &mut [[u8; 32]] = &mut digests;
-                let mut handles = Vec::with_capacity(threads);
-                let mut first = 0usize;
-                while first < count {
-                    let n = per_run.min(count - first);
-                    let bytes = (n * chunk_size).min(rest_out.len());
-                    let (run_out, tail_out) = std::mem::take(&mut rest_out).split_at_mut(bytes);
-                    let (run_digests, tail_digests) = std::mem::take(&mut rest_digests).split_at_mut(n);
-                    rest_out = tail_out;
-                    rest_digests = tail_digests;
-                    let run = &run;
-                    handles.push(scope.spawn(move || run(first, run_out, run_digests)));
-                    first += n;
-                }
-                handles.into_iter().try_for_each(|h| h.join().unwrap_or(Err(Error::DecryptionFailed)))
-            })
-        };
-        let result = result.and_then(|()| {
-            let mut d = ChunkDigests::new();
-            digests.iter().for_each(|x| d.add_digest(x));
-            self.check_signature(d)
-        });
+        let opener = ChunkOpener::new(key, m.nonce_prefix, m.layout(), self.header.digest());
+        let digests = stream::open_all(&opener, self.ciphertext, out, threads, |body, tag| -> [u8; 32] {
+            Sha256::new().chain_update(body).chain_update(tag).finalize().into()
+        })?;
+        let mut d = ChunkDigests::new();
+        digests.iter().for_each(|x| d.add_digest(x));
+        let result = self.check_signature(d);
         if result.is_err() {
             out.fill(0);
         }
         result
+    }
+
+    /// A name for exactly this package: the SHA-256 of its header digest and
+    /// its signature. The signature covers every chunk, so two packages with
+    /// the same identity are the same bytes (as long as the signature
+    /// verifies; callers that key a cache by it must have checked it).
+    pub fn identity(&self) -> [u8; 32] {
+        Sha256::new()
+            .chain_update(b"sealrun/v1/package-identity\0")
+            .chain_update(self.header.digest())
+            .chain_update(self.signature)
+            .finalize()
+            .into()
     }
 }
 

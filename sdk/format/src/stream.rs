@@ -188,6 +188,111 @@ impl ChunkOpener {
     }
 }
 
+impl ChunkOpener {
+    /// Decrypts and authenticates chunk `i` in place: `buf` holds the chunk's
+    /// ciphertext without its tag on entry and its plaintext on success. On
+    /// failure `buf` is zeroed.
+    pub fn open_in_place(&self, i: u64, buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<()> {
+        let result = self.open_in_place_inner(i, buf, tag);
+        if result.is_err() {
+            buf.fill(0);
+        }
+        result
+    }
+
+    fn open_in_place_inner(&self, i: u64, buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<()> {
+        if i >= self.layout.chunk_count() || buf.len() as u64 != self.layout.plaintext_chunk_len(i) {
+            return Err(Error::DecryptionFailed);
+        }
+        let counter = u32::try_from(i).map_err(|_| Error::DecryptionFailed)?;
+        let nonce = ChunkNonce::new(self.prefix, counter, self.layout.is_last(i)).to_bytes();
+        self.cipher
+            .decrypt_inout_detached(&Nonce::from(nonce), &self.aad, InOutBuf::from(buf), &Tag::from(*tag))
+            .map_err(|_| Error::DecryptionFailed)
+    }
+
+    /// The layout this opener reads.
+    pub fn layout(&self) -> ChunkLayout {
+        self.layout
+    }
+}
+
+/// Opens every chunk of `ciphertext` (the whole stream, tags included) into
+/// `out`, on up to `threads` threads, each taking a contiguous run of chunks.
+///
+/// Each chunk is copied exactly once, into its final place in `out`, and then
+/// inspected, authenticated and decrypted there. No other copy is made, and
+/// if `ciphertext` is a memory map of a file that changes meanwhile, the bytes
+/// `inspect` saw are the bytes decrypted. `inspect(body, tag)` sees every
+/// chunk's ciphertext (the package signature hashes it); its results come back
+/// in chunk order. On any failure `out` is zeroed, so no unauthenticated or
+/// partial plaintext survives.
+pub fn open_all<T, F>(
+    opener: &ChunkOpener,
+    ciphertext: &[u8],
+    out: &mut [u8],
+    threads: usize,
+    inspect: F,
+) -> Result<Vec<T>>
+where
+    T: Send + Default + Clone,
+    F: Fn(&[u8], &[u8; TAG_LEN]) -> T + Sync,
+{
+    let layout = opener.layout;
+    if ciphertext.len() as u64 != layout.ciphertext_len() || out.len() as u64 != layout.plaintext_len() {
+        return Err(Error::InvalidInput { field: "stream", problem: "does not match its chunk layout" });
+    }
+    let count = usize::try_from(layout.chunk_count())
+        .map_err(|_| Error::InvalidInput { field: "stream", problem: "has too many chunks" })?;
+    let chunk_size = layout.chunk_size() as usize;
+    let mut results = vec![T::default(); count];
+    let run = |first: usize, run_out: &mut [u8], run_results: &mut [T]| -> Result<()> {
+        for (j, result) in run_results.iter_mut().enumerate() {
+            let i = (first + j) as u64;
+            let at = layout.ciphertext_offset(i) as usize;
+            let len = layout.plaintext_chunk_len(i) as usize;
+            let body = &mut run_out[j * chunk_size..j * chunk_size + len];
+            body.copy_from_slice(&ciphertext[at..at + len]);
+            let mut tag = [0u8; TAG_LEN];
+            tag.copy_from_slice(&ciphertext[at + len..at + len + TAG_LEN]);
+            *result = inspect(body, &tag);
+            opener.open_in_place(i, body, &tag)?;
+        }
+        Ok(())
+    };
+    let threads = threads.clamp(1, count);
+    let outcome = if threads == 1 {
+        run(0, out, &mut results)
+    } else {
+        let per_run = count.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut rest_out: &mut [u8] = out;
+            let mut rest_results: &mut [T] = &mut results;
+            let mut handles = Vec::with_capacity(threads);
+            let mut first = 0usize;
+            while first < count {
+                let n = per_run.min(count - first);
+                let bytes = (n * chunk_size).min(rest_out.len());
+                let (run_out, tail_out) = std::mem::take(&mut rest_out).split_at_mut(bytes);
+                let (run_results, tail_results) = std::mem::take(&mut rest_results).split_at_mut(n);
+                rest_out = tail_out;
+                rest_results = tail_results;
+                let run = &run;
+                handles.push(scope.spawn(move || run(first, run_out, run_results)));
+                first += n;
+            }
+            // A panicking worker is reported as a failed decryption, never
+            // as success.
+            handles.into_iter().try_for_each(|h| h.join().unwrap_or(Err(Error::DecryptionFailed)))
+        })
+    };
+    if let Err(e) = outcome {
+        out.fill(0);
+        return Err(e);
+    }
+    Ok(results)
+}
+
 /// Opens a whole stream in order, and insists on [`finish`](Self::finish).
 #[must_use = "the stream is authenticated only once finish() returns Ok"]
 pub struct StreamOpener {
