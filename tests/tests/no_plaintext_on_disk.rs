@@ -2,16 +2,20 @@
 //! sample carries a unique marker in its data and a distinctive constant in
 //! its code; after sealing, licensing and running it with HOME, the XDG dirs
 //! and TMPDIR inside a fresh tree, no file in that tree or in the working
-//! directory contains the marker, the code constant or any slice of the
-//! module's bytes.
+//! directory contains the marker, the code constant (as wasm or as compiled
+//! x86-64 code, which the encrypted compiled-code cache holds) or any slice
+//! of the module's bytes.
 use std::fs;
 use std::path::Path;
 
-use sealrun_tests::{World, sample, stderr, stdout};
+use sealrun_tests::{World, sample, stderr, stdout, wasmtime_cli};
 
 const MARKER: &[u8] = b"SEALRUN-CANARY-7f3c9e2a-d41b-4c8e-9a65-0b1e2f3a4c5d";
 /// `i64.const 0x5EA1C0DECA4A7C0D` as it appears in the code section.
 const CODE_MARKER: &[u8] = &[0x42, 0x8d, 0xf8, 0xa9, 0xd2, 0xec, 0x9b, 0xf0, 0xd0, 0xde, 0x00];
+/// The same constant as Cranelift emits it into compiled x86-64 code (a
+/// little-endian immediate), so the scan sees plaintext compiled code too.
+const COMPILED_MARKER: &[u8] = &0x5EA1_C0DE_CA4A_7C0Du64.to_le_bytes();
 /// Length of the module slices searched for.
 const WINDOW: usize = 32;
 
@@ -35,12 +39,23 @@ fn canary_leaves_no_plaintext_on_disk() {
     let module = fs::read(sample("canary")).unwrap();
     assert!(contains(&module, MARKER), "the canary sample lost its marker");
     assert!(contains(&module, CODE_MARKER), "the canary sample lost its code constant");
+    // Control: compiled code, as wasmtime serializes it, does carry the
+    // compiled marker, so its absence below means something.
+    let wasmtime = wasmtime_cli().expect("the wasmtime CLI 48.x is needed (scripts/test installs it)");
+    let scratch = tempfile::tempdir().unwrap();
+    let cwasm = scratch.path().join("canary.cwasm");
+    let st = std::process::Command::new(wasmtime).arg("compile").arg(sample("canary")).arg("-o").arg(&cwasm).status();
+    assert!(st.unwrap().success(), "wasmtime compile failed");
+    assert!(contains(&fs::read(&cwasm).unwrap(), COMPILED_MARKER), "compiled code no longer shows the constant");
 
     let world = World::new();
     let a = world.device("a");
     let package = world.seal("canary", "1.0.0");
     world.license("canary", &a, "canary.license", &[]);
     let work = a.root.join("work");
+    // Twice: the first launch compiles and writes the cache entry, the
+    // second loads it.
+    let _ = a.sealrun(&work).arg(&package).output().unwrap();
     let out = a.sealrun(&work).arg(&package).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("canary ok"), "the canary did not run: {}", stdout(&out));
@@ -53,11 +68,16 @@ fn canary_leaves_no_plaintext_on_disk() {
     files(world.path(), &mut all); // includes the device's home, TMPDIR and work dir
     assert!(work.starts_with(world.path()), "the scan covers the working directory");
     assert!(all.iter().any(|p| p.ends_with("device.key")), "the scan covers the device's data dir");
+    assert!(
+        all.iter().any(|p| p.extension().is_some_and(|x| x == "code")),
+        "the scan covers the compiled-code cache (the launch wrote an entry)"
+    );
     assert!(all.len() > 5, "the scan sees the world's files");
     for path in all {
         let bytes = fs::read(&path).unwrap();
         assert!(!contains(&bytes, MARKER), "{} contains the canary marker", path.display());
         assert!(!contains(&bytes, CODE_MARKER), "{} contains the canary code", path.display());
+        assert!(!contains(&bytes, COMPILED_MARKER), "{} contains the canary's compiled code", path.display());
         for w in &windows {
             assert!(!contains(&bytes, w), "{} contains plaintext module bytes", path.display());
         }

@@ -1,6 +1,7 @@
 //! From a package path to a decrypted module in memory: find the license,
 //! verify everything, unwrap the content key, stream-decrypt from a memory
-//! map into a locked buffer. Nothing here runs guest code.
+//! map into a locked buffer, compile it or load it from the encrypted
+//! compiled-code cache. Nothing here runs guest code.
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -8,14 +9,33 @@ use sealrun_format::UnixTime;
 use sealrun_format::license::{Binding, License};
 use sealrun_format::package::{Manifest, Package};
 
+use sealrun_format::ContentKey;
+
+use crate::cache::{self, CodeCache, Lookup};
 use crate::device::Device;
 use crate::error::LaunchError;
 use crate::secure_buf::SecretBuffer;
-use crate::{fmt_time, store};
+use crate::ui::Ui;
+use crate::{fmt_time, runner, store};
 
 /// Modules at least this large are decrypted on every core: below it one
 /// core takes about a millisecond, less than starting the threads is worth.
 pub const PARALLEL_DECRYPT_MIN_LEN: usize = 4 << 20;
+
+/// A package whose license checks out and whose content key is unwrapped;
+/// the module itself is still encrypted.
+pub struct Opened {
+    /// The package file.
+    pub path: PathBuf,
+    /// The package manifest.
+    pub manifest: Manifest,
+    /// The license that unlocked it.
+    pub license_path: PathBuf,
+    /// The license.
+    pub license: License,
+    map: memmap2::Mmap,
+    key: ContentKey,
+}
 
 /// A package whose module has been verified and decrypted.
 pub struct Unlocked {
@@ -29,31 +49,141 @@ pub struct Unlocked {
     pub license: License,
 }
 
+/// A package ready to run: its module compiled (or loaded from the cache).
+pub struct Loaded {
+    /// The package manifest.
+    pub manifest: Manifest,
+    /// The license that unlocked it.
+    pub license_path: PathBuf,
+    /// The license.
+    pub license: License,
+    /// The compiled module.
+    pub module: wasmtime::Module,
+    /// Where the module came from.
+    pub source: Source,
+}
+
+/// Where a [`Loaded`] module came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// The encrypted compiled-code cache.
+    Cache {
+        /// The entry file.
+        entry: PathBuf,
+    },
+    /// Compiled now.
+    Compiled {
+        /// How long compiling took.
+        took: std::time::Duration,
+        /// The cache entry written and its size, if the cache is on and
+        /// writing worked.
+        stored: Option<(PathBuf, u64)>,
+    },
+}
+
 #[allow(unsafe_code)]
 fn map(path: &Path) -> Result<memmap2::Mmap, LaunchError> {
     let file = File::open(path).map_err(LaunchError::io("cannot open", path))?;
     // SAFETY: the map is read-only and only read through `Package`, which
-    // copies each chunk before hashing and decrypting it, so a file changed
-    // while mapped can only cause a refusal. A file truncated while mapped
-    // raises SIGBUS and ends the process (memmap's documented caveat); no
-    // plaintext is produced either way.
+    // copies each chunk into private memory before hashing and decrypting
+    // it, so a file changed while mapped can only cause a refusal. A file
+    // truncated while mapped raises SIGBUS and ends the process (memmap's
+    // documented caveat); no plaintext is produced either way.
     unsafe { memmap2::Mmap::map(&file) }.map_err(LaunchError::io("cannot read", path))
 }
 
-/// Verifies and decrypts `package` for `device` at time `now`.
-pub fn unlock(package: &Path, license: Option<&Path>, device: &Device, now: UnixTime) -> Result<Unlocked, LaunchError> {
+/// Finds and checks the license for `package` on `device` at time `now`, and
+/// unwraps the content key. Nothing is decrypted yet.
+pub fn open(package: &Path, license: Option<&Path>, device: &Device, now: UnixTime) -> Result<Opened, LaunchError> {
     let map = map(package)?;
     let pkg = Package::parse(&map).map_err(LaunchError::bad_file(package))?;
     let manifest = pkg.manifest().clone();
     let (license_path, license) = select_license(package, license, &manifest, device, now)?;
     let key = license.unwrap_key(&manifest.key_id, &device.secret).map_err(LaunchError::bad_file(&license_path))?;
-    let len = usize::try_from(manifest.plaintext_len)
-        .map_err(|_| LaunchError::Usage("the module is too large for this machine's address space".into()))?;
-    let mut module = SecretBuffer::new(len).map_err(LaunchError::io("cannot allocate memory for", package))?;
-    let threads =
-        if len >= PARALLEL_DECRYPT_MIN_LEN { std::thread::available_parallelism().map_or(1, usize::from) } else { 1 };
-    pkg.decrypt_into_parallel(&key, &mut module, threads).map_err(LaunchError::bad_file(package))?;
-    Ok(Unlocked { manifest, module, license_path, license })
+    Ok(Opened { path: package.to_owned(), manifest, license_path, license, map, key })
+}
+
+impl Opened {
+    fn package(&self) -> Package<'_> {
+        Package::parse(&self.map).expect("parsed when opened, and the map is immutable")
+    }
+
+    /// Verifies the package signature and decrypts the module into locked
+    /// memory, on every core for large modules.
+    pub fn decrypt(&self) -> Result<SecretBuffer, LaunchError> {
+        let len = usize::try_from(self.manifest.plaintext_len)
+            .map_err(|_| LaunchError::Usage("the module is too large for this machine's address space".into()))?;
+        let mut module = SecretBuffer::new(len).map_err(LaunchError::io("cannot allocate memory for", &self.path))?;
+        let threads = if len >= PARALLEL_DECRYPT_MIN_LEN {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            1
+        };
+        self.package()
+            .decrypt_into_parallel(&self.key, &mut module, threads)
+            .map_err(LaunchError::bad_file(&self.path))?;
+        Ok(module)
+    }
+
+    /// The module, compiled for `engine`: from the cache when a valid entry
+    /// is there (no decryption, no compile), otherwise decrypted, compiled
+    /// and stored in the cache. Problems with the cache are warnings.
+    pub fn load(
+        self,
+        device: &Device,
+        engine: &wasmtime::Engine,
+        cache: Option<&CodeCache>,
+        ui: &dyn Ui,
+    ) -> Result<Loaded, LaunchError> {
+        let cache = cache.filter(|c| c.enabled());
+        // The entry id names this exact package (header and signature), so a
+        // valid entry can only exist if this device verified this package's
+        // signature when it compiled it; its key needs the content key.
+        let (id, key) = cache::entry_for(&self.package().identity(), engine, &self.key, device);
+        let label = format!("{} {} ({})", self.manifest.product, self.manifest.release, self.manifest.display_name);
+        if let Some(c) = cache {
+            match c.load(engine, &id, &key) {
+                Lookup::Hit(module) => {
+                    let entry = c.entry_path(&id);
+                    return Ok(self.into_loaded(module, Source::Cache { entry }));
+                }
+                Lookup::Miss => {}
+                Lookup::Refused(why) => ui.warn(&format!(
+                    "the compiled-code cache entry for {} was not used: {why}; compiling again and replacing it",
+                    self.manifest.display_name
+                )),
+            }
+        }
+        let plaintext = self.decrypt()?;
+        let started = std::time::Instant::now();
+        let mut compiled = None;
+        ui.compiling(&self.manifest.display_name, plaintext.len() as u64, &mut || {
+            compiled = Some(runner::compile(engine, &plaintext));
+        });
+        let module = compiled.expect("the ui runs the compile")?;
+        let took = started.elapsed();
+        // The plaintext is not needed once compiled: zero and release it now.
+        drop(plaintext);
+        let stored = cache.and_then(|c| match c.store(&module, &id, &key, &label) {
+            Ok(size) => Some((c.entry_path(&id), size)),
+            Err(e) => {
+                ui.warn(&format!("could not save the compiled code in {}: {e}", c.dir().display()));
+                None
+            }
+        });
+        Ok(self.into_loaded(module, Source::Compiled { took, stored }))
+    }
+
+    fn into_loaded(self, module: wasmtime::Module, source: Source) -> Loaded {
+        Loaded { manifest: self.manifest, license_path: self.license_path, license: self.license, module, source }
+    }
+}
+
+/// Verifies and decrypts `package` for `device` at time `now`.
+pub fn unlock(package: &Path, license: Option<&Path>, device: &Device, now: UnixTime) -> Result<Unlocked, LaunchError> {
+    let opened = open(package, license, device, now)?;
+    let module = opened.decrypt()?;
+    Ok(Unlocked { manifest: opened.manifest, module, license_path: opened.license_path, license: opened.license })
 }
 
 /// Checks one license file against the package and this device.

@@ -2,6 +2,7 @@
 //! and decryption of packages into locked memory, and the sandboxed runner.
 //! The `sealrun` binary is a thin command-line front end over this library.
 
+pub mod cache;
 pub mod device;
 pub mod doctor;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod paths;
 pub mod runner;
 pub mod secure_buf;
 pub mod store;
+pub mod ui;
 
 pub use error::LaunchError;
 

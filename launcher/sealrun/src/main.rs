@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use sealrun::cache::CodeCache;
 use sealrun::launch;
+use sealrun::launch::Source;
 use sealrun::package_hints;
 use sealrun::runner::{self, DirGrant, GuestConfig};
+use sealrun::ui::{Stderr, human_bytes};
 use sealrun::{LaunchError, device, doctor, store};
 
 #[derive(Parser)]
@@ -32,8 +35,29 @@ enum Command {
     /// Manage installed licenses
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Compile an app ahead of time into the encrypted cache (e.g. from an installer)
+    Prepare {
+        /// The package (*.sealed)
+        package: PathBuf,
+        /// Use this license file instead of searching
+        #[arg(long)]
+        license: Option<PathBuf>,
+    },
+    /// Manage the encrypted compiled-code cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Show what the launcher sees (for support tickets)
     Doctor,
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// List cache entries, least recently used first
+    List,
+    /// Print the cache's total size and its cap
+    Size,
+    /// Remove every entry (apps compile again on their next launch)
+    Clear,
 }
 
 #[derive(Args)]
@@ -55,6 +79,9 @@ struct RunArgs {
     /// Stop the app after this many seconds [default: no limit]
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
+    /// Neither read nor write the compiled-code cache (compile every time)
+    #[arg(long)]
+    no_cache: bool,
     /// Arguments for the app (after --)
     #[arg(last = true)]
     args: Vec<String>,
@@ -71,7 +98,7 @@ enum LicenseCommand {
     List,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "id", "license", "doctor", "help"];
+const SUBCOMMANDS: &[&str] = &["run", "id", "license", "prepare", "cache", "doctor", "help"];
 
 /// `sealrun tool.sealed …` means `sealrun run tool.sealed …`.
 fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -132,6 +159,8 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Prepare { package, license } => prepare(&package, license.as_deref()),
+        Command::Cache(c) => cache_command(c),
         Command::Doctor => {
             print!("{}", doctor::report());
             Ok(ExitCode::SUCCESS)
@@ -163,15 +192,15 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     if !sealrun::hardening::harden_process() {
         tracing::debug!("process hardening is not available on this system");
     }
+    let cache = if a.no_cache { None } else { Some(CodeCache::from_env()?) };
     let device = device::load_or_create()?;
-    let unlocked = launch::unlock(&a.package, a.license.as_deref(), &device, sealrun::now())?;
-    for hint in package_hints(&unlocked.manifest, &dirs, &env) {
+    let opened = launch::open(&a.package, a.license.as_deref(), &device, sealrun::now())?;
+    for hint in package_hints(&opened.manifest, &dirs, &env) {
         eprintln!("sealrun: note: {hint}");
     }
     let engine = runner::engine()?;
-    let module = runner::compile(&engine, &unlocked.module)?;
-    // The plaintext is not needed once compiled: zero and release it now.
-    drop(unlocked.module);
+    let loaded = opened.load(&device, &engine, cache.as_ref(), &Stderr)?;
+    tracing::debug!(source = ?loaded.source, "module ready");
     let program_name = a.package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let timeout = match a.timeout {
         None => None,
@@ -179,7 +208,76 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
         Some(s) => return Err(LaunchError::Usage(format!("--timeout {s}: give a positive number of seconds"))),
     };
     let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout };
-    let code = runner::run(&engine, &module, &cfg)?;
+    let code = runner::run(&engine, &loaded.module, &cfg)?;
     // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
+}
+
+fn prepare(package: &std::path::Path, license: Option<&std::path::Path>) -> Result<ExitCode, LaunchError> {
+    let cache = CodeCache::from_env()?;
+    if !cache.enabled() {
+        return Err(LaunchError::Usage(format!(
+            "the compiled-code cache is off ({}=0), so there is nothing to prepare; unset it and try again",
+            sealrun::cache::CACHE_MAX_ENV
+        )));
+    }
+    sealrun::hardening::harden_process();
+    let device = device::load_or_create()?;
+    let opened = launch::open(package, license, &device, sealrun::now())?;
+    let engine = runner::engine()?;
+    let loaded = opened.load(&device, &engine, Some(&cache), &Stderr)?;
+    let name = format!("{} {}", loaded.manifest.display_name, loaded.manifest.release);
+    match loaded.source {
+        Source::Cache { entry } => println!("{name} is ready: already compiled for this device ({})", entry.display()),
+        Source::Compiled { took, stored: Some((entry, size)) } => println!(
+            "{name} is ready: compiled in {:.1} s, cached encrypted ({}) in {}",
+            took.as_secs_f64(),
+            human_bytes(size),
+            entry.display()
+        ),
+        Source::Compiled { stored: None, .. } => {
+            return Err(LaunchError::Io {
+                action: "cannot write the compiled-code cache in",
+                path: cache.dir().to_owned(),
+                source: std::io::Error::other("the app compiled, but its cache entry could not be saved (see above)"),
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cache_command(c: CacheCommand) -> Result<ExitCode, LaunchError> {
+    let cache = CodeCache::from_env()?;
+    match c {
+        CacheCommand::List => {
+            let entries = cache.list();
+            if entries.is_empty() {
+                println!("the compiled-code cache in {} is empty", cache.dir().display());
+            }
+            for e in entries {
+                let used = e.last_used.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                println!(
+                    "{:>9}  last used {}  {}  {}",
+                    human_bytes(e.size),
+                    sealrun::fmt_time(used),
+                    e.label,
+                    e.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                );
+            }
+        }
+        CacheCommand::Size => {
+            let entries = cache.list();
+            let total: u64 = entries.iter().map(|e| e.size).sum();
+            let cap = if cache.enabled() { human_bytes(cache.cap()) } else { "off".into() };
+            let n = entries.len();
+            let noun = if n == 1 { "entry" } else { "entries" };
+            println!("{} in {n} {noun} (cap {cap}) in {}", human_bytes(total), cache.dir().display());
+        }
+        CacheCommand::Clear => {
+            let (n, bytes) = cache.clear()?;
+            let noun = if n == 1 { "entry" } else { "entries" };
+            println!("removed {n} {noun} ({}) from {}", human_bytes(bytes), cache.dir().display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -23,3 +23,8 @@ pub fn licenses_dir() -> PathBuf {
 pub fn device_key_file() -> PathBuf {
     data_dir().join("device.key")
 }
+
+/// `$XDG_CACHE_HOME/sealrun`: the encrypted compiled-code cache.
+pub fn cache_dir() -> PathBuf {
+    xdg("XDG_CACHE_HOME", ".cache")
+}

@@ -9,32 +9,34 @@ use zeroize::Zeroize;
 /// A zeroizing, unswappable, undumpable byte buffer.
 pub struct SecretBuffer {
     map: MmapMut,
+    len: usize,
     locked: bool,
 }
 
 impl SecretBuffer {
-    /// A zero-filled buffer of `len` (> 0) bytes.
+    /// A zero-filled buffer of `len` bytes.
     pub fn new(len: usize) -> std::io::Result<Self> {
-        let map = MmapOptions::new().len(len).map_anon()?;
+        // A map cannot be empty; an empty buffer maps one byte it never shows.
+        let map = MmapOptions::new().len(len.max(1)).map_anon()?;
         // Both are best effort: MADV_DONTDUMP is Linux-only, and mlock is
         // bounded by RLIMIT_MEMLOCK (often 8 MiB for ordinary users).
         let _ = map.advise(Advice::DontDump);
         let locked = map.lock().is_ok();
         tracing::debug!(len, locked, "plaintext buffer allocated");
-        Ok(SecretBuffer { map, locked })
+        Ok(SecretBuffer { map, len, locked })
     }
 }
 
 impl Deref for SecretBuffer {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.map
+        &self.map[..self.len]
     }
 }
 
 impl DerefMut for SecretBuffer {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.map
+        &mut self.map[..self.len]
     }
 }
 

@@ -1,0 +1,387 @@
+//! The encrypted compiled-code cache.
+//!
+//! Compiling a large module with Cranelift takes seconds to minutes, so the
+//! launcher keeps what it compiled, sealed with a key only this device can
+//! derive, and only with the content key from a valid license (see
+//! `sealrun_format::code_cache`). Entries live in `$XDG_CACHE_HOME/sealrun/code`
+//! as `<entry id>.code`, are decrypted into anonymous memory and handed to
+//! wasmtime only after every chunk has been authenticated. Compiled code in
+//! plaintext never reaches the disk.
+//!
+//! A file's modification time records its last use; when the cache grows past
+//! its cap the least recently used entries go first.
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sealrun_format::code_cache::{CacheEntry, EntryHeader, EntryId, entry_key, seal_entry};
+use sealrun_format::{ContentKey, UnixTime};
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Module};
+use zeroize::Zeroizing;
+
+use crate::device::Device;
+use crate::error::LaunchError;
+use crate::paths;
+use crate::secure_buf::SecretBuffer;
+
+/// Overrides the cache directory (tests, shared machines with a fast disk).
+pub const CACHE_DIR_ENV: &str = "SEALRUN_CACHE_DIR";
+/// Overrides the cache's size cap, in MiB; 0 turns the cache off.
+pub const CACHE_MAX_ENV: &str = "SEALRUN_CACHE_MAX_MB";
+/// Default size cap. Compiled code is 1-3x its module's size: 2 GiB keeps
+/// a dozen large apps (or hundreds of small ones) without filling small disks.
+pub const DEFAULT_CACHE_CAP_BYTES: u64 = 2 << 30;
+/// Entries decrypt on every core from this size up: below it one core takes
+/// about a millisecond, less than starting threads is worth.
+pub const PARALLEL_MIN_LEN: u64 = 4 << 20;
+/// File name suffix of entries.
+const SUFFIX: &str = ".code";
+
+/// This launcher's version, part of every entry id: a new launcher never
+/// reads an older one's entries (it recompiles once and replaces them).
+pub const LAUNCHER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a lookup found.
+pub enum Lookup {
+    /// A valid entry: the module, ready to instantiate.
+    Hit(Module),
+    /// No entry for this package, runtime and launcher.
+    Miss,
+    /// An entry was there but could not be used; the reason is for a warning.
+    Refused(String),
+}
+
+/// A cache entry as `sealrun cache list` shows it.
+#[derive(Debug, Clone)]
+pub struct EntryInfo {
+    /// The entry file.
+    pub path: PathBuf,
+    /// Its size on disk.
+    pub size: u64,
+    /// Last use.
+    pub last_used: SystemTime,
+    /// When it was written (from its header), if the header parses.
+    pub created: Option<UnixTime>,
+    /// Product, release and name (from its header, unauthenticated), or why
+    /// the header does not parse.
+    pub label: String,
+}
+
+/// The compatibility fingerprint of `engine`: SHA-256 over what wasmtime
+/// itself hashes to decide whether compiled code fits (target, compiler
+/// flags, CPU features, tunables, wasm features, wasmtime version).
+pub fn runtime_fingerprint(engine: &Engine) -> [u8; 32] {
+    struct Sha(Sha256);
+    impl std::hash::Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            0
+        }
+    }
+    let mut h = Sha(Sha256::new_with_prefix(b"sealrun/v1/runtime\0"));
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+    h.0.finalize().into()
+}
+
+/// The compiled-code cache of this user.
+#[derive(Debug, Clone)]
+pub struct CodeCache {
+    dir: PathBuf,
+    cap: u64,
+}
+
+impl CodeCache {
+    /// The cache at its usual place with its usual cap, honouring
+    /// [`CACHE_DIR_ENV`] and [`CACHE_MAX_ENV`].
+    pub fn from_env() -> Result<CodeCache, LaunchError> {
+        let dir = match std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => paths::cache_dir().join("code"),
+        };
+        let cap = match std::env::var(CACHE_MAX_ENV) {
+            Ok(v) => v.trim().parse::<u64>().map(|mb| mb.saturating_mul(1 << 20)).map_err(|_| {
+                LaunchError::Usage(format!(
+                    "{CACHE_MAX_ENV}={v:?}: expected a size in MiB, e.g. 2048 (0 turns the cache off)"
+                ))
+            })?,
+            Err(_) => DEFAULT_CACHE_CAP_BYTES,
+        };
+        Ok(CodeCache { dir, cap })
+    }
+
+    /// A cache in `dir` with a cap of `cap` bytes.
+    pub fn new(dir: PathBuf, cap: u64) -> CodeCache {
+        CodeCache { dir, cap }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The size cap in bytes (0: the cache is off).
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// Whether entries are read and written at all.
+    pub fn enabled(&self) -> bool {
+        self.cap > 0
+    }
+
+    /// Where the entry `id` lives.
+    pub fn entry_path(&self, id: &EntryId) -> PathBuf {
+        self.dir.join(format!("{}{SUFFIX}", id.to_hex()))
+    }
+
+    /// Looks up the entry `id` and, if it authenticates under `key`, loads it
+    /// into `engine`. Anything but a valid entry is a miss or a refusal,
+    /// never an error: the caller compiles instead.
+    pub fn load(&self, engine: &Engine, id: &EntryId, key: &ContentKey) -> Lookup {
+        let path = self.entry_path(id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
+            Err(e) => return Lookup::Refused(format!("cannot open {}: {e}", path.display())),
+        };
+        match load_entry(engine, &file, id, key) {
+            Ok(module) => {
+                // Marks the entry as recently used for eviction; failing to
+                // is harmless.
+                let _ = file.set_modified(SystemTime::now());
+                Lookup::Hit(module)
+            }
+            Err(reason) => Lookup::Refused(reason),
+        }
+    }
+
+    /// Seals `module`'s compiled code as entry `id` under `key` and writes it
+    /// (atomically, 0600), then evicts least recently used entries beyond the
+    /// cap. Returns the entry's size.
+    /// Failing to store is never fatal: the caller warns and runs anyway.
+    pub fn store(&self, module: &Module, id: &EntryId, key: &ContentKey, label: &str) -> std::io::Result<u64> {
+        // The serialized code is plaintext in ordinary heap memory for the
+        // moment it takes to seal it, and is zeroed right after.
+        let code = Zeroizing::new(module.serialize().map_err(std::io::Error::other)?);
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let sealed = seal_entry(id, key, label, crate::now(), &code, &mut rng).map_err(std::io::Error::other)?;
+        drop(code);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
+        let path = self.entry_path(id);
+        let tmp = self.dir.join(format!(".{}.{}.tmp", id.to_hex(), std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(&sealed)?;
+            // No fsync: a torn entry after a crash fails authentication and
+            // is rebuilt, which costs one compile and loses nothing.
+            fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.evict(Some(&path));
+        Ok(sealed.len() as u64)
+    }
+
+    /// Every entry, least recently used first.
+    pub fn list(&self) -> Vec<EntryInfo> {
+        let Ok(dir) = fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut out: Vec<EntryInfo> = dir
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(SUFFIX) && !n.starts_with('.')))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                let path = e.path();
+                let (created, label) = match read_header(&path) {
+                    Ok(h) => (Some(h.created), h.label),
+                    Err(why) => (None, format!("(unreadable: {why})")),
+                };
+                Some(EntryInfo { path, size: meta.len(), last_used: meta.modified().ok()?, created, label })
+            })
+            .collect();
+        out.sort_by_key(|e| e.last_used);
+        out
+    }
+
+    /// Total size of all entries.
+    pub fn size(&self) -> u64 {
+        self.list().iter().map(|e| e.size).sum()
+    }
+
+    /// Removes every entry (and leftover temporary files); returns how many
+    /// entries and bytes were removed.
+    pub fn clear(&self) -> Result<(usize, u64), LaunchError> {
+        let mut removed = (0, 0);
+        let Ok(dir) = fs::read_dir(&self.dir) else { return Ok(removed) };
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let is_entry = name.ends_with(SUFFIX) && !name.starts_with('.');
+            if !is_entry && !name.ends_with(".tmp") {
+                continue;
+            }
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(e.path()).map_err(LaunchError::io("cannot remove", &e.path()))?;
+            if is_entry {
+                removed.0 += 1;
+                removed.1 += size;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes least recently used entries until the total fits the cap,
+    /// never `keep` (the entry just written).
+    fn evict(&self, keep: Option<&Path>) {
+        let entries = self.list();
+        let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        for e in entries {
+            if total <= self.cap {
+                break;
+            }
+            if Some(e.path.as_path()) == keep {
+                continue;
+            }
+            if fs::remove_file(&e.path).is_ok() {
+                tracing::debug!(path = %e.path.display(), size = e.size, "evicted from the code cache");
+                total -= e.size;
+            }
+        }
+    }
+}
+
+/// The key and id of the entry for a package on this device.
+pub fn entry_for(
+    package_identity: &[u8; 32],
+    engine: &Engine,
+    content: &ContentKey,
+    device: &Device,
+) -> (EntryId, ContentKey) {
+    let id = EntryId::new(package_identity, &runtime_fingerprint(engine), LAUNCHER_VERSION);
+    let key = entry_key(content, &device.secret, &id);
+    (id, key)
+}
+
+#[allow(unsafe_code)]
+fn map(file: &File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: read-only map of a private (0700 dir, 0600 file) entry. Entries
+    // are replaced by rename, never rewritten in place, so the mapped inode
+    // does not change under us; each chunk is copied out before it is
+    // authenticated, so even a concurrent in-place writer could only cause a
+    // refusal (or SIGBUS on truncation, memmap's documented caveat).
+    unsafe { memmap2::Mmap::map(file) }
+}
+
+fn read_header(path: &Path) -> Result<EntryHeader, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let map = map(&file).map_err(|e| e.to_string())?;
+    EntryHeader::parse_prefix(&map).map_err(|e| e.to_string())
+}
+
+#[allow(unsafe_code)]
+fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> Result<Module, String> {
+    let map = map(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let entry = CacheEntry::parse(&map).map_err(|e| e.to_string())?;
+    let len =
+        usize::try_from(entry.header().plaintext_len).map_err(|_| "it is too large for this machine".to_owned())?;
+    let mut code = SecretBuffer::new(len).map_err(|e| format!("cannot allocate memory: {e}"))?;
+    let threads = if entry.header().plaintext_len >= PARALLEL_MIN_LEN {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        1
+    };
+    entry.decrypt_into(id, key, &mut code, threads).map_err(|_| {
+        "it could not be authenticated (damaged, or made on another device or for another package)".to_owned()
+    })?;
+    // SAFETY: `code` was authenticated above with a key derived from this
+    // package's content key and this device's secret: it is exactly what this
+    // launcher serialized with `Module::serialize` for an engine with the same
+    // compatibility fingerprint. wasmtime checks that fingerprint again and
+    // copies the code into its own executable memory; `code` is zeroed when
+    // dropped.
+    unsafe { Module::deserialize(engine, &code[..]) }.map_err(|e| format!("wasmtime refused it: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_keeps_the_cap_and_the_newest_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path().to_owned(), 250);
+        for (i, age) in [(1u8, 300u64), (2, 200), (3, 100)] {
+            let p = dir.path().join(format!("{}{SUFFIX}", hex_of(i)));
+            fs::write(&p, vec![0u8; 100]).unwrap();
+            File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(SystemTime::now() - std::time::Duration::from_secs(age))
+                .unwrap();
+        }
+        let keep = dir.path().join(format!("{}{SUFFIX}", hex_of(1)));
+        cache.evict(Some(&keep));
+        let left: Vec<String> =
+            cache.list().iter().map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        // Entry 2 is the least recently used that may go; 1 is kept even
+        // though it is older, and 200 bytes fit the cap.
+        assert_eq!(left, [format!("{}{SUFFIX}", hex_of(1)), format!("{}{SUFFIX}", hex_of(3))]);
+        assert_eq!(cache.size(), 200);
+        assert_eq!(cache.clear().unwrap(), (2, 200));
+        assert!(cache.list().is_empty());
+    }
+
+    /// The smallest WASI command: `_start` does nothing.
+    const EMPTY_COMMAND: &[u8] = &[
+        0, b'a', b's', b'm', 1, 0, 0, 0, // magic, version
+        1, 4, 1, 0x60, 0, 0, // type section: () -> ()
+        3, 2, 1, 0, // one function of type 0
+        7, 10, 1, 6, b'_', b's', b't', b'a', b'r', b't', 0, 0, // export _start
+        10, 4, 1, 2, 0, 0x0b, // body: no locals, end
+    ];
+
+    #[test]
+    fn changed_engine_configuration_never_uses_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(dir.path().to_owned(), DEFAULT_CACHE_CAP_BYTES);
+        let secret = sealrun_format::device::DeviceSecret::from_bytes(&[7; 32]);
+        let code = secret.device_code(b"machine");
+        let device = Device { secret, code, key_file: dir.path().join("device.key") };
+        let content = ContentKey::from_bytes(&[9; 32]);
+        let identity = [3u8; 32];
+
+        let ours = crate::runner::engine().unwrap();
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true).memory_init_cow(false).cranelift_opt_level(wasmtime::OptLevel::None);
+        let other = Engine::new(&config).unwrap();
+        assert_ne!(runtime_fingerprint(&ours), runtime_fingerprint(&other));
+        assert_eq!(runtime_fingerprint(&ours), runtime_fingerprint(&crate::runner::engine().unwrap()));
+
+        let (id, key) = entry_for(&identity, &ours, &content, &device);
+        let module = Module::new(&ours, EMPTY_COMMAND).unwrap();
+        cache.store(&module, &id, &key, "test").unwrap();
+        assert!(matches!(cache.load(&ours, &id, &key), Lookup::Hit(_)));
+
+        // The other configuration looks under another name and misses...
+        let (other_id, other_key) = entry_for(&identity, &other, &content, &device);
+        assert_ne!(id, other_id);
+        assert!(matches!(cache.load(&other, &other_id, &other_key), Lookup::Miss));
+        // ...and an entry planted under that name does not authenticate.
+        fs::copy(cache.entry_path(&id), cache.entry_path(&other_id)).unwrap();
+        assert!(matches!(cache.load(&other, &other_id, &other_key), Lookup::Refused(_)));
+        // Another launcher version names another entry too.
+        let fingerprint = runtime_fingerprint(&ours);
+        assert_ne!(EntryId::new(&identity, &fingerprint, "0.0.0-other"), id);
+    }
+
+    fn hex_of(i: u8) -> String {
+        EntryId([i; 32]).to_hex()
+    }
+}

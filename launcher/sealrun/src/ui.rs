@@ -1,0 +1,92 @@
+//! What the launcher tells the user while it prepares an app: warnings, and
+//! progress of a first compile that takes long enough to notice.
+use std::io::IsTerminal;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A compile shorter than this shows nothing: about the point where a user
+/// starts to wonder whether the double-click worked.
+pub const COMPILE_NOTICE_AFTER: Duration = Duration::from_secs(1);
+
+/// Where the launcher reports while it prepares an app. The terminal gets
+/// [`Stderr`]; a desktop front end can show the same in a dialog.
+pub trait Ui: Sync {
+    /// Something went wrong that the launcher works around (e.g. a damaged
+    /// cache entry it rebuilds).
+    fn warn(&self, message: &str);
+    /// Runs `compile`, telling the user what is going on if it takes longer
+    /// than [`COMPILE_NOTICE_AFTER`].
+    fn compiling(&self, what: &str, module_len: u64, compile: &mut dyn FnMut());
+}
+
+/// Reports on stderr: a spinner with the elapsed time on a terminal, two
+/// plain lines otherwise (for logs and file-manager launches).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stderr;
+
+impl Ui for Stderr {
+    fn warn(&self, message: &str) {
+        eprintln!("sealrun: warning: {message}");
+    }
+
+    fn compiling(&self, what: &str, module_len: u64, compile: &mut dyn FnMut()) {
+        let started = Instant::now();
+        let (done, wait) = mpsc::channel::<()>();
+        let message = format!("compiling {what} for this device ({})", human_bytes(module_len));
+        let tty = std::io::stderr().is_terminal();
+        let shown = std::thread::scope(|s| {
+            let reporter = s.spawn(move || {
+                if wait.recv_timeout(COMPILE_NOTICE_AFTER) != Err(mpsc::RecvTimeoutError::Timeout) {
+                    return false;
+                }
+                if !tty {
+                    eprintln!("sealrun: {message}; this happens once, later launches start from the encrypted cache");
+                    let _ = wait.recv();
+                    return true;
+                }
+                let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.enable_steady_tick(Duration::from_millis(120));
+                let _ = wait.recv();
+                bar.finish_and_clear();
+                true
+            });
+            compile();
+            drop(done);
+            reporter.join().unwrap_or(false)
+        });
+        if shown {
+            eprintln!(
+                "sealrun: compiled {what} in {:.1} s; later launches start from the encrypted cache",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// A byte count for people, in binary units: "66.1 MiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_for_people() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(69_300_000), "66.1 MiB");
+        assert_eq!(human_bytes(2 << 30), "2.0 GiB");
+    }
+}
