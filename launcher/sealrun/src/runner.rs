@@ -1,10 +1,9 @@
 //! Runs a decrypted WASI preview-1 command under wasmtime, deny by default:
 //! the guest sees only the arguments, environment variables and directories
-//! the user granted, within a memory limit, and Ctrl-C / SIGTERM stop it
-//! cleanly through epoch interruption.
+//! the user granted, within a memory limit. Ctrl-C, SIGTERM and `--timeout`
+//! stop it by ending the process with a message and the documented exit code
+//! (see [`stop_process`]).
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -81,33 +80,25 @@ pub struct GuestConfig {
     pub timeout: Option<std::time::Duration>,
 }
 
-/// Stops the guest when its time is up, through the same epoch mechanism
-/// as the signals; dropping the guard before then cancels it.
+/// Ends the process when the guest's time is up; dropping the guard before
+/// then cancels it.
 struct Deadline {
     cancel: Option<std::sync::mpsc::Sender<()>>,
-    expired: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Deadline {
-    fn start(engine: &Engine, timeout: Option<std::time::Duration>) -> Deadline {
-        let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let Some(timeout) = timeout else {
-            return Deadline { cancel: None, expired, thread: None };
+    fn start(timeout: Option<std::time::Duration>) -> Deadline {
+        let Some(limit) = timeout else {
+            return Deadline { cancel: None, thread: None };
         };
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let (flag, engine) = (expired.clone(), engine.clone());
         let thread = std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
-                flag.store(true, Ordering::SeqCst);
-                engine.increment_epoch();
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                stop_process(LaunchError::TimedOut { limit });
             }
         });
-        Deadline { cancel: Some(tx), expired, thread: Some(thread) }
-    }
-
-    fn expired(&self) -> bool {
-        self.expired.load(Ordering::SeqCst)
+        Deadline { cancel: Some(tx), thread: Some(thread) }
     }
 }
 
@@ -120,12 +111,27 @@ impl Drop for Deadline {
     }
 }
 
-/// The engine configuration shared by every run: Cranelift at the wasmtime
-/// CLI's default optimisation level, epoch interruption (no fuel), and no
-/// disk cache (the `cache` feature is not even compiled in).
+/// Stops a running guest by ending the process, from a watcher thread, with
+/// the launcher's message and exit code for `why`.
+///
+/// Guests run without interruption checks: epoch checks at every loop
+/// header made a compute-bound guest up to 2x slower (measured with
+/// `wasmtime run -W timeout=…`, docs/performance.md), and fuel is slower
+/// still. Ending the process loses nothing a trap would keep: WASI writes go
+/// straight to the host's files, the plaintext module was freed after
+/// compiling, and the memory of a non-dumpable process goes with it.
+pub fn stop_process(why: LaunchError) -> ! {
+    eprintln!("sealrun: {why}");
+    std::process::exit(i32::from(why.exit_code()))
+}
+
+/// The engine configuration shared by every run: what the wasmtime CLI
+/// uses by default (Cranelift at its default optimisation level, parallel
+/// compilation), no fuel and no epoch checks (a stop ends the process, see
+/// [`stop_process`]), and no wasmtime disk cache (the `cache` feature is not
+/// even compiled in; Sealrun keeps its own, encrypted).
 pub fn engine() -> Result<Engine, LaunchError> {
     let mut config = Config::new();
-    config.epoch_interruption(true);
     config.parallel_compilation(true);
     // Copy-on-write memory images keep every data segment in a memfd that
     // other processes of the user could open through /proc; without them
@@ -175,39 +181,23 @@ struct Host {
     limits: Limits,
 }
 
-/// Stops the guest on SIGINT/SIGTERM; a second signal ends the process.
+/// Ends the process on SIGINT/SIGTERM while the guest runs.
 struct SignalGuard {
     handle: signal_hook::iterator::Handle,
-    received: Arc<AtomicI32>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SignalGuard {
-    fn install(engine: &Engine) -> Result<Self, LaunchError> {
+    fn install() -> Result<Self, LaunchError> {
         let mut signals = Signals::new([SIGINT, SIGTERM])
             .map_err(|e| LaunchError::GuestStart(format!("cannot install signal handlers: {e}")))?;
         let handle = signals.handle();
-        let received = Arc::new(AtomicI32::new(0));
-        let (flag, engine) = (received.clone(), engine.clone());
         let thread = std::thread::spawn(move || {
-            for sig in signals.forever() {
-                if flag.swap(sig, Ordering::SeqCst) != 0 {
-                    // The guest is blocked in a host call and did not stop:
-                    // the user asked twice, so end now.
-                    std::process::exit(128 + sig);
-                }
-                // The guest traps at its next epoch check.
-                engine.increment_epoch();
+            if let Some(signal) = signals.forever().next() {
+                stop_process(LaunchError::Interrupted { signal });
             }
         });
-        Ok(SignalGuard { handle, received, thread: Some(thread) })
-    }
-
-    fn received(&self) -> Option<i32> {
-        match self.received.load(Ordering::SeqCst) {
-            0 => None,
-            s => Some(s),
-        }
+        Ok(SignalGuard { handle, thread: Some(thread) })
     }
 }
 
@@ -242,11 +232,9 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
     let host = Host { wasi: b.build_p1(), limits: Limits { max_memory, memory_refused: false } };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_trap();
 
-    let signals = SignalGuard::install(engine)?;
-    let deadline = Deadline::start(engine, cfg.timeout);
+    let signals = SignalGuard::install()?;
+    let deadline = Deadline::start(cfg.timeout);
     let instance = match linker.instantiate(&mut store, module) {
         Ok(i) => i,
         Err(_) if store.data().limits.memory_refused => {
@@ -258,20 +246,12 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
         .get_typed_func::<(), ()>(&mut store, "_start")
         .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;
     let result = start.call(&mut store, ());
-    let signal = signals.received();
-    let timed_out = deadline.expired();
     drop((signals, deadline));
     match result {
         Ok(()) => Ok(0),
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<I32Exit>() {
                 return Ok(exit.0);
-            }
-            if let Some(signal) = signal {
-                return Err(LaunchError::Interrupted { signal });
-            }
-            if timed_out {
-                return Err(LaunchError::TimedOut { limit: cfg.timeout.unwrap_or_default() });
             }
             if store.data().limits.memory_refused {
                 return Err(LaunchError::GuestOutOfMemory { limit_mib: cfg.max_memory_mib });

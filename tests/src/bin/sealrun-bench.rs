@@ -1,14 +1,23 @@
-//! `sealrun-bench`: the foundation benchmark. Prints, side by side from one
-//! run on one machine: package decryption throughput against raw
-//! AES-256-GCM-SIV on the same buffer, seal throughput, and each sample's
-//! launch time under `sealrun` against the wasmtime CLI. Run it through
-//! `scripts/bench`, which builds everything in release mode first.
-use std::path::PathBuf;
+//! `sealrun-bench`: the benchmark suite. Every Sealrun figure is printed next
+//! to its peer's from the same run on the same machine, as a ratio:
+//!
+//! 1. decryption throughput against raw AES-256-GCM-SIV, on one core and on
+//!    every core (and sealing, for the vendor side);
+//! 2. cold, warm and ahead-of-time launches of a small sample and, with
+//!    `--large FILE`, of a large real-world module, against `wasmtime run`
+//!    (`-C cache=n`, its default cache, `--allow-precompiled`);
+//! 3. a compute-bound guest's run time against `wasmtime run`;
+//! 4. peak RSS against `wasmtime run`.
+//!
+//! Run it through `scripts/bench`, which builds in release mode first and
+//! fetches the large module.
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use sealrun_format::code_cache::{CacheEntry, EntryId, seal_entry};
 use sealrun_format::package::{Package, PackageSpec, seal_to_vec};
 use sealrun_format::{ContentKey, Release, VendorSigningKey};
 use sealrun_tests::{Device, World, samples_dir};
@@ -17,40 +26,94 @@ fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
-/// Median and spread (min..max) of `runs` timings of `f`.
-fn measure(runs: usize, mut f: impl FnMut()) -> (Duration, Duration, Duration) {
-    let mut t: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed()
-        })
-        .collect();
-    t.sort();
-    (t[t.len() / 2], t[0], t[t.len() - 1])
+/// Median and spread (min..max) of some timings.
+#[derive(Clone, Copy)]
+struct Stat {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Stat {
+    fn of(mut t: Vec<Duration>) -> Stat {
+        t.sort();
+        Stat { median: t[t.len() / 2], min: t[0], max: t[t.len() - 1] }
+    }
+
+    fn ms(&self) -> String {
+        let f = |d: Duration| d.as_secs_f64() * 1e3;
+        if f(self.median) >= 1000.0 {
+            let s = |d: Duration| d.as_secs_f64();
+            return format!("{:.2} s ({:.2}..{:.2})", s(self.median), s(self.min), s(self.max));
+        }
+        format!("{:.1} ms ({:.1}..{:.1})", f(self.median), f(self.min), f(self.max))
+    }
+
+    fn ratio(&self, peer: &Stat) -> f64 {
+        self.median.as_secs_f64() / peer.median.as_secs_f64()
+    }
+}
+
+fn measure(runs: usize, mut f: impl FnMut()) -> Stat {
+    Stat::of(
+        (0..runs)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed()
+            })
+            .collect(),
+    )
 }
 
 fn mb_s(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let get = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let runs = get("--runs", 11);
-    let size_mib = get("--size-mib", 64);
-    crypto(runs, size_mib);
-    launches(runs);
+struct Opts {
+    runs: usize,
+    cold_runs: usize,
+    size_mib: usize,
+    large: Option<PathBuf>,
+    large_args: Vec<String>,
+    only: Option<String>,
 }
 
-fn crypto(runs: usize, size_mib: usize) {
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let num = |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let opts = Opts {
+        runs: num("--runs", 11),
+        cold_runs: num("--cold-runs", 3),
+        size_mib: num("--size-mib", 64),
+        large: value("--large").map(PathBuf::from),
+        large_args: value("--large-args")
+            .map(|a| a.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        only: value("--only"),
+    };
+    let want = |part: &str| opts.only.as_deref().is_none_or(|o| o.split(',').any(|p| p == part));
+    if want("crypto") {
+        crypto(&opts);
+    }
+    let world = World::new();
+    let dev = world.device("bench");
+    if want("launch") {
+        launches(&opts, &world, &dev);
+    }
+    if want("compute") {
+        compute(&opts, &world, &dev);
+    }
+    if want("rss") {
+        rss(&opts, &world, &dev);
+    }
+}
+
+fn crypto(o: &Opts) {
+    let (runs, size_mib) = (o.runs, o.size_mib);
     let len = size_mib << 20;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut module = vec![0u8; len];
     getrandom::fill(&mut module).expect("random");
     let vendor = VendorSigningKey::generate(&mut rng());
@@ -63,14 +126,13 @@ fn crypto(runs: usize, size_mib: usize) {
         chunk_size_log2: sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2,
         plaintext_len: len as u64,
     };
-    println!("## Throughput on a {size_mib} MiB module, median of {runs} runs (min..max)\n");
+    println!("## Throughput on {size_mib} MiB, median of {runs} runs (min..max), {cores} cores\n");
     println!("| operation | MB/s | time |");
     println!("|---|---|---|");
 
     let mut sealed = Vec::new();
     let seal = measure(runs, || sealed = seal_to_vec(spec(len), &module, &key, &vendor, &mut rng()).expect("seal"));
     row("seal (encrypt + sign, in memory)", len, seal);
-
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("bench.sealed");
     let opts = sealrun_sdk::seal::SealOptions {
@@ -86,122 +148,331 @@ fn crypto(runs: usize, size_mib: usize) {
     });
     row("seal to a file (sealsdk library, fsync)", len, seal_file);
 
-    let mut plain = vec![0u8; len];
-    let dec = measure(runs, || {
-        let pkg = Package::parse(&sealed).expect("parse");
-        pkg.decrypt_into(&key, &mut plain).expect("decrypt");
-    });
-    assert_eq!(plain, module);
-    row("package decrypt (verify signature + STREAM), 1 core", len, dec);
-
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let par = measure(runs, || {
-        let pkg = Package::parse(&sealed).expect("parse");
-        pkg.decrypt_into_parallel(&key, &mut plain, cores).expect("decrypt");
-    });
-    assert_eq!(plain, module);
-    row(&format!("package decrypt, {cores} cores"), len, par);
-
-    let verify = measure(runs, || Package::parse(&sealed).expect("parse").verify_signature().expect("verify"));
-    row("  of which: signature over chunk digests", len, verify);
-
-    // The peer: raw AES-256-GCM-SIV over the same bytes, one call, one core.
+    // The peer: raw AES-256-GCM-SIV over the same bytes, one call per core
+    // (each core takes its share), copying the ciphertext into the output
+    // buffer first as any out-of-place decryption must.
     let cipher = Aes256GcmSiv::new(&[7u8; 32].into());
     let nonce = Nonce::from([1u8; 12]);
-    let mut buf = module.clone();
-    let tag = cipher.encrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into()).expect("encrypt");
-    let mut work = buf.clone();
-    let raw = measure(runs, || {
-        work.copy_from_slice(&buf);
-        cipher.decrypt_inout_detached(&nonce, b"", work.as_mut_slice().into(), &tag).expect("raw decrypt");
-    });
-    row("raw AES-256-GCM-SIV decrypt (peer, incl. copy)", len, raw);
+    let raw = |threads: usize| {
+        let share = len.div_ceil(threads);
+        let pieces: Vec<(Vec<u8>, _)> = module
+            .chunks(share)
+            .map(|p| {
+                let mut b = p.to_vec();
+                let tag = cipher.encrypt_inout_detached(&nonce, b"", b.as_mut_slice().into()).expect("encrypt");
+                (b, tag)
+            })
+            .collect();
+        let mut work = vec![0u8; len];
+        measure(runs, || {
+            std::thread::scope(|s| {
+                for ((ct, tag), out) in pieces.iter().zip(work.chunks_mut(share)) {
+                    let cipher = &cipher;
+                    s.spawn(move || {
+                        out.copy_from_slice(ct);
+                        cipher.decrypt_inout_detached(&nonce, b"", out.into(), tag).expect("raw decrypt");
+                    });
+                }
+            })
+        })
+    };
+    let raw1 = raw(1);
+    let raw_n = raw(cores);
+
+    let mut plain = vec![0u8; len];
+    let pkg = |threads: usize, plain: &mut Vec<u8>| {
+        measure(runs, || {
+            let p = Package::parse(&sealed).expect("parse");
+            p.decrypt_into_parallel(&key, plain, threads).expect("decrypt");
+        })
+    };
+    let pkg1 = pkg(1, &mut plain);
+    assert_eq!(plain, module);
+    let pkg_n = pkg(cores, &mut plain);
+    assert_eq!(plain, module);
+    let verify = measure(runs, || Package::parse(&sealed).expect("parse").verify_signature().expect("verify"));
+
+    // Compiled-code cache entries: the same STREAM without the signature.
+    let id = EntryId([5; 32]);
+    let entry = seal_entry(&id, &key, "bench", 0, &module, &mut rng()).expect("seal entry");
+    let ent = |threads: usize, plain: &mut Vec<u8>| {
+        measure(runs, || {
+            CacheEntry::parse(&entry).expect("parse").decrypt_into(&id, &key, plain, threads).expect("decrypt entry");
+        })
+    };
+    let ent1 = ent(1, &mut plain);
+    let ent_n = ent(cores, &mut plain);
+    assert_eq!(plain, module);
+
+    row("raw AES-256-GCM-SIV decrypt (peer), 1 core", len, raw1);
+    row(&format!("raw AES-256-GCM-SIV decrypt (peer), {cores} cores"), len, raw_n);
+    row("package: verify signature + decrypt, 1 core", len, pkg1);
+    row(&format!("package: verify signature + decrypt, {cores} cores"), len, pkg_n);
+    row("  of which the signature (SHA-256 of every chunk), 1 core", len, verify);
+    row("cache entry: decrypt (STREAM, no signature), 1 core", len, ent1);
+    row(&format!("cache entry: decrypt, {cores} cores"), len, ent_n);
+    println!();
+    let per_core = |s: Stat, n: usize| mb_s(len, s.median) / n as f64 / mb_s(len, raw1.median);
+    println!("| ratio | package | cache entry | raw cipher |");
+    println!("|---|---|---|---|");
+    println!("| throughput per core / raw, 1 core | {:.2}x | {:.2}x | 1.00x |", per_core(pkg1, 1), per_core(ent1, 1));
     println!(
-        "\npackage decrypt / raw AES-256-GCM-SIV (1 core): {:.2}x the peer's throughput",
-        mb_s(len, dec.0) / mb_s(len, raw.0)
+        "| throughput per core / raw, {cores} cores | {:.2}x | {:.2}x | {:.2}x |",
+        per_core(pkg_n, cores),
+        per_core(ent_n, cores),
+        per_core(raw_n, cores)
     );
-    println!("package decrypt on {cores} cores / on 1 core: {:.2}x\n", dec.0.as_secs_f64() / par.0.as_secs_f64());
+    println!(
+        "| {cores} cores vs 1 core | {:.2}x | {:.2}x | {:.2}x |\n",
+        pkg1.ratio(&pkg_n),
+        ent1.ratio(&ent_n),
+        raw1.ratio(&raw_n)
+    );
 }
 
-fn row(name: &str, len: usize, (med, min, max): (Duration, Duration, Duration)) {
-    println!(
-        "| {name} | {:.0} | {:.1} ms ({:.1}..{:.1}) |",
-        mb_s(len, med),
-        med.as_secs_f64() * 1e3,
-        min.as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3
-    );
+fn row(name: &str, len: usize, s: Stat) {
+    println!("| {name} | {:.0} | {} |", mb_s(len, s.median), s.ms());
 }
 
 fn wasmtime() -> PathBuf {
     sealrun_tests::wasmtime_cli().expect("the wasmtime CLI 48.x is needed: scripts/bench installs it")
 }
 
-fn run_quiet(cmd: &mut Command) {
-    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("spawn");
-    assert!(status.success(), "{cmd:?} failed: {status}");
+/// Runs `cmd` to completion with its output discarded; returns its peak RSS
+/// in KiB (from wait4's rusage).
+#[allow(unsafe_code)]
+fn run_quiet(cmd: &mut Command) -> u64 {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet waited for (`child` is never
+    // waited on by std); status and usage point to live locals.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed: status {status}");
+    std::mem::forget(child);
+    usage.ru_maxrss as u64
 }
 
-fn launches(runs: usize) {
-    let world = World::new();
-    let dev: Device = world.device("bench");
-    let work = dev.root.join("work");
-    for d in ["in", "out"] {
-        std::fs::create_dir_all(work.join(d)).expect("mkdir");
-    }
-    std::fs::write(work.join("in/a.txt"), "one two two three three three\n").expect("write");
-    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
-    let cases: &[Case] = &[
-        ("hello", &["a"], &[]),
-        ("wordfreq", &["/in", "/out/f.tsv"], &[("in", "/in"), ("out", "/out")]),
-        ("compute", &["100000", "10"], &[]),
-        ("canary", &[], &[]),
-    ];
-    println!("## Launch and run time per sample, median of {runs} runs (min..max)\n");
-    println!("sealrun compiles every launch (no compiled-code cache yet), so its peer is");
-    println!("`wasmtime run -C cache=n`; warm `wasmtime run` (its default cache) is shown too.\n");
-    println!("| sample | size | sealrun | wasmtime -C cache=n | ratio | wasmtime (warm cache) |");
-    println!("|---|---|---|---|---|---|");
-    let wt = wasmtime();
-    for (name, args, dirs) in cases {
+/// An app under test: the package, its plain module and how to run it.
+struct App {
+    name: String,
+    package: PathBuf,
+    module: PathBuf,
+    args: Vec<String>,
+    dirs: Vec<(PathBuf, String)>,
+}
+
+impl App {
+    fn sample(world: &World, dev: &Device, name: &str, args: &[&str]) -> App {
         let package = world.seal(name, "1.0.0");
-        world.license(name, &dev, &format!("{name}.license"), &[]);
-        let module = samples_dir().join(format!("{name}.wasm"));
-        let size = std::fs::metadata(&module).expect("module").len();
-        let sealed = measure(runs, || {
-            let mut c = dev.sealrun(&work);
-            c.arg("run");
-            for (host, guest) in *dirs {
-                c.args(["--dir", &format!("{}::{guest}", work.join(host).display())]);
+        world.license(name, dev, &format!("{name}.license"), &[]);
+        App {
+            name: name.into(),
+            package,
+            module: samples_dir().join(format!("{name}.wasm")),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            dirs: vec![],
+        }
+    }
+
+    fn large(world: &World, dev: &Device, module: &Path, args: &[String]) -> App {
+        let package = world.path().join("large.sealed");
+        let m = module.to_str().expect("utf-8 path");
+        let p = package.to_str().expect("utf-8 path");
+        world.sealsdk_ok(&["seal", m, "--product", "com.example.large", "--release", "1.0.0", "-o", p]);
+        let code = dev.code();
+        let lic = world.path().join("large.license");
+        let l = lic.to_str().expect("utf-8 path");
+        world.sealsdk_ok(&[
+            "license",
+            "issue",
+            "--product",
+            "com.example.large",
+            "--device",
+            &code,
+            "--licensee",
+            "Bench",
+            "-o",
+            l,
+        ]);
+        let name = module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        App { name, package, module: module.to_owned(), args: args.to_vec(), dirs: vec![] }
+    }
+
+    fn size(&self) -> u64 {
+        std::fs::metadata(&self.module).expect("module").len()
+    }
+
+    fn sealrun(&self, dev: &Device, extra: &[&str]) -> Command {
+        let mut c = dev.sealrun(&dev.root.join("work"));
+        c.arg("run").args(extra);
+        for (host, guest) in &self.dirs {
+            c.args(["--dir", &format!("{}::{guest}", host.display())]);
+        }
+        c.arg(&self.package).arg("--").args(&self.args);
+        c
+    }
+
+    /// `wasmtime run` with its cache in `cache_home` (its default cache
+    /// lives under XDG_CACHE_HOME), or `-C cache=n`, or on a `.cwasm`.
+    fn wasmtime(&self, dev: &Device, how: Wasmtime<'_>) -> Command {
+        let mut c = Command::new(wasmtime());
+        c.env_clear().envs(dev.env()).current_dir(dev.root.join("work")).arg("run");
+        let module = match how {
+            Wasmtime::NoCache => {
+                c.args(["-C", "cache=n"]);
+                self.module.clone()
             }
-            run_quiet(c.arg(&package).arg("--").args(*args));
-        });
-        let plain = |cache: bool| {
-            measure(runs, || {
-                let mut c = Command::new(&wt);
-                c.current_dir(&work).arg("run");
-                if !cache {
-                    c.args(["-C", "cache=n"]);
-                }
-                for (host, guest) in *dirs {
-                    c.args(["--dir", &format!("{}::{guest}", work.join(host).display())]);
-                }
-                run_quiet(c.arg(&module).args(*args));
-            })
+            Wasmtime::Cache => self.module.clone(),
+            Wasmtime::Precompiled(cwasm) => {
+                c.arg("--allow-precompiled");
+                cwasm.to_owned()
+            }
         };
-        let cold = plain(false);
-        let warm = plain(true);
+        for (host, guest) in &self.dirs {
+            c.args(["--dir", &format!("{}::{guest}", host.display())]);
+        }
+        c.arg(module).args(&self.args);
+        c
+    }
+
+    fn precompile(&self, dev: &Device) -> PathBuf {
+        let out = dev.root.join(format!("work/{}.cwasm", self.name));
+        let status = Command::new(wasmtime()).arg("compile").arg(&self.module).arg("-o").arg(&out).status();
+        assert!(status.expect("wasmtime compile").success());
+        out
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Wasmtime<'a> {
+    NoCache,
+    Cache,
+    Precompiled(&'a Path),
+}
+
+fn time(runs: usize, mut cmd: impl FnMut() -> Command) -> Stat {
+    measure(runs, || {
+        run_quiet(&mut cmd());
+    })
+}
+
+fn launches(o: &Opts, world: &World, dev: &Device) {
+    let mut apps = vec![App::sample(world, dev, "hello", &["a"])];
+    if let Some(large) = &o.large {
+        apps.push(App::large(world, dev, large, &o.large_args));
+    }
+    println!("## Launch times, median (min..max): cold {} runs, warm and AOT {} runs\n", o.cold_runs, o.runs);
+    println!("Cold: sealrun `--no-cache` against `wasmtime run -C cache=n` (both compile).");
+    println!("Warm: sealrun with its encrypted cache against `wasmtime run` with its own");
+    println!("default cache. AOT: `wasmtime run --allow-precompiled app.cwasm`, the floor.\n");
+    println!("| module | size | case | sealrun | wasmtime | ratio | target |");
+    println!("|---|---|---|---|---|---|---|");
+    for app in &apps {
+        let size = format!("{:.1} MB", app.size() as f64 / 1e6);
+        let small = app.size() < 20_000_000;
+        let cold = o.cold_runs.max(1);
+        let s_cold = time(cold, || app.sealrun(dev, &["--no-cache"]));
+        let w_cold = time(cold, || app.wasmtime(dev, Wasmtime::NoCache));
+        let ratio = s_cold.ratio(&w_cold);
         println!(
-            "| {name} | {} KiB | {} | {} | {:.2}x | {} |",
-            size / 1024,
-            ms(sealed),
-            ms(cold),
-            sealed.0.as_secs_f64() / cold.0.as_secs_f64(),
-            ms(warm)
+            "| {} | {size} | cold | {} | {} | {ratio:.2}x | <= 1.05x {} |",
+            app.name,
+            s_cold.ms(),
+            w_cold.ms(),
+            verdict(ratio <= 1.05)
+        );
+        // Prime both caches, then measure warm launches.
+        run_quiet(&mut app.sealrun(dev, &[]));
+        run_quiet(&mut app.wasmtime(dev, Wasmtime::Cache));
+        let s_warm = time(o.runs, || app.sealrun(dev, &[]));
+        let w_warm = time(o.runs, || app.wasmtime(dev, Wasmtime::Cache));
+        let (target, ok) = if small {
+            let extra = s_warm.median.as_secs_f64() * 1e3 - w_warm.median.as_secs_f64() * 1e3;
+            (format!("<= wasmtime + 5 ms ({extra:+.1} ms)"), extra <= 5.0)
+        } else {
+            ("<= 0.5x".to_owned(), s_warm.ratio(&w_warm) <= 0.5)
+        };
+        println!(
+            "| {} | {size} | warm | {} | {} | {:.2}x | {target} {} |",
+            app.name,
+            s_warm.ms(),
+            w_warm.ms(),
+            s_warm.ratio(&w_warm),
+            verdict(ok)
+        );
+        let cwasm = app.precompile(dev);
+        let w_aot = time(o.runs, || app.wasmtime(dev, Wasmtime::Precompiled(&cwasm)));
+        println!(
+            "| {} | {size} | AOT | {} (warm cache) | {} | {:.2}x | none (the floor) |",
+            app.name,
+            s_warm.ms(),
+            w_aot.ms(),
+            s_warm.ratio(&w_aot)
         );
     }
+    println!();
 }
 
-fn ms((med, min, max): (Duration, Duration, Duration)) -> String {
-    format!("{:.1} ms ({:.1}..{:.1})", med.as_secs_f64() * 1e3, min.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3)
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+fn compute(o: &Opts, world: &World, dev: &Device) {
+    // About two seconds of guest work, so start-up is a small part.
+    let app = App::sample(world, dev, "compute", &["3000000", "6000"]);
+    run_quiet(&mut app.sealrun(dev, &[]));
+    run_quiet(&mut app.wasmtime(dev, Wasmtime::Cache));
+    let runs = o.runs.clamp(1, 7);
+    let s = time(runs, || app.sealrun(dev, &[]));
+    let w = time(runs, || app.wasmtime(dev, Wasmtime::Cache));
+    println!("## Compute-bound guest (`compute 3000000 6000`), warm, median of {runs} runs\n");
+    println!("| sealrun | wasmtime run | ratio | target |");
+    println!("|---|---|---|---|");
+    let r = s.ratio(&w);
+    println!("| {} | {} | {r:.3}x | <= 1.03x {} |\n", s.ms(), w.ms(), verdict(r <= 1.03));
+}
+
+fn rss(o: &Opts, world: &World, dev: &Device) {
+    let mut apps = vec![App::sample(world, dev, "hello", &["a"])];
+    if let Some(large) = &o.large {
+        apps.push(App::large(world, dev, large, &o.large_args));
+    }
+    println!("## Peak RSS (wait4 ru_maxrss), median of 3 runs\n");
+    println!("Target: sealrun at most wasmtime's peak + 1.2 x the module size.\n");
+    println!("| module | size | case | sealrun | wasmtime run | limit | |");
+    println!("|---|---|---|---|---|---|---|");
+    for app in &apps {
+        let peak = |mut cmd: Box<dyn FnMut() -> Command>| {
+            let mut v: Vec<u64> = (0..3).map(|_| run_quiet(&mut cmd())).collect();
+            v.sort();
+            v[1]
+        };
+        for (case, cached) in [("cold", false), ("warm", true)] {
+            let (s, w) = if cached {
+                run_quiet(&mut app.sealrun(dev, &[]));
+                run_quiet(&mut app.wasmtime(dev, Wasmtime::Cache));
+                (peak(Box::new(|| app.sealrun(dev, &[]))), peak(Box::new(|| app.wasmtime(dev, Wasmtime::Cache))))
+            } else {
+                (
+                    peak(Box::new(|| app.sealrun(dev, &["--no-cache"]))),
+                    peak(Box::new(|| app.wasmtime(dev, Wasmtime::NoCache))),
+                )
+            };
+            let limit = w + (app.size() as f64 * 1.2 / 1024.0) as u64;
+            println!(
+                "| {} | {:.1} MB | {case} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} |",
+                app.name,
+                app.size() as f64 / 1e6,
+                s as f64 / 1024.0,
+                w as f64 / 1024.0,
+                limit as f64 / 1024.0,
+                verdict(s <= limit)
+            );
+        }
+    }
+    println!();
 }
