@@ -1,6 +1,6 @@
 //! What the launcher tells the user while it prepares an app: warnings, and
 //! progress of a first compile that takes long enough to notice.
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,40 +30,52 @@ impl Ui for Stderr {
     }
 
     fn compiling(&self, what: &str, module_len: u64, compile: &mut dyn FnMut()) {
-        let started = Instant::now();
-        let (done, wait) = mpsc::channel::<()>();
-        let message = format!("compiling {what} for this device ({})", human_bytes(module_len));
         let tty = std::io::stderr().is_terminal();
-        let shown = std::thread::scope(|s| {
-            let reporter = s.spawn(move || {
-                if wait.recv_timeout(COMPILE_NOTICE_AFTER) != Err(mpsc::RecvTimeoutError::Timeout) {
-                    return false;
-                }
-                if !tty {
-                    eprintln!("sealrun: {message}; this happens once, later launches start from the encrypted cache");
-                    let _ = wait.recv();
-                    return true;
-                }
-                let bar = indicatif::ProgressBar::new_spinner().with_message(message);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        report_compile(&mut std::io::stderr(), tty, what, module_len, compile);
+    }
+}
+
+/// Runs `compile` and, once it has taken [`COMPILE_NOTICE_AFTER`], says so
+/// on `out`: as a spinner if `tty`, else as a line, and a closing line with
+/// the time taken. A quick compile writes nothing.
+pub fn report_compile(out: &mut (dyn Write + Send), tty: bool, what: &str, module_len: u64, compile: &mut dyn FnMut()) {
+    let started = Instant::now();
+    let (done, wait) = mpsc::channel::<()>();
+    let message = format!("compiling {what} for this device ({})", human_bytes(module_len));
+    let shown = std::thread::scope(|s| {
+        let out = &mut *out;
+        let reporter = s.spawn(move || {
+            if wait.recv_timeout(COMPILE_NOTICE_AFTER) != Err(mpsc::RecvTimeoutError::Timeout) {
+                return (false, out);
+            }
+            if !tty {
+                let _ = writeln!(
+                    out,
+                    "sealrun: {message}; this happens once, later launches start from the encrypted cache"
                 );
-                bar.enable_steady_tick(Duration::from_millis(120));
                 let _ = wait.recv();
-                bar.finish_and_clear();
-                true
-            });
-            compile();
-            drop(done);
-            reporter.join().unwrap_or(false)
-        });
-        if shown {
-            eprintln!(
-                "sealrun: compiled {what} in {:.1} s; later launches start from the encrypted cache",
-                started.elapsed().as_secs_f64()
+                return (true, out);
+            }
+            let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
-        }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            let _ = wait.recv();
+            bar.finish_and_clear();
+            (true, out)
+        });
+        compile();
+        drop(done);
+        reporter.join().ok()
+    });
+    if let Some((true, out)) = shown {
+        let _ = writeln!(
+            out,
+            "sealrun: compiled {what} in {:.1} s; later launches start from the encrypted cache",
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -82,6 +94,26 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_compile_is_announced_and_a_short_one_is_not() {
+        let mut out = Vec::new();
+        let mut ran = false;
+        report_compile(&mut out, false, "Big App", 69_300_000, &mut || {
+            std::thread::sleep(COMPILE_NOTICE_AFTER + Duration::from_millis(300));
+            ran = true;
+        });
+        assert!(ran);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with("sealrun: compiling Big App for this device (66.1 MiB); this happens once"));
+        assert!(lines[1].starts_with("sealrun: compiled Big App in 1."), "{text}");
+
+        let mut out = Vec::new();
+        report_compile(&mut out, false, "Small App", 1000, &mut || {});
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn bytes_for_people() {
