@@ -196,22 +196,38 @@ fn cache_cap_evicts_least_recently_used() {
     let world = World::new();
     let dev = world.device("a");
     let names = ["hello", "compute", "canary", "wordfreq"];
-    let mut order = Vec::new();
-    for name in names {
-        let package = world.seal(name, "1.0.0");
-        world.license(name, &dev, &format!("{name}.license"), &[]);
-        let before = entries(&dev);
-        let out =
-            dev.sealrun(&dev.root).env("SEALRUN_CACHE_MAX_MB", "1").arg("prepare").arg(&package).output().unwrap();
+    let packages: Vec<PathBuf> = names
+        .iter()
+        .map(|name| {
+            let package = world.seal(name, "1.0.0");
+            world.license(name, &dev, &format!("{name}.license"), &[]);
+            package
+        })
+        .collect();
+    let prepare = |package: &Path, cap: &str| {
+        let out = dev.sealrun(&dev.root).env("SEALRUN_CACHE_MAX_MB", cap).arg("prepare").arg(package).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    // First without a cap worth the name, to learn the entries' sizes.
+    packages.iter().for_each(|p| prepare(p, "2048"));
+    let all: u64 = entries(&dev).iter().map(|e| fs::metadata(e).unwrap().len()).sum();
+    let smallest = entries(&dev).iter().map(|e| fs::metadata(e).unwrap().len()).min().unwrap();
+    fs::remove_dir_all(cache_dir(&dev)).unwrap();
+    // A cap one byte short of all four: the last one in must evict.
+    let cap = all - 1;
+    let cap_mib = format!("{:.9}", cap as f64 / (1u64 << 20) as f64);
+    let mut order = Vec::new();
+    for (name, package) in names.iter().zip(&packages) {
+        let before = entries(&dev);
+        prepare(package, &cap_mib);
         let new: Vec<PathBuf> = entries(&dev).into_iter().filter(|e| !before.contains(e)).collect();
         assert_eq!(new.len(), 1, "{name}: {new:?}");
         order.push(new[0].clone());
         let total: u64 = entries(&dev).iter().map(|e| fs::metadata(e).unwrap().len()).sum();
-        assert!(total <= 1 << 20, "after {name} the cache holds {total} bytes, over its 1 MiB cap");
+        assert!(total <= cap, "after {name} the cache holds {total} bytes, over its cap of {cap}");
     }
     let left = entries(&dev);
     assert!(left.contains(order.last().unwrap()), "the newest entry was evicted");
     assert!(!left.contains(&order[0]), "the least recently used entry survived: {left:?}");
-    assert!(left.len() < names.len());
+    assert!(all - smallest <= cap, "sanity: evicting one entry is enough");
 }

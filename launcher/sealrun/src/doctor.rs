@@ -75,6 +75,32 @@ pub fn report() -> String {
         };
         let _ = writeln!(s, "  {}: {line}", path.display());
     }
+    match crate::cache::CodeCache::from_env() {
+        Ok(c) if c.enabled() => {
+            let entries = c.list();
+            let size: u64 = entries.iter().map(|e| e.size).sum();
+            let _ = writeln!(
+                s,
+                "code cache:    {} ({} entries, {} of {})",
+                c.dir().display(),
+                entries.len(),
+                crate::ui::human_bytes(size),
+                crate::ui::human_bytes(c.cap())
+            );
+        }
+        Ok(c) => {
+            let _ = writeln!(s, "code cache:    off ({}=0); {}", crate::cache::CACHE_MAX_ENV, c.dir().display());
+        }
+        Err(e) => {
+            let _ = writeln!(s, "code cache:    PROBLEM: {e}");
+        }
+    }
+    let native = match crate::native::TrustPolicy::load() {
+        Ok(p) if p.native.is_empty() => "off: no vendor may run precompiled native code (the default)".to_owned(),
+        Ok(p) => format!("{} vendor key(s) may run precompiled native code (`sealrun trust list`)", p.native.len()),
+        Err(e) => format!("PROBLEM: {e}"),
+    };
+    let _ = writeln!(s, "native code:   {native}");
     match sysinfo::System::new() {
         Ok(mut sys) => {
             sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());

@@ -14,6 +14,7 @@ use sealrun_format::ContentKey;
 use crate::cache::{self, CodeCache, Lookup};
 use crate::device::Device;
 use crate::error::LaunchError;
+use crate::native::{self, TrustPolicy};
 use crate::secure_buf::SecretBuffer;
 use crate::ui::Ui;
 use crate::{fmt_time, runner, store};
@@ -57,6 +58,9 @@ pub struct Loaded {
     pub license_path: PathBuf,
     /// The license.
     pub license: License,
+    /// The engine the module belongs to (the host engine, or a target
+    /// engine for vendor-precompiled code).
+    pub engine: wasmtime::Engine,
     /// The compiled module.
     pub module: wasmtime::Module,
     /// Where the module came from.
@@ -70,6 +74,13 @@ pub enum Source {
     Cache {
         /// The entry file.
         entry: PathBuf,
+    },
+    /// The vendor's precompiled native code, now verified and loaded.
+    Native {
+        /// How long verifying, decrypting and loading took.
+        took: std::time::Duration,
+        /// The cache entry written and its size, as for `Compiled`.
+        stored: Option<(PathBuf, u64)>,
     },
     /// Compiled now.
     Compiled {
@@ -90,6 +101,12 @@ fn map(path: &Path) -> Result<memmap2::Mmap, LaunchError> {
     // truncated while mapped raises SIGBUS and ends the process (memmap's
     // documented caveat); no plaintext is produced either way.
     unsafe { memmap2::Mmap::map(&file) }.map_err(LaunchError::io("cannot read", path))
+}
+
+/// Reads just the header of `package` (for the vendor key and names).
+pub fn read_header(package: &Path) -> Result<sealrun_format::package::Header, LaunchError> {
+    let map = map(package)?;
+    sealrun_format::package::Header::parse_prefix(&map).map_err(LaunchError::bad_file(package))
 }
 
 /// Finds and checks the license for `package` on `device` at time `now`, and
@@ -125,27 +142,34 @@ impl Opened {
         Ok(module)
     }
 
-    /// The module, compiled for `engine`: from the cache when a valid entry
-    /// is there (no decryption, no compile), otherwise decrypted, compiled
-    /// and stored in the cache. Problems with the cache are warnings.
+    /// The module, ready to run: from the cache when a valid entry is there
+    /// (no decryption, no compile); else from the vendor's precompiled code
+    /// when the package has some for this machine and the user's trust policy
+    /// allows it; else decrypted and compiled with `engine` (the host
+    /// engine). What was loaded without the cache is stored in it. Problems
+    /// with the cache are warnings.
     pub fn load(
         self,
         device: &Device,
-        engine: &wasmtime::Engine,
+        engine: wasmtime::Engine,
         cache: Option<&CodeCache>,
         ui: &dyn Ui,
     ) -> Result<Loaded, LaunchError> {
         let cache = cache.filter(|c| c.enabled());
+        let (engine, native) = match self.trusted_native(ui)? {
+            Some((index, native_engine)) => (native_engine, Some(index)),
+            None => (engine, None),
+        };
         // The entry id names this exact package (header and signature), so a
         // valid entry can only exist if this device verified this package's
         // signature when it compiled it; its key needs the content key.
-        let (id, key) = cache::entry_for(&self.package().identity(), engine, &self.key, device);
+        let (id, key) = cache::entry_for(&self.package().identity(), &engine, &self.key, device);
         let label = format!("{} {} ({})", self.manifest.product, self.manifest.release, self.manifest.display_name);
         if let Some(c) = cache {
-            match c.load(engine, &id, &key) {
+            match c.load(&engine, &id, &key) {
                 Lookup::Hit(module) => {
                     let entry = c.entry_path(&id);
-                    return Ok(self.into_loaded(module, Source::Cache { entry }));
+                    return Ok(self.into_loaded(engine, module, Source::Cache { entry }));
                 }
                 Lookup::Miss => {}
                 Lookup::Refused(why) => ui.warn(&format!(
@@ -154,16 +178,21 @@ impl Opened {
                 )),
             }
         }
-        let plaintext = self.decrypt()?;
         let started = std::time::Instant::now();
-        let mut compiled = None;
-        ui.compiling(&self.manifest.display_name, plaintext.len() as u64, &mut || {
-            compiled = Some(runner::compile(engine, &plaintext));
-        });
-        let module = compiled.expect("the ui runs the compile")?;
+        let (module, native) = match native {
+            Some(index) => (self.load_native(&engine, index)?, true),
+            None => {
+                let plaintext = self.decrypt()?;
+                let mut compiled = None;
+                ui.compiling(&self.manifest.display_name, plaintext.len() as u64, &mut || {
+                    compiled = Some(runner::compile(&engine, &plaintext));
+                });
+                // The plaintext is not needed once compiled: zero and release it now.
+                drop(plaintext);
+                (compiled.expect("the ui runs the compile")?, false)
+            }
+        };
         let took = started.elapsed();
-        // The plaintext is not needed once compiled: zero and release it now.
-        drop(plaintext);
         let stored = cache.and_then(|c| match c.store(&module, &id, &key, &label) {
             Ok(size) => Some((c.entry_path(&id), size)),
             Err(e) => {
@@ -171,11 +200,60 @@ impl Opened {
                 None
             }
         });
-        Ok(self.into_loaded(module, Source::Compiled { took, stored }))
+        let source = if native { Source::Native { took, stored } } else { Source::Compiled { took, stored } };
+        Ok(self.into_loaded(engine, module, source))
     }
 
-    fn into_loaded(self, module: wasmtime::Module, source: Source) -> Loaded {
-        Loaded { manifest: self.manifest, license_path: self.license_path, license: self.license, module, source }
+    /// The package's precompiled code for this machine and the engine to
+    /// load it with, if there is some, the user trusts this vendor with
+    /// native code, and it was compiled by exactly this runtime.
+    fn trusted_native(&self, ui: &dyn Ui) -> Result<Option<(usize, wasmtime::Engine)>, LaunchError> {
+        let Some((index, native)) = native::host_target().and_then(|t| self.manifest.native_for(t)) else {
+            return Ok(None);
+        };
+        if !TrustPolicy::load()?.allows_native(&self.manifest.vendor_key) {
+            tracing::debug!(target = %native.target, "native code present, vendor not trusted with native code");
+            return Ok(None);
+        }
+        let engine = native::engine_for_target(&native.target)?;
+        if cache::runtime_fingerprint(&engine) != native.runtime {
+            ui.warn(&format!(
+                "{} carries precompiled code for {} from another wasmtime version or configuration; compiling it here instead",
+                self.manifest.display_name, native.target
+            ));
+            return Ok(None);
+        }
+        Ok(Some((index, engine)))
+    }
+
+    #[allow(unsafe_code)]
+    fn load_native(&self, engine: &wasmtime::Engine, index: usize) -> Result<wasmtime::Module, LaunchError> {
+        let len = usize::try_from(self.manifest.native[index].len)
+            .map_err(|_| LaunchError::Usage("the precompiled code is too large for this machine".into()))?;
+        let mut code = SecretBuffer::new(len).map_err(LaunchError::io("cannot allocate memory for", &self.path))?;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        self.package()
+            .decrypt_native_into(&self.key, index, &mut code, threads)
+            .map_err(LaunchError::bad_file(&self.path))?;
+        // SAFETY: `code` was authenticated above: its digest is in the header,
+        // which the vendor's signature covers (checked over every module chunk
+        // too), and the user's trust policy allows native code from this
+        // vendor key. It was compiled by a runtime with exactly this engine's
+        // compatibility fingerprint, which wasmtime checks again while it
+        // copies the code into its own executable memory.
+        unsafe { wasmtime::Module::deserialize(engine, &code[..]) }
+            .map_err(|e| LaunchError::GuestStart(format!("the precompiled code could not be loaded: {e}")))
+    }
+
+    fn into_loaded(self, engine: wasmtime::Engine, module: wasmtime::Module, source: Source) -> Loaded {
+        Loaded {
+            manifest: self.manifest,
+            license_path: self.license_path,
+            license: self.license,
+            engine,
+            module,
+            source,
+        }
     }
 }
 

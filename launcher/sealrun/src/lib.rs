@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod error;
 pub mod hardening;
 pub mod launch;
+pub mod native;
 pub mod paths;
 pub mod runner;
 pub mod secure_buf;

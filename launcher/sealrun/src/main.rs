@@ -8,10 +8,12 @@ use clap::{Args, Parser, Subcommand};
 use sealrun::cache::CodeCache;
 use sealrun::launch;
 use sealrun::launch::Source;
+use sealrun::native::TrustPolicy;
 use sealrun::package_hints;
 use sealrun::runner::{self, DirGrant, GuestConfig};
 use sealrun::ui::{Stderr, human_bytes};
 use sealrun::{LaunchError, device, doctor, store};
+use sealrun_format::VendorPublicKey;
 
 #[derive(Parser)]
 #[command(
@@ -46,8 +48,27 @@ enum Command {
     /// Manage the encrypted compiled-code cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Decide whose precompiled native code may run (none by default)
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Show what the launcher sees (for support tickets)
     Doctor,
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Let apps from this vendor run their precompiled native code, outside the wasm sandbox
+    AllowNative {
+        /// A package from the vendor (*.sealed), or the vendor key in hex
+        vendor: String,
+    },
+    /// Stop running a vendor's native code (apps compile from wasm again)
+    Remove {
+        /// A package from the vendor (*.sealed), or the vendor key in hex
+        vendor: String,
+    },
+    /// List vendors whose native code may run
+    List,
 }
 
 #[derive(Subcommand)]
@@ -98,7 +119,7 @@ enum LicenseCommand {
     List,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "id", "license", "prepare", "cache", "doctor", "help"];
+const SUBCOMMANDS: &[&str] = &["run", "id", "license", "prepare", "cache", "trust", "doctor", "help"];
 
 /// `sealrun tool.sealed …` means `sealrun run tool.sealed …`.
 fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -161,6 +182,7 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
         }
         Command::Prepare { package, license } => prepare(&package, license.as_deref()),
         Command::Cache(c) => cache_command(c),
+        Command::Trust(t) => trust_command(t),
         Command::Doctor => {
             print!("{}", doctor::report());
             Ok(ExitCode::SUCCESS)
@@ -199,7 +221,7 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
         eprintln!("sealrun: note: {hint}");
     }
     let engine = runner::engine()?;
-    let loaded = opened.load(&device, &engine, cache.as_ref(), &Stderr)?;
+    let loaded = opened.load(&device, engine, cache.as_ref(), &Stderr)?;
     tracing::debug!(source = ?loaded.source, "module ready");
     let program_name = a.package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let timeout = match a.timeout {
@@ -208,7 +230,7 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
         Some(s) => return Err(LaunchError::Usage(format!("--timeout {s}: give a positive number of seconds"))),
     };
     let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout };
-    let code = runner::run(&engine, &loaded.module, &cfg)?;
+    let code = runner::run(&loaded.engine, &loaded.module, &cfg)?;
     // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
 }
@@ -225,7 +247,7 @@ fn prepare(package: &std::path::Path, license: Option<&std::path::Path>) -> Resu
     let device = device::load_or_create()?;
     let opened = launch::open(package, license, &device, sealrun::now())?;
     let engine = runner::engine()?;
-    let loaded = opened.load(&device, &engine, Some(&cache), &Stderr)?;
+    let loaded = opened.load(&device, engine, Some(&cache), &Stderr)?;
     let name = format!("{} {}", loaded.manifest.display_name, loaded.manifest.release);
     match loaded.source {
         Source::Cache { entry } => println!("{name} is ready: already compiled for this device ({})", entry.display()),
@@ -235,7 +257,13 @@ fn prepare(package: &std::path::Path, license: Option<&std::path::Path>) -> Resu
             human_bytes(size),
             entry.display()
         ),
-        Source::Compiled { stored: None, .. } => {
+        Source::Native { took, stored: Some((entry, size)) } => println!(
+            "{name} is ready: the vendor's precompiled code verified and loaded in {:.1} s, cached encrypted ({}) in {}",
+            took.as_secs_f64(),
+            human_bytes(size),
+            entry.display()
+        ),
+        Source::Compiled { stored: None, .. } | Source::Native { stored: None, .. } => {
             return Err(LaunchError::Io {
                 action: "cannot write the compiled-code cache in",
                 path: cache.dir().to_owned(),
@@ -277,6 +305,58 @@ fn cache_command(c: CacheCommand) -> Result<ExitCode, LaunchError> {
             let (n, bytes) = cache.clear()?;
             let noun = if n == 1 { "entry" } else { "entries" };
             println!("removed {n} {noun} ({}) from {}", human_bytes(bytes), cache.dir().display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A vendor key from hex, or from the header of a package.
+fn vendor_of(arg: &str) -> Result<(VendorPublicKey, String), LaunchError> {
+    if let Some(key) = sealrun::native::parse_key(arg) {
+        return Ok((key, String::new()));
+    }
+    let path = std::path::Path::new(arg);
+    let header = launch::read_header(path)?;
+    let m = header.manifest;
+    Ok((m.vendor_key, format!("{} ({})", m.display_name, m.product)))
+}
+
+fn trust_command(t: TrustCommand) -> Result<ExitCode, LaunchError> {
+    let mut policy = TrustPolicy::load()?;
+    let file = sealrun::native::trust_file();
+    match t {
+        TrustCommand::AllowNative { vendor } => {
+            let (key, note) = vendor_of(&vendor)?;
+            let what = if note.is_empty() {
+                format!("vendor {}", key.short_id())
+            } else {
+                format!("the vendor of {note}, key {}", key.short_id())
+            };
+            if policy.allow(key, &note)? {
+                println!("native code from {what} may now run on this device ({})", file.display());
+                eprintln!(
+                    "sealrun: note: native code runs outside the wasm sandbox, with all of your user's rights; \
+                     undo with `sealrun trust remove {key}`"
+                );
+            } else {
+                println!("native code from {what} was already allowed");
+            }
+        }
+        TrustCommand::Remove { vendor } => {
+            let (key, _) = vendor_of(&vendor)?;
+            if policy.remove(&key)? {
+                println!("native code from vendor {} will no longer run; its apps compile from wasm", key.short_id());
+            } else {
+                println!("vendor {} was not allowed to run native code", key.short_id());
+            }
+        }
+        TrustCommand::List => {
+            if policy.native.is_empty() {
+                println!("no vendor may run native code (the default)");
+            }
+            for (k, note) in &policy.native {
+                println!("{k} {note}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

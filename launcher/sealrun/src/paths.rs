@@ -28,3 +28,8 @@ pub fn device_key_file() -> PathBuf {
 pub fn cache_dir() -> PathBuf {
     xdg("XDG_CACHE_HOME", ".cache")
 }
+
+/// `$XDG_CONFIG_HOME/sealrun`: the user's settings (the native-code trust policy).
+pub fn config_dir() -> PathBuf {
+    xdg("XDG_CONFIG_HOME", ".config")
+}

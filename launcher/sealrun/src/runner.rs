@@ -125,19 +125,25 @@ pub fn stop_process(why: LaunchError) -> ! {
     std::process::exit(i32::from(why.exit_code()))
 }
 
-/// The engine configuration shared by every run: what the wasmtime CLI
-/// uses by default (Cranelift at its default optimisation level, parallel
+/// The configuration shared by every engine: what the wasmtime CLI uses by
+/// default (Cranelift at its default optimisation level, parallel
 /// compilation), no fuel and no epoch checks (a stop ends the process, see
 /// [`stop_process`]), and no wasmtime disk cache (the `cache` feature is not
 /// even compiled in; Sealrun keeps its own, encrypted).
-pub fn engine() -> Result<Engine, LaunchError> {
+pub fn base_config() -> Config {
     let mut config = Config::new();
     config.parallel_compilation(true);
     // Copy-on-write memory images keep every data segment in a memfd that
     // other processes of the user could open through /proc; without them
     // data segments are copied into the instance's anonymous memory.
     config.memory_init_cow(false);
-    Engine::new(&config).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
+    config
+}
+
+/// The engine for this machine: [`base_config`] with the host's CPU
+/// features, as `wasmtime run` compiles.
+pub fn engine() -> Result<Engine, LaunchError> {
+    Engine::new(&base_config()).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
 }
 
 /// Compiles a module from memory. Nothing is written to disk.

@@ -38,3 +38,8 @@ pub const MAX_WRAPPED_KEYS: usize = 64;
 pub const MAX_COMPILED_CODE_LEN: u64 = 16 << 30;
 /// Longest label of a cache entry (product, release and display name).
 pub const MAX_CACHE_LABEL_LEN: usize = 512;
+/// Most precompiled artifacts one package may carry: one per target a vendor
+/// supports natively (x86-64 and AArch64 on two OSes fit).
+pub const MAX_NATIVE_CODE: usize = 4;
+/// Longest target name, e.g. `x86_64-linux`.
+pub const MAX_TARGET_NAME_LEN: usize = 32;

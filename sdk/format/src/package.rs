@@ -3,11 +3,15 @@
 //! ```text
 //! header    magic "SEALPKG\x1a" | version u16 | manifest length u32 | manifest
 //! chunks    STREAM chunks of the module (see `stream`), each with its tag
+//! native    optional: STREAM chunks of each precompiled artifact, in the
+//!           order the manifest lists them
 //! trailer   Ed25519 signature by the vendor key (64 bytes)
 //! ```
 //! The signature covers the header bytes as received and the SHA-256 of
-//! every ciphertext chunk, so anyone can check a package without a license,
-//! and nobody holding a content key can alter a chunk unnoticed.
+//! every module chunk, so anyone can check a package without a license,
+//! and nobody holding a content key can alter a chunk unnoticed. Precompiled
+//! artifacts are covered through the header: the manifest carries the digest
+//! over each artifact's chunks.
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 
@@ -124,6 +128,63 @@ pub struct Manifest {
     pub key_id: KeyId,
     /// Capabilities the app asks for, sorted and unique.
     pub capabilities: Vec<Capability>,
+    /// Precompiled native code the vendor ships for named targets (optional,
+    /// used only where the user trusts this vendor with native code).
+    pub native: Vec<NativeCode>,
+}
+
+/// One precompiled artifact: the module compiled ahead of time by the vendor
+/// for one target, encrypted under the content key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeCode {
+    /// Target name, e.g. `x86_64-linux`.
+    pub target: String,
+    /// Compatibility fingerprint of the runtime that compiled it; a launcher
+    /// uses the artifact only if its own runtime for `target` has the same.
+    pub runtime: [u8; 32],
+    /// Length of the compiled code.
+    pub len: u64,
+    /// Random STREAM nonce prefix of the artifact.
+    pub nonce_prefix: [u8; NONCE_PREFIX_LEN],
+    /// Digest over the artifact's ciphertext chunks (as for the module's).
+    pub digest: [u8; 32],
+}
+
+impl NativeCode {
+    fn layout(&self, chunk_size_log2: u8) -> ChunkLayout {
+        ChunkLayout::new(chunk_size_log2, self.len)
+    }
+
+    /// Why a target name is invalid, if it is: lower-case ASCII letters,
+    /// digits, '_' and '-', as in `x86_64-linux`.
+    pub fn target_problem(target: &str) -> Option<&'static str> {
+        let ok = !target.is_empty()
+            && target.len() <= MAX_TARGET_NAME_LEN
+            && target.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        (!ok).then_some("target names are 1 to 32 of a-z, 0-9, '_' and '-', e.g. x86_64-linux")
+    }
+}
+
+/// The key that encrypts precompiled artifacts: derived from the content key
+/// under its own label, so module and artifacts never share an AES key.
+fn native_key(key: &ContentKey) -> ContentKey {
+    let mut k = zeroize::Zeroizing::new([0u8; 32]);
+    key.derive(b"sealrun/v1/native-code-key", k.as_mut());
+    ContentKey::from_bytes(&k)
+}
+
+/// Associated data of artifact `index`'s chunks: it binds them to this
+/// package (its random nonce prefix and key) and to their place and target.
+/// (Not the header digest: the header carries the artifact's own digest.)
+fn native_aad(manifest_nonce: &[u8; NONCE_PREFIX_LEN], key_id: &KeyId, index: usize, target: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"sealrun/v1/native-aad\0")
+        .chain_update(manifest_nonce)
+        .chain_update(key_id.0)
+        .chain_update([index as u8])
+        .chain_update(target.as_bytes())
+        .finalize()
+        .into()
 }
 
 impl Manifest {
@@ -157,6 +218,20 @@ impl Manifest {
         if dirs.iter().enumerate().any(|(i, d)| dirs[..i].contains(d)) {
             return Some(("capabilities", "ask for the same directory twice"));
         }
+        if self.native.len() > MAX_NATIVE_CODE {
+            return Some(("native code", "lists more targets than allowed"));
+        }
+        for (i, n) in self.native.iter().enumerate() {
+            if let Some(p) = NativeCode::target_problem(&n.target) {
+                return Some(("native code target", p));
+            }
+            if self.native[..i].iter().any(|o| o.target == n.target) {
+                return Some(("native code", "lists the same target twice"));
+            }
+            if n.len == 0 || n.len > MAX_COMPILED_CODE_LEN {
+                return Some(("native code length", "is zero or above the limit"));
+            }
+        }
         None
     }
 
@@ -178,6 +253,17 @@ impl Manifest {
         for c in &self.capabilities {
             m.put_u8(c.tag());
             m.put_str16(c.value());
+        }
+        // Present only when there is native code: one spelling for "none".
+        if !self.native.is_empty() {
+            m.put_u8(self.native.len() as u8);
+            for n in &self.native {
+                m.put_str8(&n.target);
+                m.extend_from_slice(&n.runtime);
+                m.put_u64(n.len);
+                m.extend_from_slice(&n.nonce_prefix);
+                m.extend_from_slice(&n.digest);
+            }
         }
         m
     }
@@ -223,6 +309,26 @@ impl Manifest {
                 _ => return Err(c.malformed("capability", "has an unknown kind")),
             });
         }
+        let mut native = Vec::new();
+        if c.remaining() > 0 {
+            let count = c.u8()? as usize;
+            if count == 0 {
+                return Err(c.malformed("native code", "is listed but empty (omit the list instead)"));
+            }
+            if count > MAX_NATIVE_CODE {
+                return Err(c.malformed("native code", "lists more targets than allowed"));
+            }
+            for _ in 0..count {
+                let target = c.str8("native code target", MAX_TARGET_NAME_LEN)?.to_owned();
+                native.push(NativeCode {
+                    target,
+                    runtime: c.array()?,
+                    len: c.u64()?,
+                    nonce_prefix: c.array()?,
+                    digest: c.array()?,
+                });
+            }
+        }
         c.finish()?;
         let m = Manifest {
             product,
@@ -236,6 +342,7 @@ impl Manifest {
             nonce_prefix,
             key_id,
             capabilities,
+            native,
         };
         if let Some((field, problem)) = m.problem() {
             return Err(Error::Malformed { artifact: A, field, problem });
@@ -246,6 +353,18 @@ impl Manifest {
     /// How the module is cut into chunks.
     pub fn layout(&self) -> ChunkLayout {
         ChunkLayout::new(self.chunk_size_log2, self.plaintext_len)
+    }
+
+    /// Total ciphertext bytes of the module and every artifact.
+    fn body_len(&self) -> u64 {
+        self.native.iter().fold(self.layout().ciphertext_len(), |sum, n| {
+            sum.saturating_add(n.layout(self.chunk_size_log2).ciphertext_len())
+        })
+    }
+
+    /// The precompiled artifact for `target`, with its index.
+    pub fn native_for(&self, target: &str) -> Option<(usize, &NativeCode)> {
+        self.native.iter().enumerate().find(|(_, n)| n.target == target)
     }
 }
 
@@ -301,7 +420,7 @@ impl Header {
 
     /// Total length of the package this header announces.
     pub fn package_len(&self) -> u64 {
-        self.bytes.len() as u64 + self.manifest.layout().ciphertext_len() + SIGNATURE_LEN as u64
+        (self.bytes.len() as u64).saturating_add(self.manifest.body_len()).saturating_add(SIGNATURE_LEN as u64)
     }
 }
 
@@ -330,6 +449,7 @@ impl ChunkDigests {
 pub struct Package<'a> {
     header: Header,
     ciphertext: &'a [u8],
+    native: &'a [u8],
     signature: [u8; SIGNATURE_LEN],
 }
 
@@ -347,9 +467,10 @@ impl<'a> Package<'a> {
             return Err(Error::TrailingData { artifact: A, extra: have - total });
         }
         let start = header.as_bytes().len();
+        let native_at = start + header.manifest.layout().ciphertext_len() as usize;
         let sig_at = input.len() - SIGNATURE_LEN;
         let signature = input[sig_at..].try_into().expect("length checked");
-        Ok(Package { header, ciphertext: &input[start..sig_at], signature })
+        Ok(Package { header, ciphertext: &input[start..native_at], native: &input[native_at..sig_at], signature })
     }
 
     /// The header.
@@ -371,11 +492,40 @@ impl<'a> Package<'a> {
 
     /// Verifies the vendor signature over the header and every chunk.
     pub fn verify_signature(&self) -> Result<()> {
+        self.verify_module_signature()?;
+        self.verify_native_digests(None)
+    }
+
+    fn verify_module_signature(&self) -> Result<()> {
         let mut d = ChunkDigests::new();
         for i in 0..self.manifest().layout().chunk_count() {
             d.add(self.chunk(i));
         }
         self.check_signature(d)
+    }
+
+    /// Checks every precompiled artifact's chunks against its digest in the
+    /// (signed) header, except artifact `skip`, which the caller checks as
+    /// it decrypts it.
+    fn verify_native_digests(&self, skip: Option<usize>) -> Result<()> {
+        let m = self.manifest();
+        let mut at = 0usize;
+        for (index, n) in m.native.iter().enumerate() {
+            let layout = n.layout(m.chunk_size_log2);
+            let len = layout.ciphertext_len() as usize;
+            if skip != Some(index) {
+                let mut d = ChunkDigests::new();
+                for i in 0..layout.chunk_count() {
+                    let start = at + layout.ciphertext_offset(i) as usize;
+                    d.add(&self.native[start..start + layout.plaintext_chunk_len(i) as usize + crate::stream::TAG_LEN]);
+                }
+                if d.0.finalize().as_slice() != n.digest {
+                    return Err(Error::BadSignature(A));
+                }
+            }
+            at += len;
+        }
+        Ok(())
     }
 
     fn check_signature(&self, d: ChunkDigests) -> Result<()> {
@@ -409,11 +559,47 @@ impl<'a> Package<'a> {
         })?;
         let mut d = ChunkDigests::new();
         digests.iter().for_each(|x| d.add_digest(x));
-        let result = self.check_signature(d);
+        // Precompiled artifacts are part of the package too: a damaged one
+        // makes the package damaged even where it would not be used.
+        let result = self.check_signature(d).and_then(|()| self.verify_native_digests(None));
         if result.is_err() {
             out.fill(0);
         }
         result
+    }
+
+    /// Verifies the whole package (the signature over the header and every
+    /// module chunk, and artifact `index`'s digest in the header) and decrypts
+    /// that precompiled artifact into `out` (exactly its length) on up to
+    /// `threads` threads. On any failure `out` is zeroed.
+    pub fn decrypt_native_into(&self, key: &ContentKey, index: usize, out: &mut [u8], threads: usize) -> Result<()> {
+        let m = self.manifest();
+        let Some(n) = m.native.get(index) else {
+            return Err(Error::InvalidInput { field: "native code", problem: "no artifact with that index" });
+        };
+        if key.id() != m.key_id {
+            return Err(Error::UnwrapFailed);
+        }
+        if out.len() as u64 != n.len {
+            return Err(Error::InvalidInput { field: "output buffer", problem: "is not the artifact length" });
+        }
+        self.verify_module_signature()?;
+        self.verify_native_digests(Some(index))?;
+        let start: u64 = m.native[..index].iter().map(|o| o.layout(m.chunk_size_log2).ciphertext_len()).sum();
+        let layout = n.layout(m.chunk_size_log2);
+        let ct = &self.native[start as usize..(start + layout.ciphertext_len()) as usize];
+        let aad = native_aad(&m.nonce_prefix, &m.key_id, index, &n.target);
+        let opener = ChunkOpener::new(&native_key(key), n.nonce_prefix, layout, aad);
+        let digests = stream::open_all(&opener, ct, out, threads, |body, tag| -> [u8; 32] {
+            Sha256::new().chain_update(body).chain_update(tag).finalize().into()
+        })?;
+        let mut d = ChunkDigests::new();
+        digests.iter().for_each(|x| d.add_digest(x));
+        if d.0.finalize().as_slice() != n.digest {
+            out.fill(0);
+            return Err(Error::BadSignature(A));
+        }
+        Ok(())
     }
 
     /// A name for exactly this package: the SHA-256 of its header digest and
@@ -447,25 +633,79 @@ pub struct PackageSpec {
     pub plaintext_len: u64,
 }
 
+/// A precompiled artifact to seal into a package.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeInput<'a> {
+    /// Target name, e.g. `x86_64-linux`.
+    pub target: &'a str,
+    /// Compatibility fingerprint of the runtime that compiled it.
+    pub runtime: [u8; 32],
+    /// The compiled code.
+    pub code: &'a [u8],
+}
+
 /// Seals a module chunk by chunk. Write [`header`](Self::header), then every
-/// chunk returned by [`seal_chunk`](Self::seal_chunk), then the signature
-/// from [`finish`](Self::finish).
+/// chunk returned by [`seal_chunk`](Self::seal_chunk), then
+/// [`native_ciphertext`](Self::native_ciphertext), then the signature from
+/// [`finish`](Self::finish).
 pub struct PackageSealer {
     header: Header,
     stream: StreamSealer,
     digests: ChunkDigests,
+    native: Vec<u8>,
 }
 
 impl PackageSealer {
     /// Starts sealing `spec` with `key`, for `vendor`'s signature.
-    pub fn new(
+    pub fn new(spec: PackageSpec, key: &ContentKey, vendor: VendorPublicKey, rng: &mut impl CryptoRng) -> Result<Self> {
+        Self::with_native(spec, key, vendor, &[], rng)
+    }
+
+    /// Like [`new`](Self::new), with precompiled artifacts, which are sealed
+    /// (in memory) right away: the header must carry their digests.
+    pub fn with_native(
         mut spec: PackageSpec,
         key: &ContentKey,
         vendor: VendorPublicKey,
+        native_inputs: &[NativeInput<'_>],
         rng: &mut impl CryptoRng,
     ) -> Result<Self> {
         let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
         rng.fill_bytes(&mut nonce_prefix);
+        if native_inputs.len() > MAX_NATIVE_CODE {
+            return Err(Error::InvalidInput { field: "native code", problem: "lists more targets than allowed" });
+        }
+        let mut native = Vec::with_capacity(native_inputs.len());
+        let mut native_ct = Vec::new();
+        let nkey = native_key(key);
+        for (index, input) in native_inputs.iter().enumerate() {
+            if let Some(p) = NativeCode::target_problem(input.target) {
+                return Err(Error::InvalidInput { field: "native code target", problem: p });
+            }
+            if input.code.is_empty() {
+                return Err(Error::InvalidInput { field: "native code", problem: "is empty" });
+            }
+            let mut prefix = [0u8; NONCE_PREFIX_LEN];
+            rng.fill_bytes(&mut prefix);
+            let layout = ChunkLayout::new(spec.chunk_size_log2, input.code.len() as u64);
+            let aad = native_aad(&nonce_prefix, &key.id(), index, input.target);
+            let mut sealer = StreamSealer::new(&nkey, prefix, layout, aad);
+            let mut digests = ChunkDigests::new();
+            for piece in input.code.chunks(1 << spec.chunk_size_log2.min(MAX_CHUNK_SIZE_LOG2)) {
+                let mut buf = piece.to_vec();
+                sealer.seal_next(&mut buf)?;
+                digests.add(&buf);
+                native_ct.extend_from_slice(&buf);
+            }
+            sealer.finish()?;
+            native.push(NativeCode {
+                target: input.target.to_owned(),
+                runtime: input.runtime,
+                len: input.code.len() as u64,
+                nonce_prefix: prefix,
+                digest: digests.0.finalize().into(),
+            });
+        }
         spec.capabilities.sort_by(|a, b| (a.tag(), a.value()).cmp(&(b.tag(), b.value())));
         spec.capabilities.dedup();
         let header = Header::encode(Manifest {
@@ -480,9 +720,10 @@ impl PackageSealer {
             nonce_prefix,
             key_id: key.id(),
             capabilities: spec.capabilities,
+            native,
         })?;
         let stream = StreamSealer::new(key, nonce_prefix, header.manifest.layout(), header.digest());
-        Ok(PackageSealer { header, stream, digests: ChunkDigests::new() })
+        Ok(PackageSealer { header, stream, digests: ChunkDigests::new(), native: native_ct })
     }
 
     /// The header bytes, to be written first.
@@ -495,6 +736,12 @@ impl PackageSealer {
         self.stream.seal_next(buf)?;
         self.digests.add(buf);
         Ok(())
+    }
+
+    /// The sealed precompiled artifacts, to write after the last module chunk
+    /// (empty without native code).
+    pub fn native_ciphertext(&self) -> &[u8] {
+        &self.native
     }
 
     /// Ends sealing and returns the signature to write last.
@@ -515,8 +762,20 @@ pub fn seal_to_vec(
     signer: &VendorSigningKey,
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>> {
+    seal_to_vec_with_native(spec, module, &[], key, signer, rng)
+}
+
+/// [`seal_to_vec`] with precompiled artifacts.
+pub fn seal_to_vec_with_native(
+    spec: PackageSpec,
+    module: &[u8],
+    native: &[NativeInput<'_>],
+    key: &ContentKey,
+    signer: &VendorSigningKey,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>> {
     let chunk = 1usize << spec.chunk_size_log2;
-    let mut sealer = PackageSealer::new(spec, key, signer.public(), rng)?;
+    let mut sealer = PackageSealer::with_native(spec, key, signer.public(), native, rng)?;
     let mut out = sealer.header().as_bytes().to_vec();
     let mut pieces: Vec<&[u8]> = module.chunks(chunk).collect();
     if pieces.is_empty() {
@@ -527,6 +786,7 @@ pub fn seal_to_vec(
         sealer.seal_chunk(&mut buf)?;
         out.extend_from_slice(&buf);
     }
+    out.extend_from_slice(sealer.native_ciphertext());
     out.extend_from_slice(&sealer.finish(signer)?);
     Ok(out)
 }

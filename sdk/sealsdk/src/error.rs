@@ -63,6 +63,14 @@ pub enum SdkError {
     /// The file is neither a Sealrun package nor a license.
     #[error("{0} is not a Sealrun package or license (they start with the bytes SEALPKG or SEALLIC)")]
     NotSealrun(PathBuf),
+    /// A module could not be precompiled for a target.
+    #[error("cannot precompile for {target}: {reason}")]
+    Precompile {
+        /// The target name.
+        target: String,
+        /// Why.
+        reason: String,
+    },
     /// A date could not be parsed.
     #[error("invalid date {0:?}: use YYYY-MM-DD (UTC) or an RFC 3339 time such as 2027-12-31T18:00:00Z")]
     BadDate(String),

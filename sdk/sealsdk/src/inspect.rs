@@ -12,7 +12,7 @@ use crate::dates;
 /// A parsed artifact of either kind.
 pub enum Artifact {
     /// A package header (the encrypted body is not needed to describe it).
-    Package(Header),
+    Package(Box<Header>),
     /// A license.
     License(Box<License>),
 }
@@ -55,6 +55,11 @@ pub fn package_text(h: &Header) -> String {
             let _ = writeln!(s, "{label} {}", capability_text(c));
         }
     }
+    // Only shown when present, so packages without it read as before.
+    for (i, n) in m.native.iter().enumerate() {
+        let label = if i == 0 { "  native code:  " } else { "                " };
+        let _ = writeln!(s, "{label} {} ({} bytes, runs only where users trust this vendor key)", n.target, n.len);
+    }
     s
 }
 
@@ -76,6 +81,7 @@ pub fn package_json(h: &Header) -> Value {
         "key_id": m.key_id.to_string(),
         "package_len": h.package_len(),
         "capabilities": m.capabilities.iter().map(capability_text).collect::<Vec<_>>(),
+        "native_code": m.native.iter().map(|n| json!({"target": n.target, "len": n.len})).collect::<Vec<_>>(),
     })
 }
 
@@ -151,7 +157,7 @@ pub fn parse_any(bytes: &[u8]) -> Option<Result<Artifact, sealrun_format::Error>
     }
     if bytes.starts_with(&sealrun_format::package::PACKAGE_MAGIC) {
         // Inspecting needs the header only; `verify` checks the whole file.
-        return Some(Header::parse_prefix(bytes).map(Artifact::Package));
+        return Some(Header::parse_prefix(bytes).map(|h| Artifact::Package(Box::new(h))));
     }
     None
 }

@@ -87,6 +87,9 @@ struct SealArgs {
     /// Chunk size in KiB (a power of two from 4 to 16384)
     #[arg(long, default_value_t = 1 << (DEFAULT_CHUNK_SIZE_LOG2 - 10), value_name = "KIB")]
     chunk_kib: u32,
+    /// Also ship native code precompiled for TARGET, e.g. x86_64-linux (repeatable; used only where users trust your key with native code)
+    #[arg(long, value_name = "TARGET")]
+    precompile: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -229,6 +232,7 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
         capabilities,
         chunk_size_log2: log2 as u8 + 10,
         progress: true,
+        precompile: a.precompile,
     };
     let report = seal::seal_file(ks, &a.input, &output, &opts)?;
     let m = &report.header.manifest;

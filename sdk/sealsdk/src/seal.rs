@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sealrun_format::package::{Capability, Header, PackageSealer, PackageSpec};
+use sealrun_format::package::{Capability, Header, NativeInput, PackageSealer, PackageSpec};
 use sealrun_format::{ContentKey, Release, VendorSigningKey};
 use wasmparser::{Parser, Payload};
 
@@ -39,6 +39,8 @@ pub struct SealOptions {
     pub chunk_size_log2: u8,
     /// Show a progress bar on stderr for large inputs.
     pub progress: bool,
+    /// Targets to ship precompiled native code for (e.g. `x86_64-linux`).
+    pub precompile: Vec<String>,
 }
 
 /// What a seal produced.
@@ -81,6 +83,9 @@ pub fn seal_bytes(
     output: &Path,
     opts: &SealOptions,
 ) -> Result<SealReport> {
+    let native_code = precompile(module, &opts.precompile, opts.progress)?;
+    let native: Vec<NativeInput<'_>> =
+        native_code.iter().map(|p| NativeInput { target: &p.target, runtime: p.runtime, code: &p.code }).collect();
     let spec = PackageSpec {
         product: opts.product.clone(),
         release: opts.release,
@@ -89,7 +94,7 @@ pub fn seal_bytes(
         chunk_size_log2: opts.chunk_size_log2,
         plaintext_len: module.len() as u64,
     };
-    let mut sealer = PackageSealer::new(spec, key, signer.public(), &mut rng())?;
+    let mut sealer = PackageSealer::with_native(spec, key, signer.public(), &native, &mut rng())?;
     let header = sealer.header().clone();
     let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -120,6 +125,7 @@ pub fn seal_bytes(
             w.write_all(&buf)?;
             bar.inc(piece.len() as u64);
         }
+        w.write_all(sealer.native_ciphertext())?;
         match sealer.finish(signer) {
             Ok(sig) => w.write_all(&sig)?,
             Err(e) => return Ok(Err(e.into())),
@@ -138,6 +144,38 @@ pub fn seal_bytes(
     tmp.persist(output).map_err(|e| SdkError::io("cannot write", output)(e.error))?;
     let encrypt_time = started.elapsed();
     Ok(SealReport { output: output.to_owned(), package_len: header.package_len(), header, encrypt_time })
+}
+
+/// Native code compiled for one target.
+struct Precompiled {
+    target: String,
+    runtime: [u8; 32],
+    code: Vec<u8>,
+}
+
+/// Compiles `module` ahead of time for each target with the launcher's own
+/// engine for that target, so the launcher can check it was compiled by a
+/// runtime exactly like its own.
+fn precompile(module: &[u8], targets: &[String], progress: bool) -> Result<Vec<Precompiled>> {
+    let mut out: Vec<Precompiled> = Vec::new();
+    for target in targets {
+        if out.iter().any(|p| &p.target == target) {
+            continue;
+        }
+        let fail = |reason: String| SdkError::Precompile { target: target.clone(), reason };
+        let engine = sealrun::native::engine_for_target(target).map_err(|e| fail(e.to_string()))?;
+        let bar = if progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+        bar.set_message(format!("precompiling for {target} ({} bytes of wasm)", module.len()));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let code = engine.precompile_module(module).map_err(|e| fail(format!("{e:#}")));
+        bar.finish_and_clear();
+        out.push(Precompiled {
+            target: target.clone(),
+            runtime: sealrun::cache::runtime_fingerprint(&engine),
+            code: code?,
+        });
+    }
+    Ok(out)
 }
 
 fn progress_bar(wanted: bool, len: u64) -> ProgressBar {

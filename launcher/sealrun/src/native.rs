@@ -1,0 +1,194 @@
+//! Vendor-precompiled native code: the runtime it must be compiled for, and
+//! the user's trust policy that decides whether it may run at all.
+//!
+//! A package may carry its module compiled ahead of time for named targets.
+//! Running that code skips the first compile, but it gives up the wasm
+//! sandbox's strongest guarantee: the launcher can no longer check that the
+//! machine code came from the module (Cranelift did not produce it here), so
+//! a vendor key that signs a native artifact can run anything as the user.
+//! That is why it is off unless the user lists the vendor's key in their
+//! trust policy (`sealrun trust allow-native`).
+//!
+//! The SDK compiles artifacts with [`engine_for_target`], the same function
+//! the launcher uses to load them, so the runtime fingerprints agree exactly
+//! when the wasmtime version, settings and target do. The target engines
+//! assume no CPU features beyond the target's baseline, so an artifact runs on
+//! every machine of its target.
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use sealrun_format::VendorPublicKey;
+use wasmtime::Engine;
+
+use crate::error::LaunchError;
+use crate::{paths, runner};
+
+/// Targets that native code may be compiled for, with their triples.
+pub const TARGETS: &[(&str, &str)] = &[
+    ("x86_64-linux", "x86_64-unknown-linux-gnu"),
+    ("aarch64-linux", "aarch64-unknown-linux-gnu"),
+    ("x86_64-macos", "x86_64-apple-darwin"),
+    ("aarch64-macos", "aarch64-apple-darwin"),
+];
+
+/// The target name of the machine this launcher runs on, if it has one.
+pub fn host_target() -> Option<&'static str> {
+    match (std::env::consts::ARCH, std::env::consts::OS) {
+        ("x86_64", "linux") => Some("x86_64-linux"),
+        ("aarch64", "linux") => Some("aarch64-linux"),
+        ("x86_64", "macos") => Some("x86_64-macos"),
+        ("aarch64", "macos") => Some("aarch64-macos"),
+        _ => None,
+    }
+}
+
+/// The engine that compiles (SDK) and loads (launcher) native code for
+/// `target`: the launcher's own configuration, for the target's baseline CPU.
+pub fn engine_for_target(target: &str) -> Result<Engine, LaunchError> {
+    let Some((_, triple)) = TARGETS.iter().find(|(name, _)| *name == target) else {
+        let known: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
+        return Err(LaunchError::Usage(format!("unknown target {target:?}; known targets: {}", known.join(", "))));
+    };
+    let mut config = runner::base_config();
+    config.target(triple).map_err(|e| LaunchError::Usage(format!("target {target}: {e}")))?;
+    Engine::new(&config).map_err(|e| {
+        LaunchError::Usage(format!("this build cannot compile for {target} (the compiler for it is not built in): {e}"))
+    })
+}
+
+/// File name of the trust policy in the config dir.
+const TRUST_FILE: &str = "trust-native";
+
+/// The user's trust policy: vendor keys whose native code may run.
+#[derive(Debug, Clone, Default)]
+pub struct TrustPolicy {
+    /// Trusted vendor keys, each with the note it was added with.
+    pub native: Vec<(VendorPublicKey, String)>,
+}
+
+/// Where the policy lives: `$XDG_CONFIG_HOME/sealrun/trust-native`, one
+/// vendor key (64 hex digits) per line, optionally followed by a note.
+pub fn trust_file() -> PathBuf {
+    paths::config_dir().join(TRUST_FILE)
+}
+
+impl TrustPolicy {
+    /// Reads the policy; a missing file is the default (nothing trusted).
+    /// A line that does not hold a key is an error naming the line, not a
+    /// silent "trusted" or "not trusted".
+    pub fn load() -> Result<TrustPolicy, LaunchError> {
+        let path = trust_file();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TrustPolicy::default()),
+            Err(e) => return Err(LaunchError::Io { action: "cannot read", path, source: e }),
+        };
+        let mut native = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, note) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            let key = parse_key(key).ok_or_else(|| {
+                LaunchError::Usage(format!(
+                    "{} line {}: expected a vendor key (64 hex digits), found {key:?}; fix or remove the line",
+                    path.display(),
+                    n + 1
+                ))
+            })?;
+            native.push((key, note.trim().to_owned()));
+        }
+        Ok(TrustPolicy { native })
+    }
+
+    /// Whether native code signed by `vendor` may run.
+    pub fn allows_native(&self, vendor: &VendorPublicKey) -> bool {
+        self.native.iter().any(|(k, _)| k == vendor)
+    }
+
+    /// Adds `vendor` (if new) and saves; returns whether it was new.
+    pub fn allow(&mut self, vendor: VendorPublicKey, note: &str) -> Result<bool, LaunchError> {
+        if self.allows_native(&vendor) {
+            return Ok(false);
+        }
+        self.native.push((vendor, note.replace(['\n', '\r'], " ")));
+        self.save()?;
+        Ok(true)
+    }
+
+    /// Removes `vendor` and saves; returns whether it was there.
+    pub fn remove(&mut self, vendor: &VendorPublicKey) -> Result<bool, LaunchError> {
+        let before = self.native.len();
+        self.native.retain(|(k, _)| k != vendor);
+        let removed = self.native.len() != before;
+        if removed {
+            self.save()?;
+        }
+        Ok(removed)
+    }
+
+    fn save(&self) -> Result<(), LaunchError> {
+        let path = trust_file();
+        let dir = paths::config_dir();
+        let io = |source| LaunchError::Io { action: "cannot write", path: path.clone(), source };
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io)?;
+        let mut text = String::from(
+            "# Vendor keys whose precompiled native code sealrun may run (outside the wasm sandbox).\n\
+             # Managed with `sealrun trust allow-native|remove|list`.\n",
+        );
+        for (k, note) in &self.native {
+            text.push_str(&format!("{k} {note}\n"));
+        }
+        let tmp = dir.join(format!(".{TRUST_FILE}.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+}
+
+/// A vendor key from 64 hex digits.
+pub fn parse_key(s: &str) -> Option<VendorPublicKey> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(VendorPublicKey(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_engines_are_baseline_and_differ_from_the_host_engine() {
+        let host = host_target().expect("tests run on a known target");
+        let a = engine_for_target(host).unwrap();
+        let b = engine_for_target(host).unwrap();
+        let fp = crate::cache::runtime_fingerprint;
+        assert_eq!(fp(&a), fp(&b), "the same target gives the same fingerprint");
+        assert_ne!(fp(&a), fp(&runner::engine().unwrap()), "the host engine infers CPU features, targets do not");
+        assert!(engine_for_target("pdp11-unix").is_err());
+    }
+
+    #[test]
+    fn keys_parse_strictly() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_key(&hex), Some(VendorPublicKey([0xab; 32])));
+        assert_eq!(parse_key(&hex[..62]), None);
+        assert_eq!(parse_key(&"zz".repeat(32)), None);
+        assert_eq!(parse_key(&format!("{}é", &hex[..62])), None);
+    }
+}
