@@ -231,3 +231,52 @@ fn cache_cap_evicts_least_recently_used() {
     assert!(!left.contains(&order[0]), "the least recently used entry survived: {left:?}");
     assert!(all - smallest <= cap, "sanity: evicting one entry is enough");
 }
+
+/// Entries of 4 MiB and more are decrypted into a sealed memfd that wasmtime
+/// maps without a copy: the same guarantees hold on that path.
+#[test]
+fn large_entries_load_through_a_memfd() {
+    let world = World::new();
+    let dev = world.device("a");
+    let module = world.path().join("big.wasm");
+    sealrun_tests::write_data_module(&module, 8 << 20);
+    let package = world.path().join("big.sealed");
+    let (m, p) = (module.to_str().unwrap(), package.to_str().unwrap());
+    world.sealsdk_ok(&["seal", m, "--product", "com.example.big", "--release", "1.0.0", "-o", p]);
+    let code = dev.code();
+    let lic = world.path().join("big.license");
+    let l = lic.to_str().unwrap();
+    world.sealsdk_ok(&[
+        "license",
+        "issue",
+        "--product",
+        "com.example.big",
+        "--device",
+        &code,
+        "--licensee",
+        "T",
+        "-o",
+        l,
+    ]);
+    let run = || {
+        let out = dev.sealrun(&dev.root).env("SEALRUN_LOG", "sealrun=debug").arg(&package).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stderr(&out)
+    };
+    assert!(run().contains("source=Compiled"));
+    let entry = entries(&dev).remove(0);
+    assert!(fs::metadata(&entry).unwrap().len() >= 8 << 20, "the entry holds the data segment");
+    let warm = run();
+    assert!(warm.contains("decrypted into a memfd") && warm.contains("source=Cache"), "{warm}");
+    let good = fs::read(&entry).unwrap();
+    let mut bad = good.clone();
+    let at = good.len() - 100_000;
+    bad[at] ^= 0x80;
+    fs::write(&entry, &bad).unwrap();
+    let refused = run();
+    assert!(
+        refused.contains("warning: the compiled-code cache entry for") && refused.contains("source=Compiled"),
+        "{refused}"
+    );
+    assert!(run().contains("source=Cache"));
+}

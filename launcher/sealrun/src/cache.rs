@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use sealrun_format::code_cache::{CacheEntry, EntryHeader, EntryId, entry_key, seal_entry};
+use sealrun_format::code_cache::{EntryHeader, EntryId, MAX_ENTRY_HEADER_LEN, entry_key, seal_entry};
 use sealrun_format::{ContentKey, UnixTime};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
@@ -272,40 +272,36 @@ pub fn entry_for(
     (id, key)
 }
 
-#[allow(unsafe_code)]
-fn map(file: &File) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: read-only map of a private (0700 dir, 0600 file) entry. Entries
-    // are replaced by rename, never rewritten in place, so the mapped inode
-    // does not change under us; each chunk is copied out before it is
-    // authenticated, so even a concurrent in-place writer could only cause a
-    // refusal (or SIGBUS on truncation, memmap's documented caveat).
-    unsafe { memmap2::Mmap::map(file) }
-}
-
-#[allow(unsafe_code)]
-fn map_populated(file: &File) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: as for `map`. Populating reads the whole entry in one go
-    // instead of one page fault per 4 KiB: every byte is read anyway.
-    unsafe { memmap2::MmapOptions::new().populate().map(file) }
+/// Reads and parses an entry's header; the file is never mapped (so a file
+/// truncated meanwhile is a read error, not SIGBUS).
+fn read_entry_header(file: &File) -> Result<EntryHeader, String> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(|e| format!("cannot read it: {e}"))?.len();
+    let mut head = vec![0u8; (len as usize).min(MAX_ENTRY_HEADER_LEN)];
+    file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read it: {e}"))?;
+    let header = EntryHeader::parse_prefix(&head).map_err(|e| e.to_string())?;
+    header.check_len(len).map_err(|e| e.to_string())?;
+    Ok(header)
 }
 
 fn read_header(path: &Path) -> Result<EntryHeader, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let map = map(&file).map_err(|e| e.to_string())?;
-    EntryHeader::parse_prefix(&map).map_err(|e| e.to_string())
+    read_entry_header(&file)
 }
 
 fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> Result<Module, String> {
+    use std::os::unix::fs::FileExt;
     let started = std::time::Instant::now();
-    let map = map_populated(file).map_err(|e| format!("cannot read it: {e}"))?;
-    let entry = CacheEntry::parse(&map).map_err(|e| e.to_string())?;
-    let len =
-        usize::try_from(entry.header().plaintext_len).map_err(|_| "it is too large for this machine".to_owned())?;
-    let threads = if entry.header().plaintext_len >= PARALLEL_MIN_LEN {
+    let header = read_entry_header(file)?;
+    let len = usize::try_from(header.plaintext_len).map_err(|_| "it is too large for this machine".to_owned())?;
+    let threads = if header.plaintext_len >= PARALLEL_MIN_LEN {
         std::thread::available_parallelism().map_or(1, usize::from)
     } else {
         1
     };
+    // Each chunk is read straight into its final place (no map of the entry,
+    // whose pages would otherwise count twice in the launcher's memory).
+    let read = |at: u64, buf: &mut [u8]| file.read_exact_at(buf, at).is_ok();
     let refused =
         |_| "it could not be authenticated (damaged, or made on another device or for another package)".to_owned();
     #[cfg(target_os = "linux")]
@@ -315,16 +311,14 @@ fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> R
         // Large code goes to a memfd (memory, never a file on disk) that
         // wasmtime maps as it is, instead of copying it (a copy of hundreds
         // of MiB is a good part of a warm launch).
-        let code = code.fill(|buf| entry.decrypt_into(id, key, buf, threads).map_err(refused))?;
-        drop(map);
+        let code = code.fill(|buf| header.decrypt_body_from(id, key, read, buf, threads).map_err(refused))?;
         tracing::debug!(len, ms = started.elapsed().as_secs_f64() * 1e3, "cache entry decrypted into a memfd");
-        let module = code.deserialize(engine).map_err(|e| format!("wasmtime refused it: {e}"));
+        let module = code.deserialize(engine);
         tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "cache entry deserialized");
         return module;
     }
     let mut code = SecretBuffer::new(len).map_err(|e| format!("cannot allocate memory: {e}"))?;
-    entry.decrypt_into(id, key, &mut code, threads).map_err(refused)?;
-    drop(map);
+    header.decrypt_body_from(id, key, read, &mut code, threads).map_err(refused)?;
     tracing::debug!(len, ms = started.elapsed().as_secs_f64() * 1e3, "cache entry decrypted");
     let module = deserialize(engine, &code);
     tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "cache entry deserialized");

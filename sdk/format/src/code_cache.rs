@@ -129,7 +129,47 @@ impl EntryHeader {
     pub fn entry_len(&self) -> u64 {
         self.bytes.len() as u64 + self.layout().ciphertext_len()
     }
+
+    /// Checks that a file of `file_len` bytes is exactly this entry.
+    pub fn check_len(&self, file_len: u64) -> Result<()> {
+        let total = self.entry_len();
+        if file_len < total {
+            return Err(Error::Truncated { artifact: A, needed: total, available: file_len });
+        }
+        if file_len > total {
+            return Err(Error::TrailingData { artifact: A, extra: file_len - total });
+        }
+        Ok(())
+    }
+
+    /// Authenticates and decrypts the body into `out` (exactly
+    /// `plaintext_len` bytes), reading it through `read(offset, buf)` with
+    /// offsets from the start of the file, on up to `threads` threads. The
+    /// caller must have checked the file length with
+    /// [`check_len`](Self::check_len). The header must carry `id`, and `key`
+    /// must be [`entry_key`] for it. On failure `out` is zeroed.
+    pub fn decrypt_body_from(
+        &self,
+        id: &EntryId,
+        key: &ContentKey,
+        read: impl Fn(u64, &mut [u8]) -> bool + Sync,
+        out: &mut [u8],
+        threads: usize,
+    ) -> Result<()> {
+        if self.id != *id || out.len() as u64 != self.plaintext_len {
+            out.fill(0);
+            return Err(Error::DecryptionFailed);
+        }
+        let digest: [u8; 32] = Sha256::digest(&self.bytes).into();
+        let opener = ChunkOpener::new(key, self.nonce_prefix, self.layout(), digest);
+        let start = self.bytes.len() as u64;
+        let read = |at: u64, buf: &mut [u8]| read(start + at, buf);
+        stream::open_all_from(&opener, read, out, threads, |_, _| ()).map(|_| ())
+    }
 }
+
+/// Longest possible entry header: read this much to parse any header.
+pub const MAX_ENTRY_HEADER_LEN: usize = FIXED_LEN + MAX_CACHE_LABEL_LEN;
 
 /// A whole entry, checked for structure (not yet authenticated).
 pub struct CacheEntry<'a> {
@@ -141,13 +181,7 @@ impl<'a> CacheEntry<'a> {
     /// Parses an entry: header, exact length, no trailing data.
     pub fn parse(input: &'a [u8]) -> Result<CacheEntry<'a>> {
         let header = EntryHeader::parse_prefix(input)?;
-        let (total, have) = (header.entry_len(), input.len() as u64);
-        if have < total {
-            return Err(Error::Truncated { artifact: A, needed: total, available: have });
-        }
-        if have > total {
-            return Err(Error::TrailingData { artifact: A, extra: have - total });
-        }
+        header.check_len(input.len() as u64)?;
         let body = &input[header.bytes.len()..];
         Ok(CacheEntry { header, body })
     }
@@ -268,6 +302,27 @@ mod tests {
                 assert_eq!(out, code);
             }
         }
+    }
+
+    #[test]
+    fn reading_through_a_function_matches_and_read_errors_fail() {
+        let (id, content, device, code, entry) = fixture(300_000);
+        let key = entry_key(&content, &device, &id);
+        let header = EntryHeader::parse_prefix(&entry[..MAX_ENTRY_HEADER_LEN.min(entry.len())]).unwrap();
+        header.check_len(entry.len() as u64).unwrap();
+        let read = |at: u64, buf: &mut [u8]| {
+            buf.copy_from_slice(&entry[at as usize..at as usize + buf.len()]);
+            true
+        };
+        let mut out = vec![0u8; code.len()];
+        header.decrypt_body_from(&id, &key, read, &mut out, 2).unwrap();
+        assert_eq!(out, code);
+        let mut out = vec![0xAA; code.len()];
+        let failing = |at: u64, buf: &mut [u8]| at < 100_000 && read(at, buf);
+        assert_eq!(header.decrypt_body_from(&id, &key, failing, &mut out, 2), Err(Error::DecryptionFailed));
+        assert!(out.iter().all(|&b| b == 0), "a failed read left plaintext behind");
+        assert!(matches!(header.check_len(entry.len() as u64 - 1), Err(Error::Truncated { .. })));
+        assert!(matches!(header.check_len(entry.len() as u64 + 1), Err(Error::TrailingData { extra: 1, .. })));
     }
 
     #[test]

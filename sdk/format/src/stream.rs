@@ -238,8 +238,34 @@ where
     T: Send + Default + Clone,
     F: Fn(&[u8], &[u8; TAG_LEN]) -> T + Sync,
 {
+    if ciphertext.len() as u64 != opener.layout.ciphertext_len() {
+        return Err(Error::InvalidInput { field: "stream", problem: "does not match its chunk layout" });
+    }
+    let read = |at: u64, buf: &mut [u8]| {
+        buf.copy_from_slice(&ciphertext[at as usize..at as usize + buf.len()]);
+        true
+    };
+    open_all_from(opener, read, out, threads, inspect)
+}
+
+/// [`open_all`] with the ciphertext read through `read(offset, buf)`, which
+/// fills `buf` with the stream's bytes at `offset` or returns `false` (a read
+/// error, e.g. a file that shrank, fails the stream). Each chunk is read
+/// straight into its place in `out`: no map of the source, no extra copy.
+pub fn open_all_from<T, F, R>(
+    opener: &ChunkOpener,
+    read: R,
+    out: &mut [u8],
+    threads: usize,
+    inspect: F,
+) -> Result<Vec<T>>
+where
+    T: Send + Default + Clone,
+    F: Fn(&[u8], &[u8; TAG_LEN]) -> T + Sync,
+    R: Fn(u64, &mut [u8]) -> bool + Sync,
+{
     let layout = opener.layout;
-    if ciphertext.len() as u64 != layout.ciphertext_len() || out.len() as u64 != layout.plaintext_len() {
+    if out.len() as u64 != layout.plaintext_len() {
         return Err(Error::InvalidInput { field: "stream", problem: "does not match its chunk layout" });
     }
     let count = usize::try_from(layout.chunk_count())
@@ -249,12 +275,13 @@ where
     let run = |first: usize, run_out: &mut [u8], run_results: &mut [T]| -> Result<()> {
         for (j, result) in run_results.iter_mut().enumerate() {
             let i = (first + j) as u64;
-            let at = layout.ciphertext_offset(i) as usize;
+            let at = layout.ciphertext_offset(i);
             let len = layout.plaintext_chunk_len(i) as usize;
             let body = &mut run_out[j * chunk_size..j * chunk_size + len];
-            body.copy_from_slice(&ciphertext[at..at + len]);
             let mut tag = [0u8; TAG_LEN];
-            tag.copy_from_slice(&ciphertext[at + len..at + len + TAG_LEN]);
+            if !read(at, body) || !read(at + len as u64, &mut tag) {
+                return Err(Error::DecryptionFailed);
+            }
             *result = inspect(body, &tag);
             opener.open_in_place(i, body, &tag)?;
         }
