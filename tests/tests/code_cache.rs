@@ -267,7 +267,7 @@ fn large_entries_load_through_a_memfd() {
     let entry = entries(&dev).remove(0);
     assert!(fs::metadata(&entry).unwrap().len() >= 8 << 20, "the entry holds the data segment");
     let warm = run();
-    assert!(warm.contains("decrypted into a memfd") && warm.contains("source=Cache"), "{warm}");
+    assert!(warm.contains("compiled code mapped from a sealed memfd") && warm.contains("source=Cache"), "{warm}");
     let good = fs::read(&entry).unwrap();
     let mut bad = good.clone();
     let at = good.len() - 100_000;
@@ -279,4 +279,24 @@ fn large_entries_load_through_a_memfd() {
         "{refused}"
     );
     assert!(run().contains("source=Cache"));
+}
+
+/// Invariant 3 holds with the cache on: the package is verified on every
+/// launch, so a package damaged after its code was cached is refused.
+#[test]
+fn package_damaged_after_caching_is_refused() {
+    let world = World::new();
+    let (dev, package) = world.licensed_sample("hello");
+    launch(&dev, &package, &[]);
+    assert!(from_cache(&launch(&dev, &package, &[])));
+    let good = fs::read(&package).unwrap();
+    let mut bad = good.clone();
+    let at = good.len() / 2;
+    bad[at] ^= 0x01;
+    fs::write(&package, &bad).unwrap();
+    let out = dev.sealrun(&dev.root).arg(&package).output().unwrap();
+    assert_eq!(out.status.code(), Some(204), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "the app ran from the cache");
+    fs::write(&package, &good).unwrap();
+    assert!(from_cache(&launch(&dev, &package, &[])), "the entry was lost");
 }

@@ -22,10 +22,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 use zeroize::Zeroizing;
 
+use crate::code_mem;
 use crate::device::Device;
 use crate::error::LaunchError;
 use crate::paths;
-use crate::secure_buf::SecretBuffer;
 
 /// Overrides the cache directory (tests, shared machines with a fast disk).
 pub const CACHE_DIR_ENV: &str = "SEALRUN_CACHE_DIR";
@@ -289,6 +289,7 @@ fn read_header(path: &Path) -> Result<EntryHeader, String> {
     read_entry_header(&file)
 }
 
+#[allow(unsafe_code)]
 fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> Result<Module, String> {
     use std::os::unix::fs::FileExt;
     let started = std::time::Instant::now();
@@ -302,110 +303,18 @@ fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> R
     // Each chunk is read straight into its final place (no map of the entry,
     // whose pages would otherwise count twice in the launcher's memory).
     let read = |at: u64, buf: &mut [u8]| file.read_exact_at(buf, at).is_ok();
-    let refused =
-        |_| "it could not be authenticated (damaged, or made on another device or for another package)".to_owned();
-    #[cfg(target_os = "linux")]
-    if len >= PARALLEL_MIN_LEN as usize
-        && let Ok(code) = memfd::SealedCode::new(len)
-    {
-        // Large code goes to a memfd (memory, never a file on disk) that
-        // wasmtime maps as it is, instead of copying it (a copy of hundreds
-        // of MiB is a good part of a warm launch).
-        let code = code.fill(|buf| header.decrypt_body_from(id, key, read, buf, threads).map_err(refused))?;
-        tracing::debug!(len, ms = started.elapsed().as_secs_f64() * 1e3, "cache entry decrypted into a memfd");
-        let module = code.deserialize(engine);
-        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "cache entry deserialized");
-        return module;
-    }
-    let mut code = SecretBuffer::new(len).map_err(|e| format!("cannot allocate memory: {e}"))?;
-    header.decrypt_body_from(id, key, read, &mut code, threads).map_err(refused)?;
-    tracing::debug!(len, ms = started.elapsed().as_secs_f64() * 1e3, "cache entry decrypted");
-    let module = deserialize(engine, &code);
-    tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "cache entry deserialized");
+    let fill = |buf: &mut [u8]| {
+        header.decrypt_body_from(id, key, read, buf, threads).map_err(|_| {
+            "it could not be authenticated (damaged, or made on another device or for another package)".to_owned()
+        })
+    };
+    // SAFETY: `fill` succeeds only when every chunk authenticated under a key
+    // derived from this package's content key and this device's secret: the
+    // code is exactly what this launcher serialized with `Module::serialize`
+    // for an engine with the same compatibility fingerprint (part of the id).
+    let module = unsafe { code_mem::load_trusted(engine, len, fill) };
+    tracing::debug!(len, ms = started.elapsed().as_secs_f64() * 1e3, "cache entry loaded");
     module
-}
-
-#[allow(unsafe_code)]
-fn deserialize(engine: &Engine, code: &[u8]) -> Result<Module, String> {
-    // SAFETY: `code` was authenticated by the caller with a key derived from
-    // this package's content key and this device's secret: it is exactly what
-    // this launcher serialized with `Module::serialize` for an engine with the
-    // same compatibility fingerprint. wasmtime checks that fingerprint again
-    // and copies the code into its own executable memory.
-    unsafe { Module::deserialize(engine, code) }.map_err(|e| e.to_string())
-}
-
-/// Authenticated compiled code in a sealed memfd, which wasmtime maps
-/// privately instead of copying.
-#[cfg(target_os = "linux")]
-mod memfd {
-    use std::fs::File;
-    use std::os::fd::FromRawFd;
-
-    use wasmtime::{Engine, Module};
-
-    /// `MFD_EXEC` (Linux 6.3+): the code must be mappable executable even
-    /// where `vm.memfd_noexec` makes memfds non-executable by default.
-    const MFD_EXEC: libc::c_uint = 0x0010;
-
-    /// A memfd being filled; [`fill`](Self::fill) seals it.
-    pub(super) struct SealedCode {
-        file: File,
-        len: usize,
-    }
-
-    /// A sealed memfd holding authenticated code.
-    pub(super) struct Filled(File);
-
-    impl SealedCode {
-        #[allow(unsafe_code)]
-        pub(super) fn new(len: usize) -> std::io::Result<SealedCode> {
-            let name = c"sealrun-code";
-            let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-            // SAFETY: `name` is a valid C string; the call has no other inputs.
-            let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
-            if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-                // Kernels before 6.3 do not know MFD_EXEC (and need none).
-                // SAFETY: as above.
-                fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
-            }
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: `fd` is a new descriptor that nothing else owns.
-            let file = unsafe { File::from_raw_fd(fd) };
-            file.set_len(len as u64)?;
-            Ok(SealedCode { file, len })
-        }
-
-        /// Maps the memfd writable, lets `write` fill it, unmaps it and seals
-        /// the memfd against any further change (so what wasmtime maps is
-        /// what was authenticated). `write` must fill all of it or fail.
-        #[allow(unsafe_code)]
-        pub(super) fn fill(self, write: impl FnOnce(&mut [u8]) -> Result<(), String>) -> Result<Filled, String> {
-            // SAFETY: a shared map of our own new memfd, which no one else
-            // has a descriptor for.
-            let mut view = unsafe { memmap2::MmapOptions::new().len(self.len).populate().map_mut(&self.file) }
-                .map_err(|e| format!("cannot map memory for it: {e}"))?;
-            write(&mut view)?;
-            drop(view);
-            let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-            // SAFETY: fcntl on a descriptor we own; no writable map remains.
-            let _ = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&self.file), libc::F_ADD_SEALS, seals) };
-            Ok(Filled(self.file))
-        }
-    }
-
-    impl Filled {
-        #[allow(unsafe_code)]
-        pub(super) fn deserialize(self, engine: &Engine) -> Result<Module, String> {
-            // SAFETY: the memfd holds code authenticated by the caller (see
-            // `super::deserialize`) and is sealed against writes, shrinking
-            // and growing, so the private map wasmtime makes of it cannot
-            // change underneath.
-            unsafe { Module::deserialize_open_file(engine, self.0) }.map_err(|e| format!("{e:#}"))
-        }
-    }
 }
 
 #[cfg(test)]

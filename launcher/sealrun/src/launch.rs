@@ -160,13 +160,24 @@ impl Opened {
             Some((index, native_engine)) => (native_engine, Some(index)),
             None => (engine, None),
         };
-        // The entry id names this exact package (header and signature), so a
-        // valid entry can only exist if this device verified this package's
-        // signature when it compiled it; its key needs the content key.
+        // The entry id names this exact package (header and signature); its
+        // key needs the content key and this device's secret.
         let (id, key) = cache::entry_for(&self.package().identity(), &engine, &self.key, device);
         let label = format!("{} {} ({})", self.manifest.product, self.manifest.release, self.manifest.display_name);
-        if let Some(c) = cache {
-            match c.load(&engine, &id, &key) {
+        if let Some(c) = cache
+            && c.entry_path(&id).is_file()
+        {
+            // The package is verified on every launch, also when its code
+            // comes from the cache: a damaged or altered package is refused
+            // even though the cached code is intact. The signature check runs
+            // on its own thread while the entry is decrypted.
+            let (lookup, verified) = std::thread::scope(|s| {
+                let verify = s.spawn(|| self.package().verify_signature());
+                let lookup = c.load(&engine, &id, &key);
+                (lookup, verify.join().unwrap_or(Err(sealrun_format::Error::DecryptionFailed)))
+            });
+            verified.map_err(LaunchError::bad_file(&self.path))?;
+            match lookup {
                 Lookup::Hit(module) => {
                     let entry = c.entry_path(&id);
                     return Ok(self.into_loaded(engine, module, Source::Cache { entry }));
@@ -230,19 +241,27 @@ impl Opened {
     fn load_native(&self, engine: &wasmtime::Engine, index: usize) -> Result<wasmtime::Module, LaunchError> {
         let len = usize::try_from(self.manifest.native[index].len)
             .map_err(|_| LaunchError::Usage("the precompiled code is too large for this machine".into()))?;
-        let mut code = SecretBuffer::new(len).map_err(LaunchError::io("cannot allocate memory for", &self.path))?;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        self.package()
-            .decrypt_native_into(&self.key, index, &mut code, threads)
-            .map_err(LaunchError::bad_file(&self.path))?;
-        // SAFETY: `code` was authenticated above: its digest is in the header,
-        // which the vendor's signature covers (checked over every module chunk
-        // too), and the user's trust policy allows native code from this
-        // vendor key. It was compiled by a runtime with exactly this engine's
-        // compatibility fingerprint, which wasmtime checks again while it
-        // copies the code into its own executable memory.
-        unsafe { wasmtime::Module::deserialize(engine, &code[..]) }
-            .map_err(|e| LaunchError::GuestStart(format!("the precompiled code could not be loaded: {e}")))
+        let mut failure = None;
+        let fill = |buf: &mut [u8]| {
+            self.package().decrypt_native_into(&self.key, index, buf, threads).map_err(|e| {
+                let message = e.to_string();
+                failure = Some(e);
+                message
+            })
+        };
+        // SAFETY: `fill` succeeds only when the code authenticated: its digest
+        // is in the header, which the vendor's signature covers (checked over
+        // every module chunk too), and the user's trust policy allows native
+        // code from this vendor key. It was compiled by a runtime with
+        // exactly this engine's compatibility fingerprint (checked by the
+        // caller), which wasmtime checks again.
+        let loaded = unsafe { crate::code_mem::load_trusted(engine, len, fill) };
+        match (loaded, failure) {
+            (Ok(module), _) => Ok(module),
+            (Err(_), Some(e)) => Err(LaunchError::bad_file(&self.path)(e)),
+            (Err(e), None) => Err(LaunchError::GuestStart(format!("the precompiled code could not be loaded: {e}"))),
+        }
     }
 
     fn into_loaded(self, engine: wasmtime::Engine, module: wasmtime::Module, source: Source) -> Loaded {

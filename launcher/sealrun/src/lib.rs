@@ -3,6 +3,7 @@
 //! The `sealrun` binary is a thin command-line front end over this library.
 
 pub mod cache;
+pub mod code_mem;
 pub mod device;
 pub mod doctor;
 pub mod error;
