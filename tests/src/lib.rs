@@ -161,19 +161,18 @@ impl World {
     /// Seals sample `name` as product `com.example.<name>` release `release`
     /// into `<world>/<name>.sealed`.
     pub fn seal(&self, name: &str, release: &str) -> PathBuf {
-        let out = self.path().join(format!("{name}.sealed"));
         let product = format!("com.example.{name}");
-        let input = sample(name);
-        self.sealsdk_ok(&[
-            "seal",
-            input.to_str().expect("utf-8"),
-            "--product",
-            &product,
-            "--release",
-            release,
-            "-o",
-            out.to_str().expect("utf-8"),
-        ]);
+        self.seal_module(&sample(name), &product, release, &format!("{name}.sealed"), &[])
+    }
+
+    /// Seals any `module` as `product` `release` with extra `sealsdk seal`
+    /// flags into `<world>/<file>`.
+    pub fn seal_module(&self, module: &Path, product: &str, release: &str, file: &str, extra: &[&str]) -> PathBuf {
+        let out = self.path().join(file);
+        let mut args = vec!["seal", module.to_str().expect("utf-8"), "--product", product, "--release", release];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", out.to_str().expect("utf-8")]);
+        self.sealsdk_ok(&args);
         out
     }
 
@@ -189,10 +188,15 @@ impl World {
     /// Issues a license for sample `name` to `device` with extra flags,
     /// into `<world>/<file>`.
     pub fn license(&self, name: &str, device: &Device, file: &str, extra: &[&str]) -> PathBuf {
+        self.license_product(&format!("com.example.{name}"), device, file, extra)
+    }
+
+    /// Issues a license for `product` to `device` with extra flags, into
+    /// `<world>/<file>`.
+    pub fn license_product(&self, product: &str, device: &Device, file: &str, extra: &[&str]) -> PathBuf {
         let out = self.path().join(file);
-        let product = format!("com.example.{name}");
         let code = device.code();
-        let mut args = vec!["license", "issue", "--product", &product, "--device", &code, "--licensee", "Test User"];
+        let mut args = vec!["license", "issue", "--product", product, "--device", &code, "--licensee", "Test User"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["-o", out.to_str().expect("utf-8")]);
         self.sealsdk_ok(&args);

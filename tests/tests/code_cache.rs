@@ -240,24 +240,8 @@ fn large_entries_load_through_a_memfd() {
     let dev = world.device("a");
     let module = world.path().join("big.wasm");
     sealrun_tests::write_data_module(&module, 8 << 20);
-    let package = world.path().join("big.sealed");
-    let (m, p) = (module.to_str().unwrap(), package.to_str().unwrap());
-    world.sealsdk_ok(&["seal", m, "--product", "com.example.big", "--release", "1.0.0", "-o", p]);
-    let code = dev.code();
-    let lic = world.path().join("big.license");
-    let l = lic.to_str().unwrap();
-    world.sealsdk_ok(&[
-        "license",
-        "issue",
-        "--product",
-        "com.example.big",
-        "--device",
-        &code,
-        "--licensee",
-        "T",
-        "-o",
-        l,
-    ]);
+    let package = world.seal_module(&module, "com.example.big", "1.0.0", "big.sealed", &[]);
+    world.license_product("com.example.big", &dev, "big.license", &[]);
     let run = || {
         let out = dev.sealrun(&dev.root).env("SEALRUN_LOG", "sealrun=debug").arg(&package).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -13,31 +13,8 @@ fn a_large_package_runs_and_damage_is_refused() {
     let a = world.device("a");
     let input = world.path().join("big.wasm");
     write_data_module(&input, DATA_LEN);
-    let package = world.path().join("big.sealed");
-    world.sealsdk_ok(&[
-        "seal",
-        input.to_str().unwrap(),
-        "--product",
-        "com.example.big",
-        "--release",
-        "1.0.0",
-        "-o",
-        package.to_str().unwrap(),
-    ]);
-    let code = a.code();
-    let lic = world.path().join("big.license");
-    world.sealsdk_ok(&[
-        "license",
-        "issue",
-        "--product",
-        "com.example.big",
-        "--device",
-        &code,
-        "--licensee",
-        "T",
-        "-o",
-        lic.to_str().unwrap(),
-    ]);
+    let package = world.seal_module(&input, "com.example.big", "1.0.0", "big.sealed", &[]);
+    let lic = world.license_product("com.example.big", &a, "big.license", &[]);
     let run = |pkg: &std::path::Path| {
         a.sealrun(world.path()).arg("run").arg("--license").arg(&lic).arg(pkg).output().unwrap()
     };

@@ -34,21 +34,8 @@ fn sealrun_ok(dev: &Device, args: &[&str]) -> String {
 
 fn precompiled_hello(world: &World) -> (Device, PathBuf) {
     let dev = world.device("a");
-    let package = world.path().join("hello.sealed");
-    let input = sample("hello");
-    let out = world.sealsdk_ok(&[
-        "seal",
-        input.to_str().unwrap(),
-        "--product",
-        "com.example.hello",
-        "--release",
-        "1.0.0",
-        "--precompile",
-        "x86_64-linux",
-        "-o",
-        package.to_str().unwrap(),
-    ]);
-    assert!(stdout(&out).starts_with("sealed com.example.hello 1.0.0"), "{}", stdout(&out));
+    let extra = ["--precompile", "x86_64-linux"];
+    let package = world.seal_module(&sample("hello"), "com.example.hello", "1.0.0", "hello.sealed", &extra);
     world.license("hello", &dev, "hello.license", &[]);
     (dev, package)
 }

@@ -323,25 +323,8 @@ impl App {
     }
 
     fn large(world: &World, dev: &Device, module: &Path, args: &[String]) -> App {
-        let package = world.path().join("large.sealed");
-        let m = module.to_str().expect("utf-8 path");
-        let p = package.to_str().expect("utf-8 path");
-        world.sealsdk_ok(&["seal", m, "--product", "com.example.large", "--release", "1.0.0", "-o", p]);
-        let code = dev.code();
-        let lic = world.path().join("large.license");
-        let l = lic.to_str().expect("utf-8 path");
-        world.sealsdk_ok(&[
-            "license",
-            "issue",
-            "--product",
-            "com.example.large",
-            "--device",
-            &code,
-            "--licensee",
-            "Bench",
-            "-o",
-            l,
-        ]);
+        let package = world.seal_module(module, "com.example.large", "1.0.0", "large.sealed", &[]);
+        world.license_product("com.example.large", dev, "large.license", &[]);
         let name = module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let aot_package = seal_aot(world, module, "com.example.large");
         App { name, package, aot_package, module: module.to_owned(), args: args.to_vec(), dirs: vec![] }
@@ -403,11 +386,7 @@ impl App {
 /// precompiled for this machine (the vendor AOT path).
 fn seal_aot(world: &World, module: &Path, product: &str) -> PathBuf {
     let target = sealrun::native::host_target().expect("a known target");
-    let out = world.path().join(format!("{product}.aot.sealed"));
-    let m = module.to_str().expect("utf-8 path");
-    let o = out.to_str().expect("utf-8 path");
-    world.sealsdk_ok(&["seal", m, "--product", product, "--release", "1.0.0", "--precompile", target, "-o", o]);
-    out
+    world.seal_module(module, product, "1.0.0", &format!("{product}.aot.sealed"), &["--precompile", target])
 }
 
 #[derive(Clone, Copy)]
@@ -415,6 +394,21 @@ enum Wasmtime<'a> {
     NoCache,
     Cache,
     Precompiled(&'a Path),
+}
+
+/// Times two commands `runs` times each, alternating, so drift in the
+/// machine's speed (other load, thermal, a noisy VM neighbour) hits both.
+fn time_pair(runs: usize, mut a: impl FnMut() -> Command, mut b: impl FnMut() -> Command) -> (Stat, Stat) {
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for (cmd, times) in [(&mut a as &mut dyn FnMut() -> Command, &mut ta), (&mut b, &mut tb)] {
+            let mut c = cmd();
+            let s = Instant::now();
+            run_quiet(&mut c);
+            times.push(s.elapsed());
+        }
+    }
+    (Stat::of(ta), Stat::of(tb))
 }
 
 fn time(runs: usize, mut cmd: impl FnMut() -> Command) -> Stat {
@@ -439,8 +433,8 @@ fn launches(o: &Opts, world: &World, dev: &Device) {
         let size = format!("{:.1} MB", app.size() as f64 / 1e6);
         let small = app.size() < 20_000_000;
         let cold = o.cold_runs.max(1);
-        let s_cold = time(cold, || app.sealrun(dev, &["--no-cache"]));
-        let w_cold = time(cold, || app.wasmtime(dev, Wasmtime::NoCache));
+        let (s_cold, w_cold) =
+            time_pair(cold, || app.sealrun(dev, &["--no-cache"]), || app.wasmtime(dev, Wasmtime::NoCache));
         let ratio = s_cold.ratio(&w_cold);
         println!(
             "| {} | {size} | cold | {} | {} | {ratio:.2}x | <= 1.05x {} |",
@@ -452,8 +446,7 @@ fn launches(o: &Opts, world: &World, dev: &Device) {
         // Prime both caches, then measure warm launches.
         run_quiet(&mut app.sealrun(dev, &[]));
         run_quiet(&mut app.wasmtime(dev, Wasmtime::Cache));
-        let s_warm = time(o.runs, || app.sealrun(dev, &[]));
-        let w_warm = time(o.runs, || app.wasmtime(dev, Wasmtime::Cache));
+        let (s_warm, w_warm) = time_pair(o.runs, || app.sealrun(dev, &[]), || app.wasmtime(dev, Wasmtime::Cache));
         let (target, ok) = if small {
             let extra = s_warm.median.as_secs_f64() * 1e3 - w_warm.median.as_secs_f64() * 1e3;
             (format!("<= wasmtime + 5 ms ({extra:+.1} ms)"), extra <= 5.0)
@@ -499,9 +492,8 @@ fn compute(o: &Opts, world: &World, dev: &Device) {
     let app = App::sample(world, dev, "compute", &["3000000", "6000"]);
     run_quiet(&mut app.sealrun(dev, &[]));
     run_quiet(&mut app.wasmtime(dev, Wasmtime::Cache));
-    let runs = o.runs.clamp(1, 7);
-    let s = time(runs, || app.sealrun(dev, &[]));
-    let w = time(runs, || app.wasmtime(dev, Wasmtime::Cache));
+    let runs = o.runs.clamp(1, 11);
+    let (s, w) = time_pair(runs, || app.sealrun(dev, &[]), || app.wasmtime(dev, Wasmtime::Cache));
     println!("## Compute-bound guest (`compute 3000000 6000`), warm, median of {runs} runs\n");
     println!("| sealrun | wasmtime run | ratio | target |");
     println!("|---|---|---|---|");
