@@ -35,6 +35,7 @@ pub struct Opened {
     /// The license.
     pub license: License,
     map: memmap2::Mmap,
+    header: Vec<u8>,
     key: ContentKey,
 }
 
@@ -117,12 +118,25 @@ pub fn open(package: &Path, license: Option<&Path>, device: &Device, now: UnixTi
     let manifest = pkg.manifest().clone();
     let (license_path, license) = select_license(package, license, &manifest, device, now)?;
     let key = license.unwrap_key(&manifest.key_id, &device.secret).map_err(LaunchError::bad_file(&license_path))?;
-    Ok(Opened { path: package.to_owned(), manifest, license_path, license, map, key })
+    let header = pkg.header().as_bytes().to_vec();
+    Ok(Opened { path: package.to_owned(), manifest, license_path, license, map, header, key })
 }
 
 impl Opened {
-    fn package(&self) -> Package<'_> {
-        Package::parse(&self.map).expect("parsed when opened, and the map is immutable")
+    /// The package, parsed again from the map. The file may have been
+    /// rewritten since it was opened: a header that differs from the one the
+    /// license was checked against is refused, so every later check is about
+    /// the same package.
+    fn package(&self) -> Result<Package<'_>, sealrun_format::Error> {
+        let pkg = Package::parse(&self.map)?;
+        if pkg.header().as_bytes() != self.header.as_slice() {
+            return Err(sealrun_format::Error::Malformed {
+                artifact: sealrun_format::Artifact::Package,
+                field: "header",
+                problem: "changed while the package was being read",
+            });
+        }
+        Ok(pkg)
     }
 
     /// Verifies the package signature and decrypts the module into locked
@@ -137,7 +151,7 @@ impl Opened {
             1
         };
         self.package()
-            .decrypt_into_parallel(&self.key, &mut module, threads)
+            .and_then(|p| p.decrypt_into_parallel(&self.key, &mut module, threads))
             .map_err(LaunchError::bad_file(&self.path))?;
         Ok(module)
     }
@@ -162,7 +176,8 @@ impl Opened {
         };
         // The entry id names this exact package (header and signature); its
         // key needs the content key and this device's secret.
-        let (id, key) = cache::entry_for(&self.package().identity(), &engine, &self.key, device);
+        let identity = self.package().map_err(LaunchError::bad_file(&self.path))?.identity();
+        let (id, key) = cache::entry_for(&identity, &engine, &self.key, device);
         let label = format!("{} {} ({})", self.manifest.product, self.manifest.release, self.manifest.display_name);
         if let Some(c) = cache
             && c.entry_path(&id).is_file()
@@ -172,7 +187,7 @@ impl Opened {
             // even though the cached code is intact. The signature check runs
             // on its own thread while the entry is decrypted.
             let (lookup, verified) = std::thread::scope(|s| {
-                let verify = s.spawn(|| self.package().verify_signature());
+                let verify = s.spawn(|| self.package().and_then(|p| p.verify_signature()));
                 let lookup = c.load(&engine, &id, &key);
                 (lookup, verify.join().unwrap_or(Err(sealrun_format::Error::DecryptionFailed)))
             });
@@ -244,7 +259,7 @@ impl Opened {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let mut failure = None;
         let fill = |buf: &mut [u8]| {
-            self.package().decrypt_native_into(&self.key, index, buf, threads).map_err(|e| {
+            self.package().and_then(|p| p.decrypt_native_into(&self.key, index, buf, threads)).map_err(|e| {
                 let message = e.to_string();
                 failure = Some(e);
                 message
@@ -343,5 +358,73 @@ fn rank(e: &LaunchError) -> u8 {
         LaunchError::WrongDevice { .. } => 2,
         LaunchError::BadFile { .. } => 1,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealrun_format::device::DeviceSecret;
+    use sealrun_format::license::{LicenseSigner, Terms, issue};
+    use sealrun_format::package::{PackageSpec, seal_to_vec};
+    use sealrun_format::release::ReleaseRange;
+    use sealrun_format::{Release, VendorSigningKey};
+
+    /// A package rewritten in place between the license check and the
+    /// decryption (same length, another header) is refused, not decrypted
+    /// under the header the license was never checked against.
+    #[test]
+    fn header_changed_after_open_is_refused() {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = VendorSigningKey::generate(&mut rng);
+        let content = ContentKey::generate(&mut rng);
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let spec = |name: &str| PackageSpec {
+            product: "com.example.app".into(),
+            release: Release::new(1, 0, 0),
+            display_name: name.into(),
+            capabilities: vec![],
+            chunk_size_log2: 12,
+            plaintext_len: module.len() as u64,
+        };
+        let first = seal_to_vec(spec("App A"), &module, &content, &vendor, &mut rng).unwrap();
+        let second = seal_to_vec(spec("App B"), &module, &content, &vendor, &mut rng).unwrap();
+        assert_eq!(first.len(), second.len());
+        let secret = DeviceSecret::from_bytes(&[3; 32]);
+        let code = secret.device_code(b"machine");
+        let device = Device { secret, code, key_file: dir.path().join("device.key") };
+        let terms = Terms {
+            license_id: [0; 16],
+            vendor_key: vendor.public(),
+            product: "com.example.app".into(),
+            releases: ReleaseRange { min: Release::new(1, 0, 0), max: None },
+            licensee: "T".into(),
+            issued_at: 1,
+            not_before: 1,
+            expires: None,
+            features: vec![],
+            binding: Binding::Device(code),
+        };
+        let license =
+            issue(terms, &[(Release::new(1, 0, 0), &content)], &LicenseSigner::Vendor(&vendor), &mut rng).unwrap();
+        let (pkg, lic) = (dir.path().join("app.sealed"), dir.path().join("app.license"));
+        std::fs::write(&pkg, &first).unwrap();
+        std::fs::write(&lic, &license).unwrap();
+        let opened = open(&pkg, Some(&lic), &device, 100).unwrap();
+        assert_eq!(&opened.decrypt().unwrap()[..], &module[..], "control: the package opens");
+        // Rewritten in place (the map sees it), same length.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&pkg)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &second))
+            .unwrap();
+        match opened.decrypt() {
+            Err(LaunchError::BadFile { source, .. }) => {
+                assert!(source.to_string().contains("changed while the package was being read"), "{source}")
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("a package changed after its license check was decrypted"),
+        }
     }
 }
