@@ -153,7 +153,19 @@ impl Opened {
         self.package()
             .and_then(|p| p.decrypt_into_parallel(&self.key, &mut module, threads))
             .map_err(LaunchError::bad_file(&self.path))?;
+        self.release_map_pages();
         Ok(module)
+    }
+
+    /// Drops the package's pages from this process's memory once they have
+    /// been read: the plaintext copy is what the compile needs, and holding
+    /// both would count the module twice in the launcher's peak memory.
+    #[allow(unsafe_code)]
+    fn release_map_pages(&self) {
+        // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops
+        // this process's view of the pages; a later read faults them back in
+        // from the file, with the same contents. Failure is harmless.
+        let _ = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
     }
 
     /// The module, ready to run: from the cache when a valid entry is there
