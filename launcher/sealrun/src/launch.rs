@@ -222,7 +222,7 @@ impl Opened {
             None => {
                 let plaintext = self.decrypt()?;
                 let mut compiled = None;
-                ui.compiling(&self.manifest.display_name, plaintext.len() as u64, &mut || {
+                ui.compiling(&self.manifest.display_name, plaintext.len() as u64, cache.is_some(), &mut || {
                     compiled = Some(runner::compile(&engine, &plaintext));
                 });
                 // The plaintext is not needed once compiled: zero and release it now.

@@ -15,8 +15,9 @@ pub trait Ui: Sync {
     /// cache entry it rebuilds).
     fn warn(&self, message: &str);
     /// Runs `compile`, telling the user what is going on if it takes longer
-    /// than [`COMPILE_NOTICE_AFTER`].
-    fn compiling(&self, what: &str, module_len: u64, compile: &mut dyn FnMut());
+    /// than [`COMPILE_NOTICE_AFTER`]; `cached` says whether the result will
+    /// be kept for later launches.
+    fn compiling(&self, what: &str, module_len: u64, cached: bool, compile: &mut dyn FnMut());
 }
 
 /// Reports on stderr: a spinner with the elapsed time on a terminal, two
@@ -29,19 +30,34 @@ impl Ui for Stderr {
         eprintln!("sealrun: warning: {message}");
     }
 
-    fn compiling(&self, what: &str, module_len: u64, compile: &mut dyn FnMut()) {
+    fn compiling(&self, what: &str, module_len: u64, cached: bool, compile: &mut dyn FnMut()) {
         let tty = std::io::stderr().is_terminal();
-        report_compile(&mut std::io::stderr(), tty, what, module_len, compile);
+        report_compile(&mut std::io::stderr(), tty, what, module_len, cached, compile);
     }
 }
 
 /// Runs `compile` and, once it has taken [`COMPILE_NOTICE_AFTER`], says so
 /// on `out`: as a spinner if `tty`, else as a line, and a closing line with
 /// the time taken. A quick compile writes nothing.
-pub fn report_compile(out: &mut (dyn Write + Send), tty: bool, what: &str, module_len: u64, compile: &mut dyn FnMut()) {
+pub fn report_compile(
+    out: &mut (dyn Write + Send),
+    tty: bool,
+    what: &str,
+    module_len: u64,
+    cached: bool,
+    compile: &mut dyn FnMut(),
+) {
     let started = Instant::now();
     let (done, wait) = mpsc::channel::<()>();
     let message = format!("compiling {what} for this device ({})", human_bytes(module_len));
+    let (first, last) = if cached {
+        (
+            "; this happens once, later launches start from the encrypted cache",
+            "; later launches start from the encrypted cache",
+        )
+    } else {
+        (" (the compiled-code cache is off for this launch)", "")
+    };
     let shown = std::thread::scope(|s| {
         let out = &mut *out;
         let reporter = s.spawn(move || {
@@ -49,10 +65,7 @@ pub fn report_compile(out: &mut (dyn Write + Send), tty: bool, what: &str, modul
                 return (false, out);
             }
             if !tty {
-                let _ = writeln!(
-                    out,
-                    "sealrun: {message}; this happens once, later launches start from the encrypted cache"
-                );
+                let _ = writeln!(out, "sealrun: {message}{first}");
                 let _ = wait.recv();
                 return (true, out);
             }
@@ -71,11 +84,7 @@ pub fn report_compile(out: &mut (dyn Write + Send), tty: bool, what: &str, modul
         reporter.join().ok()
     });
     if let Some((true, out)) = shown {
-        let _ = writeln!(
-            out,
-            "sealrun: compiled {what} in {:.1} s; later launches start from the encrypted cache",
-            started.elapsed().as_secs_f64()
-        );
+        let _ = writeln!(out, "sealrun: compiled {what} in {:.1} s{last}", started.elapsed().as_secs_f64());
     }
 }
 
@@ -99,7 +108,7 @@ mod tests {
     fn a_long_compile_is_announced_and_a_short_one_is_not() {
         let mut out = Vec::new();
         let mut ran = false;
-        report_compile(&mut out, false, "Big App", 69_300_000, &mut || {
+        report_compile(&mut out, false, "Big App", 69_300_000, true, &mut || {
             std::thread::sleep(COMPILE_NOTICE_AFTER + Duration::from_millis(300));
             ran = true;
         });
@@ -111,8 +120,18 @@ mod tests {
         assert!(lines[1].starts_with("sealrun: compiled Big App in 1."), "{text}");
 
         let mut out = Vec::new();
-        report_compile(&mut out, false, "Small App", 1000, &mut || {});
+        report_compile(&mut out, false, "Small App", 1000, true, &mut || {});
         assert!(out.is_empty());
+
+        let mut out = Vec::new();
+        report_compile(&mut out, false, "Big App", 1 << 20, false, &mut || {
+            std::thread::sleep(COMPILE_NOTICE_AFTER + Duration::from_millis(300));
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("sealrun: compiling Big App for this device (1.0 MiB) (the compiled-code cache is off")
+        );
+        assert!(!text.contains("later launches"), "{text}");
     }
 
     #[test]
