@@ -19,7 +19,7 @@ use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::cursor::{Cursor, PutExt};
+use crate::cursor::{Cursor, PutExt, check_exact_len};
 use crate::device::DeviceSecret;
 use crate::keys::ContentKey;
 use crate::limits::{MAX_CACHE_LABEL_LEN, MAX_COMPILED_CODE_LEN};
@@ -100,13 +100,7 @@ impl EntryHeader {
     /// Parses the header at the start of `input` (which may hold more).
     pub fn parse_prefix(input: &[u8]) -> Result<EntryHeader> {
         let mut c = Cursor::new(input, A);
-        if input.len() < 8 || c.array::<8>()? != CACHE_ENTRY_MAGIC {
-            return Err(Error::NotSealrun(A));
-        }
-        let version = c.u16()?;
-        if version != CACHE_ENTRY_VERSION {
-            return Err(Error::UnsupportedVersion { artifact: A, found: version, supported: CACHE_ENTRY_VERSION });
-        }
+        c.magic_and_version(&CACHE_ENTRY_MAGIC, CACHE_ENTRY_VERSION)?;
         if c.u8()? != CACHE_CHUNK_SIZE_LOG2 {
             return Err(c.malformed("chunk size", "is not the one entries use"));
         }
@@ -132,14 +126,7 @@ impl EntryHeader {
 
     /// Checks that a file of `file_len` bytes is exactly this entry.
     pub fn check_len(&self, file_len: u64) -> Result<()> {
-        let total = self.entry_len();
-        if file_len < total {
-            return Err(Error::Truncated { artifact: A, needed: total, available: file_len });
-        }
-        if file_len > total {
-            return Err(Error::TrailingData { artifact: A, extra: file_len - total });
-        }
-        Ok(())
+        check_exact_len(A, self.entry_len(), file_len)
     }
 
     /// Authenticates and decrypts the body into `out` (exactly

@@ -90,6 +90,20 @@ impl<'a> Cursor<'a> {
         core::str::from_utf8(raw).map_err(|_| self.malformed(field, "is not valid UTF-8"))
     }
 
+    /// Reads the 8 magic bytes and the u16 format version every artifact
+    /// starts with: other magic (or too short for it) is `NotSealrun`, another
+    /// version `UnsupportedVersion`.
+    pub(crate) fn magic_and_version(&mut self, magic: &[u8; 8], version: u16) -> Result<()> {
+        if self.remaining() < 8 || self.array::<8>()? != *magic {
+            return Err(Error::NotSealrun(self.artifact));
+        }
+        let found = self.u16()?;
+        if found != version {
+            return Err(Error::UnsupportedVersion { artifact: self.artifact, found, supported: version });
+        }
+        Ok(())
+    }
+
     /// Fails unless the whole input has been consumed.
     pub(crate) fn finish(self) -> Result<()> {
         match self.remaining() {
@@ -97,6 +111,18 @@ impl<'a> Cursor<'a> {
             extra => Err(Error::TrailingData { artifact: self.artifact, extra: extra as u64 }),
         }
     }
+}
+
+/// Checks that an input of `have` bytes is exactly the `total` bytes its
+/// header announces: shorter is truncation, longer is trailing data.
+pub(crate) fn check_exact_len(artifact: Artifact, total: u64, have: u64) -> Result<()> {
+    if have < total {
+        return Err(Error::Truncated { artifact, needed: total, available: have });
+    }
+    if have > total {
+        return Err(Error::TrailingData { artifact, extra: have - total });
+    }
+    Ok(())
 }
 
 /// Appends big-endian fields to a byte vector.

@@ -158,13 +158,7 @@ impl License {
     /// Parses a license strictly. No signature is checked yet.
     pub fn parse(input: &[u8]) -> Result<License> {
         let mut c = Cursor::new(input, A);
-        if input.len() < 8 || c.array::<8>()? != LICENSE_MAGIC {
-            return Err(Error::NotSealrun(A));
-        }
-        let version = c.u16()?;
-        if version != LICENSE_VERSION {
-            return Err(Error::UnsupportedVersion { artifact: A, found: version, supported: LICENSE_VERSION });
-        }
+        c.magic_and_version(&LICENSE_MAGIC, LICENSE_VERSION)?;
         let len = c.u32()?;
         if len > MAX_LICENSE_BODY_LEN {
             return Err(c.malformed("body length", "is larger than allowed"));

@@ -15,7 +15,7 @@
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 
-use crate::cursor::{Cursor, PutExt};
+use crate::cursor::{Cursor, PutExt, check_exact_len};
 use crate::keys::{ContentKey, KeyId, SIGNATURE_LEN, VendorPublicKey, VendorSigningKey};
 use crate::limits::*;
 use crate::stream::{self, ChunkLayout, ChunkOpener, NONCE_PREFIX_LEN, StreamSealer};
@@ -380,13 +380,7 @@ impl Header {
     /// Parses the header at the start of `input` (which may hold more).
     pub fn parse_prefix(input: &[u8]) -> Result<Header> {
         let mut c = Cursor::new(input, A);
-        if input.len() < 8 || c.array::<8>()? != PACKAGE_MAGIC {
-            return Err(Error::NotSealrun(A));
-        }
-        let version = c.u16()?;
-        if version != PACKAGE_VERSION {
-            return Err(Error::UnsupportedVersion { artifact: A, found: version, supported: PACKAGE_VERSION });
-        }
+        c.magic_and_version(&PACKAGE_MAGIC, PACKAGE_VERSION)?;
         let len = c.u32()?;
         if len > MAX_MANIFEST_LEN {
             return Err(c.malformed("manifest length", "is larger than allowed"));
@@ -458,14 +452,7 @@ impl<'a> Package<'a> {
     /// No cryptographic check is made yet.
     pub fn parse(input: &'a [u8]) -> Result<Package<'a>> {
         let header = Header::parse_prefix(input)?;
-        let total = header.package_len();
-        let have = input.len() as u64;
-        if have < total {
-            return Err(Error::Truncated { artifact: A, needed: total, available: have });
-        }
-        if have > total {
-            return Err(Error::TrailingData { artifact: A, extra: have - total });
-        }
+        check_exact_len(A, header.package_len(), input.len() as u64)?;
         let start = header.as_bytes().len();
         let native_at = start + header.manifest.layout().ciphertext_len() as usize;
         let sig_at = input.len() - SIGNATURE_LEN;
