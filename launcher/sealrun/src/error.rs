@@ -39,6 +39,10 @@ pub mod exit {
     pub const GUEST_START: u8 = 212;
     /// The app ran past its `--timeout`.
     pub const TIMED_OUT: u8 = 213;
+    /// The licensing server refused (bad or used-up code, …).
+    pub const SERVER_REFUSED: u8 = 214;
+    /// The licensing server could not be reached.
+    pub const SERVER_UNREACHABLE: u8 = 215;
     /// Interrupted by SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// Terminated by SIGTERM (128 + 15).
@@ -126,6 +130,25 @@ pub enum LaunchError {
         /// The signal number.
         signal: i32,
     },
+    /// The licensing server refused a request.
+    ServerRefused {
+        /// HTTP status.
+        status: u16,
+        /// The server's message (it names the problem and the next step).
+        detail: String,
+    },
+    /// The licensing server could not be reached.
+    ServerUnreachable {
+        /// The server.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// `deactivate` found no activation to give back.
+    NothingToDeactivate {
+        /// Product id.
+        product: String,
+    },
 }
 
 impl LaunchError {
@@ -152,6 +175,9 @@ impl LaunchError {
             LaunchError::TimedOut { .. } => exit::TIMED_OUT,
             LaunchError::Interrupted { signal } if *signal == libc::SIGTERM => exit::TERMINATED,
             LaunchError::Interrupted { .. } => exit::INTERRUPTED,
+            LaunchError::ServerRefused { .. } => exit::SERVER_REFUSED,
+            LaunchError::ServerUnreachable { .. } => exit::SERVER_UNREACHABLE,
+            LaunchError::NothingToDeactivate { .. } => exit::NO_LICENSE,
         }
     }
 
@@ -249,6 +275,18 @@ impl fmt::Display for LaunchError {
                 let name = if *signal == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" };
                 write!(f, "the app was stopped by {name}.")
             }
+            LaunchError::ServerRefused { status, detail } => {
+                write!(f, "the licensing server refused: {detail} (HTTP {status})")
+            }
+            LaunchError::ServerUnreachable { url, reason } => write!(
+                f,
+                "cannot reach the licensing server {url}: {reason}\nCheck the address and your network connection, then try again."
+            ),
+            LaunchError::NothingToDeactivate { product } => write!(
+                f,
+                "no license for {product} on this device came from an activation code, so there is nothing to give back.\n\
+                 (Licenses installed from a file are moved by the vendor: ask them.)"
+            ),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod hardening;
 pub mod launch;
 pub mod native;
+pub mod online;
 pub mod paths;
 pub mod runner;
 pub mod secure_buf;

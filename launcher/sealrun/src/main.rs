@@ -12,7 +12,7 @@ use sealrun::native::TrustPolicy;
 use sealrun::package_hints;
 use sealrun::runner::{self, DirGrant, GuestConfig};
 use sealrun::ui::{Stderr, human_bytes};
-use sealrun::{LaunchError, device, doctor, store};
+use sealrun::{LaunchError, device, doctor, online, store};
 use sealrun_format::VendorPublicKey;
 
 #[derive(Parser)]
@@ -37,6 +37,30 @@ enum Command {
     /// Manage installed licenses
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Get a license for this device with an activation code
+    Activate {
+        /// The activation code from the vendor
+        code: String,
+        /// The vendor's licensing server, e.g. https://licenses.example
+        #[arg(long, env = online::SERVER_ENV, value_name = "URL")]
+        server: Option<String>,
+    },
+    /// Download an app and its license in one step: sealrun install URL --code CODE
+    Install {
+        /// The product's address, e.g. https://licenses.example/products/com.acme.tool
+        url: String,
+        /// The activation code from the vendor
+        #[arg(long)]
+        code: String,
+        /// Folder for the package [default: $XDG_DATA_HOME/sealrun/apps]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Give this device's activation back, so the license can move to another device
+    Deactivate {
+        /// The app's package (*.sealed)
+        package: PathBuf,
+    },
     /// Compile an app ahead of time into the encrypted cache (e.g. from an installer)
     Prepare {
         /// The package (*.sealed)
@@ -119,7 +143,8 @@ enum LicenseCommand {
     List,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "id", "license", "prepare", "cache", "trust", "doctor", "help"];
+const SUBCOMMANDS: &[&str] =
+    &["run", "id", "license", "activate", "install", "deactivate", "prepare", "cache", "trust", "doctor", "help"];
 
 /// `sealrun tool.sealed …` means `sealrun run tool.sealed …`.
 fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -178,6 +203,41 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             for p in all {
                 println!("{}", p.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Activate { code, server } => {
+            let server = server.ok_or_else(|| {
+                LaunchError::Usage(
+                    "which licensing server? Pass --server URL (the vendor tells you), or set SEALRUN_SERVER".into(),
+                )
+            })?;
+            let d = device::load_or_create()?;
+            let (dest, l) = online::activate(&server, &code, &d)?;
+            println!(
+                "activated: license {} for {} {} installed as {}",
+                l.terms.license_id_hex(),
+                l.terms.product,
+                l.terms.releases,
+                dest.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Install { url, code, dir } => {
+            use std::io::IsTerminal;
+            let d = device::load_or_create()?;
+            let dir = dir.unwrap_or_else(online::apps_dir);
+            let i = online::install(&url, &code, &dir, &d, std::io::stderr().is_terminal())?;
+            println!("installed {} {} as {}", i.name, i.release, i.package.display());
+            println!("license: {}", i.license.display());
+            println!("run it with: sealrun {}", i.package.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deactivate { package } => {
+            let d = device::load_or_create()?;
+            let n = online::deactivate(&package, &d)?;
+            println!(
+                "gave back {n} activation(s); the license was removed from this device and can be activated on another"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Prepare { package, license } => prepare(&package, license.as_deref()),

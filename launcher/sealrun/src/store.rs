@@ -13,7 +13,13 @@ use crate::paths;
 /// is bound to this device. Returns where it was stored.
 pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchError> {
     let bytes = read_license_file(file)?;
-    let license = License::parse(&bytes).map_err(LaunchError::bad_file(file))?;
+    add_bytes(&bytes, file, device)
+}
+
+/// Installs license bytes (named `origin` in messages) into the store.
+pub fn add_bytes(bytes: &[u8], origin: &Path, device: &Device) -> Result<(PathBuf, License), LaunchError> {
+    let file = origin;
+    let license = License::parse(bytes).map_err(LaunchError::bad_file(file))?;
     let Binding::Device(licensed) = license.terms.binding;
     if licensed != device.code {
         return Err(LaunchError::WrongDevice { path: file.to_owned(), licensed, this: device.code });
@@ -23,7 +29,7 @@ pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchErr
     fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
     let dest = dir.join(format!("{}.license", license.terms.license_id_hex()));
     let tmp = dir.join(format!(".{}.tmp", license.terms.license_id_hex()));
-    fs::write(&tmp, &bytes).map_err(LaunchError::io("cannot write", &tmp))?;
+    fs::write(&tmp, bytes).map_err(LaunchError::io("cannot write", &tmp))?;
     fs::rename(&tmp, &dest).map_err(LaunchError::io("cannot write", &dest))?;
     Ok((dest, license))
 }

@@ -134,4 +134,12 @@ pub enum Error {
     /// The license has expired.
     #[error("the license expired at {0} (Unix time)")]
     Expired(crate::UnixTime),
+    /// A ledger's hash chain does not verify.
+    #[error("the ledger is broken at entry {seq}: it {problem}")]
+    LedgerBroken {
+        /// The first entry that does not check out.
+        seq: u64,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }

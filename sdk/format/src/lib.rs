@@ -1,6 +1,7 @@
 //! Sealrun file formats: packages (`*.sealed`), licenses (`*.license`),
 //! device codes, content-key wrapping, the STREAM chunk cipher and the
-//! launcher's compiled-code cache entries.
+//! launcher's compiled-code cache entries, and the licensing server's
+//! billing ledger.
 //!
 //! Everything here is pure: it parses from byte slices and writes into
 //! buffers or `Write`rs handed in by the caller, and never touches files or
@@ -15,6 +16,7 @@ mod cursor;
 pub mod device;
 mod error;
 pub mod keys;
+pub mod ledger;
 pub mod license;
 pub mod limits;
 pub mod package;

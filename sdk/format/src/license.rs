@@ -51,6 +51,36 @@ fn cert_message(vendor: &VendorPublicKey, issuer: &VendorPublicKey, not_after: U
     m
 }
 
+/// Length of an encoded [`IssuerCert`]: key, expiry, signature.
+pub const ISSUER_CERT_LEN: usize = 32 + 8 + SIGNATURE_LEN;
+
+impl IssuerCert {
+    /// Checks that `vendor` made this certificate.
+    pub fn verify(&self, vendor: &VendorPublicKey) -> Result<()> {
+        vendor.verify(&cert_message(vendor, &self.issuer_key, self.not_after), &self.signature, A)
+    }
+
+    /// The certificate as bytes: issuing key, `not_after` (u64 BE), signature.
+    pub fn to_bytes(&self) -> [u8; ISSUER_CERT_LEN] {
+        let mut out = [0u8; ISSUER_CERT_LEN];
+        out[..32].copy_from_slice(&self.issuer_key.0);
+        out[32..40].copy_from_slice(&self.not_after.to_be_bytes());
+        out[40..].copy_from_slice(&self.signature);
+        out
+    }
+
+    /// Reads [`IssuerCert::to_bytes`] output (no signature check).
+    pub fn from_bytes(b: &[u8; ISSUER_CERT_LEN]) -> IssuerCert {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&b[..32]);
+        let mut na = [0u8; 8];
+        na.copy_from_slice(&b[32..40]);
+        let mut signature = [0u8; SIGNATURE_LEN];
+        signature.copy_from_slice(&b[40..]);
+        IssuerCert { issuer_key: VendorPublicKey(key), not_after: u64::from_be_bytes(na), signature }
+    }
+}
+
 /// Certifies `issuer` to sign licenses for `vendor` until `not_after`.
 pub fn certify_issuer(vendor: &VendorSigningKey, issuer: VendorPublicKey, not_after: UnixTime) -> IssuerCert {
     let signature = vendor.sign(&cert_message(&vendor.public(), &issuer, not_after));

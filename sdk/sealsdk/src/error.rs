@@ -71,13 +71,38 @@ pub enum SdkError {
         /// Why.
         reason: String,
     },
+    /// The licensing server refused a request; its message says why.
+    #[error("the server refused: {detail} (HTTP {status}, {code})")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The problem's machine-readable code.
+        code: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// The licensing server could not be reached or answered nonsense.
+    #[error("cannot talk to the server at {url}: {reason}")]
+    Unreachable {
+        /// The server URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// No server URL or token was given.
+    #[error("{0}")]
+    ServerSetup(&'static str),
+    /// A ledger export or invoice does not check out.
+    #[error("{0}")]
+    LedgerMismatch(String),
     /// A date could not be parsed.
     #[error("invalid date {0:?}: use YYYY-MM-DD (UTC) or an RFC 3339 time such as 2027-12-31T18:00:00Z")]
     BadDate(String),
 }
 
 impl SdkError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SdkError {
+    /// An I/O error on `path` while doing `action` ("cannot read", ...).
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SdkError {
         let path = path.into();
         move |source| SdkError::Io { action, path, source }
     }

@@ -2,12 +2,15 @@
 //! issuing licenses, and inspecting and verifying both. The `sealsdk` binary
 //! is a thin command-line front end over this library.
 
+pub mod client;
 pub mod dates;
 mod error;
 pub mod inspect;
 pub mod issue;
 pub mod keystore;
+pub mod ledger;
 pub mod seal;
+pub mod server;
 pub mod verify;
 
 pub use error::SdkError;

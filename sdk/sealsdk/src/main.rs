@@ -9,12 +9,13 @@ use sealrun_format::device::DeviceCode;
 use sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2;
 use sealrun_format::package::Capability;
 use sealrun_format::{Error as FormatError, Release};
+use sealrun_sdk::client::{self, Client};
 use sealrun_sdk::dates::{self, DayEdge};
 use sealrun_sdk::inspect::{self, Artifact};
 use sealrun_sdk::issue::{self, IssueOptions};
 use sealrun_sdk::keystore::{self, Keystore};
 use sealrun_sdk::seal::{self, SealOptions};
-use sealrun_sdk::{SdkError, verify};
+use sealrun_sdk::{SdkError, ledger, server, verify};
 
 /// Exit codes; the README documents them.
 mod exit {
@@ -23,6 +24,7 @@ mod exit {
     pub(crate) const BAD_INPUT: u8 = 3;
     pub(crate) const KEYSTORE: u8 = 4;
     pub(crate) const WRITE_FAILED: u8 = 5;
+    pub(crate) const SERVER: u8 = 6;
 }
 
 #[derive(Parser)]
@@ -52,6 +54,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Work with a licensing server (URL in --server or SEALSDK_SERVER, token in SEALSDK_TOKEN)
+    Server(ServerArgs),
+    /// Check an invoice against your ledger export
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Check a package's signature, and a license against it
     Verify {
         /// The package
@@ -87,9 +94,163 @@ struct SealArgs {
     /// Chunk size in KiB (a power of two from 4 to 16384)
     #[arg(long, default_value_t = 1 << (DEFAULT_CHUNK_SIZE_LOG2 - 10), value_name = "KIB")]
     chunk_kib: u32,
+    /// Seal with the content key a licensing server keeps for this release, and upload the package to it
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// With --server: do not upload the package
+    #[arg(long, requires = "server")]
+    no_upload: bool,
     /// Also ship native code precompiled for TARGET, e.g. x86_64-linux (repeatable; used only where users trust your key with native code)
     #[arg(long, value_name = "TARGET")]
     precompile: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check that an invoice matches your ledger export line by line
+    Verify {
+        /// The ledger export (`sealsdk server ledger -o FILE`)
+        #[arg(long)]
+        ledger: PathBuf,
+        /// The invoice, as JSON (`sealsdk server invoice PERIOD -o FILE`)
+        #[arg(long)]
+        invoice: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The server, e.g. https://licenses.example
+    #[arg(long, env = client::SERVER_ENV, value_name = "URL")]
+    server: Option<String>,
+    /// File holding your vendor token [default: the SEALSDK_TOKEN variable]
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: ServerCommand,
+}
+
+#[derive(Subcommand)]
+enum ServerCommand {
+    /// Certify the server's issuing key with your vendor key, so it can issue licenses for you
+    Certify {
+        /// Days the certificate is valid
+        #[arg(long, default_value_t = server::DEFAULT_CERT_DAYS)]
+        days: u64,
+    },
+    /// Show your vendor account
+    Whoami,
+    /// Manage products
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Issue, list, revoke and export licenses
+    #[command(subcommand)]
+    License(ServerLicenseCommand),
+    /// Make, list and revoke activation codes
+    #[command(subcommand)]
+    Code(CodeCommand),
+    /// Export your ledger (JSON lines)
+    Ledger {
+        /// Write to this file instead of stdout
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Your invoice for a month
+    Invoice {
+        /// Month, YYYY-MM
+        period: String,
+        /// json, csv or html
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Write to this file instead of stdout
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProductCommand {
+    /// Create a product
+    Create {
+        /// Product id, e.g. com.acme.tool
+        product: String,
+        /// Name for people
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List your products and their releases
+    List,
+}
+
+#[derive(Subcommand)]
+enum ServerLicenseCommand {
+    /// Issue a license for a device code (signed by the server's certified issuing key)
+    Issue(IssueArgs),
+    /// List licenses
+    List {
+        /// Only this product
+        #[arg(long)]
+        product: Option<String>,
+    },
+    /// Revoke a license (by id)
+    Revoke {
+        /// License id (hex)
+        license_id: String,
+    },
+    /// Export every license (json lines or csv)
+    Export {
+        /// json or csv
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Write to this file instead of stdout
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CodeCommand {
+    /// Make activation codes to sell (printed once, one per line)
+    Create {
+        /// Product id
+        #[arg(long)]
+        product: String,
+        /// Releases the licenses cover [default: every release]
+        #[arg(long)]
+        releases: Option<String>,
+        /// Licensee written into each license
+        #[arg(long)]
+        licensee: Option<String>,
+        /// Enable a feature (repeatable)
+        #[arg(long = "feature")]
+        features: Vec<String>,
+        /// Licenses expire this many days after activation [default: never]
+        #[arg(long)]
+        license_days: Option<i64>,
+        /// Devices that may use one code at once
+        #[arg(long, default_value_t = 1)]
+        max_activations: i64,
+        /// Times an activation may move to another device
+        #[arg(long, default_value_t = 3)]
+        transfer_limit: i64,
+        /// Last day the code can be redeemed, YYYY-MM-DD [default: never]
+        #[arg(long)]
+        expires: Option<String>,
+        /// How many codes
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// List codes (the codes themselves are not stored, only their last characters)
+    List {
+        /// Only this product
+        #[arg(long)]
+        product: Option<String>,
+    },
+    /// Revoke a code by id
+    Revoke {
+        /// The code's id (from `code list`)
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +309,9 @@ fn exit_code(e: &SdkError) -> u8 {
             exit::WRITE_FAILED
         }
         SdkError::Format { source, .. } if is_verification_failure(source) => exit::VERIFY_FAILED,
+        SdkError::LedgerMismatch(_) => exit::VERIFY_FAILED,
+        SdkError::Server { .. } => exit::SERVER,
+        SdkError::Unreachable { .. } => exit::SERVER,
         _ => exit::BAD_INPUT,
     }
 }
@@ -184,6 +348,20 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
                 (Artifact::License(l), true) => format!("{:#}\n", inspect::license_json(&l)),
             };
             print!("{out}");
+        }
+        Command::Server(a) => server_cmd(a, ks)?,
+        Command::Ledger(LedgerCommand::Verify { ledger, invoice }) => {
+            let l = std::fs::read_to_string(&ledger).map_err(SdkError::io("cannot read", &ledger))?;
+            let i = std::fs::read_to_string(&invoice).map_err(SdkError::io("cannot read", &invoice))?;
+            let v = ledger::verify(&l, &i)?;
+            println!(
+                "invoice {} OK: total {}.{:02} {} matches the ledger ({} entries, chain verified)",
+                v.period,
+                v.total / 100,
+                v.total % 100,
+                v.currency,
+                v.entries
+            );
         }
         Command::Verify { package, license } => {
             let report = verify::verify(&package, license.as_deref(), dates::now())?;
@@ -224,7 +402,7 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
         capabilities.push(Capability::Dir { writable, guest });
     }
     capabilities.extend(a.request_env.into_iter().map(Capability::Env));
-    let output = a.output.unwrap_or_else(|| a.input.with_extension("sealed"));
+    let output = a.output.clone().unwrap_or_else(|| a.input.with_extension("sealed"));
     let opts = SealOptions {
         product: a.product,
         release: a.release,
@@ -234,7 +412,24 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
         progress: true,
         precompile: a.precompile,
     };
-    let report = seal::seal_file(ks, &a.input, &output, &opts)?;
+    let report = match &a.server {
+        Some(url) => {
+            let c = Client::new(url, token(None)?)?;
+            let s = server::seal_with_server(&c, ks, &a.input, &output, &opts, !a.no_upload)?;
+            println!(
+                "content key for {} {}: {} on {}",
+                opts.product,
+                opts.release,
+                if s.new_key { "made" } else { "reused" },
+                c.base()
+            );
+            if s.uploaded {
+                println!("package uploaded; customers can install it with an activation code");
+            }
+            s.report
+        }
+        None => seal::seal_file(ks, &a.input, &output, &opts)?,
+    };
     let m = &report.header.manifest;
     let secs = report.encrypt_time.as_secs_f64();
     println!(
@@ -273,5 +468,190 @@ fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
         device,
         a.output.display()
     );
+    Ok(())
+}
+
+fn token(file: Option<&std::path::Path>) -> Result<zeroize::Zeroizing<String>, SdkError> {
+    if let Some(f) = file {
+        let t = zeroize::Zeroizing::new(std::fs::read_to_string(f).map_err(SdkError::io("cannot read", f))?);
+        return Ok(zeroize::Zeroizing::new(t.trim().to_owned()));
+    }
+    match std::env::var(client::TOKEN_ENV) {
+        Ok(t) if !t.trim().is_empty() => Ok(zeroize::Zeroizing::new(t.trim().to_owned())),
+        _ => Err(SdkError::ServerSetup(
+            "no vendor token: set SEALSDK_TOKEN or pass --token-file (the operator gives you the token)",
+        )),
+    }
+}
+
+fn write_out(output: Option<&std::path::Path>, text: &str) -> Result<(), SdkError> {
+    match output {
+        Some(p) => std::fs::write(p, text).map_err(SdkError::io("cannot write", p)),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
+    use serde_json::{Value, json};
+    let url = a.server.ok_or(SdkError::ServerSetup("no server: pass --server URL or set SEALSDK_SERVER"))?;
+    let c = Client::new(&url, token(a.token_file.as_deref())?)?;
+    match a.command {
+        ServerCommand::Certify { days } => {
+            let not_after = dates::now() + days * 86_400;
+            let issuer = server::certify(&c, ks, not_after)?;
+            println!(
+                "certified the server's issuing key {} until {}; it can now issue licenses for your vendor key {}",
+                issuer.short_id(),
+                dates::format(not_after),
+                ks.vendor_public()?.short_id()
+            );
+        }
+        ServerCommand::Whoami => {
+            let v: Value = c.get("/v1/vendor")?;
+            println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        }
+        ServerCommand::Product(ProductCommand::Create { product, name }) => {
+            let _: Value = c.send("POST", "/v1/products", &json!({ "product": product, "name": name }), None)?;
+            println!("product {product} created");
+        }
+        ServerCommand::Product(ProductCommand::List) => {
+            let v: Vec<Value> = c.get("/v1/products")?;
+            for p in v {
+                let releases: Vec<String> = p["releases"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let pkg = if r["package_sha256"].is_string() { "" } else { " (no package)" };
+                        format!("{}{pkg}", r["release"].as_str().unwrap_or("?"))
+                    })
+                    .collect();
+                println!(
+                    "{}\t{}\t{}",
+                    p["product"].as_str().unwrap_or("?"),
+                    p["name"].as_str().unwrap_or(""),
+                    releases.join(", ")
+                );
+            }
+        }
+        ServerCommand::License(ServerLicenseCommand::Issue(i)) => {
+            let device: DeviceCode = i.device.parse()?;
+            let body = json!({
+                "product": i.product,
+                "device": device.to_string(),
+                "licensee": i.licensee,
+                "releases": i.releases,
+                "not_before": i.not_before.as_deref().map(|s| dates::parse(s, DayEdge::Start)).transpose()?,
+                "expires": i.expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
+                "features": i.features,
+            });
+            let lic: Value = c.send("POST", "/v1/licenses", &body, Some(&client::request_key()))?;
+            use base64::Engine;
+            let bytes =
+                base64::engine::general_purpose::STANDARD.decode(lic["license"].as_str().unwrap_or_default()).map_err(
+                    |_| SdkError::Unreachable { url: c.base().into(), reason: "the license is not base64".into() },
+                )?;
+            let parsed = sealrun_format::license::License::parse(&bytes).map_err(|e| SdkError::Unreachable {
+                url: c.base().into(),
+                reason: format!("the server sent a bad license: {e}"),
+            })?;
+            issue::write_license(&i.output, &bytes)?;
+            println!(
+                "issued license {} for {} ({}) to device {}; wrote {}",
+                parsed.terms.license_id_hex(),
+                parsed.terms.product,
+                parsed.terms.releases,
+                device,
+                i.output.display()
+            );
+        }
+        ServerCommand::License(ServerLicenseCommand::List { product }) => {
+            let mut after = 0i64;
+            loop {
+                let q = match &product {
+                    Some(p) => format!("/v1/licenses?after={after}&product={p}"),
+                    None => format!("/v1/licenses?after={after}"),
+                };
+                let page: Value = c.get(&q)?;
+                for l in page["licenses"].as_array().into_iter().flatten() {
+                    let state = if l["revoked_at"].is_null() { "active" } else { "revoked" };
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        l["license_id"].as_str().unwrap_or("?"),
+                        l["product"].as_str().unwrap_or("?"),
+                        l["releases"].as_str().unwrap_or("?"),
+                        l["licensee"].as_str().unwrap_or(""),
+                        state
+                    );
+                }
+                match page["next"].as_i64() {
+                    Some(n) => after = n,
+                    None => break,
+                }
+            }
+        }
+        ServerCommand::License(ServerLicenseCommand::Revoke { license_id }) => {
+            let _: Value = c.send("POST", &format!("/v1/licenses/{license_id}/revoke"), &json!({}), None)?;
+            println!("license {license_id} revoked");
+        }
+        ServerCommand::License(ServerLicenseCommand::Export { format, output }) => {
+            write_out(output.as_deref(), &c.get_text(&format!("/v1/licenses/export?format={format}"))?)?;
+        }
+        ServerCommand::Code(CodeCommand::Create {
+            product,
+            releases,
+            licensee,
+            features,
+            license_days,
+            max_activations,
+            transfer_limit,
+            expires,
+            count,
+        }) => {
+            let body = json!({
+                "product": product,
+                "releases": releases,
+                "licensee": licensee,
+                "features": features,
+                "license_days": license_days,
+                "max_activations": max_activations,
+                "transfer_limit": transfer_limit,
+                "expires_at": expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
+                "count": count,
+            });
+            let r: Value = c.send("POST", "/v1/codes", &body, None)?;
+            for code in r["codes"].as_array().into_iter().flatten() {
+                println!("{}", code["code"].as_str().unwrap_or("?"));
+            }
+        }
+        ServerCommand::Code(CodeCommand::List { product }) => {
+            let q = product.map_or_else(|| "/v1/codes".to_owned(), |p| format!("/v1/codes?product={p}"));
+            let r: Value = c.get(&q)?;
+            for code in r["codes"].as_array().into_iter().flatten() {
+                let state = if code["revoked_at"].is_null() { "" } else { " revoked" };
+                println!(
+                    "{}\t…{}\t{}\t{}/{} used\t{}/{} transfers{state}",
+                    code["id"],
+                    code["hint"].as_str().unwrap_or("?"),
+                    code["product"].as_str().unwrap_or("?"),
+                    code["used"],
+                    code["max_activations"],
+                    code["transfers"],
+                    code["transfer_limit"]
+                );
+            }
+        }
+        ServerCommand::Code(CodeCommand::Revoke { id }) => {
+            let _: Value = c.send("POST", &format!("/v1/codes/{id}/revoke"), &json!({}), None)?;
+            println!("code {id} revoked");
+        }
+        ServerCommand::Ledger { output } => write_out(output.as_deref(), &c.get_text("/v1/ledger")?)?,
+        ServerCommand::Invoice { period, format, output } => {
+            write_out(output.as_deref(), &c.get_text(&format!("/v1/invoices/{period}?format={format}"))?)?;
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,136 @@
+//! The service every front end (the HTTP API, the operator CLI) calls: the
+//! database, the master key and the package store, with the shared helpers
+//! of the operation modules.
+use std::path::PathBuf;
+
+use sqlx::{AnyConnection, Row};
+
+use crate::db::Db;
+use crate::secrets::MasterKey;
+use crate::{ServerError, now};
+
+/// The licensing service.
+pub struct Service {
+    /// The database.
+    pub db: Db,
+    pub(crate) master: MasterKey,
+    /// Where uploaded packages live, named by their SHA-256.
+    pub(crate) packages: PathBuf,
+    /// Largest package upload accepted.
+    pub(crate) max_package_len: u64,
+}
+
+/// The `meta` row holding the master key's check value.
+const META_MASTER_CHECK: &str = "master_key_check";
+
+impl Service {
+    /// Opens the service over an initialised database, checking that
+    /// `master` is the key the database was set up with.
+    pub async fn open(
+        db: Db,
+        master: MasterKey,
+        packages: PathBuf,
+        max_package_len: u64,
+    ) -> Result<Service, ServerError> {
+        db.check_schema().await?;
+        let stored: Option<String> = sqlx::query("SELECT value FROM meta WHERE name = $1")
+            .bind(META_MASTER_CHECK)
+            .fetch_optional(db.pool())
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        if stored.as_deref() != Some(master.check_value().as_str()) {
+            return Err(ServerError::WrongMasterKey);
+        }
+        std::fs::create_dir_all(&packages).map_err(|source| ServerError::Io {
+            action: "cannot create the package directory",
+            path: packages.clone(),
+            source,
+        })?;
+        Ok(Service { db, master, packages, max_package_len })
+    }
+
+    /// Creates the schema in an empty database, records the master key's
+    /// check value and makes the first admin token, which is returned (it is
+    /// stored only as a hash).
+    pub async fn initialise(db: &Db, master: &MasterKey) -> Result<zeroize::Zeroizing<String>, ServerError> {
+        if db.schema_version().await? != 0 {
+            return Err(ServerError::AlreadyInitialised);
+        }
+        db.migrate().await?;
+        let token = crate::secrets::new_token(ADMIN_TOKEN_PREFIX);
+        let mut tx = db.write().await?;
+        sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2)")
+            .bind(META_MASTER_CHECK)
+            .bind(master.check_value())
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("INSERT INTO admin_tokens (token_hash, created_at) VALUES ($1, $2)")
+            .bind(crate::secrets::token_hash(&token))
+            .bind(now())
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Makes another admin token (the operator lost theirs, or rotates it).
+    pub async fn new_admin_token(&self) -> Result<zeroize::Zeroizing<String>, ServerError> {
+        let token = crate::secrets::new_token(ADMIN_TOKEN_PREFIX);
+        sqlx::query("INSERT INTO admin_tokens (token_hash, created_at) VALUES ($1, $2)")
+            .bind(crate::secrets::token_hash(&token))
+            .bind(now())
+            .execute(self.db.pool())
+            .await?;
+        Ok(token)
+    }
+
+    /// Checks an operator token.
+    pub async fn authenticate_admin(&self, token: &str) -> Result<(), ServerError> {
+        let found = sqlx::query("SELECT id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(crate::secrets::token_hash(token))
+            .fetch_optional(self.db.pool())
+            .await?;
+        found.map(|_| ()).ok_or(ServerError::Unauthorized)
+    }
+
+    /// Checks a vendor token; returns the vendor's row id.
+    pub async fn authenticate_vendor(&self, token: &str) -> Result<i64, ServerError> {
+        if !token.starts_with(VENDOR_TOKEN_PREFIX) {
+            return Err(ServerError::Unauthorized);
+        }
+        let row = sqlx::query("SELECT vendor_id FROM vendor_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(crate::secrets::token_hash(token))
+            .fetch_optional(self.db.pool())
+            .await?;
+        match row {
+            Some(r) => Ok(r.try_get(0)?),
+            None => Err(ServerError::Unauthorized),
+        }
+    }
+}
+
+/// Operator tokens start with this, so a leaked one is recognisable (and
+/// secret scanners can match it).
+pub const ADMIN_TOKEN_PREFIX: &str = "sra_";
+/// Vendor tokens start with this.
+pub const VENDOR_TOKEN_PREFIX: &str = "srv_";
+
+/// Reads an optional i64 column.
+pub(crate) fn opt_i64(r: &sqlx::any::AnyRow, col: &str) -> Result<Option<i64>, ServerError> {
+    Ok(r.try_get::<Option<i64>, _>(col)?)
+}
+
+/// Reads a blob column into a fixed array.
+pub(crate) fn blob<const N: usize>(r: &sqlx::any::AnyRow, col: &str) -> Result<[u8; N], ServerError> {
+    let v: Vec<u8> = r.try_get(col)?;
+    v.try_into().map_err(|_| ServerError::SecretUnreadable)
+}
+
+/// Unix seconds as u64 for the formats (the clock is after 1970).
+pub(crate) fn unix(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
+}
+
+/// Type of a connection the operation helpers take.
+pub(crate) type Conn = AnyConnection;
