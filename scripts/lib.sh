@@ -20,3 +20,44 @@ ensure_wasmtime_cli() {
     step "installing the wasmtime CLI $WASMTIME_VERSION (once; takes several minutes)"
     cargo install --locked --quiet wasmtime-cli --version "$WASMTIME_VERSION"
 }
+
+# Starts a throwaway PostgreSQL server for the tests (installing Debian's
+# postgresql package if missing) and exports SEALRUN_TEST_POSTGRES. It runs
+# from a temporary directory on a free port and is stopped on exit.
+start_test_postgres() {
+    local bin
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+        step "installing PostgreSQL (Debian package postgresql)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+        bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    fi
+    PG_DIR="$(mktemp -d /tmp/sealrun-pg.XXXXXX)"
+    local port
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    # PostgreSQL refuses to run as root: use its own user then.
+    local as=()
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+        chown postgres "$PG_DIR"
+        as=(runuser -u postgres --)
+    fi
+    "${as[@]}" "$bin/initdb" -D "$PG_DIR/data" -A trust -U postgres --no-sync >/dev/null
+    "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+        -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    export SEALRUN_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
+    export SEALRUN_REQUIRE_POSTGRES=1
+    PG_STOP=("${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -m immediate stop)
+    trap 'stop_test_postgres' EXIT
+    step "PostgreSQL for the tests on port $port"
+}
+
+stop_test_postgres() {
+    if [ -n "${PG_DIR:-}" ]; then
+        "${PG_STOP[@]}" >/dev/null 2>&1 || true
+        rm -rf "$PG_DIR"
+    fi
+}

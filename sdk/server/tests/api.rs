@@ -1,0 +1,387 @@
+//! The API in process (router + `oneshot`), each test against SQLite and
+//! PostgreSQL: the licensing flow, tenant isolation, bad input, retries and
+//! races.
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+use common::*;
+use sealrun_format::ledger::verify_chain;
+use sealrun_format::license::License;
+use sealrun_format::package::Package;
+
+fn license_of(v: &Value) -> License {
+    License::parse(&B64.decode(v["license"].as_str().unwrap()).unwrap()).unwrap()
+}
+
+both_backends!(licensing_flow, |env: Env| async move {
+    let acme = vendor(&env, "acme").await;
+    let package = product_with_package(&env, &acme, "com.acme.tool", "1.0.0").await;
+    let pkg = Package::parse(&package).unwrap();
+
+    // The same release keeps its key: 200 with created = false.
+    let (s, again) = call(&env.app, "POST", "/v1/products/com.acme.tool/releases", Some(&acme.token), Some(json!({"release": "1.0.0"}))).await;
+    assert_eq!((s, again["created"].as_bool()), (StatusCode::OK, Some(false)));
+    assert_eq!(again["key_id"].as_str().unwrap(), hex::encode(pkg.manifest().key_id.0));
+
+    // A vendor license, retried with the same idempotency key: one license, one ledger entry.
+    let (secret, dev) = device(1);
+    let req = || {
+        Request::builder()
+            .method("POST")
+            .uri("/v1/licenses")
+            .header("authorization", format!("Bearer {}", acme.token))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "order-4711")
+            .body(Body::from(json!({"product": "com.acme.tool", "device": dev, "licensee": "Jo"}).to_string()))
+            .unwrap()
+    };
+    let (s1, _, first, _) = call_raw(&env.app, req()).await;
+    let (s2, _, second, _) = call_raw(&env.app, req()).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::OK), "{first} {second}");
+    assert_eq!(first["license"], second["license"]);
+    assert_eq!(ledger_len(&env, &acme.token).await, 1);
+
+    // The license is signed by the certified issuing key and opens on the device.
+    let lic = license_of(&first);
+    lic.verify_signature(&acme.key.public()).unwrap();
+    lic.check_covers(pkg.manifest(), sealrun_server::now() as u64).unwrap();
+    lic.unwrap_key(&pkg.manifest().key_id, &secret).unwrap();
+
+    // An activation code for one device, three transfers.
+    let (_, code) = create_code(&env, &acme, json!({"product": "com.acme.tool", "features": ["pro"], "license_days": 30})).await;
+    let (_, dev_b) = device(2);
+    let (_, dev_c) = device(3);
+    let (s, a1) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev_b}))).await;
+    assert_eq!(s, StatusCode::OK, "{a1}");
+    assert_eq!(a1["created"], true);
+    let l1 = license_of(&a1);
+    assert_eq!(l1.terms.features, vec!["pro".to_owned()]);
+    assert!(l1.terms.expires.is_some());
+    // Repeat from the same device (code typed in lower case without dashes): the same license.
+    let typed = code.replace('-', "").to_lowercase();
+    let (s, a2) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": typed, "device": dev_b}))).await;
+    assert_eq!((s, a2["created"].as_bool()), (StatusCode::OK, Some(false)));
+    assert_eq!(a1["license"], a2["license"]);
+    // Another device: the code is in use.
+    let (s, p) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev_c}))).await;
+    assert_eq!((s, p["code"].as_str()), (StatusCode::CONFLICT, Some("code_exhausted")));
+    // Give it back, then the other device gets it.
+    let (s, d) = call(
+        &env.app,
+        "POST",
+        "/v1/deactivate",
+        None,
+        Some(json!({"code": code, "device": dev_b, "license_id": a1["license_id"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!((d["used"].as_i64(), d["transfers_left"].as_i64()), (Some(0), Some(2)));
+    let (s, a3) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev_c}))).await;
+    assert_eq!((s, a3["created"].as_bool()), (StatusCode::OK, Some(true)));
+
+    // Provision: the package, with the license, resumable.
+    let dl = |range: Option<&str>| {
+        let mut b = Request::builder()
+            .uri("/v1/products/com.acme.tool/package")
+            .header("sealrun-code", code.as_str())
+            .header("sealrun-device", dev_c.as_str());
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let resp = tower::ServiceExt::oneshot(env.app.clone(), dl(None)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    let lic_hdr = resp.headers()["sealrun-license"].to_str().unwrap().to_owned();
+    assert_eq!(lic_hdr, a3["license"].as_str().unwrap(), "provision returns the device's existing license");
+    let whole = axum::body::to_bytes(resp.into_body(), 1 << 30).await.unwrap();
+    assert_eq!(&whole[..], &package[..]);
+    let resp = tower::ServiceExt::oneshot(env.app.clone(), dl(Some("bytes=100-"))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(resp.headers()["content-range"].to_str().unwrap(), format!("bytes 100-{}/{}", package.len() - 1, package.len()));
+    let tail = axum::body::to_bytes(resp.into_body(), 1 << 30).await.unwrap();
+    assert_eq!(&tail[..], &package[100..]);
+    let (s, _, _, h) = call_raw(&env.app, dl(Some(&format!("bytes={}-", package.len())))).await;
+    assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(h["content-range"].to_str().unwrap(), format!("bytes */{}", package.len()));
+
+    // The ledger: 1 issue + 2 activations + 1 deactivation, chained.
+    let (_, text_ledger) = text(&env.app, "/v1/ledger", &acme.token).await;
+    let kinds: Vec<String> = text_ledger.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(kinds, ["license_issued", "activation", "deactivation", "activation"]);
+    let entries = sealrun_sdk_free_parse(&text_ledger);
+    verify_chain(&entries).unwrap();
+
+    // Billing: 1.50 per license, one free, 2.00 for this product.
+    let (s, _) = call(
+        &env.app,
+        "PUT",
+        "/v1/admin/vendors/acme/plan",
+        Some(&env.admin),
+        Some(json!({"currency": "EUR", "license_fee": 150, "seat_fee": 0, "free_licenses": 1, "product_fees": {"com.acme.tool": 200}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let period = sealrun_server::billing::period_of(sealrun_server::now());
+    let (s, inv) = call(&env.app, "GET", &format!("/v1/invoices/{period}"), Some(&acme.token), None).await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    assert_eq!(inv["lines"][0]["licenses"], 3);
+    assert_eq!(inv["lines"][0]["free"], 1);
+    assert_eq!(inv["total"], 400);
+    assert_eq!(inv["ledger_seq"], 4);
+    let (s, csv) = text(&env.app, &format!("/v1/admin/vendors/acme/invoices/{period}?format=csv"), &env.admin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(csv.contains(&format!("acme,{period},EUR,com.acme.tool,3,1,2.00,0,0.00,4.00")), "{csv}");
+    let (s, html) = text(&env.app, &format!("/v1/invoices/{period}?format=html"), &acme.token).await;
+    assert!(s.is_success() && html.contains("<td>com.acme.tool</td>"), "{html}");
+
+    // Revoking a license goes into the ledger too.
+    let (s, _) = call(&env.app, "POST", &format!("/v1/licenses/{}/revoke", first["license_id"].as_str().unwrap()), Some(&acme.token), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(ledger_len(&env, &acme.token).await, 5);
+});
+
+/// The export parsed with the format crate's types only (the SDK's parser
+/// is tested in its own crate).
+fn sealrun_sdk_free_parse(text: &str) -> Vec<sealrun_format::ledger::LedgerEntry> {
+    use sealrun_format::ledger::{EntryFields, EntryKind, LedgerEntry};
+    let arr = |v: &Value| -> Vec<u8> { hex::decode(v.as_str().unwrap()).unwrap() };
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            LedgerEntry {
+                fields: EntryFields {
+                    seq: v["seq"].as_u64().unwrap(),
+                    at: v["at"].as_u64().unwrap(),
+                    kind: EntryKind::from_name(v["kind"].as_str().unwrap()).unwrap(),
+                    product: v["product"].as_str().unwrap().into(),
+                    license_id: arr(&v["license_id"]).try_into().unwrap(),
+                    device: arr(&v["device"]).try_into().unwrap(),
+                    seats: v["seats"].as_u64().unwrap() as u32,
+                },
+                prev_hash: arr(&v["prev_hash"]).try_into().unwrap(),
+                hash: arr(&v["hash"]).try_into().unwrap(),
+            }
+        })
+        .collect()
+}
+
+both_backends!(tenant_isolation, |env: Env| async move {
+    let a = vendor(&env, "vendor-a").await;
+    let b = vendor(&env, "vendor-b").await;
+    let _ = product_with_package(&env, &a, "com.a.app", "1.0.0").await;
+    let (_, dev) = device(1);
+    let (s, lic) = call(&env.app, "POST", "/v1/licenses", Some(&a.token), Some(json!({"product": "com.a.app", "device": dev, "licensee": "X"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let lid = lic["license_id"].as_str().unwrap().to_owned();
+    let (code_id, _) = create_code(&env, &a, json!({"product": "com.a.app"})).await;
+    let before = ledger_len(&env, &a.token).await;
+    let (s, _) = call(&env.app, "POST", "/v1/products", Some(&b.token), Some(json!({"product": "com.b.app"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let package_b = sealed_package(&env, &b, "com.b.app", "1.0.0").await;
+
+    // Every vendor endpoint, with B's token, against A's objects.
+    let denied: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", "/v1/products/com.a.app".into(), None),
+        ("POST", "/v1/products/com.a.app/releases".into(), Some(json!({"release": "1.0.0"}))),
+        ("POST", "/v1/products/com.a.app/releases".into(), Some(json!({"release": "2.0.0"}))),
+        ("POST", "/v1/licenses".into(), Some(json!({"product": "com.a.app", "device": dev, "licensee": "X"}))),
+        ("POST", format!("/v1/licenses/{lid}/revoke"), None),
+        ("POST", "/v1/codes".into(), Some(json!({"product": "com.a.app"}))),
+        ("POST", format!("/v1/codes/{code_id}/revoke"), None),
+    ];
+    for (m, uri, body) in denied {
+        let (s, p) = call(&env.app, m, &uri, Some(&b.token), body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{m} {uri}: {p}");
+    }
+    let (s, _) = upload(&env, &b.token, "com.a.app", "1.0.0", package_b).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Lists show only B's own (nothing).
+    for uri in ["/v1/products", "/v1/licenses", "/v1/codes", "/v1/licenses/export", "/v1/ledger"] {
+        let (s, t) = text(&env.app, uri, &b.token).await;
+        assert_eq!(s, StatusCode::OK, "{uri}");
+        assert!(!t.contains("com.a.app") && !t.contains(&lid), "{uri} leaks A's data: {t}");
+    }
+    let period = sealrun_server::billing::period_of(sealrun_server::now());
+    let (_, inv) = call(&env.app, "GET", &format!("/v1/invoices/{period}"), Some(&b.token), None).await;
+    assert_eq!((inv["vendor"].as_str(), inv["total"].as_u64()), (Some("vendor-b"), Some(0)));
+    // B cannot revoke A's token, nor use admin endpoints.
+    let (s, _) = call(&env.app, "POST", "/v1/tokens/revoke", Some(&b.token), Some(json!({"token": a.token}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    for (m, uri) in [("GET", "/v1/admin/vendors"), ("GET", "/v1/admin/vendors/vendor-a/plan"), ("GET", &format!("/v1/admin/vendors/vendor-a/invoices/{period}") as &str)] {
+        let (s, _) = call(&env.app, m, uri, Some(&b.token), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    // A's state is untouched.
+    assert_eq!(ledger_len(&env, &a.token).await, before);
+    let (_, codes) = call(&env.app, "GET", "/v1/codes", Some(&a.token), None).await;
+    assert!(codes["codes"][0]["revoked_at"].is_null());
+    let (_, lics) = call(&env.app, "GET", "/v1/licenses", Some(&a.token), None).await;
+    assert!(lics["licenses"][0]["revoked_at"].is_null());
+    let (_, p) = call(&env.app, "GET", "/v1/products/com.a.app", Some(&a.token), None).await;
+    assert_eq!(p["releases"].as_array().unwrap().len(), 1, "B made no release of A's product");
+});
+
+both_backends!(bad_input_is_refused_and_changes_nothing, |env: Env| async move {
+    let v = vendor(&env, "acme").await;
+    let _ = product_with_package(&env, &v, "com.acme.tool", "1.0.0").await;
+    let (_, dev) = device(1);
+    let (_, code) = create_code(&env, &v, json!({"product": "com.acme.tool"})).await;
+    let (_, used_code) = create_code(&env, &v, json!({"product": "com.acme.tool"})).await;
+    let (s, _) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": used_code, "device": dev}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (old_id, old_code) = create_code(&env, &v, json!({"product": "com.acme.tool", "expires_at": sealrun_server::now() + 3600})).await;
+    sqlx::query("UPDATE codes SET expires_at = 1 WHERE id = $1").bind(old_id).execute(env.state.svc.db.pool()).await.unwrap();
+    let (rev_id, rev_code) = create_code(&env, &v, json!({"product": "com.acme.tool"})).await;
+    let (s, _) = call(&env.app, "POST", &format!("/v1/codes/{rev_id}/revoke"), Some(&v.token), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let ledger_before = ledger_len(&env, &v.token).await;
+    let (_, lic_before) = text(&env.app, "/v1/licenses/export", &v.token).await;
+    let (_, dev2) = device(2);
+
+    let raw = |method: &str, uri: &str, ct: Option<&str>, body: Vec<u8>| {
+        let mut b = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {}", v.token));
+        if let Some(ct) = ct {
+            b = b.header("content-type", ct);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (raw("POST", "/v1/licenses", Some("application/json"), b"{not json".to_vec()), StatusCode::BAD_REQUEST, "bad_json"),
+        (raw("POST", "/v1/licenses", Some("application/json"), b"{\"product\":\"com.acme.tool\"}".to_vec()), StatusCode::UNPROCESSABLE_ENTITY, "bad_json"),
+        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "colour": "red"}).to_string().into_bytes()), StatusCode::UNPROCESSABLE_ENTITY, "bad_json"),
+        (raw("POST", "/v1/licenses", None, b"{}".to_vec()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_json"),
+        (raw("POST", "/v1/licenses", Some("application/json"), vec![b' '; 200_000]), StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.nope.x", "device": dev, "licensee": "x"}).to_string().into_bytes()), StatusCode::NOT_FOUND, "not_found"),
+        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.acme.tool", "device": "SR1-NOPE", "licensee": "x"}).to_string().into_bytes()), StatusCode::BAD_REQUEST, "invalid"),
+        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "releases": "2.0.0..1.0.0"}).to_string().into_bytes()), StatusCode::BAD_REQUEST, "invalid"),
+        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "releases": "9.0.0.."}).to_string().into_bytes()), StatusCode::CONFLICT, "no_release"),
+        (raw("GET", "/v1/invoices/2026-13", None, vec![]), StatusCode::BAD_REQUEST, "invalid"),
+        (raw("POST", "/v1/codes", Some("application/json"), json!({"product": "com.acme.tool", "max_activations": 0}).to_string().into_bytes()), StatusCode::BAD_REQUEST, "invalid"),
+        (raw("GET", "/v1/no/such/thing", None, vec![]), StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (req, status, code_str) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (s, ct, p, _) = call_raw(&env.app, req).await;
+        assert_eq!((s, p["code"].as_str()), (status, Some(code_str)), "{what}: {p}");
+        assert_eq!(ct, "application/problem+json", "{what}");
+    }
+    // End-user calls.
+    let act = |c: &str, d: &str| json!({"code": c, "device": d});
+    for (body, status, c) in [
+        (act("AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", &dev2), StatusCode::NOT_FOUND, "code_unknown"),
+        (act("not a code", &dev2), StatusCode::NOT_FOUND, "code_unknown"),
+        (act(&old_code, &dev2), StatusCode::GONE, "code_expired"),
+        (act(&rev_code, &dev2), StatusCode::GONE, "code_revoked"),
+        (act(&used_code, &dev2), StatusCode::CONFLICT, "code_exhausted"),
+        (act(&code, "SR1-garbage"), StatusCode::BAD_REQUEST, "invalid"),
+    ] {
+        let (s, p) = call(&env.app, "POST", "/v1/activate", None, Some(body.clone())).await;
+        assert_eq!((s, p["code"].as_str()), (status, Some(c)), "{body}: {p}");
+    }
+    let (s, p) = call(&env.app, "POST", "/v1/deactivate", None, Some(json!({"code": code, "device": dev2, "license_id": "00".repeat(16)}))).await;
+    assert_eq!((s, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_activated")));
+    // Tokens.
+    for token in [None, Some("srv_wrong"), Some(env.admin.as_str()), Some("")] {
+        let (s, _) = call(&env.app, "GET", "/v1/products", token, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+    let (s, _) = call(&env.app, "POST", "/v1/admin/vendors", Some(&v.token), Some(json!({"name": "evil"}))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Nothing changed.
+    assert_eq!(ledger_len(&env, &v.token).await, ledger_before);
+    let (_, lic_after) = text(&env.app, "/v1/licenses/export", &v.token).await;
+    assert_eq!(lic_before, lic_after);
+});
+
+both_backends!(concurrent_activations_stay_within_the_limit, |env: Env| async move {
+    let v = vendor(&env, "acme").await;
+    let _ = product_with_package(&env, &v, "com.acme.tool", "1.0.0").await;
+    let (_, code) = create_code(&env, &v, json!({"product": "com.acme.tool", "max_activations": 5})).await;
+    // 20 devices race for 5 activations; one device asks 5 times at once.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (app, code) = (env.app.clone(), code.clone());
+        let (_, dev) = device(100 + i);
+        tasks.push(tokio::spawn(async move { call(&app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev}))).await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (s, p) = t.await.unwrap();
+        match s {
+            StatusCode::OK => ok += 1,
+            StatusCode::CONFLICT => assert_eq!(p["code"], "code_exhausted"),
+            other => panic!("unexpected {other}: {p}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    let (_, code2) = create_code(&env, &v, json!({"product": "com.acme.tool", "max_activations": 2})).await;
+    let (_, dev) = device(999);
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let (app, code2, dev) = (env.app.clone(), code2.clone(), dev.clone());
+        tasks.push(tokio::spawn(async move { call(&app, "POST", "/v1/activate", None, Some(json!({"code": code2, "device": dev}))).await }));
+    }
+    let mut licenses = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (s, p) = t.await.unwrap();
+        assert_eq!(s, StatusCode::OK, "{p}");
+        licenses.insert(p["license_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(licenses.len(), 1, "one device, one license");
+    let (_, codes) = call(&env.app, "GET", "/v1/codes", Some(&v.token), None).await;
+    assert_eq!(codes["codes"][0]["used"], 5);
+    assert_eq!(codes["codes"][1]["used"], 1);
+    assert_eq!(ledger_len(&env, &v.token).await, 6);
+});
+
+#[tokio::test]
+async fn activation_attempts_are_rate_limited() {
+    let limits = sealrun_server::api::Limits { per_address_per_minute: 100, per_code_per_minute: 2, behind_proxy: false };
+    let env = env_with(Backend::Sqlite, limits).await.unwrap();
+    let body = json!({"code": "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "device": device(1).1});
+    // The burst for one code is 2: the third wrong guess in a row is refused unseen.
+    for expected in [StatusCode::NOT_FOUND, StatusCode::NOT_FOUND, StatusCode::TOO_MANY_REQUESTS] {
+        let (s, _) = call(&env.app, "POST", "/v1/activate", None, Some(body.clone())).await;
+        assert_eq!(s, expected);
+    }
+    // Another code from the same address still gets through.
+    let other = json!({"code": "AAAAA-BBBBB-CCCCC-DDDDD-EEEE0", "device": device(1).1});
+    assert_eq!(call(&env.app, "POST", "/v1/activate", None, Some(other)).await.0, StatusCode::NOT_FOUND);
+    let (_, metrics) = text(&env.app, "/metrics", "").await;
+    assert!(metrics.contains("sealrun_rate_limited_total 1"), "{metrics}");
+    assert!(metrics.contains("sealrun_http_requests_total{route=\"/v1/activate\",status=\"429\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi() {
+    let env = env(Backend::Sqlite).await.unwrap();
+    let (s, h) = call(&env.app, "GET", "/healthz", None, None).await;
+    assert_eq!((s, h["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, m) = text(&env.app, "/metrics", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(m.contains("sealrun_http_requests_total{route=\"/healthz\",status=\"200\"} 1"), "{m}");
+    let (s, doc) = call(&env.app, "GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["paths"]["/v1/activate"]["post"].is_object());
+    assert!(doc["components"]["securitySchemes"]["vendor"].is_object());
+}
+
+/// docs/openapi.json is the served document (UPDATE_SNAPSHOTS=1 rewrites it).
+#[test]
+fn openapi_document_is_checked_in() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let served = sealrun_server::api::openapi_text();
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &served).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(checked_in == served, "docs/openapi.json is out of date: run the tests with UPDATE_SNAPSHOTS=1");
+}
