@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use tempfile::TempDir;
 
+pub mod server;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_owned()
@@ -126,11 +128,17 @@ impl World {
 
     /// A `sealsdk` command with this world's keystore.
     pub fn sealsdk(&self, args: &[&str]) -> Output {
+        self.sealsdk_with(args, &[])
+    }
+
+    /// A `sealsdk` command with this world's keystore and extra environment.
+    pub fn sealsdk_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(bin("sealsdk"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.path().join("vendor-home"))
             .env("SEALSDK_KEYSTORE", self.path().join("keystore"))
+            .envs(env.iter().copied())
             .args(args)
             .current_dir(self.path())
             .output()

@@ -24,7 +24,14 @@ both_backends!(licensing_flow, |env: Env| async move {
     let pkg = Package::parse(&package).unwrap();
 
     // The same release keeps its key: 200 with created = false.
-    let (s, again) = call(&env.app, "POST", "/v1/products/com.acme.tool/releases", Some(&acme.token), Some(json!({"release": "1.0.0"}))).await;
+    let (s, again) = call(
+        &env.app,
+        "POST",
+        "/v1/products/com.acme.tool/releases",
+        Some(&acme.token),
+        Some(json!({"release": "1.0.0"})),
+    )
+    .await;
     assert_eq!((s, again["created"].as_bool()), (StatusCode::OK, Some(false)));
     assert_eq!(again["key_id"].as_str().unwrap(), hex::encode(pkg.manifest().key_id.0));
 
@@ -53,7 +60,8 @@ both_backends!(licensing_flow, |env: Env| async move {
     lic.unwrap_key(&pkg.manifest().key_id, &secret).unwrap();
 
     // An activation code for one device, three transfers.
-    let (_, code) = create_code(&env, &acme, json!({"product": "com.acme.tool", "features": ["pro"], "license_days": 30})).await;
+    let (_, code) =
+        create_code(&env, &acme, json!({"product": "com.acme.tool", "features": ["pro"], "license_days": 30})).await;
     let (_, dev_b) = device(2);
     let (_, dev_c) = device(3);
     let (s, a1) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev_b}))).await;
@@ -105,7 +113,10 @@ both_backends!(licensing_flow, |env: Env| async move {
     let resp = tower::ServiceExt::oneshot(env.app.clone(), dl(Some("bytes=100-"))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
-    assert_eq!(resp.headers()["content-range"].to_str().unwrap(), format!("bytes 100-{}/{}", package.len() - 1, package.len()));
+    assert_eq!(
+        resp.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 100-{}/{}", package.len() - 1, package.len())
+    );
     let tail = axum::body::to_bytes(resp.into_body(), 1 << 30).await.unwrap();
     assert_eq!(&tail[..], &package[100..]);
     let (s, _, _, h) = call_raw(&env.app, dl(Some(&format!("bytes={}-", package.len())))).await;
@@ -114,7 +125,10 @@ both_backends!(licensing_flow, |env: Env| async move {
 
     // The ledger: 1 issue + 2 activations + 1 deactivation, chained.
     let (_, text_ledger) = text(&env.app, "/v1/ledger", &acme.token).await;
-    let kinds: Vec<String> = text_ledger.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_owned()).collect();
+    let kinds: Vec<String> = text_ledger
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(kinds, ["license_issued", "activation", "deactivation", "activation"]);
     let entries = sealrun_sdk_free_parse(&text_ledger);
     verify_chain(&entries).unwrap();
@@ -143,7 +157,14 @@ both_backends!(licensing_flow, |env: Env| async move {
     assert!(s.is_success() && html.contains("<td>com.acme.tool</td>"), "{html}");
 
     // Revoking a license goes into the ledger too.
-    let (s, _) = call(&env.app, "POST", &format!("/v1/licenses/{}/revoke", first["license_id"].as_str().unwrap()), Some(&acme.token), None).await;
+    let (s, _) = call(
+        &env.app,
+        "POST",
+        &format!("/v1/licenses/{}/revoke", first["license_id"].as_str().unwrap()),
+        Some(&acme.token),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(ledger_len(&env, &acme.token).await, 5);
 });
@@ -178,7 +199,14 @@ both_backends!(tenant_isolation, |env: Env| async move {
     let b = vendor(&env, "vendor-b").await;
     let _ = product_with_package(&env, &a, "com.a.app", "1.0.0").await;
     let (_, dev) = device(1);
-    let (s, lic) = call(&env.app, "POST", "/v1/licenses", Some(&a.token), Some(json!({"product": "com.a.app", "device": dev, "licensee": "X"}))).await;
+    let (s, lic) = call(
+        &env.app,
+        "POST",
+        "/v1/licenses",
+        Some(&a.token),
+        Some(json!({"product": "com.a.app", "device": dev, "licensee": "X"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     let lid = lic["license_id"].as_str().unwrap().to_owned();
     let (code_id, _) = create_code(&env, &a, json!({"product": "com.a.app"})).await;
@@ -215,7 +243,11 @@ both_backends!(tenant_isolation, |env: Env| async move {
     // B cannot revoke A's token, nor use admin endpoints.
     let (s, _) = call(&env.app, "POST", "/v1/tokens/revoke", Some(&b.token), Some(json!({"token": a.token}))).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    for (m, uri) in [("GET", "/v1/admin/vendors"), ("GET", "/v1/admin/vendors/vendor-a/plan"), ("GET", &format!("/v1/admin/vendors/vendor-a/invoices/{period}") as &str)] {
+    for (m, uri) in [
+        ("GET", "/v1/admin/vendors"),
+        ("GET", "/v1/admin/vendors/vendor-a/plan"),
+        ("GET", &format!("/v1/admin/vendors/vendor-a/invoices/{period}") as &str),
+    ] {
         let (s, _) = call(&env.app, m, uri, Some(&b.token), None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{uri}");
     }
@@ -237,8 +269,13 @@ both_backends!(bad_input_is_refused_and_changes_nothing, |env: Env| async move {
     let (_, used_code) = create_code(&env, &v, json!({"product": "com.acme.tool"})).await;
     let (s, _) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": used_code, "device": dev}))).await;
     assert_eq!(s, StatusCode::OK);
-    let (old_id, old_code) = create_code(&env, &v, json!({"product": "com.acme.tool", "expires_at": sealrun_server::now() + 3600})).await;
-    sqlx::query("UPDATE codes SET expires_at = 1 WHERE id = $1").bind(old_id).execute(env.state.svc.db.pool()).await.unwrap();
+    let (old_id, old_code) =
+        create_code(&env, &v, json!({"product": "com.acme.tool", "expires_at": sealrun_server::now() + 3600})).await;
+    sqlx::query("UPDATE codes SET expires_at = 1 WHERE id = $1")
+        .bind(old_id)
+        .execute(env.state.svc.db.pool())
+        .await
+        .unwrap();
     let (rev_id, rev_code) = create_code(&env, &v, json!({"product": "com.acme.tool"})).await;
     let (s, _) = call(&env.app, "POST", &format!("/v1/codes/{rev_id}/revoke"), Some(&v.token), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
@@ -254,17 +291,89 @@ both_backends!(bad_input_is_refused_and_changes_nothing, |env: Env| async move {
         b.body(Body::from(body)).unwrap()
     };
     let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
-        (raw("POST", "/v1/licenses", Some("application/json"), b"{not json".to_vec()), StatusCode::BAD_REQUEST, "bad_json"),
-        (raw("POST", "/v1/licenses", Some("application/json"), b"{\"product\":\"com.acme.tool\"}".to_vec()), StatusCode::UNPROCESSABLE_ENTITY, "bad_json"),
-        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "colour": "red"}).to_string().into_bytes()), StatusCode::UNPROCESSABLE_ENTITY, "bad_json"),
+        (
+            raw("POST", "/v1/licenses", Some("application/json"), b"{not json".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+        ),
+        (
+            raw("POST", "/v1/licenses", Some("application/json"), b"{\"product\":\"com.acme.tool\"}".to_vec()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_json",
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/licenses",
+                Some("application/json"),
+                json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "colour": "red"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_json",
+        ),
         (raw("POST", "/v1/licenses", None, b"{}".to_vec()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_json"),
-        (raw("POST", "/v1/licenses", Some("application/json"), vec![b' '; 200_000]), StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.nope.x", "device": dev, "licensee": "x"}).to_string().into_bytes()), StatusCode::NOT_FOUND, "not_found"),
-        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.acme.tool", "device": "SR1-NOPE", "licensee": "x"}).to_string().into_bytes()), StatusCode::BAD_REQUEST, "invalid"),
-        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "releases": "2.0.0..1.0.0"}).to_string().into_bytes()), StatusCode::BAD_REQUEST, "invalid"),
-        (raw("POST", "/v1/licenses", Some("application/json"), json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "releases": "9.0.0.."}).to_string().into_bytes()), StatusCode::CONFLICT, "no_release"),
+        (
+            raw("POST", "/v1/licenses", Some("application/json"), vec![b' '; 200_000]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/licenses",
+                Some("application/json"),
+                json!({"product": "com.nope.x", "device": dev, "licensee": "x"}).to_string().into_bytes(),
+            ),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/licenses",
+                Some("application/json"),
+                json!({"product": "com.acme.tool", "device": "SR1-NOPE", "licensee": "x"}).to_string().into_bytes(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/licenses",
+                Some("application/json"),
+                json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "releases": "2.0.0..1.0.0"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            raw(
+                "POST",
+                "/v1/licenses",
+                Some("application/json"),
+                json!({"product": "com.acme.tool", "device": dev, "licensee": "x", "releases": "9.0.0.."})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            StatusCode::CONFLICT,
+            "no_release",
+        ),
         (raw("GET", "/v1/invoices/2026-13", None, vec![]), StatusCode::BAD_REQUEST, "invalid"),
-        (raw("POST", "/v1/codes", Some("application/json"), json!({"product": "com.acme.tool", "max_activations": 0}).to_string().into_bytes()), StatusCode::BAD_REQUEST, "invalid"),
+        (
+            raw(
+                "POST",
+                "/v1/codes",
+                Some("application/json"),
+                json!({"product": "com.acme.tool", "max_activations": 0}).to_string().into_bytes(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
         (raw("GET", "/v1/no/such/thing", None, vec![]), StatusCode::NOT_FOUND, "not_found"),
     ];
     for (req, status, code_str) in cases {
@@ -286,7 +395,14 @@ both_backends!(bad_input_is_refused_and_changes_nothing, |env: Env| async move {
         let (s, p) = call(&env.app, "POST", "/v1/activate", None, Some(body.clone())).await;
         assert_eq!((s, p["code"].as_str()), (status, Some(c)), "{body}: {p}");
     }
-    let (s, p) = call(&env.app, "POST", "/v1/deactivate", None, Some(json!({"code": code, "device": dev2, "license_id": "00".repeat(16)}))).await;
+    let (s, p) = call(
+        &env.app,
+        "POST",
+        "/v1/deactivate",
+        None,
+        Some(json!({"code": code, "device": dev2, "license_id": "00".repeat(16)})),
+    )
+    .await;
     assert_eq!((s, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_activated")));
     // Tokens.
     for token in [None, Some("srv_wrong"), Some(env.admin.as_str()), Some("")] {
@@ -310,7 +426,9 @@ both_backends!(concurrent_activations_stay_within_the_limit, |env: Env| async mo
     for i in 0..20 {
         let (app, code) = (env.app.clone(), code.clone());
         let (_, dev) = device(100 + i);
-        tasks.push(tokio::spawn(async move { call(&app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev}))).await }));
+        tasks.push(tokio::spawn(async move {
+            call(&app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev}))).await
+        }));
     }
     let mut ok = 0;
     for t in tasks {
@@ -327,7 +445,9 @@ both_backends!(concurrent_activations_stay_within_the_limit, |env: Env| async mo
     let mut tasks = Vec::new();
     for _ in 0..5 {
         let (app, code2, dev) = (env.app.clone(), code2.clone(), dev.clone());
-        tasks.push(tokio::spawn(async move { call(&app, "POST", "/v1/activate", None, Some(json!({"code": code2, "device": dev}))).await }));
+        tasks.push(tokio::spawn(async move {
+            call(&app, "POST", "/v1/activate", None, Some(json!({"code": code2, "device": dev}))).await
+        }));
     }
     let mut licenses = std::collections::BTreeSet::new();
     for t in tasks {
@@ -344,7 +464,8 @@ both_backends!(concurrent_activations_stay_within_the_limit, |env: Env| async mo
 
 #[tokio::test]
 async fn activation_attempts_are_rate_limited() {
-    let limits = sealrun_server::api::Limits { per_address_per_minute: 100, per_code_per_minute: 2, behind_proxy: false };
+    let limits =
+        sealrun_server::api::Limits { per_address_per_minute: 100, per_code_per_minute: 2, behind_proxy: false };
     let env = env_with(Backend::Sqlite, limits).await.unwrap();
     let body = json!({"code": "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "device": device(1).1});
     // The burst for one code is 2: the third wrong guess in a row is refused unseen.

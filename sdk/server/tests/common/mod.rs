@@ -94,7 +94,13 @@ pub async fn call_raw(app: &Router, req: Request<Body>) -> (StatusCode, String, 
     (status, ct, body, headers)
 }
 
-pub async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+pub async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut b = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         b = b.header("authorization", format!("Bearer {t}"));
@@ -200,7 +206,8 @@ pub async fn create_code(env: &Env, v: &Vendor, body: Value) -> (i64, String) {
 
 /// GET returning text (exports).
 pub async fn text(app: &Router, uri: &str, token: &str) -> (StatusCode, String) {
-    let req = Request::builder().uri(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+    let req =
+        Request::builder().uri(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let s = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 256 << 20).await.unwrap();

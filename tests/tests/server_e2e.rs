@@ -1,0 +1,202 @@
+//! The licensing service end to end through the real binaries and a real
+//! socket: operator, vendor and end user, on SQLite and on PostgreSQL.
+use std::path::Path;
+
+use sealrun_tests::server::{Server, fresh_postgres};
+use sealrun_tests::{World, sample, stderr, stdout};
+
+fn ok(o: &std::process::Output, what: &str) -> String {
+    assert!(o.status.success(), "{what} failed ({}):\n{}\n{}", o.status, stdout(o), stderr(o));
+    stdout(o)
+}
+
+fn period_now() -> String {
+    let out = std::process::Command::new("date").args(["-u", "+%Y-%m"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Claims 1-4 and 11 in one run: the operator creates a vendor; the vendor
+/// certifies the server, seals with a server key and makes a code; the end
+/// user installs with the code and runs the app; the invoice shows it.
+fn whole_flow(database: Option<&str>) {
+    let w = World::new();
+    let mut srv = Server::init(&w.path().join("server"), database);
+    let token = srv.vendor("acme");
+    srv.start();
+    let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str())];
+    let out = ok(&w.sealsdk_with(&["server", "certify"], &env), "certify");
+    assert!(out.contains("certified the server's issuing key"), "{out}");
+    let hello = sample("hello");
+    let pkg = w.path().join("hello.sealed");
+    let out = w.sealsdk_with(
+        &[
+            "seal",
+            hello.to_str().unwrap(),
+            "--product",
+            "com.acme.hello",
+            "--release",
+            "1.0.0",
+            "--server",
+            &srv.url,
+            "-o",
+            pkg.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let text = ok(&out, "seal --server");
+    assert!(text.contains("content key for com.acme.hello 1.0.0: made") && text.contains("package uploaded"), "{text}");
+    assert!(!w.path().join("keystore/content-keys").exists(), "no content key is stored on the build machine");
+    let codes = ok(
+        &w.sealsdk_with(&["server", "code", "create", "--product", "com.acme.hello", "--max-activations", "1"], &env),
+        "code create",
+    );
+    let code = codes.trim().to_owned();
+    assert_eq!(code.len(), 29, "{code}");
+
+    // The end user: one command, then run.
+    let a = w.device("a");
+    let apps = a.root.join("apps");
+    let url = format!("{}/products/com.acme.hello", srv.url);
+    let out =
+        a.sealrun(&a.root).args(["install", &url, "--code", &code, "--dir", apps.to_str().unwrap()]).output().unwrap();
+    let text = ok(&out, "sealrun install");
+    assert!(text.contains("installed com.acme.hello 1.0.0"), "{text}");
+    let installed = apps.join("com.acme.hello.sealed");
+    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(&pkg).unwrap());
+    let run = a.sealrun(&a.root).arg(&installed).output().unwrap();
+    assert!(stdout(&run).contains("hello from a sealed app"), "{}", stderr(&run));
+    assert!(run.status.success());
+
+    // Another device cannot use the code until the first gives it back.
+    let b = w.device("b");
+    let out = b.sealrun(&b.root).args(["activate", &code, "--server", &srv.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(214), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use on 1 device(s)"), "{}", stderr(&out));
+    ok(&a.sealrun(&a.root).args(["deactivate", installed.to_str().unwrap()]).output().unwrap(), "deactivate");
+    let run = a.sealrun(&a.root).arg(&installed).output().unwrap();
+    assert_eq!(run.status.code(), Some(200), "the license left device a");
+    let out = b.sealrun(&b.root).args(["activate", &code, "--server", &srv.url]).output().unwrap();
+    ok(&out, "activate on b");
+    let b_pkg = b.root.join("hello.sealed");
+    std::fs::copy(&pkg, &b_pkg).unwrap();
+    assert!(stdout(&b.sealrun(&b.root).arg(&b_pkg).output().unwrap()).contains("hello from a sealed app"));
+
+    // Billing: two activations in this month's invoice, and the vendor's check passes.
+    let period = period_now();
+    let inv = ok(&srv.cli(&["invoice", "--vendor", "acme", "--period", &period]), "invoice");
+    let v: serde_json::Value = serde_json::from_str(&inv).unwrap();
+    assert_eq!(v["lines"][0]["product"], "com.acme.hello");
+    assert_eq!(v["lines"][0]["licenses"], 2, "{inv}");
+    let ledger = w.path().join("ledger.jsonl");
+    let invoice = w.path().join("invoice.json");
+    ok(&w.sealsdk_with(&["server", "ledger", "-o", ledger.to_str().unwrap()], &env), "ledger export");
+    ok(&w.sealsdk_with(&["server", "invoice", &period, "-o", invoice.to_str().unwrap()], &env), "invoice");
+    let out = ok(
+        &w.sealsdk(&["ledger", "verify", "--ledger", ledger.to_str().unwrap(), "--invoice", invoice.to_str().unwrap()]),
+        "verify",
+    );
+    assert!(out.contains("matches the ledger (3 entries, chain verified)"), "{out}");
+    // An altered export is caught.
+    let tampered = std::fs::read_to_string(&ledger).unwrap().replacen("com.acme.hello", "com.acme.hellp", 1);
+    std::fs::write(&ledger, tampered).unwrap();
+    let out =
+        w.sealsdk(&["ledger", "verify", "--ledger", ledger.to_str().unwrap(), "--invoice", invoice.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ledger is broken at entry 1"), "{}", stderr(&out));
+    let status = srv.stop().expect("was running");
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status}");
+}
+
+#[test]
+fn whole_flow_sqlite() {
+    whole_flow(None);
+}
+
+#[test]
+fn whole_flow_postgres() {
+    if let Some(db) = fresh_postgres() {
+        whole_flow(Some(&db));
+    }
+}
+
+/// A broken download resumes with a Range request; a partial file from
+/// another package (ETag changed) is replaced by a full download.
+#[test]
+fn install_resumes_a_broken_download() {
+    let w = World::new();
+    let mut srv = Server::init(&w.path().join("server"), None);
+    let token = srv.vendor("acme");
+    srv.start();
+    let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str())];
+    ok(&w.sealsdk_with(&["server", "certify"], &env), "certify");
+    let pkg = w.path().join("wordfreq.sealed");
+    ok(
+        &w.sealsdk_with(
+            &[
+                "seal",
+                sample("wordfreq").to_str().unwrap(),
+                "--product",
+                "com.acme.wf",
+                "--release",
+                "1.0.0",
+                "--chunk-kib",
+                "4",
+                "--server",
+                &srv.url,
+                "-o",
+                pkg.to_str().unwrap(),
+            ],
+            &env,
+        ),
+        "seal",
+    );
+    let code =
+        ok(&w.sealsdk_with(&["server", "code", "create", "--product", "com.acme.wf"], &env), "code").trim().to_owned();
+    let whole = std::fs::read(&pkg).unwrap();
+    let sha = sha256_hex(&whole);
+    let a = w.device("a");
+    let apps = a.root.join("apps");
+    std::fs::create_dir_all(&apps).unwrap();
+    // As left by a download that broke after 5000 bytes.
+    std::fs::write(apps.join(".com.acme.wf.sealed.part"), &whole[..5000]).unwrap();
+    std::fs::write(apps.join(".com.acme.wf.sealed.etag"), format!("\"{sha}\"")).unwrap();
+    let url = format!("{}/products/com.acme.wf", srv.url);
+    let install = |dev: &sealrun_tests::Device, dir: &Path| {
+        dev.sealrun(&dev.root)
+            .args(["install", &url, "--code", &code, "--dir", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    ok(&install(&a, &apps), "resumed install");
+    assert_eq!(std::fs::read(apps.join("com.acme.wf.sealed")).unwrap(), whole);
+    assert!(!apps.join(".com.acme.wf.sealed.part").exists());
+    // Stale partial data under an old ETag: the server sends everything again.
+    std::fs::write(apps.join(".com.acme.wf.sealed.part"), vec![0xAA; 7000]).unwrap();
+    std::fs::write(apps.join(".com.acme.wf.sealed.etag"), "\"0000\"").unwrap();
+    ok(&install(&a, &apps), "install over stale partial");
+    assert_eq!(std::fs::read(apps.join("com.acme.wf.sealed")).unwrap(), whole);
+    let metrics = ureq::get(&format!("{}/metrics", srv.url)).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(metrics.contains("route=\"/v1/products/{product}/package\",status=\"206\"} 1"), "{metrics}");
+    assert!(metrics.contains("route=\"/v1/products/{product}/package\",status=\"200\"} 1"), "{metrics}");
+    // Corrupt partial data with the right ETag: the check after download refuses it.
+    std::fs::write(apps.join(".com.acme.wf.sealed.part"), vec![0xAA; 5000]).unwrap();
+    std::fs::write(apps.join(".com.acme.wf.sealed.etag"), format!("\"{sha}\"")).unwrap();
+    let out = install(&a, &apps);
+    assert_eq!(out.status.code(), Some(207), "{}", stderr(&out));
+    assert!(!apps.join(".com.acme.wf.sealed.part").exists(), "a bad partial download is not kept");
+    ok(&install(&a, &apps), "install again after a refused partial");
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+}
