@@ -80,7 +80,18 @@ fn crash_under_load(database: Option<&str>) {
     assert!(w.sealsdk_with(&["server", "certify"], &env).status.success());
     let pkg = w.path().join("hello.sealed");
     let seal = w.sealsdk_with(
-        &["seal", sample("hello").to_str().unwrap(), "--product", "com.acme.hello", "--release", "1.0.0", "--server", &srv.url, "-o", pkg.to_str().unwrap()],
+        &[
+            "seal",
+            sample("hello").to_str().unwrap(),
+            "--product",
+            "com.acme.hello",
+            "--release",
+            "1.0.0",
+            "--server",
+            &srv.url,
+            "-o",
+            pkg.to_str().unwrap(),
+        ],
         &env,
     );
     assert!(seal.status.success());
@@ -149,8 +160,13 @@ fn crash_under_load(database: Option<&str>) {
     let (k, Outcome::Received(first)) = outcomes.iter().next().unwrap() else { unreachable!() };
     assert_eq!(&issue(&agent, &srv.url, &token, k, &devices[0]).unwrap(), first);
 
-    let received: Vec<String> =
-        outcomes.values().map(|o| match o { Outcome::Received(id) => id.clone(), Outcome::Pending => unreachable!() }).collect();
+    let received: Vec<String> = outcomes
+        .values()
+        .map(|o| match o {
+            Outcome::Received(id) => id.clone(),
+            Outcome::Pending => unreachable!(),
+        })
+        .collect();
     let entries = ledger(&agent, &srv.url, &token);
     verify_chain(&entries).expect("the hash chain verifies after the crash");
     let in_ledger: Vec<String> = entries

@@ -200,3 +200,124 @@ fn sha256_hex(b: &[u8]) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
 }
+
+/// With a certificate and key the server speaks TLS (rustls); the CLIs
+/// trust a private CA given in SEALSDK_CA_FILE / SEALRUN_CA_FILE and refuse
+/// the server without it.
+#[test]
+fn tls_with_a_private_ca() {
+    let w = World::new();
+    let certs = w.path().join("tls");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key, ca_pem) = (certs.join("cert.pem"), certs.join("key.pem"), certs.join("ca.pem"));
+    // A private CA and a server certificate it signed for 127.0.0.1.
+    let ext = certs.join("leaf.ext");
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        .unwrap();
+    let p = |f: &str| certs.join(f).display().to_string();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Test CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &p("key.pem"),
+            "-out",
+            &p("leaf.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &p("leaf.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("leaf.ext"),
+            "-out",
+            &p("cert.pem"),
+        ],
+    ] {
+        let made =
+            std::process::Command::new("openssl").args(&args).output().expect("openssl (Debian package openssl)");
+        assert!(made.status.success(), "openssl {args:?}: {}", stderr(&made));
+    }
+    let mut srv = Server::init(&w.path().join("server"), None);
+    let token = srv.vendor("acme");
+    srv.start_with(&[
+        ("SEALRUN_SERVER_TLS_CERT", cert.to_str().unwrap()),
+        ("SEALRUN_SERVER_TLS_KEY", key.to_str().unwrap()),
+    ]);
+    assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
+    let ca = ca_pem.to_str().unwrap();
+    let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str()), ("SEALSDK_CA_FILE", ca)];
+    ok(&w.sealsdk_with(&["server", "certify"], &env), "certify over TLS");
+    let pkg = w.path().join("hello.sealed");
+    ok(
+        &w.sealsdk_with(
+            &[
+                "seal",
+                sample("hello").to_str().unwrap(),
+                "--product",
+                "com.acme.hello",
+                "--release",
+                "1.0.0",
+                "--server",
+                &srv.url,
+                "-o",
+                pkg.to_str().unwrap(),
+            ],
+            &env,
+        ),
+        "seal over TLS",
+    );
+    let code = ok(
+        &w.sealsdk_with(&["server", "code", "create", "--product", "com.acme.hello", "--count", "2"], &env),
+        "codes",
+    );
+    let codes: Vec<&str> = code.lines().collect();
+    let a = w.device("a");
+    // Without the CA the launcher refuses the unknown certificate.
+    let out = a.sealrun(&a.root).args(["activate", codes[0], "--server", &srv.url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(215), "{}", stderr(&out));
+    let out = a
+        .sealrun(&a.root)
+        .env("SEALRUN_CA_FILE", ca)
+        .args(["activate", codes[0], "--server", &srv.url])
+        .output()
+        .unwrap();
+    ok(&out, "activate over TLS");
+    let run = a.sealrun(&a.root).arg(&pkg).output().unwrap();
+    assert!(stdout(&run).contains("hello from a sealed app"), "{}", stderr(&run));
+    // Plain HTTP to the TLS port does not get an answer.
+    let plain = srv.url.replace("https://", "http://");
+    let out = a.sealrun(&a.root).args(["activate", codes[1], "--server", &plain]).output().unwrap();
+    assert_eq!(out.status.code(), Some(215), "{}", stderr(&out));
+}

@@ -32,13 +32,31 @@ const READ_STALL: Duration = Duration::from_secs(60);
 /// Largest JSON answer read.
 const MAX_ANSWER: u64 = 1 << 20;
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// Environment variable naming a PEM file of CA certificates to trust
+/// instead of the built-in Mozilla roots (a server with a private CA).
+pub const CA_FILE_ENV: &str = "SEALRUN_CA_FILE";
+
+fn agent() -> Result<ureq::Agent, LaunchError> {
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_per_read(Some(READ_STALL))
-        .build()
-        .into()
+        .timeout_per_read(Some(READ_STALL));
+    if let Some(file) = std::env::var_os(CA_FILE_ENV).filter(|f| !f.is_empty()) {
+        let path = PathBuf::from(file);
+        let pem = fs::read(&path).map_err(LaunchError::io("cannot read", &path))?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(LaunchError::Usage(format!("{} ({CA_FILE_ENV}) holds no PEM certificate", path.display())));
+        }
+        let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+        config = config.tls_config(tls);
+    }
+    Ok(config.build().into())
 }
 
 fn unreachable(url: &str) -> impl FnOnce(ureq::Error) -> LaunchError + '_ {
@@ -55,7 +73,7 @@ fn refused(status: u16, text: &str) -> LaunchError {
 
 fn post_json(base: &str, path: &str, body: &Value) -> Result<Value, LaunchError> {
     let url = format!("{base}{path}");
-    let mut resp = agent()
+    let mut resp = agent()?
         .post(&url)
         .config()
         .timeout_global(Some(CALL_TIMEOUT))
@@ -165,7 +183,7 @@ pub fn install(url: &str, code: &str, dir: &Path, device: &Device, progress: boo
     let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     let etag = fs::read_to_string(&etag_file).ok().filter(|_| have > 0);
     let download = format!("{base}/v1/products/{product}/package");
-    let mut req = agent().get(&download).header(HEADER_CODE, code).header(HEADER_DEVICE, &device.code.to_string());
+    let mut req = agent()?.get(&download).header(HEADER_CODE, code).header(HEADER_DEVICE, &device.code.to_string());
     if let Some(tag) = &etag {
         req = req.header("range", &format!("bytes={have}-")).header("if-range", tag.trim());
     }

@@ -14,6 +14,9 @@ use crate::{Result, SdkError};
 pub const SERVER_ENV: &str = "SEALSDK_SERVER";
 /// Environment variable with the vendor token.
 pub const TOKEN_ENV: &str = "SEALSDK_TOKEN";
+/// Environment variable naming a PEM file of CA certificates to trust
+/// instead of the built-in Mozilla roots (a server with a private CA).
+pub const CA_FILE_ENV: &str = "SEALSDK_CA_FILE";
 /// How long one API call may take (uploads excepted).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest JSON answer read (a full license export of a big vendor fits).
@@ -35,12 +38,24 @@ impl Client {
                 "the server URL must start with https:// (or http:// on a trusted network)",
             ));
         }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        Ok(Client { base, token, agent })
+        let mut config =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_connect(Some(Duration::from_secs(10)));
+        if let Some(file) = std::env::var_os(CA_FILE_ENV).filter(|f| !f.is_empty()) {
+            let path = std::path::PathBuf::from(file);
+            let pem = std::fs::read(&path).map_err(SdkError::io("cannot read", &path))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(SdkError::ServerSetup("the file in SEALSDK_CA_FILE holds no PEM certificate"));
+            }
+            let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+            config = config.tls_config(tls);
+        }
+        Ok(Client { base, token, agent: config.build().into() })
     }
 
     /// The server's base URL.
