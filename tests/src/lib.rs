@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use tempfile::TempDir;
 
+pub mod load;
 pub mod server;
 
 /// The repository root.

@@ -56,6 +56,7 @@ pub struct ReleaseKey {
 }
 
 /// A stored release row with its key decrypted.
+#[derive(Clone)]
 pub(crate) struct ReleaseRow {
     pub(crate) release: Release,
     pub(crate) key: ContentKey,
@@ -64,6 +65,7 @@ pub(crate) struct ReleaseRow {
 }
 
 /// The product row and owner for a product id.
+#[derive(Clone)]
 pub(crate) struct ProductRow {
     pub(crate) id: i64,
     pub(crate) vendor: i64,
@@ -139,12 +141,19 @@ impl Service {
 
     /// The vendor's product row; another vendor's product is "not found".
     pub(crate) async fn product_row(&self, vendor: Option<i64>, product: &str) -> Result<ProductRow, ServerError> {
+        if let Some(row) = self.hot.products.get(&product.to_owned()) {
+            if vendor.is_some_and(|v| v != row.vendor) {
+                return Err(ServerError::NotFound("product"));
+            }
+            return Ok(row);
+        }
         let r = sqlx::query("SELECT id, vendor_id, product FROM products WHERE product = $1")
             .bind(product)
             .fetch_optional(self.db.pool())
             .await?
             .ok_or(ServerError::NotFound("product"))?;
         let row = ProductRow { id: r.try_get("id")?, vendor: r.try_get("vendor_id")?, product: r.try_get("product")? };
+        self.hot.products.put(product.to_owned(), row.clone());
         if vendor.is_some_and(|v| v != row.vendor) {
             return Err(ServerError::NotFound("product"));
         }
@@ -222,6 +231,7 @@ impl Service {
         .bind(now())
         .execute(self.db.pool())
         .await;
+        self.hot.releases.forget(&p.id);
         match done {
             Ok(_) => Ok(ReleaseKey {
                 release: release.to_string(),
@@ -247,6 +257,18 @@ impl Service {
         p: &ProductRow,
         range: &ReleaseRange,
     ) -> Result<Vec<ReleaseRow>, ServerError> {
+        let all = match self.hot.releases.get(&p.id) {
+            Some(all) => all,
+            None => {
+                let all = std::sync::Arc::new(self.load_releases(p).await?);
+                self.hot.releases.put(p.id, all.clone());
+                all
+            }
+        };
+        Ok(all.iter().filter(|r| range.contains(r.release)).cloned().collect())
+    }
+
+    async fn load_releases(&self, p: &ProductRow) -> Result<Vec<ReleaseRow>, ServerError> {
         let rows = sqlx::query(
             "SELECT major, minor, patch, content_key_sealed, package_sha256, package_len FROM releases \
              WHERE product_id = $1 ORDER BY major, minor, patch",
@@ -254,12 +276,9 @@ impl Service {
         .bind(p.id)
         .fetch_all(self.db.pool())
         .await?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let release = release_of(r)?;
-            if !range.contains(release) {
-                continue;
-            }
             let sealed: Vec<u8> = r.try_get("content_key_sealed")?;
             let key = ContentKey::from_bytes(&*self.master.open32(&content_key_context(p.id, release), &sealed)?);
             out.push(ReleaseRow {
@@ -340,6 +359,7 @@ impl Service {
         .bind(i64::from(release.patch))
         .execute(self.db.pool())
         .await?;
+        self.hot.releases.forget(&p.id);
         Ok(ReleaseInfo {
             release: release.to_string(),
             key_id: hex::encode(key_id.0),

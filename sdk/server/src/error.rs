@@ -122,6 +122,12 @@ pub enum ServerError {
     /// Missing or wrong credentials.
     #[error("missing or invalid token")]
     Unauthorized,
+    /// The group-commit writer has stopped (the server is shutting down).
+    #[error("the database writer has stopped")]
+    WriterGone,
+    /// The group commit this request was part of failed.
+    #[error("storing a batch of licenses failed: {0}")]
+    BatchFailed(std::sync::Arc<ServerError>),
     /// Too many attempts.
     #[error("too many attempts: wait a minute and try again")]
     RateLimited,

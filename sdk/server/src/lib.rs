@@ -7,11 +7,13 @@
 //! over it; the `sealrun-server` binary parses flags and calls [`serve`].
 
 pub mod api;
+mod batch;
 pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod db;
 mod error;
+mod hot;
 pub mod ledger;
 pub mod licensing;
 pub mod metrics;

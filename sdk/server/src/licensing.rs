@@ -268,9 +268,8 @@ impl Service {
                     problem: "must be 1 to 128 ASCII characters",
                 });
             }
-            if let Some(found) = self.replay(vendor, k).await? {
-                return Ok(found);
-            }
+            // A retry is found when its insert collides with the first
+            // request's key (below), not by a read on every request.
         }
         let product = self.product_row(Some(vendor), &req.product).await?;
         let device = parse_device(&req.device)?;
@@ -290,34 +289,27 @@ impl Service {
                 features: req.features.clone(),
             })
             .await?;
-        let mut tx = self.db.write().await?;
-        let inserted =
-            insert_license(tx.conn(), &product, &built, &device, &req.licensee, &range, None, request_key).await;
-        match inserted {
-            Err(e) if crate::db::is_unique_violation(&e) && request_key.is_some() => {
-                // The same request, retried concurrently, committed first.
-                drop(tx);
-                return self
-                    .replay(vendor, request_key.expect("checked"))
-                    .await?
-                    .ok_or(ServerError::NotFound("license"));
-            }
-            r => r?,
-        };
-        append(
-            tx.conn(),
-            Append {
+        let stored = self
+            .batcher
+            .store(crate::batch::Pending {
                 vendor,
-                kind: EntryKind::LicenseIssued,
-                product: &product.product,
+                product_row: product.id,
+                product: product.product.clone(),
                 license_id: built.license_id,
-                device: device.fingerprint(),
-                seats: 0,
-                at: built.issued_at,
-            },
-        )
-        .await?;
-        tx.commit().await?;
+                device_code: device.to_string(),
+                device_fp: device.fingerprint(),
+                licensee: req.licensee.clone(),
+                releases: range_text(&range),
+                request_key: request_key.map(str::to_owned),
+                bytes: built.bytes.clone(),
+                issued_at: built.issued_at,
+                expires_at: built.expires,
+            })
+            .await?;
+        if let crate::batch::Stored::Duplicate = stored {
+            // A retry of a request that was stored first: its license, not a new one.
+            return self.replay(vendor, request_key.unwrap_or_default()).await?.ok_or(ServerError::NotFound("license"));
+        }
         Ok(IssuedLicense {
             license_id: hex::encode(built.license_id),
             product: product.product,

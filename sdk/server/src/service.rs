@@ -12,12 +12,16 @@ use crate::{ServerError, now};
 /// The licensing service.
 pub struct Service {
     /// The database.
-    pub db: Db,
+    pub db: std::sync::Arc<Db>,
     pub(crate) master: MasterKey,
     /// Where uploaded packages live, named by their SHA-256.
     pub(crate) packages: PathBuf,
     /// Largest package upload accepted.
     pub(crate) max_package_len: u64,
+    /// Hot reads, cached for a moment.
+    pub(crate) hot: crate::hot::Hot,
+    /// Group commit of issued licenses.
+    pub(crate) batcher: crate::batch::Batcher,
 }
 
 /// The `meta` row holding the master key's check value.
@@ -47,7 +51,9 @@ impl Service {
             path: packages.clone(),
             source,
         })?;
-        Ok(Service { db, master, packages, max_package_len })
+        let db = std::sync::Arc::new(db);
+        let batcher = crate::batch::Batcher::start(db.clone());
+        Ok(Service { db, master, packages, max_package_len, hot: crate::hot::Hot::new(), batcher })
     }
 
     /// Creates the schema in an empty database, records the master key's
@@ -99,12 +105,20 @@ impl Service {
         if !token.starts_with(VENDOR_TOKEN_PREFIX) {
             return Err(ServerError::Unauthorized);
         }
+        let hash = crate::secrets::token_hash(token);
+        if let Some(v) = self.hot.tokens.get(&hash) {
+            return Ok(v);
+        }
         let row = sqlx::query("SELECT vendor_id FROM vendor_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(crate::secrets::token_hash(token))
+            .bind(&hash)
             .fetch_optional(self.db.pool())
             .await?;
         match row {
-            Some(r) => Ok(r.try_get(0)?),
+            Some(r) => {
+                let v: i64 = r.try_get(0)?;
+                self.hot.tokens.put(hash, v);
+                Ok(v)
+            }
             None => Err(ServerError::Unauthorized),
         }
     }

@@ -179,12 +179,19 @@ impl Service {
         .bind(token_hash(token))
         .execute(self.db.pool())
         .await?;
+        self.hot.tokens.forget(&token_hash(token));
         Ok(done.rows_affected() > 0)
     }
 
     /// The issuing key and its certificate, ready to sign; errors if the
     /// vendor has not certified it or the certificate has lapsed.
-    pub(crate) async fn issuer(&self, vendor: i64) -> Result<Issuer, ServerError> {
+    pub(crate) async fn issuer(&self, vendor: i64) -> Result<std::sync::Arc<Issuer>, ServerError> {
+        if let Some(i) = self.hot.issuers.get(&vendor) {
+            if i64::try_from(i.cert.not_after).unwrap_or(i64::MAX) <= now() {
+                return Err(ServerError::IssuerCertExpired);
+            }
+            return Ok(i);
+        }
         let r = sqlx::query(
             "SELECT vendor_key, issuer_secret_sealed, issuer_cert, cert_not_after FROM vendors WHERE id = $1",
         )
@@ -204,7 +211,9 @@ impl Service {
         if key.public() != cert.issuer_key {
             return Err(ServerError::SecretUnreadable);
         }
-        Ok(Issuer { key, cert, vendor_key })
+        let issuer = std::sync::Arc::new(Issuer { key, cert, vendor_key });
+        self.hot.issuers.put(vendor, issuer.clone());
+        Ok(issuer)
     }
 
     /// Stores the vendor's certificate for its issuing key, after checking
@@ -237,6 +246,7 @@ impl Service {
             .bind(vendor)
             .execute(self.db.pool())
             .await?;
+        self.hot.issuers.forget(&vendor);
         self.vendor(vendor).await
     }
 }

@@ -7,7 +7,9 @@
 //!    `--large FILE`, of a large real-world module, against `wasmtime run`
 //!    (`-C cache=n`, its default cache, `--allow-precompiled`);
 //! 3. a compute-bound guest's run time against `wasmtime run`;
-//! 4. peak RSS against `wasmtime run`.
+//! 4. peak RSS against `wasmtime run`;
+//! 5. the licensing server under load from this process (licenses and
+//!    activations per second, p50/p99 latency) on SQLite and PostgreSQL.
 //!
 //! Run it through `scripts/bench`, which builds in release mode first and
 //! fetches the large module.
@@ -78,6 +80,7 @@ struct Opts {
     large: Option<PathBuf>,
     large_args: Vec<String>,
     only: Option<String>,
+    load_secs: u64,
 }
 
 fn main() {
@@ -93,6 +96,7 @@ fn main() {
             .map(|a| a.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
         only: value("--only"),
+        load_secs: num("--load-secs", 10) as u64,
     };
     let want = |part: &str| opts.only.as_deref().is_none_or(|o| o.split(',').any(|p| p == part));
     if want("crypto") {
@@ -105,6 +109,9 @@ fn main() {
     }
     if want("compute") {
         compute(&opts, &world, &dev);
+    }
+    if want("server") {
+        server_load(&opts);
     }
     if want("rss") {
         if opts.only.as_deref() == Some("rss") {
@@ -540,4 +547,47 @@ fn rss(o: &Opts, world: &World, dev: &Device) {
         }
     }
     println!();
+}
+
+/// Concurrent closed-loop clients: enough to keep both cores busy while
+/// requests wait on the database.
+const LOAD_CLIENTS: usize = 16;
+
+fn server_load(o: &Opts) {
+    use sealrun_tests::load::{self, Kind};
+    use sealrun_tests::server::{Server, fresh_postgres};
+    let window = Duration::from_secs(o.load_secs);
+    let warmup = Duration::from_secs(2);
+    println!(
+        "\n## Licensing server under load: {LOAD_CLIENTS} clients in this process, loopback, {} s after a 2 s warm-up\n",
+        o.load_secs
+    );
+    println!("Goal: at least 2,000 licenses per second on SQLite with p99 under 50 ms.\n");
+    println!("| database | requests | per second | p50 | p99 | failed |");
+    println!("|---|---|---|---|---|---|");
+    let mut backends: Vec<(&str, Option<String>)> = vec![("SQLite", None)];
+    match fresh_postgres() {
+        Some(url) => backends.push(("PostgreSQL", Some(url))),
+        None => println!("| PostgreSQL | skipped: SEALRUN_TEST_POSTGRES is not set (scripts/bench sets it) | | | | |"),
+    }
+    for (label, db) in backends {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut srv = Server::init(dir.path(), db.as_deref());
+        let token = srv.vendor("bench");
+        srv.start();
+        let setup = load::setup(&srv.url, &token, "com.bench.app");
+        // Every activation needs a device of its own; made before the clock starts.
+        let devices = std::sync::Arc::new(load::devices(60_000));
+        for (kind, what) in [(Kind::Licenses, "licenses issued"), (Kind::Activations, "activations")] {
+            let r = load::run(&setup, kind, LOAD_CLIENTS, warmup, window, devices.clone());
+            println!(
+                "| {label} | {what} | {:.0} | {:.1} ms | {:.1} ms | {} |",
+                r.per_second(),
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3,
+                r.failed
+            );
+        }
+        srv.stop();
+    }
 }
