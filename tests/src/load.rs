@@ -127,7 +127,14 @@ pub enum Kind {
 
 /// Runs `clients` closed-loop clients for `warmup` + `window`; only requests
 /// that start inside the window count.
-pub fn run(s: &Setup, kind: Kind, clients: usize, warmup: Duration, window: Duration, devices: Arc<Vec<String>>) -> LoadResult {
+pub fn run(
+    s: &Setup,
+    kind: Kind,
+    clients: usize,
+    warmup: Duration,
+    window: Duration,
+    devices: Arc<Vec<String>>,
+) -> LoadResult {
     let start = Instant::now();
     let (from, to) = (start + warmup, start + warmup + window);
     let handles: Vec<_> = (0..clients)
@@ -190,6 +197,8 @@ pub fn run(s: &Setup, kind: Kind, clients: usize, warmup: Duration, window: Dura
         failed += f;
     }
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
     LoadResult { ok: lat.len(), failed, elapsed: window, p50: pct(0.50), p99: pct(0.99) }
 }

@@ -148,10 +148,8 @@ async fn store(db: &Db, rows: &[Pending]) -> Result<Vec<Stored>, ServerError> {
     }
     let inserted: Vec<[u8; 16]> =
         q.fetch_all(tx.conn()).await?.iter().map(|r| blob(r, "license_id")).collect::<Result<_, _>>()?;
-    let stored: Vec<Stored> = rows
-        .iter()
-        .map(|r| if inserted.contains(&r.license_id) { Stored::New } else { Stored::Duplicate })
-        .collect();
+    let stored: Vec<Stored> =
+        rows.iter().map(|r| if inserted.contains(&r.license_id) { Stored::New } else { Stored::Duplicate }).collect();
     // The ledger, per vendor, in queue order.
     let mut by_vendor: BTreeMap<i64, Vec<&Pending>> = BTreeMap::new();
     for (r, s) in rows.iter().zip(&stored) {

@@ -261,15 +261,15 @@ impl Service {
         req: &IssueRequest,
         request_key: Option<&str>,
     ) -> Result<IssuedLicense, ServerError> {
-        if let Some(k) = request_key {
-            if k.is_empty() || k.len() > MAX_REQUEST_KEY_LEN || !k.is_ascii() {
-                return Err(ServerError::Invalid {
-                    field: "Idempotency-Key",
-                    problem: "must be 1 to 128 ASCII characters",
-                });
-            }
-            // A retry is found when its insert collides with the first
-            // request's key (below), not by a read on every request.
+        // A retry is found when its insert collides with the first request's
+        // key (in the batch writer), not by a read on every request.
+        if let Some(k) = request_key
+            && (k.is_empty() || k.len() > MAX_REQUEST_KEY_LEN || !k.is_ascii())
+        {
+            return Err(ServerError::Invalid {
+                field: "Idempotency-Key",
+                problem: "must be 1 to 128 ASCII characters",
+            });
         }
         let product = self.product_row(Some(vendor), &req.product).await?;
         let device = parse_device(&req.device)?;

@@ -506,3 +506,46 @@ fn openapi_document_is_checked_in() {
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(checked_in == served, "docs/openapi.json is out of date: run the tests with UPDATE_SNAPSHOTS=1");
 }
+
+both_backends!(concurrent_issuance_is_grouped_and_idempotent, |env: Env| async move {
+    let v = vendor(&env, "acme").await;
+    let _ = product_with_package(&env, &v, "com.acme.tool", "1.0.0").await;
+    let (_, dev) = device(1);
+    let issue = |key: String| {
+        let (app, token, dev) = (env.app.clone(), v.token.clone(), dev.clone());
+        tokio::spawn(async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v1/licenses")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(Body::from(json!({"product": "com.acme.tool", "device": dev, "licensee": "Jo"}).to_string()))
+                .unwrap();
+            let (s, _, b, _) = call_raw(&app, req).await;
+            (s, b["license_id"].as_str().unwrap_or_default().to_owned())
+        })
+    };
+    // 40 different requests at once, each sent twice at once: 40 licenses.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        tasks.push(issue(format!("order-{i}")));
+        tasks.push(issue(format!("order-{i}")));
+    }
+    let mut by_key = std::collections::BTreeMap::<usize, Vec<String>>::new();
+    for (n, t) in tasks.into_iter().enumerate() {
+        let (s, id) = t.await.unwrap();
+        assert!(s == StatusCode::CREATED || s == StatusCode::OK, "{s}");
+        by_key.entry(n / 2).or_default().push(id);
+    }
+    for ids in by_key.values() {
+        assert_eq!(ids[0], ids[1], "both sends of one request got the same license");
+    }
+    let (_, ledger) = text(&env.app, "/v1/ledger", &v.token).await;
+    let entries = sealrun_sdk_free_parse(&ledger);
+    assert_eq!(entries.len(), 40);
+    verify_chain(&entries).unwrap();
+    let ids: std::collections::BTreeSet<String> = entries.iter().map(|e| hex::encode(e.fields.license_id)).collect();
+    let answered: std::collections::BTreeSet<String> = by_key.values().map(|v| v[0].clone()).collect();
+    assert_eq!(ids, answered);
+});
