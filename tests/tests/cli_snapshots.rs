@@ -21,6 +21,7 @@ fn normalise(world: &World, text: &str) -> String {
         (r"\b\d+ chunks\b", "N chunks"),
         (r"\d+ x 64 KiB", "N x 64 KiB"),
         (r"sealrun \d+\.\d+\.\d+|sealsdk \d+\.\d+\.\d+", "[NAME VERSION]"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
     ];
     for (re, with) in rules {
         t = regex_lite::Regex::new(re).expect("valid regex").replace_all(&t, *with).into_owned();
@@ -106,4 +107,75 @@ fn user_facing_output() {
     check(&world, "sealrun_truncated", &out);
     check(&world, "sealrun_help", &a.sealrun(world.path()).arg("--help").output().unwrap());
     check(&world, "sealsdk_help", &world.sealsdk(&["--help"]));
+}
+
+/// What operators, vendors and end users read around the licensing server.
+#[test]
+fn server_facing_output() {
+    use sealrun_tests::server::Server;
+    let world = World::new();
+    let a = world.device("a");
+    let mut srv = Server::init(&world.path().join("server"), None);
+    let token = srv.vendor("acme");
+    check(&world, "server_help", &srv.cli(&["--help"]));
+    check(&world, "server_init_again", &srv.cli(&["init"]));
+    check(&world, "server_vendor_bad_name", &srv.cli(&["vendor", "create", "Acme Corp"]));
+    check(&world, "server_invoice_bad_period", &srv.cli(&["invoice", "--vendor", "acme", "--period", "2026-13"]));
+    srv.start();
+    let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str())];
+    check(&world, "sealsdk_server_no_token", &world.sealsdk_with(&["server", "--server", &srv.url, "whoami"], &[]));
+    check(
+        &world,
+        "sealsdk_server_product_create",
+        &world.sealsdk_with(&["server", "product", "create", "com.x.y"], &env),
+    );
+    check(
+        &world,
+        "sealsdk_server_release",
+        &world.sealsdk_with(&["server", "product", "release", "com.x.y", "1.0.0"], &env),
+    );
+    check(
+        &world,
+        "sealsdk_server_not_certified",
+        &world.sealsdk_with(
+            &[
+                "server",
+                "license",
+                "issue",
+                "--product",
+                "com.x.y",
+                "--device",
+                &a.code(),
+                "--licensee",
+                "X",
+                "-o",
+                "x.license",
+            ],
+            &env,
+        ),
+    );
+    check(&world, "sealrun_activate_no_server", &a.sealrun(world.path()).args(["activate", "AAAAA"]).output().unwrap());
+    check(
+        &world,
+        "sealrun_activate_unknown_code",
+        &a.sealrun(world.path())
+            .args(["activate", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "--server", &srv.url])
+            .output()
+            .unwrap(),
+    );
+    check(
+        &world,
+        "sealrun_install_bad_url",
+        &a.sealrun(world.path()).args(["install", &srv.url, "--code", "X"]).output().unwrap(),
+    );
+    let gone = srv.url.clone();
+    srv.stop();
+    check(
+        &world,
+        "sealrun_activate_unreachable",
+        &a.sealrun(world.path())
+            .args(["activate", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "--server", &gone])
+            .output()
+            .unwrap(),
+    );
 }

@@ -94,6 +94,7 @@ pub fn parse_export(text: &str) -> Result<Vec<LedgerEntry>> {
 }
 
 /// What a successful check found.
+#[derive(Debug)]
 pub struct Verified {
     /// Entries in the export.
     pub entries: usize,
@@ -160,4 +161,84 @@ pub fn verify(ledger_text: &str, invoice_json: &str) -> Result<Verified> {
         return Err(bad(format!("the invoice total {} does not match the ledger's {}", inv.total, totals.total)));
     }
     Ok(Verified { entries: entries.len(), period: inv.period, total: inv.total, currency: inv.plan.currency })
+}
+
+#[cfg(test)]
+mod tests {
+    use sealrun_format::ledger::GENESIS_HASH;
+    use serde_json::json;
+
+    use super::*;
+
+    fn export(n: u64) -> (String, Vec<LedgerEntry>) {
+        let mut prev = GENESIS_HASH;
+        let mut text = String::new();
+        let mut entries = Vec::new();
+        for seq in 1..=n {
+            let kind = if seq == 3 { EntryKind::Deactivation } else { EntryKind::Activation };
+            let e = LedgerEntry::after(
+                prev,
+                EntryFields {
+                    seq,
+                    at: 100 + seq,
+                    kind,
+                    product: "a.b".into(),
+                    license_id: [seq as u8; 16],
+                    device: [1; 32],
+                    seats: 0,
+                },
+            );
+            prev = e.hash;
+            text.push_str(
+                &json!({
+                    "seq": seq, "at": e.fields.at, "kind": kind.as_str(), "product": "a.b",
+                    "license_id": hex::encode(e.fields.license_id), "device": hex::encode(e.fields.device), "seats": 0,
+                    "prev_hash": hex::encode(e.prev_hash), "hash": hex::encode(e.hash),
+                })
+                .to_string(),
+            );
+            text.push('\n');
+            entries.push(e);
+        }
+        (text, entries)
+    }
+
+    fn invoice_json(entries: &[LedgerEntry], seq: usize, licenses: u64, total: u64) -> String {
+        json!({
+            "vendor": "v", "period": "1970-01", "start": 0, "end": 1000,
+            "plan": {"currency": "EUR", "license_fee": 100, "seat_fee": 0, "free_licenses": 1, "product_fees": {}},
+            "lines": [{"product": "a.b", "licenses": licenses, "free": 1, "unit_fee": 100, "seats": 0, "seat_fee": 0, "amount": total}],
+            "total": total, "ledger_seq": seq, "ledger_hash": hex::encode(entries[seq - 1].hash), "closed": true,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn invoices_are_checked_line_by_line() {
+        let (text, entries) = export(5);
+        let ok = verify(&text, &invoice_json(&entries, 5, 4, 300)).unwrap();
+        assert_eq!((ok.entries, ok.total), (5, 300));
+        // Computed from a prefix: the later entries do not count.
+        assert!(verify(&text, &invoice_json(&entries, 4, 3, 200)).is_ok());
+        // Overbilled, undercounted, or naming a chain the export does not have.
+        assert!(matches!(verify(&text, &invoice_json(&entries, 5, 4, 400)), Err(SdkError::LedgerMismatch(_))));
+        assert!(matches!(verify(&text, &invoice_json(&entries, 5, 5, 400)), Err(SdkError::LedgerMismatch(_))));
+        let mut other = invoice_json(&entries, 5, 4, 300);
+        other = other.replace(&hex::encode(entries[4].hash), &hex::encode([9u8; 32]));
+        assert!(verify(&text, &other).unwrap_err().to_string().contains("the ledgers differ"));
+        let short: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        assert!(
+            verify(&short, &invoice_json(&entries, 5, 4, 300))
+                .unwrap_err()
+                .to_string()
+                .contains("export the ledger again")
+        );
+        // A dropped entry breaks the chain.
+        let dropped: String =
+            text.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| format!("{l}\n")).collect();
+        assert!(
+            verify(&dropped, &invoice_json(&entries, 4, 3, 200)).unwrap_err().to_string().contains("broken at entry 2")
+        );
+        assert!(verify("not json\n", "{}").unwrap_err().to_string().contains("ledger line 1"));
+    }
 }

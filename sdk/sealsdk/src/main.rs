@@ -180,6 +180,13 @@ enum ProductCommand {
     },
     /// List your products and their releases
     List,
+    /// Make the content key of a release on the server (seal --server does this by itself)
+    Release {
+        /// Product id
+        product: String,
+        /// Release, MAJOR.MINOR.PATCH
+        release: Release,
+    },
 }
 
 #[derive(Subcommand)]
@@ -536,6 +543,19 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                     releases.join(", ")
                 );
             }
+        }
+        ServerCommand::Product(ProductCommand::Release { product, release }) => {
+            // Only these fields are read: the content key in the answer is skipped, never kept.
+            #[derive(serde::Deserialize)]
+            struct Made {
+                key_id: String,
+                created: bool,
+            }
+            let path = format!("/v1/products/{product}/releases");
+            let m: Made = c.send("POST", &path, &json!({ "release": release.to_string() }), None)?;
+            let state = if m.created { "made" } else { "exists" };
+            let id = m.key_id.get(..16).unwrap_or(&m.key_id);
+            println!("content key for {product} {release} {state} on the server (key id {id})");
         }
         ServerCommand::License(ServerLicenseCommand::Issue(i)) => {
             let device: DeviceCode = i.device.parse()?;

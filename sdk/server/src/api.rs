@@ -716,7 +716,13 @@ async fn download_package(
 }
 
 async fn product_page(Path(p): Path<String>, headers: HeaderMap) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("this-server");
+    // The Host header is the caller's to choose: only a plain host[:port] is
+    // echoed into the page, so it cannot inject markup.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .unwrap_or("this-server");
     let ok = sealrun_format::text::product_id_problem(&p).is_none();
     let name = if ok { p.as_str() } else { "this product" };
     let body = format!(

@@ -549,3 +549,28 @@ both_backends!(concurrent_issuance_is_grouped_and_idempotent, |env: Env| async m
     let answered: std::collections::BTreeSet<String> = by_key.values().map(|v| v[0].clone()).collect();
     assert_eq!(ids, answered);
 });
+
+#[tokio::test]
+async fn product_page_does_not_echo_markup() {
+    let env = env(Backend::Sqlite).await.unwrap();
+    let req = Request::builder()
+        .uri("/products/com.acme.tool")
+        .header("host", "evil<script>alert(1)</script>")
+        .body(Body::empty())
+        .unwrap();
+    let (s, ct, body, _) = call_raw(&env.app, req).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ct.starts_with("text/html"));
+    let page = body.as_str().unwrap();
+    assert!(
+        !page.contains("<script>") && page.contains("sealrun install https://this-server/products/com.acme.tool"),
+        "{page}"
+    );
+    let req = Request::builder()
+        .uri("/products/com.acme.tool")
+        .header("host", "licenses.example:8443")
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, body, _) = call_raw(&env.app, req).await;
+    assert!(body.as_str().unwrap().contains("https://licenses.example:8443/products/com.acme.tool"));
+}
