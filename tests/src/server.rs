@@ -130,3 +130,31 @@ fn rand_suffix() -> String {
     getrandom::fill(&mut b).expect("random");
     hex::encode(b)
 }
+
+/// Certifies the server's issuing key with `world`'s vendor key, then seals
+/// sample `name` through the server (`seal --server`, the package uploaded)
+/// as `product` 1.0.0 into `<world>/<name>.sealed`. `env` holds
+/// `SEALSDK_SERVER`, `SEALSDK_TOKEN` and whatever else the calls need.
+/// Returns the package and what `seal` printed.
+pub fn certify_and_seal(
+    world: &crate::World,
+    env: &[(&str, &str)],
+    name: &str,
+    product: &str,
+    extra: &[&str],
+) -> (PathBuf, String) {
+    let ok = |o: Output, what: &str| {
+        assert!(o.status.success(), "{what} failed ({}):\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let url = env.iter().find(|(k, _)| *k == "SEALSDK_SERVER").expect("SEALSDK_SERVER in env").1;
+    let certified = ok(world.sealsdk_with(&["server", "certify"], env), "sealsdk server certify");
+    assert!(certified.contains("certified the server's issuing key"), "{certified}");
+    let module = crate::sample(name);
+    let pkg = world.path().join(format!("{name}.sealed"));
+    let mut args = vec!["seal", module.to_str().expect("utf-8"), "--product", product, "--release", "1.0.0"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--server", url, "-o", pkg.to_str().expect("utf-8")]);
+    let sealed = ok(world.sealsdk_with(&args, env), "sealsdk seal --server");
+    (pkg, sealed)
+}

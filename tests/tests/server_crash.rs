@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sealrun_format::device::DeviceSecret;
-use sealrun_format::ledger::{EntryFields, EntryKind, LedgerEntry, verify_chain};
-use sealrun_tests::server::{Server, fresh_postgres};
-use sealrun_tests::{World, sample};
+use sealrun_format::ledger::{EntryKind, LedgerEntry, verify_chain};
+use sealrun_tests::World;
+use sealrun_tests::server::{Server, certify_and_seal, fresh_postgres};
 use serde_json::{Value, json};
 
 /// Client threads issuing licenses at once.
@@ -50,25 +50,7 @@ fn ledger(agent: &ureq::Agent, url: &str, token: &str) -> Vec<LedgerEntry> {
         .limit(1 << 30)
         .read_to_string()
         .unwrap();
-    let arr = |v: &Value| hex::decode(v.as_str().unwrap()).unwrap();
-    text.lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            LedgerEntry {
-                fields: EntryFields {
-                    seq: v["seq"].as_u64().unwrap(),
-                    at: v["at"].as_u64().unwrap(),
-                    kind: EntryKind::from_name(v["kind"].as_str().unwrap()).unwrap(),
-                    product: v["product"].as_str().unwrap().into(),
-                    license_id: arr(&v["license_id"]).try_into().unwrap(),
-                    device: arr(&v["device"]).try_into().unwrap(),
-                    seats: v["seats"].as_u64().unwrap() as u32,
-                },
-                prev_hash: arr(&v["prev_hash"]).try_into().unwrap(),
-                hash: arr(&v["hash"]).try_into().unwrap(),
-            }
-        })
-        .collect()
+    sealrun_sdk::ledger::parse_export(&text).expect("the export parses")
 }
 
 fn crash_under_load(database: Option<&str>) {
@@ -77,24 +59,7 @@ fn crash_under_load(database: Option<&str>) {
     let token = srv.vendor("acme");
     srv.start();
     let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str())];
-    assert!(w.sealsdk_with(&["server", "certify"], &env).status.success());
-    let pkg = w.path().join("hello.sealed");
-    let seal = w.sealsdk_with(
-        &[
-            "seal",
-            sample("hello").to_str().unwrap(),
-            "--product",
-            "com.acme.hello",
-            "--release",
-            "1.0.0",
-            "--server",
-            &srv.url,
-            "-o",
-            pkg.to_str().unwrap(),
-        ],
-        &env,
-    );
-    assert!(seal.status.success());
+    certify_and_seal(&w, &env, "hello", "com.acme.hello", &[]);
     let devices: Vec<String> = (0..32)
         .map(|i| {
             let s = DeviceSecret::generate(&mut rand_core::UnwrapErr(getrandom::SysRng));

@@ -2,8 +2,8 @@
 //! socket: operator, vendor and end user, on SQLite and on PostgreSQL.
 use std::path::Path;
 
-use sealrun_tests::server::{Server, fresh_postgres};
-use sealrun_tests::{World, sample, stderr, stdout};
+use sealrun_tests::server::{Server, certify_and_seal, fresh_postgres};
+use sealrun_tests::{World, stderr, stdout};
 
 fn ok(o: &std::process::Output, what: &str) -> String {
     assert!(o.status.success(), "{what} failed ({}):\n{}\n{}", o.status, stdout(o), stderr(o));
@@ -24,26 +24,7 @@ fn whole_flow(database: Option<&str>) {
     let token = srv.vendor("acme");
     srv.start();
     let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str())];
-    let out = ok(&w.sealsdk_with(&["server", "certify"], &env), "certify");
-    assert!(out.contains("certified the server's issuing key"), "{out}");
-    let hello = sample("hello");
-    let pkg = w.path().join("hello.sealed");
-    let out = w.sealsdk_with(
-        &[
-            "seal",
-            hello.to_str().unwrap(),
-            "--product",
-            "com.acme.hello",
-            "--release",
-            "1.0.0",
-            "--server",
-            &srv.url,
-            "-o",
-            pkg.to_str().unwrap(),
-        ],
-        &env,
-    );
-    let text = ok(&out, "seal --server");
+    let (pkg, text) = certify_and_seal(&w, &env, "hello", "com.acme.hello", &[]);
     assert!(text.contains("content key for com.acme.hello 1.0.0: made") && text.contains("package uploaded"), "{text}");
     assert!(!w.path().join("keystore/content-keys").exists(), "no content key is stored on the build machine");
     let codes = ok(
@@ -128,28 +109,7 @@ fn install_resumes_a_broken_download() {
     let token = srv.vendor("acme");
     srv.start();
     let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str())];
-    ok(&w.sealsdk_with(&["server", "certify"], &env), "certify");
-    let pkg = w.path().join("wordfreq.sealed");
-    ok(
-        &w.sealsdk_with(
-            &[
-                "seal",
-                sample("wordfreq").to_str().unwrap(),
-                "--product",
-                "com.acme.wf",
-                "--release",
-                "1.0.0",
-                "--chunk-kib",
-                "4",
-                "--server",
-                &srv.url,
-                "-o",
-                pkg.to_str().unwrap(),
-            ],
-            &env,
-        ),
-        "seal",
-    );
+    let (pkg, _) = certify_and_seal(&w, &env, "wordfreq", "com.acme.wf", &["--chunk-kib", "4"]);
     let code =
         ok(&w.sealsdk_with(&["server", "code", "create", "--product", "com.acme.wf"], &env), "code").trim().to_owned();
     let whole = std::fs::read(&pkg).unwrap();
@@ -278,26 +238,7 @@ fn tls_with_a_private_ca() {
     assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
     let ca = ca_pem.to_str().unwrap();
     let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str()), ("SEALSDK_CA_FILE", ca)];
-    ok(&w.sealsdk_with(&["server", "certify"], &env), "certify over TLS");
-    let pkg = w.path().join("hello.sealed");
-    ok(
-        &w.sealsdk_with(
-            &[
-                "seal",
-                sample("hello").to_str().unwrap(),
-                "--product",
-                "com.acme.hello",
-                "--release",
-                "1.0.0",
-                "--server",
-                &srv.url,
-                "-o",
-                pkg.to_str().unwrap(),
-            ],
-            &env,
-        ),
-        "seal over TLS",
-    );
+    let (pkg, _) = certify_and_seal(&w, &env, "hello", "com.acme.hello", &[]);
     let code = ok(
         &w.sealsdk_with(&["server", "code", "create", "--product", "com.acme.hello", "--count", "2"], &env),
         "codes",

@@ -36,6 +36,31 @@ const MAX_ANSWER: u64 = 1 << 20;
 /// instead of the built-in Mozilla roots (a server with a private CA).
 pub const CA_FILE_ENV: &str = "SEALRUN_CA_FILE";
 
+/// Why a CA file could not be used.
+#[derive(Debug)]
+pub enum CaFileError {
+    /// It could not be read.
+    Io(std::io::Error),
+    /// It holds no PEM certificate.
+    NoCertificate,
+}
+
+/// A TLS configuration that trusts the CA certificates in the PEM file
+/// `path` (and only them). Shared with `sealsdk`.
+pub fn tls_trusting(path: &Path) -> Result<ureq::tls::TlsConfig, CaFileError> {
+    let pem = fs::read(path).map_err(CaFileError::Io)?;
+    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(CaFileError::NoCertificate);
+    }
+    Ok(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build())
+}
+
 fn agent() -> Result<ureq::Agent, LaunchError> {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -43,17 +68,12 @@ fn agent() -> Result<ureq::Agent, LaunchError> {
         .timeout_per_read(Some(READ_STALL));
     if let Some(file) = std::env::var_os(CA_FILE_ENV).filter(|f| !f.is_empty()) {
         let path = PathBuf::from(file);
-        let pem = fs::read(&path).map_err(LaunchError::io("cannot read", &path))?;
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(LaunchError::Usage(format!("{} ({CA_FILE_ENV}) holds no PEM certificate", path.display())));
-        }
-        let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+        let tls = tls_trusting(&path).map_err(|e| match e {
+            CaFileError::Io(source) => LaunchError::Io { action: "cannot read", path: path.clone(), source },
+            CaFileError::NoCertificate => {
+                LaunchError::Usage(format!("{} ({CA_FILE_ENV}) holds no PEM certificate", path.display()))
+            }
+        })?;
         config = config.tls_config(tls);
     }
     Ok(config.build().into())

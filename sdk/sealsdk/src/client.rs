@@ -42,17 +42,14 @@ impl Client {
             ureq::Agent::config_builder().http_status_as_error(false).timeout_connect(Some(Duration::from_secs(10)));
         if let Some(file) = std::env::var_os(CA_FILE_ENV).filter(|f| !f.is_empty()) {
             let path = std::path::PathBuf::from(file);
-            let pem = std::fs::read(&path).map_err(SdkError::io("cannot read", &path))?;
-            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(SdkError::ServerSetup("the file in SEALSDK_CA_FILE holds no PEM certificate"));
-            }
-            let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+            let tls = sealrun::online::tls_trusting(&path).map_err(|e| match e {
+                sealrun::online::CaFileError::Io(source) => {
+                    SdkError::Io { action: "cannot read", path: path.clone(), source }
+                }
+                sealrun::online::CaFileError::NoCertificate => {
+                    SdkError::ServerSetup("the file in SEALSDK_CA_FILE holds no PEM certificate")
+                }
+            })?;
             config = config.tls_config(tls);
         }
         Ok(Client { base, token, agent: config.build().into() })
@@ -71,15 +68,21 @@ impl Client {
         SdkError::Unreachable { url: self.base.clone(), reason: e.to_string() }
     }
 
-    fn finish<T: DeserializeOwned>(&self, mut resp: ureq::http::Response<ureq::Body>) -> Result<T> {
+    /// The answer's text, or the server's problem as an error. Answers may
+    /// carry a content key: the buffer is wiped when dropped.
+    fn answer(&self, mut resp: ureq::http::Response<ureq::Body>) -> Result<zeroize::Zeroizing<String>> {
         let status = resp.status().as_u16();
-        // Answers may carry a content key: the buffer is wiped after parsing.
         let text = zeroize::Zeroizing::new(
             resp.body_mut().with_config().limit(MAX_ANSWER).read_to_string().map_err(|e| self.unreachable(e))?,
         );
         if status >= 400 {
             return Err(problem(status, &text));
         }
+        Ok(text)
+    }
+
+    fn finish<T: DeserializeOwned>(&self, resp: ureq::http::Response<ureq::Body>) -> Result<T> {
+        let text = self.answer(resp)?;
         let text = if text.is_empty() { "null" } else { text.as_str() };
         serde_json::from_str(text).map_err(|e| SdkError::Unreachable {
             url: self.base.clone(),
@@ -87,37 +90,25 @@ impl Client {
         })
     }
 
-    /// GET a JSON answer.
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let resp = self
-            .agent
+    fn call_get(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>> {
+        self.agent
             .get(self.url(path))
             .config()
             .timeout_global(Some(CALL_TIMEOUT))
             .build()
             .header("authorization", &format!("Bearer {}", self.token.as_str()))
             .call()
-            .map_err(|e| self.unreachable(e))?;
-        self.finish(resp)
+            .map_err(|e| self.unreachable(e))
+    }
+
+    /// GET a JSON answer.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.finish(self.call_get(path)?)
     }
 
     /// GET a text answer (exports).
     pub fn get_text(&self, path: &str) -> Result<String> {
-        let mut resp = self
-            .agent
-            .get(self.url(path))
-            .config()
-            .timeout_global(Some(CALL_TIMEOUT))
-            .build()
-            .header("authorization", &format!("Bearer {}", self.token.as_str()))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().with_config().limit(MAX_ANSWER).read_to_string().map_err(|e| self.unreachable(e))?;
-        if status >= 400 {
-            return Err(problem(status, &text));
-        }
-        Ok(text)
+        Ok(self.answer(self.call_get(path)?)?.to_string())
     }
 
     /// Sends JSON with `method` (POST or PUT) and reads the JSON answer.

@@ -52,6 +52,31 @@ impl From<&LedgerEntry> for EntryJson {
     }
 }
 
+impl EntryJson {
+    /// The entry this line describes; `None` if a field is not what the
+    /// export writes (unknown kind, wrong hex length).
+    pub fn to_entry(&self) -> Option<LedgerEntry> {
+        fn arr<const N: usize>(s: &str) -> Option<[u8; N]> {
+            let mut out = [0u8; N];
+            hex::decode_to_slice(s, &mut out).ok()?;
+            Some(out)
+        }
+        Some(LedgerEntry {
+            fields: EntryFields {
+                seq: self.seq,
+                at: self.at,
+                kind: EntryKind::from_name(&self.kind)?,
+                product: self.product.clone(),
+                license_id: arr(&self.license_id)?,
+                device: arr(&self.device)?,
+                seats: self.seats,
+            },
+            prev_hash: arr(&self.prev_hash)?,
+            hash: arr(&self.hash)?,
+        })
+    }
+}
+
 /// What to append.
 pub(crate) struct Append<'a> {
     pub(crate) vendor: i64,

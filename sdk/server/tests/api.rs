@@ -130,7 +130,7 @@ both_backends!(licensing_flow, |env: Env| async move {
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(kinds, ["license_issued", "activation", "deactivation", "activation"]);
-    let entries = sealrun_sdk_free_parse(&text_ledger);
+    let entries = parse_ledger(&text_ledger);
     verify_chain(&entries).unwrap();
 
     // Billing: 1.50 per license, one free, 2.00 for this product.
@@ -169,28 +169,10 @@ both_backends!(licensing_flow, |env: Env| async move {
     assert_eq!(ledger_len(&env, &acme.token).await, 5);
 });
 
-/// The export parsed with the format crate's types only (the SDK's parser
-/// is tested in its own crate).
-fn sealrun_sdk_free_parse(text: &str) -> Vec<sealrun_format::ledger::LedgerEntry> {
-    use sealrun_format::ledger::{EntryFields, EntryKind, LedgerEntry};
-    let arr = |v: &Value| -> Vec<u8> { hex::decode(v.as_str().unwrap()).unwrap() };
+/// The export, parsed line by line.
+fn parse_ledger(text: &str) -> Vec<sealrun_format::ledger::LedgerEntry> {
     text.lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            LedgerEntry {
-                fields: EntryFields {
-                    seq: v["seq"].as_u64().unwrap(),
-                    at: v["at"].as_u64().unwrap(),
-                    kind: EntryKind::from_name(v["kind"].as_str().unwrap()).unwrap(),
-                    product: v["product"].as_str().unwrap().into(),
-                    license_id: arr(&v["license_id"]).try_into().unwrap(),
-                    device: arr(&v["device"]).try_into().unwrap(),
-                    seats: v["seats"].as_u64().unwrap() as u32,
-                },
-                prev_hash: arr(&v["prev_hash"]).try_into().unwrap(),
-                hash: arr(&v["hash"]).try_into().unwrap(),
-            }
-        })
+        .map(|l| serde_json::from_str::<sealrun_server::ledger::EntryJson>(l).unwrap().to_entry().unwrap())
         .collect()
 }
 
@@ -542,7 +524,7 @@ both_backends!(concurrent_issuance_is_grouped_and_idempotent, |env: Env| async m
         assert_eq!(ids[0], ids[1], "both sends of one request got the same license");
     }
     let (_, ledger) = text(&env.app, "/v1/ledger", &v.token).await;
-    let entries = sealrun_sdk_free_parse(&ledger);
+    let entries = parse_ledger(&ledger);
     assert_eq!(entries.len(), 40);
     verify_chain(&entries).unwrap();
     let ids: std::collections::BTreeSet<String> = entries.iter().map(|e| hex::encode(e.fields.license_id)).collect();
