@@ -766,6 +766,7 @@ async fn issue_license(
     ApiJson(req): ApiJson<IssueRequest>,
 ) -> ApiResult<(StatusCode, Json<IssuedLicense>)> {
     let v = vendor_auth(&s, &headers).await?;
+    // A value that is not text is passed on as one the check refuses.
     let key = headers.get("idempotency-key").map(|k| k.to_str().unwrap_or("\u{1}")).map(str::to_owned);
     let lic = s.svc.issue_license(v, &req, key.as_deref()).await?;
     if lic.created {

@@ -264,11 +264,11 @@ impl Service {
         // A retry is found when its insert collides with the first request's
         // key (in the batch writer), not by a read on every request.
         if let Some(k) = request_key
-            && (k.is_empty() || k.len() > MAX_REQUEST_KEY_LEN || !k.is_ascii())
+            && (k.is_empty() || k.len() > MAX_REQUEST_KEY_LEN || !k.bytes().all(|b| (0x21..0x7f).contains(&b)))
         {
             return Err(ServerError::Invalid {
                 field: "Idempotency-Key",
-                problem: "must be 1 to 128 ASCII characters",
+                problem: "must be 1 to 128 printable ASCII characters without spaces",
             });
         }
         let product = self.product_row(Some(vendor), &req.product).await?;

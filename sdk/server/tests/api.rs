@@ -347,6 +347,20 @@ both_backends!(bad_input_is_refused_and_changes_nothing, |env: Env| async move {
         ),
         (raw("GET", "/v1/invoices/2026-13", None, vec![]), StatusCode::BAD_REQUEST, "invalid"),
         (
+            {
+                let mut r = raw(
+                    "POST",
+                    "/v1/licenses",
+                    Some("application/json"),
+                    json!({"product": "com.acme.tool", "device": dev, "licensee": "x"}).to_string().into_bytes(),
+                );
+                r.headers_mut().insert("idempotency-key", axum::http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+                r
+            },
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
             raw(
                 "POST",
                 "/v1/codes",
