@@ -74,21 +74,11 @@ pub async fn serve(config: &Config, on_listening: impl FnOnce(SocketAddr, bool))
     let svc = open(config).await?;
     let state = AppState::new(svc, config.limits);
     let router = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Io {
-        action: "cannot listen on",
-        path: PathBuf::from(config.listen.to_string()),
-        source,
-    })?;
-    listener.set_nonblocking(true).map_err(|source| ServerError::Io {
-        action: "cannot listen on",
-        path: PathBuf::from(config.listen.to_string()),
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Io {
-        action: "cannot listen on",
-        path: PathBuf::from(config.listen.to_string()),
-        source,
-    })?;
+    let cannot_listen =
+        |source| ServerError::Io { action: "cannot listen on", path: PathBuf::from(config.listen.to_string()), source };
+    let listener = std::net::TcpListener::bind(config.listen).map_err(cannot_listen)?;
+    listener.set_nonblocking(true).map_err(cannot_listen)?;
+    let addr = listener.local_addr().map_err(cannot_listen)?;
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
@@ -96,33 +86,18 @@ pub async fn serve(config: &Config, on_listening: impl FnOnce(SocketAddr, bool))
         tracing::info!("shutting down");
         h.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
+    let listen_error = |source| ServerError::Io { action: "cannot listen on", path: addr.to_string().into(), source };
     let served = match &config.tls {
         Some((cert, key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.map_err(|source| {
                 ServerError::Io { action: "cannot load the TLS certificate and key", path: cert.clone(), source }
             })?;
             on_listening(addr, true);
-            axum_server::from_tcp_rustls(listener, tls)
-                .map_err(|source| ServerError::Io {
-                    action: "cannot listen on",
-                    path: addr.to_string().into(),
-                    source,
-                })?
-                .handle(handle)
-                .serve(router)
-                .await
+            axum_server::from_tcp_rustls(listener, tls).map_err(listen_error)?.handle(handle).serve(router).await
         }
         None => {
             on_listening(addr, false);
-            axum_server::from_tcp(listener)
-                .map_err(|source| ServerError::Io {
-                    action: "cannot listen on",
-                    path: addr.to_string().into(),
-                    source,
-                })?
-                .handle(handle)
-                .serve(router)
-                .await
+            axum_server::from_tcp(listener).map_err(listen_error)?.handle(handle).serve(router).await
         }
     };
     state.svc.db.close().await;
