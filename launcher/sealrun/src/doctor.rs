@@ -61,17 +61,23 @@ pub fn report() -> String {
     let licenses = store::all();
     let _ = writeln!(s, "licenses:      {} installed", licenses.len());
     for path in licenses {
-        let line = match store::read_license_file(&path).ok().and_then(|b| License::parse(&b).ok()) {
-            Some(l) => {
-                let Binding::Device(d) = l.terms.binding;
-                let binding = if Some(d) == this { "this device" } else { "ANOTHER device" };
+        let bytes = store::read_license_file(&path).ok();
+        let sealed = bytes.as_deref().and_then(|b| sealrun_format::dongle::SealedLicense::parse(b).ok());
+        let line = match (bytes.as_deref().and_then(|b| License::parse(b).ok()), sealed) {
+            (_, Some(sealed)) => format!("sealed to dongle {} (its terms need the dongle)", sealed.dongle),
+            (Some(l), None) => {
+                let binding = match l.terms.binding {
+                    Binding::Device(d) if Some(d) == this => "this device".to_owned(),
+                    Binding::Device(_) => "ANOTHER device".to_owned(),
+                    b @ Binding::Dongle { .. } => b.describe(),
+                };
                 let expires = l.terms.expires.map(fmt_time).unwrap_or_else(|| "never".into());
                 format!(
                     "{} {} for {}, expires {expires}, {binding}",
                     l.terms.product, l.terms.releases, l.terms.licensee
                 )
             }
-            None => "unreadable or damaged".to_owned(),
+            (None, None) => "unreadable or damaged".to_owned(),
         };
         let _ = writeln!(s, "  {}: {line}", path.display());
     }

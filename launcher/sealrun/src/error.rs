@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use sealrun_format::device::DeviceCode;
+use sealrun_format::dongle::DongleId;
 
 /// Exit codes of `sealrun` (the README has the table). A guest's own exit
 /// code is passed through unchanged; the launcher's own codes sit at 200
@@ -43,6 +44,15 @@ pub mod exit {
     pub const SERVER_REFUSED: u8 = 214;
     /// The licensing server could not be reached.
     pub const SERVER_UNREACHABLE: u8 = 215;
+    /// The dongle the license needs is not attached, or no PKCS#11 module
+    /// can reach it.
+    pub const NO_DONGLE: u8 = 216;
+    /// The dongle's PIN is missing, wrong or locked.
+    pub const DONGLE_PIN: u8 = 217;
+    /// The dongle was removed while the app ran and did not come back in time.
+    pub const DONGLE_REMOVED: u8 = 218;
+    /// As many copies of the app as the license allows are already running.
+    pub const COUNT_REACHED: u8 = 219;
     /// Interrupted by SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// Terminated by SIGTERM (128 + 15).
@@ -149,6 +159,117 @@ pub enum LaunchError {
         /// Product id.
         product: String,
     },
+    /// The dongle a license is sealed to is not attached.
+    NoDongle {
+        /// The dongle the license needs.
+        dongle: DongleId,
+        /// The license file.
+        path: PathBuf,
+        /// Sealrun dongles that are attached (id and label).
+        attached: Vec<(DongleId, String)>,
+        /// The PKCS#11 modules searched.
+        modules: Vec<PathBuf>,
+    },
+    /// A PKCS#11 module could not be loaded or initialised.
+    DongleModule {
+        /// The module.
+        module: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A token operation failed (the token's own error is shown).
+    DongleFailed {
+        /// What was being done.
+        action: &'static str,
+        /// The PKCS#11 error.
+        reason: String,
+    },
+    /// The attach record on a token is damaged or was altered.
+    DongleRecord {
+        /// The token's label.
+        token: String,
+        /// What is wrong.
+        source: sealrun_format::Error,
+    },
+    /// The dongle is permitted on another device.
+    DongleWrongDevice {
+        /// The dongle.
+        dongle: DongleId,
+        /// The device its record permits.
+        permitted: DeviceCode,
+        /// This device.
+        this: DeviceCode,
+    },
+    /// The dongle's PIN is missing, wrong or locked.
+    DonglePin(PinProblem),
+    /// The dongle was removed while the app ran and did not come back.
+    DongleRemoved {
+        /// The dongle's label.
+        token: String,
+        /// How long the launcher waited.
+        grace: std::time::Duration,
+        /// Why it gave up.
+        why: String,
+    },
+    /// As many copies of the app as the license allows already run.
+    CountReached {
+        /// The product.
+        product: String,
+        /// The license's count.
+        count: u32,
+    },
+}
+
+/// What is wrong with a dongle PIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PinProblem {
+    /// No PIN was given and there is no terminal to ask on.
+    Missing,
+    /// The PIN source could not be read or holds no usable PIN.
+    Unreadable(String),
+    /// The token rejected the PIN.
+    Wrong {
+        /// The token locked its PIN after this try.
+        locked: bool,
+        /// One try is left before the token locks.
+        final_try: bool,
+    },
+    /// The token's PIN is locked after too many wrong tries.
+    Locked,
+}
+
+impl fmt::Display for PinProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PinProblem::Missing => write!(
+                f,
+                "the dongle needs its PIN and there is no terminal to ask for it.
+                 Set SEALRUN_PIN, or put the PIN in a file readable only by you and pass --pin-file FILE (or set SEALRUN_PIN_FILE)."
+            ),
+            PinProblem::Unreadable(source) => {
+                write!(f, "no usable dongle PIN in {source} (it must be one line of 1 to 256 characters).")
+            }
+            PinProblem::Wrong { locked: true, .. } => write!(
+                f,
+                "the dongle rejected the PIN, and has now locked it.
+Ask the token's administrator to unlock it with the SO PIN; sealrun will not try again."
+            ),
+            PinProblem::Wrong { final_try: true, .. } => write!(
+                f,
+                "the dongle rejected the PIN. One try is left before the token locks itself: check the PIN before trying again."
+            ),
+            PinProblem::Wrong { .. } => write!(
+                f,
+                "the dongle rejected the PIN. Check it and try again; sealrun tries each PIN once, so a token's lockout counter is never run down."
+            ),
+            PinProblem::Locked => write!(
+                f,
+                "the dongle's PIN is locked after too many wrong tries.
+Ask the token's administrator to unlock it with the SO PIN; sealrun will not try a locked token."
+            ),
+        }
+    }
 }
 
 impl LaunchError {
@@ -178,6 +299,14 @@ impl LaunchError {
             LaunchError::ServerRefused { .. } => exit::SERVER_REFUSED,
             LaunchError::ServerUnreachable { .. } => exit::SERVER_UNREACHABLE,
             LaunchError::NothingToDeactivate { .. } => exit::NO_LICENSE,
+            LaunchError::NoDongle { .. } | LaunchError::DongleModule { .. } | LaunchError::DongleFailed { .. } => {
+                exit::NO_DONGLE
+            }
+            LaunchError::DongleRecord { .. } => exit::DAMAGED,
+            LaunchError::DongleWrongDevice { .. } => exit::WRONG_DEVICE,
+            LaunchError::DonglePin(_) => exit::DONGLE_PIN,
+            LaunchError::DongleRemoved { .. } => exit::DONGLE_REMOVED,
+            LaunchError::CountReached { .. } => exit::COUNT_REACHED,
         }
     }
 
@@ -287,6 +416,65 @@ impl fmt::Display for LaunchError {
                 "no license for {product} on this device came from an activation code, so there is nothing to give back.\n\
                  (Licenses installed from a file are moved by the vendor: ask them.)"
             ),
+            LaunchError::NoDongle { dongle, path, attached, modules } => {
+                writeln!(f, "the license {} needs dongle {dongle}, which is not attached.", path.display())?;
+                if attached.is_empty() {
+                    writeln!(f, "No Sealrun dongle is attached.")?;
+                } else {
+                    for (id, label) in attached {
+                        writeln!(f, "  attached: dongle {id} (\"{label}\")")?;
+                    }
+                }
+                if modules.is_empty() {
+                    write!(
+                        f,
+                        "No PKCS#11 module was found: install your token's driver (e.g. OpenSC), or name its module with                          --pkcs11-module FILE or SEALRUN_PKCS11_MODULE."
+                    )
+                } else {
+                    let list: Vec<String> = modules.iter().map(|p| p.display().to_string()).collect();
+                    write!(f, "Plug in the dongle and run the app again. (Searched with: {}.)", list.join(", "))
+                }
+            }
+            LaunchError::DongleModule { module, reason } => write!(
+                f,
+                "the PKCS#11 module {} cannot be used: {reason}
+Check that the token driver is installed, or name another module with --pkcs11-module.",
+                module.display()
+            ),
+            LaunchError::DongleFailed { action, reason } => {
+                write!(
+                    f,
+                    "dongle: {action}: {reason}
+Check that the token is plugged in properly, then try again."
+                )
+            }
+            LaunchError::DongleRecord { token, source } => write!(
+                f,
+                "the attach record on dongle \"{token}\" does not check out: {source}.
+                 The token was altered or damaged; ask the vendor to provision it again."
+            ),
+            LaunchError::DongleWrongDevice { dongle, permitted, this } => write!(
+                f,
+                "dongle {dongle} is permitted on another device.
+  permitted device: {permitted}
+  this device:      {this}
+                 Use it on the device it was provisioned for, or ask the vendor to provision it for this device's code."
+            ),
+            LaunchError::DonglePin(p) => write!(f, "{p}"),
+            LaunchError::DongleRemoved { token, grace, why } => write!(
+                f,
+                "the app was stopped: dongle \"{token}\" {why} and did not come back within {} s.
+                 Plug it in and start the app again.",
+                grace.as_secs()
+            ),
+            LaunchError::CountReached { product, count } => {
+                let copies = if *count == 1 { "copy".to_owned() } else { "copies".to_owned() };
+                write!(
+                    f,
+                    "{count} {copies} of {product} may run at once with this license, and that many already run.
+                     Close one and try again."
+                )
+            }
         }
     }
 }

@@ -5,14 +5,14 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use sealrun_format::UnixTime;
+use sealrun_format::dongle::{AnyLicense, SealedLicense};
 use sealrun_format::license::{Binding, License};
 use sealrun_format::package::{Manifest, Package};
-
-use sealrun_format::ContentKey;
+use sealrun_format::{ContentKey, UnixTime};
 
 use crate::cache::{self, CodeCache, Lookup};
 use crate::device::Device;
+use crate::dongle::{self, Attached, Library};
 use crate::error::LaunchError;
 use crate::native::{self, TrustPolicy};
 use crate::secure_buf::SecretBuffer;
@@ -34,6 +34,9 @@ pub struct Opened {
     pub license_path: PathBuf,
     /// The license.
     pub license: License,
+    /// The dongle that unlocked it, for a dongle-bound license: the app may
+    /// run only while it stays attached.
+    pub dongle: Option<Attached>,
     map: memmap2::Mmap,
     header: Vec<u8>,
     key: ContentKey,
@@ -66,6 +69,8 @@ pub struct Loaded {
     pub module: wasmtime::Module,
     /// Where the module came from.
     pub source: Source,
+    /// The dongle that must stay attached while the app runs.
+    pub dongle: Option<Attached>,
 }
 
 /// Where a [`Loaded`] module came from.
@@ -111,15 +116,36 @@ pub fn read_header(package: &Path) -> Result<sealrun_format::package::Header, La
 }
 
 /// Finds and checks the license for `package` on `device` at time `now`, and
-/// unwraps the content key. Nothing is decrypted yet.
+/// unwraps the content key. Nothing is decrypted yet. Dongles are found with
+/// the default PKCS#11 modules and PIN sources.
 pub fn open(package: &Path, license: Option<&Path>, device: &Device, now: UnixTime) -> Result<Opened, LaunchError> {
+    open_with(package, license, device, now, &dongle::Options::default())
+}
+
+/// [`open`], finding dongles as `dongles` says.
+pub fn open_with(
+    package: &Path,
+    license: Option<&Path>,
+    device: &Device,
+    now: UnixTime,
+    dongles: &dongle::Options,
+) -> Result<Opened, LaunchError> {
     let map = map(package)?;
     let pkg = Package::parse(&map).map_err(LaunchError::bad_file(package))?;
     let manifest = pkg.manifest().clone();
-    let (license_path, license) = select_license(package, license, &manifest, device, now)?;
-    let key = license.unwrap_key(&manifest.key_id, &device.secret).map_err(LaunchError::bad_file(&license_path))?;
+    let mut tokens = Tokens { opts: dongles, libs: None };
+    let s = select_license(package, license, &manifest, device, now, &mut tokens)?;
     let header = pkg.header().as_bytes().to_vec();
-    Ok(Opened { path: package.to_owned(), manifest, license_path, license, map, header, key })
+    Ok(Opened {
+        path: package.to_owned(),
+        manifest,
+        license_path: s.path,
+        license: s.license,
+        dongle: s.dongle,
+        map,
+        header,
+        key: s.key,
+    })
 }
 
 impl Opened {
@@ -299,6 +325,7 @@ impl Opened {
             engine,
             module,
             source,
+            dongle: self.dongle,
         }
     }
 }
@@ -310,11 +337,171 @@ pub fn unlock(package: &Path, license: Option<&Path>, device: &Device, now: Unix
     Ok(Unlocked { manifest: opened.manifest, module, license_path: opened.license_path, license: opened.license })
 }
 
-/// Checks one license file against the package and this device.
+/// A license that checked out, with the content key it unlocked.
+struct Selected {
+    path: PathBuf,
+    license: License,
+    key: ContentKey,
+    dongle: Option<Attached>,
+}
+
+/// The PKCS#11 modules, loaded when the first dongle license is tried and
+/// finalized when the launch has its key.
+struct Tokens<'a> {
+    opts: &'a dongle::Options,
+    libs: Option<Result<(Vec<Library>, Vec<PathBuf>), LaunchError>>,
+}
+
+impl Tokens<'_> {
+    fn libs(&mut self) -> Result<&(Vec<Library>, Vec<PathBuf>), LaunchError> {
+        let opts = self.opts;
+        let loaded = self.libs.get_or_insert_with(|| {
+            let modules = opts.modules()?;
+            let mut libs = Vec::new();
+            let mut first_problem = None;
+            for m in &modules {
+                match Library::open(m) {
+                    Ok(l) => libs.push(l),
+                    Err(e) => {
+                        tracing::debug!(module = %m.display(), error = %e, "PKCS#11 module not usable");
+                        first_problem.get_or_insert(e);
+                    }
+                }
+            }
+            match first_problem {
+                Some(e) if libs.is_empty() => Err(e),
+                _ => Ok((libs, modules)),
+            }
+        });
+        match loaded {
+            Ok(l) => Ok(l),
+            Err(e) => Err(clone_module_error(e)),
+        }
+    }
+}
+
+fn clone_module_error(e: &LaunchError) -> LaunchError {
+    match e {
+        LaunchError::DongleModule { module, reason } => {
+            LaunchError::DongleModule { module: module.clone(), reason: reason.clone() }
+        }
+        other => LaunchError::DongleFailed { action: "cannot use the PKCS#11 modules", reason: other.to_string() },
+    }
+}
+
+/// Checks a license sealed to a dongle: the dongle must be attached, its
+/// record signed by the package's vendor and permitting this device; the
+/// token then decrypts the license and the content key.
+fn check_sealed(
+    path: &Path,
+    sealed: &SealedLicense,
+    manifest: &Manifest,
+    device: &Device,
+    now: UnixTime,
+    tokens: &mut Tokens<'_>,
+) -> Result<Selected, LaunchError> {
+    let opts = tokens.opts;
+    let (libs, modules) = tokens.libs()?;
+    let mut attached = Vec::new();
+    let mut found = None;
+    for lib in libs {
+        for t in lib.tokens()? {
+            if let Some(Ok(r)) = &t.record {
+                attached.push((r.dongle, t.label.clone()));
+                if r.dongle == sealed.dongle && found.is_none() {
+                    found = Some((lib, t.clone(), r.clone()));
+                }
+            }
+        }
+    }
+    let Some((lib, view, record)) = found else {
+        return Err(LaunchError::NoDongle {
+            dongle: sealed.dongle,
+            path: path.to_owned(),
+            attached,
+            modules: modules.clone(),
+        });
+    };
+    record
+        .verify(&manifest.vendor_key)
+        .map_err(|source| LaunchError::DongleRecord { token: view.label.clone(), source })?;
+    if record.device != device.code {
+        return Err(LaunchError::DongleWrongDevice {
+            dongle: record.dongle,
+            permitted: record.device,
+            this: device.code,
+        });
+    }
+    let pin = opts.pin(&view.label)?;
+    let session = lib.login(view.slot, &pin)?;
+    let unwrap_failed = || LaunchError::BadFile { path: path.to_owned(), source: sealrun_format::Error::UnwrapFailed };
+    let plain = dongle::decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(|_| unwrap_failed())?;
+    let license = sealed.open(&plain).map_err(LaunchError::bad_file(path))?;
+    check_terms(path, &license, manifest, now)?;
+    let probe = license.dongle_key_request(&manifest.key_id).map_err(|_| unwrap_failed())?;
+    let raw = dongle::decrypt(&session, &sealed.dongle, &probe).map_err(|_| unwrap_failed())?;
+    let key = license.key_from_dongle(&manifest.key_id, &raw).map_err(|_| unwrap_failed())?;
+    let attached = Attached::new(lib, &view, &record, pin, probe, manifest.key_id);
+    Ok(Selected { path: path.to_owned(), license, key, dongle: Some(attached) })
+}
+
+/// Checks one license file of either kind and unlocks its content key.
+fn check_any(
+    path: &Path,
+    manifest: &Manifest,
+    device: &Device,
+    now: UnixTime,
+    tokens: &mut Tokens<'_>,
+) -> Result<Selected, LaunchError> {
+    let bytes = store::read_license_file(path)?;
+    match AnyLicense::parse(&bytes).map_err(LaunchError::bad_file(path))? {
+        AnyLicense::Sealed(sealed) => check_sealed(path, &sealed, manifest, device, now, tokens),
+        AnyLicense::Plain(license) => {
+            check_plain(path, &license, manifest, device, now)?;
+            let key = license.unwrap_key(&manifest.key_id, &device.secret).map_err(LaunchError::bad_file(path))?;
+            Ok(Selected { path: path.to_owned(), license, key, dongle: None })
+        }
+    }
+}
+
+/// Checks one device license file against the package and this device.
 pub fn check_license(path: &Path, manifest: &Manifest, device: &Device, now: UnixTime) -> Result<License, LaunchError> {
-    use sealrun_format::Error as F;
     let bytes = store::read_license_file(path)?;
     let license = License::parse(&bytes).map_err(LaunchError::bad_file(path))?;
+    check_plain(path, &license, manifest, device, now)?;
+    Ok(license)
+}
+
+fn check_plain(
+    path: &Path,
+    license: &License,
+    manifest: &Manifest,
+    device: &Device,
+    now: UnixTime,
+) -> Result<(), LaunchError> {
+    check_terms(path, license, manifest, now)?;
+    match license.terms.binding {
+        Binding::Device(licensed) if licensed != device.code => {
+            Err(LaunchError::WrongDevice { path: path.to_owned(), licensed, this: device.code })
+        }
+        Binding::Device(_) => Ok(()),
+        // A readable license that names a dongle was not sealed to it: no
+        // token would ever be asked, so it is not a valid dongle license.
+        Binding::Dongle { .. } => Err(LaunchError::BadFile {
+            path: path.to_owned(),
+            source: sealrun_format::Error::Malformed {
+                artifact: sealrun_format::Artifact::License,
+                field: "binding",
+                problem: "names a dongle but the license is not sealed to it",
+            },
+        }),
+    }
+}
+
+/// The signature chain up to the package's vendor key, product, release
+/// and validity period.
+fn check_terms(path: &Path, license: &License, manifest: &Manifest, now: UnixTime) -> Result<(), LaunchError> {
+    use sealrun_format::Error as F;
     license.verify_signature(&manifest.vendor_key).map_err(|e| match e {
         e @ F::OtherVendor { .. } => LaunchError::WrongProduct { path: path.to_owned(), source: e },
         other => LaunchError::BadFile { path: path.to_owned(), source: other },
@@ -323,12 +510,7 @@ pub fn check_license(path: &Path, manifest: &Manifest, device: &Device, now: Uni
         F::Expired(t) => LaunchError::NotValidNow { path: path.to_owned(), expired: true, when: fmt_time(t) },
         F::NotYetValid(t) => LaunchError::NotValidNow { path: path.to_owned(), expired: false, when: fmt_time(t) },
         other => LaunchError::WrongProduct { path: path.to_owned(), source: other },
-    })?;
-    let Binding::Device(licensed) = license.terms.binding;
-    if licensed != device.code {
-        return Err(LaunchError::WrongDevice { path: path.to_owned(), licensed, this: device.code });
-    }
-    Ok(license)
+    })
 }
 
 fn select_license(
@@ -337,15 +519,16 @@ fn select_license(
     manifest: &Manifest,
     device: &Device,
     now: UnixTime,
-) -> Result<(PathBuf, License), LaunchError> {
+    tokens: &mut Tokens<'_>,
+) -> Result<Selected, LaunchError> {
     if let Some(path) = explicit {
-        return check_license(path, manifest, device, now).map(|l| (path.to_owned(), l));
+        return check_any(path, manifest, device, now, tokens);
     }
     let (searched, found) = store::candidates(package, &manifest.product);
     let mut best: Option<LaunchError> = None;
     for path in found {
-        match check_license(&path, manifest, device, now) {
-            Ok(l) => return Ok((path, l)),
+        match check_any(&path, manifest, device, now, tokens) {
+            Ok(s) => return Ok(s),
             Err(e) => {
                 if best.as_ref().is_none_or(|b| rank(&e) > rank(b)) {
                     best = Some(e);
@@ -365,9 +548,12 @@ fn select_license(
 /// when several licenses were tried.
 fn rank(e: &LaunchError) -> u8 {
     match e {
+        // The right dongle is there: what stops it is the most useful news.
+        LaunchError::DonglePin(_) => 6,
+        LaunchError::DongleRecord { .. } => 5,
         LaunchError::NotValidNow { .. } => 4,
         LaunchError::WrongProduct { .. } => 3,
-        LaunchError::WrongDevice { .. } => 2,
+        LaunchError::WrongDevice { .. } | LaunchError::DongleWrongDevice { .. } | LaunchError::NoDongle { .. } => 2,
         LaunchError::BadFile { .. } => 1,
         _ => 0,
     }

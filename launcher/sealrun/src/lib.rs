@@ -1,11 +1,13 @@
-//! The Sealrun launcher: device identity, the license store, verification
+//! The Sealrun launcher: device identity, the license store, hardware keys, verification
 //! and decryption of packages into locked memory, and the sandboxed runner.
 //! The `sealrun` binary is a thin command-line front end over this library.
 
 pub mod cache;
 pub mod code_mem;
+pub mod config;
 pub mod device;
 pub mod doctor;
+pub mod dongle;
 pub mod error;
 pub mod hardening;
 pub mod launch;

@@ -12,7 +12,7 @@ use sealrun::native::TrustPolicy;
 use sealrun::package_hints;
 use sealrun::runner::{self, DirGrant, GuestConfig};
 use sealrun::ui::{Stderr, human_bytes};
-use sealrun::{LaunchError, device, doctor, online, store};
+use sealrun::{LaunchError, device, doctor, dongle, online, store};
 use sealrun_format::VendorPublicKey;
 
 #[derive(Parser)]
@@ -68,6 +68,8 @@ enum Command {
         /// Use this license file instead of searching
         #[arg(long)]
         license: Option<PathBuf>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Manage the encrypted compiled-code cache
     #[command(subcommand)]
@@ -75,8 +77,36 @@ enum Command {
     /// Decide whose precompiled native code may run (none by default)
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Hardware keys (dongles)
+    #[command(subcommand)]
+    Dongle(DongleCommand),
     /// Show what the launcher sees (for support tickets)
     Doctor,
+}
+
+#[derive(Subcommand)]
+enum DongleCommand {
+    /// List attached tokens and what they license
+    List {
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct TokenArgs {
+    /// The token driver's PKCS#11 module [default: $SEALRUN_PKCS11_MODULE, the config file, or the usual places]
+    #[arg(long, value_name = "FILE")]
+    pkcs11_module: Option<PathBuf>,
+    /// Read the dongle PIN from the first line of this file [default: $SEALRUN_PIN, $SEALRUN_PIN_FILE, or ask]
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn options(&self) -> dongle::Options {
+        dongle::Options { module: self.pkcs11_module.clone(), pin_file: self.pin_file.clone() }
+    }
 }
 
 #[derive(Subcommand)]
@@ -127,6 +157,8 @@ struct RunArgs {
     /// Neither read nor write the compiled-code cache (compile every time)
     #[arg(long)]
     no_cache: bool,
+    #[command(flatten)]
+    token: TokenArgs,
     /// Arguments for the app (after --)
     #[arg(last = true)]
     args: Vec<String>,
@@ -143,8 +175,20 @@ enum LicenseCommand {
     List,
 }
 
-const SUBCOMMANDS: &[&str] =
-    &["run", "id", "license", "activate", "install", "deactivate", "prepare", "cache", "trust", "doctor", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "run",
+    "id",
+    "license",
+    "activate",
+    "install",
+    "deactivate",
+    "prepare",
+    "cache",
+    "trust",
+    "dongle",
+    "doctor",
+    "help",
+];
 
 /// `sealrun tool.sealed …` means `sealrun run tool.sealed …`.
 fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -184,15 +228,21 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
         }
         Command::License(LicenseCommand::Add { file }) => {
             let d = device::load_or_create()?;
-            let (dest, l) = store::add(&file, &d)?;
-            println!(
-                "installed license {} for {} {} ({}) as {}",
-                l.terms.license_id_hex(),
-                l.terms.product,
-                l.terms.releases,
-                l.terms.licensee,
-                dest.display()
-            );
+            match store::add_any(&file, &d)? {
+                (dest, store::Added::Plain(l)) => println!(
+                    "installed license {} for {} {} ({}) as {}",
+                    l.terms.license_id_hex(),
+                    l.terms.product,
+                    l.terms.releases,
+                    l.terms.licensee,
+                    dest.display()
+                ),
+                (dest, store::Added::Sealed(s)) => println!(
+                    "installed a license sealed to dongle {} as {} (its terms are read from the dongle when the app runs)",
+                    s.dongle,
+                    dest.display()
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::License(LicenseCommand::List) => {
@@ -240,7 +290,8 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Prepare { package, license } => prepare(&package, license.as_deref()),
+        Command::Prepare { package, license, token } => prepare(&package, license.as_deref(), &token.options()),
+        Command::Dongle(DongleCommand::List { token }) => dongle_list(&token.options()),
         Command::Cache(c) => cache_command(c),
         Command::Trust(t) => trust_command(t),
         Command::Doctor => {
@@ -276,12 +327,18 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     }
     let cache = if a.no_cache { None } else { Some(CodeCache::from_env()?) };
     let device = device::load_or_create()?;
-    let opened = launch::open(&a.package, a.license.as_deref(), &device, sealrun::now())?;
+    let opened = launch::open_with(&a.package, a.license.as_deref(), &device, sealrun::now(), &a.token.options())?;
     for hint in package_hints(&opened.manifest, &dirs, &env) {
         eprintln!("sealrun: note: {hint}");
     }
-    let engine = runner::engine()?;
-    let loaded = opened.load(&device, engine, cache.as_ref(), &Stderr)?;
+    // Held until the process ends: one of the runs the license's count allows.
+    let _run_slot = dongle::RunSlot::claim(&opened.license)?;
+    let engine = if opened.dongle.is_some() { runner::pausable_engine()? } else { runner::engine()? };
+    let mut loaded = opened.load(&device, engine, cache.as_ref(), &Stderr)?;
+    let watch = match loaded.dongle.take() {
+        Some(attached) => Some(Box::new(dongle::DongleWatch::new(attached)?) as Box<dyn runner::Watch>),
+        None => None,
+    };
     tracing::debug!(source = ?loaded.source, "module ready");
     let program_name = a.package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let timeout = match a.timeout {
@@ -290,12 +347,16 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
         Some(s) => return Err(LaunchError::Usage(format!("--timeout {s}: give a positive number of seconds"))),
     };
     let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout };
-    let code = runner::run(&loaded.engine, &loaded.module, &cfg)?;
+    let code = runner::run_watched(&loaded.engine, &loaded.module, &cfg, watch)?;
     // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
 }
 
-fn prepare(package: &std::path::Path, license: Option<&std::path::Path>) -> Result<ExitCode, LaunchError> {
+fn prepare(
+    package: &std::path::Path,
+    license: Option<&std::path::Path>,
+    tokens: &dongle::Options,
+) -> Result<ExitCode, LaunchError> {
     let cache = CodeCache::from_env()?;
     if !cache.enabled() {
         return Err(LaunchError::Usage(format!(
@@ -305,8 +366,8 @@ fn prepare(package: &std::path::Path, license: Option<&std::path::Path>) -> Resu
     }
     sealrun::hardening::harden_process();
     let device = device::load_or_create()?;
-    let opened = launch::open(package, license, &device, sealrun::now())?;
-    let engine = runner::engine()?;
+    let opened = launch::open_with(package, license, &device, sealrun::now(), tokens)?;
+    let engine = if opened.dongle.is_some() { runner::pausable_engine()? } else { runner::engine()? };
     let loaded = opened.load(&device, engine, Some(&cache), &Stderr)?;
     let name = format!("{} {}", loaded.manifest.display_name, loaded.manifest.release);
     match loaded.source {
@@ -329,6 +390,52 @@ fn prepare(package: &std::path::Path, license: Option<&std::path::Path>) -> Resu
                 path: cache.dir().to_owned(),
                 source: std::io::Error::other("the app compiled, but its cache entry could not be saved (see above)"),
             });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dongle_list(opts: &dongle::Options) -> Result<ExitCode, LaunchError> {
+    let (tokens, problems) = dongle::list(opts)?;
+    for p in &problems {
+        eprintln!("sealrun: warning: {p}");
+    }
+    let device = device::load_or_create()?;
+    let sealed: Vec<(PathBuf, sealrun_format::dongle::SealedLicense)> = std::fs::read_dir(store::dongle_licenses_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter_map(|p| {
+            let bytes = store::read_license_file(&p).ok()?;
+            sealrun_format::dongle::SealedLicense::parse(&bytes).ok().map(|s| (p, s))
+        })
+        .collect();
+    if tokens.is_empty() {
+        println!("no token is attached");
+    }
+    for t in &tokens {
+        let v = &t.token;
+        println!("token \"{}\" (serial {}, {}) via {}", v.label, v.serial, v.model, t.module.display());
+        match &v.record {
+            None => println!("  not a Sealrun dongle"),
+            Some(Err(e)) => println!("  DAMAGED attach record: {e}"),
+            Some(Ok(r)) => {
+                let here = if r.device == device.code { "this device" } else { "ANOTHER device" };
+                println!(
+                    "  dongle {}, vendor {}, permitted on {here} ({})",
+                    r.dongle,
+                    r.vendor_key.short_id(),
+                    r.device
+                );
+                let mine: Vec<_> = sealed.iter().filter(|(_, s)| s.dongle == r.dongle).collect();
+                if mine.is_empty() {
+                    println!("  no installed license is sealed to it");
+                }
+                for (path, _) in mine {
+                    println!("  license {} (terms readable when the app runs)", path.display());
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

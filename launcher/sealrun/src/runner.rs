@@ -2,7 +2,9 @@
 //! the guest sees only the arguments, environment variables and directories
 //! the user granted, within a memory limit. Ctrl-C, SIGTERM and `--timeout`
 //! stop it by ending the process with a message and the documented exit code
-//! (see [`stop_process`]).
+//! (see [`stop_process`]). A run that depends on something outside the
+//! process (a dongle) is watched: while it is missing the guest is paused at
+//! its next safe point, and resumed when it is back (see [`Watch`]).
 use std::path::PathBuf;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -146,6 +148,120 @@ pub fn engine() -> Result<Engine, LaunchError> {
     Engine::new(&base_config()).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
 }
 
+/// The engine for a watched run: as [`engine`], plus epoch checks in the
+/// compiled code, the points where a guest can be paused. Only runs that
+/// need pausing (dongle licenses) pay for the checks; their compiled code is
+/// cached apart from the plain engine's, since the runtime fingerprint differs.
+pub fn pausable_engine() -> Result<Engine, LaunchError> {
+    let mut config = base_config();
+    config.epoch_interruption(true);
+    Engine::new(&config).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
+}
+
+/// What a watched run depends on, checked every [`Watch::interval`] on a
+/// thread of its own while the guest runs.
+pub trait Watch: Send {
+    /// Time between checks.
+    fn interval(&self) -> std::time::Duration;
+    /// How long it may be missing before the run is stopped.
+    fn grace(&self) -> std::time::Duration;
+    /// Whether it holds now.
+    fn check(&mut self) -> Result<(), Lost>;
+    /// Told to the user when the guest is paused.
+    fn paused(&self, why: &str) -> String;
+    /// Told to the user when the guest resumes.
+    fn resumed(&self) -> String;
+    /// Why the run is stopped, when it is missing past the grace period or
+    /// can never come back.
+    fn give_up(&self, why: &str) -> LaunchError;
+}
+
+/// A failed [`Watch::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lost {
+    /// Missing now; may come back within the grace period.
+    Away(String),
+    /// Cannot come back (e.g. replaced by something else): stop now.
+    Gone(String),
+}
+
+/// The pause gate between the watcher and the guest's epoch callback.
+#[derive(Default)]
+struct Gate {
+    paused: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn set(&self, paused: bool) {
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = paused;
+        self.changed.notify_all();
+    }
+
+    /// Blocks the guest thread while paused.
+    fn wait(&self) {
+        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        while *p {
+            p = self.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Runs a [`Watch`] until dropped: pauses the guest (through the gate and an
+/// epoch tick) while the check fails, resumes it when the check passes
+/// again, and ends the process when the grace period runs out.
+struct Watcher {
+    cancel: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(mut watch: Box<dyn Watch>, engine: Engine, gate: std::sync::Arc<Gate>) -> Watcher {
+        use std::sync::mpsc::RecvTimeoutError;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut lost_since: Option<std::time::Instant> = None;
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(watch.interval()) {
+                match (watch.check(), lost_since) {
+                    (Ok(()), None) => {}
+                    (Ok(()), Some(_)) => {
+                        lost_since = None;
+                        gate.set(false);
+                        say(&watch.resumed());
+                    }
+                    (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
+                    (Err(Lost::Away(why)), None) => {
+                        lost_since = Some(std::time::Instant::now());
+                        gate.set(true);
+                        // The guest stops at its next epoch check.
+                        engine.increment_epoch();
+                        say(&watch.paused(&why));
+                    }
+                    (Err(Lost::Away(why)), Some(since)) if since.elapsed() >= watch.grace() => {
+                        stop_process(watch.give_up(&why))
+                    }
+                    (Err(Lost::Away(_)), Some(_)) => {}
+                }
+            }
+        });
+        Watcher { cancel: Some(tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        drop(self.cancel.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One line for the user on stderr, from a helper thread.
+fn say(message: &str) {
+    eprintln!("sealrun: {message}");
+}
+
 /// Compiles a module from memory. Nothing is written to disk.
 pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
     Module::new(engine, module).map_err(|e| LaunchError::GuestStart(format!("{e}")))
@@ -218,6 +334,17 @@ impl Drop for SignalGuard {
 
 /// Runs the `_start` of a compiled WASI command and returns its exit code.
 pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, LaunchError> {
+    run_watched(engine, module, cfg, None)
+}
+
+/// [`run`], with `watch` checked while the guest runs. A watched run needs
+/// an engine from [`pausable_engine`].
+pub fn run_watched(
+    engine: &Engine,
+    module: &Module,
+    cfg: &GuestConfig,
+    watch: Option<Box<dyn Watch>>,
+) -> Result<i32, LaunchError> {
     let mut linker: Linker<Host> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
         .map_err(|e| LaunchError::GuestStart(format!("WASI: {e}")))?;
@@ -238,6 +365,16 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
     let host = Host { wasi: b.build_p1(), limits: Limits { max_memory, memory_refused: false } };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
+    let gate = std::sync::Arc::new(Gate::default());
+    if watch.is_some() {
+        // The deadline is one tick away; the watcher ticks only to pause.
+        store.set_epoch_deadline(1);
+        let g = gate.clone();
+        store.epoch_deadline_callback(move |_| {
+            g.wait();
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
+    }
 
     let signals = SignalGuard::install()?;
     let deadline = Deadline::start(cfg.timeout);
@@ -251,8 +388,9 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
         .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;
+    let watcher = watch.map(|w| Watcher::start(w, engine.clone(), gate));
     let result = start.call(&mut store, ());
-    drop((signals, deadline));
+    drop((watcher, signals, deadline));
     match result {
         Ok(()) => Ok(0),
         Err(e) => {

@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use sealrun_format::dongle::{AnyLicense, SealedLicense};
 use sealrun_format::license::{Binding, License};
 
 use crate::device::Device;
@@ -16,21 +17,68 @@ pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchErr
     add_bytes(&bytes, file, device)
 }
 
+/// What `add` installed.
+pub enum Added {
+    /// A device license, readable.
+    Plain(License),
+    /// A license sealed to a dongle: its terms need the token.
+    Sealed(SealedLicense),
+}
+
+/// Installs a license file of either kind: device licenses must be for this
+/// device; licenses sealed to a dongle are checked when the dongle is used.
+pub fn add_any(file: &Path, device: &Device) -> Result<(PathBuf, Added), LaunchError> {
+    let bytes = read_license_file(file)?;
+    match AnyLicense::parse(&bytes).map_err(LaunchError::bad_file(file))? {
+        AnyLicense::Plain(_) => add_bytes(&bytes, file, device).map(|(p, l)| (p, Added::Plain(l))),
+        AnyLicense::Sealed(sealed) => {
+            use sha2::{Digest, Sha256};
+            let dir = dongle_licenses_dir();
+            let name = hex_prefix(&Sha256::digest(&bytes));
+            let dest = write_atomically(&dir, &name, &bytes)?;
+            Ok((dest, Added::Sealed(sealed)))
+        }
+    }
+}
+
+fn hex_prefix(d: &[u8]) -> String {
+    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Licenses sealed to dongles: their product is not readable without the
+/// token, so they share one folder (`_` cannot start a product id).
+pub fn dongle_licenses_dir() -> PathBuf {
+    paths::licenses_dir().join("_dongles")
+}
+
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, LaunchError> {
+    fs::create_dir_all(dir).map_err(LaunchError::io("cannot create", dir))?;
+    let dest = dir.join(format!("{name}.license"));
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(&tmp, bytes).map_err(LaunchError::io("cannot write", &tmp))?;
+    fs::rename(&tmp, &dest).map_err(LaunchError::io("cannot write", &dest))?;
+    Ok(dest)
+}
+
 /// Installs license bytes (named `origin` in messages) into the store.
 pub fn add_bytes(bytes: &[u8], origin: &Path, device: &Device) -> Result<(PathBuf, License), LaunchError> {
     let file = origin;
     let license = License::parse(bytes).map_err(LaunchError::bad_file(file))?;
-    let Binding::Device(licensed) = license.terms.binding;
-    if licensed != device.code {
-        return Err(LaunchError::WrongDevice { path: file.to_owned(), licensed, this: device.code });
+    match license.terms.binding {
+        Binding::Device(licensed) if licensed != device.code => {
+            return Err(LaunchError::WrongDevice { path: file.to_owned(), licensed, this: device.code });
+        }
+        Binding::Device(_) => {}
+        Binding::Dongle { .. } => {
+            return Err(LaunchError::Usage(format!(
+                "{} names a dongle but is not sealed to it; ask the vendor for the sealed license file",
+                file.display()
+            )));
+        }
     }
     // Product ids are validated to [a-z0-9.-] by the parser: safe as a folder name.
     let dir = paths::licenses_dir().join(&license.terms.product);
-    fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
-    let dest = dir.join(format!("{}.license", license.terms.license_id_hex()));
-    let tmp = dir.join(format!(".{}.tmp", license.terms.license_id_hex()));
-    fs::write(&tmp, bytes).map_err(LaunchError::io("cannot write", &tmp))?;
-    fs::rename(&tmp, &dest).map_err(LaunchError::io("cannot write", &dest))?;
+    let dest = write_atomically(&dir, &license.terms.license_id_hex(), bytes)?;
     Ok((dest, license))
 }
 
@@ -44,12 +92,14 @@ pub fn read_license_file(path: &Path) -> Result<Vec<u8>, LaunchError> {
     if !meta.is_file() {
         return Err(LaunchError::Usage(format!("{} is not a regular file", path.display())));
     }
-    let limit = sealrun_format::limits::MAX_LICENSE_FILE_LEN;
+    let limit = sealrun_format::limits::MAX_LICENSE_FILE_LEN.max(sealrun_format::dongle::MAX_SEALED_LICENSE_FILE_LEN);
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes).map_err(LaunchError::io("cannot read", path))?;
     if bytes.len() as u64 > limit {
         use sealrun_format::{Artifact, Error};
-        let source = if bytes.starts_with(&sealrun_format::license::LICENSE_MAGIC) {
+        let source = if bytes.starts_with(&sealrun_format::license::LICENSE_MAGIC)
+            || bytes.starts_with(&sealrun_format::dongle::SEALED_LICENSE_MAGIC)
+        {
             Error::TrailingData { artifact: Artifact::License, extra: meta.len().saturating_sub(limit) }
         } else {
             Error::NotSealrun(Artifact::License)
@@ -72,6 +122,14 @@ pub fn candidates(package: &Path, product: &str) -> (Vec<PathBuf>, Vec<PathBuf>)
     let dir = paths::licenses_dir().join(product);
     searched.push(dir.clone());
     found.extend(license_files(&dir));
+    // Sealed licenses whose product tag matches (the rest are for other products).
+    let sealed = dongle_licenses_dir();
+    if sealed.is_dir() {
+        searched.push(sealed.clone());
+    }
+    found.extend(license_files(&sealed).into_iter().filter(|p| {
+        read_license_file(p).ok().and_then(|b| SealedLicense::parse(&b).ok()).is_some_and(|s| s.may_be_for(product))
+    }));
     (searched, found)
 }
 

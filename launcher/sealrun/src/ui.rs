@@ -36,6 +36,37 @@ impl Ui for Stderr {
     }
 }
 
+/// Asks for a secret on the controlling terminal with echo off, as `sudo`
+/// does. `None` when there is no terminal (a file-manager launch, a pipe) or
+/// nothing was typed; the caller then says where else the secret may come from.
+#[allow(unsafe_code)]
+pub fn prompt_secret(prompt: &str) -> Option<zeroize::Zeroizing<String>> {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").ok()?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for an open terminal
+    // fd and fails (returning -1) for anything else.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return None;
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: sets the attributes read above, with echo off, on the same fd.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    let mut out = &tty;
+    let _ = out.write_all(prompt.as_bytes()).and_then(|()| out.flush());
+    let mut line = zeroize::Zeroizing::new(String::new());
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    // SAFETY: restores the attributes saved above.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    read.ok()?;
+    let secret = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    (!secret.is_empty()).then_some(secret)
+}
+
 /// Runs `compile` and, once it has taken [`COMPILE_NOTICE_AFTER`], says so
 /// on `out`: as a spinner if `tty`, else as a line, and a closing line with
 /// the time taken. A quick compile writes nothing.

@@ -15,6 +15,8 @@ pub enum Artifact {
     DeviceKey,
     /// A compiled-code cache entry.
     CacheEntry,
+    /// The attach record on a hardware key.
+    DongleRecord,
 }
 
 impl fmt::Display for Artifact {
@@ -25,6 +27,7 @@ impl fmt::Display for Artifact {
             Artifact::DeviceCode => "device code",
             Artifact::DeviceKey => "device key",
             Artifact::CacheEntry => "compiled-code cache entry",
+            Artifact::DongleRecord => "dongle record",
         })
     }
 }
@@ -33,7 +36,7 @@ impl fmt::Display for Artifact {
 ///
 /// Cryptographic failures are deliberately coarse: they say *that* a check
 /// failed, never which byte or which step, so they give an attacker no oracle.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// The input does not start with the magic bytes of the expected artifact.

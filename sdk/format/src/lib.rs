@@ -1,5 +1,6 @@
 //! Sealrun file formats: packages (`*.sealed`), licenses (`*.license`),
-//! device codes, content-key wrapping, the STREAM chunk cipher and the
+//! device codes, hardware-key (dongle) records and sealed licenses,
+//! content-key wrapping, the STREAM chunk cipher and the
 //! launcher's compiled-code cache entries, and the licensing server's
 //! billing ledger.
 //!
@@ -14,6 +15,7 @@
 pub mod code_cache;
 mod cursor;
 pub mod device;
+pub mod dongle;
 mod error;
 pub mod keys;
 pub mod ledger;

@@ -11,6 +11,7 @@ use rand_core::CryptoRng;
 
 use crate::cursor::{Cursor, PutExt};
 use crate::device::{DeviceCode, DeviceSecret, MACHINE_TAG_LEN};
+use crate::dongle::{DONGLE_ID_LEN, DongleId, DongleKey, NONCE_LEN, TokenDecrypt, seal_license};
 use crate::keys::{ContentKey, KeyId, SIGNATURE_LEN, VendorPublicKey, VendorSigningKey};
 use crate::limits::*;
 use crate::release::ReleaseRange;
@@ -30,6 +31,24 @@ const A: Artifact = Artifact::License;
 pub enum Binding {
     /// One device, named by its device code.
     Device(DeviceCode),
+    /// Whoever holds a hardware key (dongle), on the device its record
+    /// permits. The license is sealed to the dongle key.
+    Dongle {
+        /// The dongle.
+        dongle: DongleId,
+        /// How many copies of the app may run at once with this dongle.
+        count: u32,
+    },
+}
+
+impl Binding {
+    /// What the license is bound to, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Binding::Device(d) => format!("device {d}"),
+            Binding::Dongle { dongle, count } => format!("dongle {dongle} ({count} at once)"),
+        }
+    }
 }
 
 /// A vendor's certificate for an issuing key (e.g. a license server's).
@@ -85,6 +104,29 @@ impl IssuerCert {
 pub fn certify_issuer(vendor: &VendorSigningKey, issuer: VendorPublicKey, not_after: UnixTime) -> IssuerCert {
     let signature = vendor.sign(&cert_message(&vendor.public(), &issuer, not_after));
     IssuerCert { issuer_key: issuer, not_after, signature }
+}
+
+/// Verifies `signature` over `msg` by the signer `issuer` names, for a
+/// document issued at `issued_at` under `vendor`.
+pub(crate) fn verify_issued(
+    vendor: &VendorPublicKey,
+    issuer: &Issuer,
+    issued_at: UnixTime,
+    msg: &[u8],
+    signature: &[u8; SIGNATURE_LEN],
+    artifact: Artifact,
+) -> Result<()> {
+    let signer = match issuer {
+        Issuer::Vendor => *vendor,
+        Issuer::Certified(cert) => {
+            vendor.verify(&cert_message(vendor, &cert.issuer_key, cert.not_after), &cert.signature, artifact)?;
+            if issued_at > cert.not_after {
+                return Err(Error::BadSignature(artifact));
+            }
+            cert.issuer_key
+        }
+    };
+    signer.verify(msg, signature, artifact)
 }
 
 /// Who signed a license.
@@ -149,6 +191,11 @@ impl Terms {
         if !self.features.windows(2).all(|w| w[0] < w[1]) {
             return Some(("features", "are not sorted and unique"));
         }
+        if let Binding::Dongle { count, .. } = self.binding
+            && !(1..=MAX_DONGLE_COUNT).contains(&count)
+        {
+            return Some(("count", "is not between 1 and the most allowed"));
+        }
         None
     }
 }
@@ -160,8 +207,16 @@ pub struct WrappedKey {
     pub release: Release,
     /// Identifier of the key.
     pub key_id: KeyId,
-    enc: [u8; ENC_LEN],
-    wrapped: [u8; WRAPPED_LEN],
+    blob: KeyBlob,
+}
+
+/// How a content key is wrapped; the license's binding decides which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyBlob {
+    /// HPKE to a device.
+    Device { enc: [u8; ENC_LEN], wrapped: [u8; WRAPPED_LEN] },
+    /// AES-256-GCM under a dongle key (32 key bytes plus the tag).
+    Dongle { nonce: [u8; NONCE_LEN], wrapped: [u8; WRAPPED_LEN] },
 }
 
 fn wrap_aad(license_id: &[u8; 16], key_id: &KeyId) -> Vec<u8> {
@@ -215,18 +270,7 @@ impl License {
                 package: vendor_key.short_id(),
             });
         }
-        let signer = match self.issuer {
-            Issuer::Vendor => *vendor_key,
-            Issuer::Certified(cert) => {
-                let msg = cert_message(vendor_key, &cert.issuer_key, cert.not_after);
-                vendor_key.verify(&msg, &cert.signature, A)?;
-                if self.terms.issued_at > cert.not_after {
-                    return Err(Error::BadSignature(A));
-                }
-                cert.issuer_key
-            }
-        };
-        signer.verify(&signed_message(&self.signed), &self.signature, A)
+        verify_issued(vendor_key, &self.issuer, self.terms.issued_at, &signed_message(&self.signed), &self.signature, A)
     }
 
     /// The wrapped key for `key_id`, if the license carries it.
@@ -236,10 +280,28 @@ impl License {
 
     /// Unwraps the content key with id `key_id` using the device secret.
     pub fn unwrap_key(&self, key_id: &KeyId, secret: &DeviceSecret) -> Result<ContentKey> {
-        let Binding::Device(device) = self.terms.binding;
+        let Binding::Device(device) = self.terms.binding else { return Err(Error::UnwrapFailed) };
         let entry = self.key_for(key_id).ok_or(Error::UnwrapFailed)?;
-        let key =
-            unwrap_on_device(&entry.enc, &entry.wrapped, secret, &device, &wrap_aad(&self.terms.license_id, key_id))?;
+        let KeyBlob::Device { enc, wrapped } = &entry.blob else { return Err(Error::UnwrapFailed) };
+        let key = unwrap_on_device(enc, wrapped, secret, &device, &wrap_aad(&self.terms.license_id, key_id))?;
+        if &key.id() != key_id {
+            return Err(Error::UnwrapFailed);
+        }
+        Ok(key)
+    }
+
+    /// What the dongle must decrypt to reveal the content key `key_id` of a
+    /// dongle-bound license.
+    pub fn dongle_key_request(&self, key_id: &KeyId) -> Result<TokenDecrypt> {
+        let entry = self.key_for(key_id).ok_or(Error::UnwrapFailed)?;
+        let KeyBlob::Dongle { nonce, wrapped } = &entry.blob else { return Err(Error::UnwrapFailed) };
+        Ok(TokenDecrypt { nonce: *nonce, aad: wrap_aad(&self.terms.license_id, key_id), ciphertext: wrapped.to_vec() })
+    }
+
+    /// The content key `key_id` from what the dongle decrypted.
+    pub fn key_from_dongle(&self, key_id: &KeyId, plaintext: &[u8]) -> Result<ContentKey> {
+        let bytes: &[u8; 32] = plaintext.try_into().map_err(|_| Error::UnwrapFailed)?;
+        let key = ContentKey::from_bytes(bytes);
         if &key.id() != key_id {
             return Err(Error::UnwrapFailed);
         }
@@ -315,13 +377,26 @@ fn encode_body(terms: &Terms, keys: &[WrappedKey], issuer: &Issuer) -> Vec<u8> {
             b.extend_from_slice(&d.machine_tag);
             b.extend_from_slice(&d.public_key);
         }
+        Binding::Dongle { dongle, count } => {
+            b.put_u8(2);
+            b.extend_from_slice(&dongle.0);
+            b.put_u32(count);
+        }
     }
     b.put_u8(keys.len() as u8);
     for k in keys {
         put_release(&mut b, k.release);
         b.extend_from_slice(&k.key_id.0);
-        b.extend_from_slice(&k.enc);
-        b.extend_from_slice(&k.wrapped);
+        match &k.blob {
+            KeyBlob::Device { enc, wrapped } => {
+                b.extend_from_slice(enc);
+                b.extend_from_slice(wrapped);
+            }
+            KeyBlob::Dongle { nonce, wrapped } => {
+                b.extend_from_slice(nonce);
+                b.extend_from_slice(wrapped);
+            }
+        }
     }
     match issuer {
         Issuer::Vendor => b.put_u8(0),
@@ -356,6 +431,7 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
     }
     let binding = match c.u8()? {
         1 => Binding::Device(DeviceCode { machine_tag: c.array::<MACHINE_TAG_LEN>()?, public_key: c.array()? }),
+        2 => Binding::Dongle { dongle: DongleId(c.array::<DONGLE_ID_LEN>()?), count: c.u32()? },
         _ => return Err(c.malformed("binding", "has an unknown kind")),
     };
     let nk = c.u8()? as usize;
@@ -364,12 +440,13 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
     }
     let mut keys = Vec::with_capacity(nk);
     for _ in 0..nk {
-        keys.push(WrappedKey {
-            release: Release::from_bytes(c.array()?),
-            key_id: KeyId(c.array()?),
-            enc: c.array()?,
-            wrapped: c.array()?,
-        });
+        let release = Release::from_bytes(c.array()?);
+        let key_id = KeyId(c.array()?);
+        let blob = match binding {
+            Binding::Device(_) => KeyBlob::Device { enc: c.array()?, wrapped: c.array()? },
+            Binding::Dongle { .. } => KeyBlob::Dongle { nonce: c.array()?, wrapped: c.array()? },
+        };
+        keys.push(WrappedKey { release, key_id, blob });
     }
     let issuer = match c.u8()? {
         0 => Issuer::Vendor,
@@ -427,39 +504,90 @@ pub enum LicenseSigner<'a> {
     },
 }
 
+impl LicenseSigner<'_> {
+    /// The vendor key, the issuer as recorded, and the key that signs.
+    pub(crate) fn parts(&self) -> Result<(VendorPublicKey, Issuer, &VendorSigningKey)> {
+        let (vendor, issuer, key) = match self {
+            LicenseSigner::Vendor(k) => (k.public(), Issuer::Vendor, *k),
+            LicenseSigner::Issuer { key, cert, vendor } => (*vendor, Issuer::Certified(*cert), *key),
+        };
+        if let Issuer::Certified(cert) = issuer
+            && cert.issuer_key != key.public()
+        {
+            return Err(Error::InvalidInput { field: "issuing key", problem: "is not the key its certificate names" });
+        }
+        Ok((vendor, issuer, key))
+    }
+}
+
 /// Issues a device license for `terms`, wrapping each of `keys` (one per
 /// release, each within the licensed range) to the bound device.
 pub fn issue(
+    terms: Terms,
+    keys: &[(Release, &ContentKey)],
+    signer: &LicenseSigner<'_>,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>> {
+    if !matches!(terms.binding, Binding::Device(_)) {
+        return Err(Error::InvalidInput { field: "binding", problem: "is not a device (dongle licenses are sealed)" });
+    }
+    issue_signed(terms, keys, signer, None, rng)
+}
+
+/// Issues a license bound to a dongle: each content key is wrapped under the
+/// dongle key, and the whole signed license is then sealed under it too, so
+/// neither key nor terms can be read without the token. `terms.binding`
+/// must name the dongle.
+pub fn issue_for_dongle(
+    terms: Terms,
+    keys: &[(Release, &ContentKey)],
+    signer: &LicenseSigner<'_>,
+    dongle_key: &DongleKey,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>> {
+    let Binding::Dongle { dongle, .. } = terms.binding else {
+        return Err(Error::InvalidInput { field: "binding", problem: "does not name a dongle" });
+    };
+    let product = terms.product.clone();
+    let inner = zeroize::Zeroizing::new(issue_signed(terms, keys, signer, Some(dongle_key), rng)?);
+    Ok(seal_license(dongle, &product, dongle_key, &inner, rng))
+}
+
+fn issue_signed(
     mut terms: Terms,
     keys: &[(Release, &ContentKey)],
     signer: &LicenseSigner<'_>,
+    dongle_key: Option<&DongleKey>,
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>> {
     terms.features.sort();
     terms.features.dedup();
     rng.fill_bytes(&mut terms.license_id);
-    let (vendor, issuer, key) = match signer {
-        LicenseSigner::Vendor(k) => (k.public(), Issuer::Vendor, *k),
-        LicenseSigner::Issuer { key, cert, vendor } => (*vendor, Issuer::Certified(*cert), *key),
-    };
+    let (vendor, issuer, key) = signer.parts()?;
     terms.vendor_key = vendor;
-    if let Issuer::Certified(cert) = issuer
-        && cert.issuer_key != key.public()
-    {
-        return Err(Error::InvalidInput { field: "issuing key", problem: "is not the key its certificate names" });
-    }
     if let Some((field, problem)) = terms.problem() {
         return Err(Error::InvalidInput { field, problem });
     }
     if keys.is_empty() || keys.len() > MAX_WRAPPED_KEYS {
         return Err(Error::InvalidInput { field: "content keys", problem: "none in the licensed range, or too many" });
     }
-    let Binding::Device(device) = terms.binding;
     let mut wrapped = Vec::with_capacity(keys.len());
     for (release, k) in keys {
         let key_id = k.id();
-        let (enc, w) = wrap_to_device(k, &device, &wrap_aad(&terms.license_id, &key_id), rng)?;
-        wrapped.push(WrappedKey { release: *release, key_id, enc, wrapped: w });
+        let aad = wrap_aad(&terms.license_id, &key_id);
+        let blob = match (terms.binding, dongle_key) {
+            (Binding::Device(device), None) => {
+                let (enc, w) = wrap_to_device(k, &device, &aad, rng)?;
+                KeyBlob::Device { enc, wrapped: w }
+            }
+            (Binding::Dongle { .. }, Some(dk)) => {
+                let (nonce, w) = dk.seal(&aad, k.as_bytes(), rng);
+                let wrapped: [u8; WRAPPED_LEN] = w.as_slice().try_into().map_err(|_| Error::UnwrapFailed)?;
+                KeyBlob::Dongle { nonce, wrapped }
+            }
+            _ => return Err(Error::InvalidInput { field: "binding", problem: "does not match the key holder" }),
+        };
+        wrapped.push(WrappedKey { release: *release, key_id, blob });
     }
     wrapped.sort_by_key(|k| k.release);
     if let Some(problem) = keys_problem(&terms, &wrapped) {

@@ -43,3 +43,9 @@ pub const MAX_CACHE_LABEL_LEN: usize = 512;
 pub const MAX_NATIVE_CODE: usize = 4;
 /// Longest target name, e.g. `x86_64-linux`.
 pub const MAX_TARGET_NAME_LEN: usize = 32;
+/// Largest dongle record body: ids, keys, the device and an issuer
+/// certificate need under 200 bytes; 512 leaves room without inviting data.
+pub const MAX_DONGLE_RECORD_BODY_LEN: u16 = 512;
+/// Most copies of an app one dongle license may let run at once: a dongle
+/// sits on one device, where more than a thousand would be no limit at all.
+pub const MAX_DONGLE_COUNT: u32 = 1024;

@@ -1,0 +1,52 @@
+//! The launcher's optional settings file, `$XDG_CONFIG_HOME/sealrun/config.toml`.
+//! Flags and environment variables take precedence over it.
+//!
+//! ```toml
+//! pkcs11_module = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+//! dongle_check_secs = 3
+//! dongle_grace_secs = 120
+//! ```
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::LaunchError;
+use crate::paths;
+
+/// Largest settings file read: a few lines of TOML; a bigger file is a mistake.
+const MAX_CONFIG_LEN: u64 = 64 * 1024;
+
+/// The settings; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The PKCS#11 module for hardware keys.
+    pub pkcs11_module: Option<PathBuf>,
+    /// Seconds between dongle presence checks while an app runs.
+    pub dongle_check_secs: Option<u64>,
+    /// Seconds a removed dongle may stay away before the app is stopped.
+    pub dongle_grace_secs: Option<u64>,
+}
+
+/// Where the settings file is.
+pub fn file() -> PathBuf {
+    paths::config_dir().join("config.toml")
+}
+
+impl Config {
+    /// Reads the settings file; a missing file is the defaults.
+    pub fn load() -> Result<Config, LaunchError> {
+        use std::io::Read;
+        let path = file();
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(LaunchError::io("cannot read", &path)(e)),
+        };
+        let mut text = String::new();
+        f.take(MAX_CONFIG_LEN).read_to_string(&mut text).map_err(LaunchError::io("cannot read", &path))?;
+        toml::from_str(&text).map_err(|e| {
+            LaunchError::Usage(format!("{} is not valid: {}", path.display(), e.message().trim_end_matches('.')))
+        })
+    }
+}

@@ -1,0 +1,578 @@
+//! Hardware keys (dongles) over PKCS#11: finding the token a license names,
+//! reading and checking its attach record, logging in with the PIN, having
+//! the token decrypt (the dongle key never leaves it), watching that it stays
+//! attached while the app runs, and provisioning a new one (for `sealsdk`).
+//!
+//! Each use loads the PKCS#11 module afresh and finalizes it afterwards, so a
+//! token that was pulled and plugged back in is seen as it is now, with no
+//! stale session, whatever the module caches.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use sealrun_format::device::DeviceCode;
+use sealrun_format::dongle::{DongleId, DongleRecord, TAG_LEN, TokenDecrypt};
+use sealrun_format::{KeyId, VendorPublicKey};
+use zeroize::Zeroizing;
+
+use crate::error::{LaunchError, PinProblem};
+
+/// Names the PKCS#11 module (the token driver's shared library).
+pub const MODULE_ENV: &str = "SEALRUN_PKCS11_MODULE";
+/// The token's user PIN.
+pub const PIN_ENV: &str = "SEALRUN_PIN";
+/// A file whose first line is the token's user PIN.
+pub const PIN_FILE_ENV: &str = "SEALRUN_PIN_FILE";
+/// Seconds between checks that the dongle is still attached while an app runs.
+pub const CHECK_INTERVAL_ENV: &str = "SEALRUN_DONGLE_CHECK_SECS";
+/// Seconds a removed dongle may stay away before the app is stopped.
+pub const GRACE_ENV: &str = "SEALRUN_DONGLE_GRACE_SECS";
+/// Default check interval: a removal is noticed within a few seconds, while
+/// a check (a login and one small decryption) costs the token a few
+/// milliseconds every interval.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(3);
+/// Default grace period: long enough to notice a pulled dongle and plug it
+/// back in (or walk to fetch it), short enough that the dongle cannot serve a
+/// second machine for long while this one waits.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
+/// Label of the attach record (a `CKO_DATA` object, readable without login).
+pub const RECORD_LABEL: &str = "sealrun-dongle-record";
+/// Label of the dongle key (a sensitive, non-extractable AES key).
+pub const KEY_LABEL: &str = "sealrun-dongle-key";
+/// `CKA_APPLICATION` of the record.
+pub const APPLICATION: &str = "sealrun";
+/// Longest PIN read from a file or the environment: PKCS#11 PINs are short;
+/// this stops a wrong file from being sent to the token.
+pub const MAX_PIN_LEN: usize = 256;
+
+/// Where token drivers install their PKCS#11 modules, searched in order when
+/// none is configured: OpenSC (most smart cards and USB tokens), SoftHSM2,
+/// YubiKey's ykcs11, SafeNet/Thales eToken, on Debian/Ubuntu, Fedora and macOS.
+pub const KNOWN_MODULES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
+    "/usr/lib/aarch64-linux-gnu/opensc-pkcs11.so",
+    "/usr/lib64/opensc-pkcs11.so",
+    "/usr/lib/opensc-pkcs11.so",
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/libykcs11.so",
+    "/usr/lib64/libykcs11.so",
+    "/usr/lib/libeToken.so",
+    "/usr/lib/libeTPkcs11.so",
+    "/Library/OpenSC/lib/opensc-pkcs11.so",
+    "/opt/homebrew/lib/softhsm/libsofthsm2.so",
+];
+
+/// Where the PKCS#11 module and the PIN come from.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The module from `--pkcs11-module`.
+    pub module: Option<PathBuf>,
+    /// The PIN file from `--pin-file`.
+    pub pin_file: Option<PathBuf>,
+}
+
+impl Options {
+    /// The modules to try: the flag's, else `SEALRUN_PKCS11_MODULE`, else the
+    /// config file's `pkcs11_module`, else every known location present.
+    pub fn modules(&self) -> Result<Vec<PathBuf>, LaunchError> {
+        if let Some(m) = &self.module {
+            return Ok(vec![m.clone()]);
+        }
+        if let Some(m) = std::env::var_os(MODULE_ENV).filter(|m| !m.is_empty()) {
+            return Ok(vec![PathBuf::from(m)]);
+        }
+        if let Some(m) = crate::config::Config::load()?.pkcs11_module {
+            return Ok(vec![m]);
+        }
+        let mut seen = Vec::new();
+        for p in KNOWN_MODULES.iter().map(Path::new).filter(|p| p.is_file()) {
+            // Several paths are often links to one library; loading it twice
+            // would initialise it twice.
+            let real = p.canonicalize().unwrap_or_else(|_| p.to_owned());
+            if !seen.iter().any(|(r, _): &(PathBuf, PathBuf)| r == &real) {
+                seen.push((real, p.to_owned()));
+            }
+        }
+        Ok(seen.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// The PIN: `SEALRUN_PIN`, else the PIN file (flag, then
+    /// `SEALRUN_PIN_FILE`), else a prompt on the terminal.
+    pub fn pin(&self, token: &str) -> Result<AuthPin, LaunchError> {
+        if let Some(p) = std::env::var_os(PIN_ENV).filter(|p| !p.is_empty()) {
+            let p = p.into_string().map_err(|_| LaunchError::DonglePin(PinProblem::Unreadable(PIN_ENV.into())))?;
+            return checked_pin(Zeroizing::new(p), PIN_ENV);
+        }
+        let file = self.pin_file.clone().or_else(|| std::env::var_os(PIN_FILE_ENV).map(PathBuf::from));
+        if let Some(f) = file {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(&f)
+                    .map_err(|_| LaunchError::DonglePin(PinProblem::Unreadable(f.display().to_string())))?,
+            );
+            let first = Zeroizing::new(text.lines().next().unwrap_or("").to_owned());
+            return checked_pin(first, &f.display().to_string());
+        }
+        match crate::ui::prompt_secret(&format!("PIN for dongle \"{token}\": ")) {
+            Some(p) => checked_pin(p, "the prompt"),
+            None => Err(LaunchError::DonglePin(PinProblem::Missing)),
+        }
+    }
+}
+
+fn checked_pin(p: Zeroizing<String>, source: &str) -> Result<AuthPin, LaunchError> {
+    if p.is_empty() || p.len() > MAX_PIN_LEN {
+        return Err(LaunchError::DonglePin(PinProblem::Unreadable(source.into())));
+    }
+    Ok(AuthPin::new(p.as_str().into()))
+}
+
+/// A loaded PKCS#11 module; finalized when dropped.
+pub struct Library {
+    ctx: Pkcs11,
+    path: PathBuf,
+}
+
+/// A token as seen without logging in.
+#[derive(Debug, Clone)]
+pub struct TokenView {
+    /// The slot it sits in.
+    pub slot: Slot,
+    /// Its label.
+    pub label: String,
+    /// Its serial number.
+    pub serial: String,
+    /// Manufacturer and model.
+    pub model: String,
+    /// Its attach record: none (not a Sealrun dongle), or parsed (not yet
+    /// verified), or why it does not parse.
+    pub record: Option<Result<DongleRecord, sealrun_format::Error>>,
+}
+
+fn failed(action: &'static str) -> impl Fn(CkError) -> LaunchError {
+    move |e| LaunchError::DongleFailed { action, reason: e.to_string() }
+}
+
+impl Library {
+    /// Loads and initialises a module.
+    pub fn open(path: &Path) -> Result<Library, LaunchError> {
+        let unusable = |e: CkError| LaunchError::DongleModule { module: path.to_owned(), reason: e.to_string() };
+        let ctx = Pkcs11::new(path).map_err(unusable)?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).map_err(unusable)?;
+        Ok(Library { ctx, path: path.to_owned() })
+    }
+
+    /// The module's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every token present, with its attach record if it has one.
+    pub fn tokens(&self) -> Result<Vec<TokenView>, LaunchError> {
+        let slots = self.ctx.get_slots_with_token().map_err(failed("cannot list the token slots"))?;
+        let mut out = Vec::new();
+        for slot in slots {
+            let Ok(info) = self.ctx.get_token_info(slot) else { continue };
+            let record = self.read_record(slot).ok().flatten().map(|bytes| DongleRecord::parse(&bytes));
+            out.push(TokenView {
+                slot,
+                label: info.label().trim().to_owned(),
+                serial: info.serial_number().trim().to_owned(),
+                model: format!("{} {}", info.manufacturer_id().trim(), info.model().trim()),
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    fn read_record(&self, slot: Slot) -> Result<Option<Vec<u8>>, CkError> {
+        let session = self.ctx.open_ro_session(slot)?;
+        let found = session.find_objects(&record_template())?;
+        let Some(&object) = found.first() else { return Ok(None) };
+        Ok(value_of(&session, object)?)
+    }
+
+    /// The token holding `dongle`, if attached.
+    pub fn find(&self, dongle: &DongleId) -> Result<Option<(TokenView, DongleRecord)>, LaunchError> {
+        for t in self.tokens()? {
+            if let Some(Ok(r)) = &t.record
+                && &r.dongle == dongle
+            {
+                let r = r.clone();
+                return Ok(Some((t, r)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Logs in to the token in `slot` as its user, once: a wrong PIN is
+    /// reported, never retried, and a locked PIN is reported before trying.
+    pub fn login(&self, slot: Slot, pin: &AuthPin) -> Result<Session, LaunchError> {
+        let info = self.ctx.get_token_info(slot).map_err(failed("cannot read the token"))?;
+        if info.user_pin_locked() {
+            return Err(LaunchError::DonglePin(PinProblem::Locked));
+        }
+        let session = self.ctx.open_ro_session(slot).map_err(failed("cannot open a session with the token"))?;
+        match session.login(UserType::User, Some(pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                let after = self.ctx.get_token_info(slot).ok();
+                Err(LaunchError::DonglePin(PinProblem::Wrong {
+                    locked: after.as_ref().is_some_and(|i| i.user_pin_locked()),
+                    final_try: after.as_ref().is_some_and(|i| i.user_pin_final_try()),
+                }))
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(LaunchError::DonglePin(PinProblem::Locked)),
+            Err(e) => Err(failed("cannot log in to the token")(e)),
+        }
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        // cryptoki does not finalize by itself; without it the next load of
+        // the same module in this process would find it still initialised.
+        let _ = self.ctx.clone().finalize();
+    }
+}
+
+fn record_template() -> Vec<Attribute> {
+    vec![Attribute::Class(ObjectClass::DATA), Attribute::Label(RECORD_LABEL.as_bytes().to_vec())]
+}
+
+fn value_of(session: &Session, object: ObjectHandle) -> Result<Option<Vec<u8>>, CkError> {
+    let attrs = session.get_attributes(object, &[AttributeType::Value])?;
+    Ok(attrs.into_iter().find_map(|a| if let Attribute::Value(v) = a { Some(v) } else { None }))
+}
+
+/// Has the token behind `session` decrypt `request` with the dongle key.
+/// Any failure of the decryption itself is the one coarse error: the input
+/// was damaged or sealed to another dongle.
+pub fn decrypt(
+    session: &Session,
+    dongle: &DongleId,
+    request: &TokenDecrypt,
+) -> Result<Zeroizing<Vec<u8>>, DecryptFailed> {
+    let template =
+        [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::KeyType(KeyType::AES), Attribute::Id(dongle.0.to_vec())];
+    let key = session.find_objects(&template).map_err(|_| DecryptFailed)?.first().copied().ok_or(DecryptFailed)?;
+    let mut iv = request.nonce;
+    let tag_bits = cryptoki::types::Ulong::try_from(TAG_LEN * 8).map_err(|_| DecryptFailed)?;
+    let params = GcmParams::new(&mut iv, &request.aad, tag_bits).map_err(|_| DecryptFailed)?;
+    session.decrypt(&Mechanism::AesGcm(params), key, &request.ciphertext).map(Zeroizing::new).map_err(|_| DecryptFailed)
+}
+
+/// The token could not decrypt: damaged input, or sealed to another dongle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecryptFailed;
+
+/// An attached dongle that unlocked an app: what the launcher needs to check,
+/// while the app runs, that the same dongle is still there.
+pub struct Attached {
+    /// The dongle.
+    pub dongle: DongleId,
+    /// The token's label, for messages.
+    pub label: String,
+    serial: String,
+    module: PathBuf,
+    pin: AuthPin,
+    vendor: VendorPublicKey,
+    device: DeviceCode,
+    probe: TokenDecrypt,
+    probe_key: KeyId,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Attached({} \"{}\")", self.dongle, self.label)
+    }
+}
+
+/// Why a presence check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Absence {
+    /// Not attached (or not answering) now; may come back.
+    Away,
+    /// Something is attached under this dongle's id that is not it (another
+    /// PIN, another key, another device): waiting would not help, and
+    /// retrying a PIN could lock a token.
+    Replaced(String),
+}
+
+impl Attached {
+    /// Records how to recognise the dongle again: `probe` is a decryption
+    /// only its key can do, whose plaintext is the content key `probe_key`.
+    pub(crate) fn new(
+        lib: &Library,
+        view: &TokenView,
+        record: &DongleRecord,
+        pin: AuthPin,
+        probe: TokenDecrypt,
+        probe_key: KeyId,
+    ) -> Attached {
+        Attached {
+            dongle: record.dongle,
+            label: view.label.clone(),
+            serial: view.serial.clone(),
+            module: lib.path().to_owned(),
+            pin,
+            vendor: record.vendor_key,
+            device: record.device,
+            probe,
+            probe_key,
+        }
+    }
+
+    /// Checks that this dongle is attached now: same serial and record, a
+    /// valid record for this device, the PIN still opens it and its key still
+    /// decrypts the probe to the same content key.
+    pub fn check(&self) -> Result<(), Absence> {
+        let lib = Library::open(&self.module).map_err(|_| Absence::Away)?;
+        let found = lib.find(&self.dongle).map_err(|_| Absence::Away)?;
+        let Some((view, record)) = found else { return Err(Absence::Away) };
+        if view.serial != self.serial
+            || record.verify(&self.vendor).is_err()
+            || record.device != self.device
+            || record.vendor_key != self.vendor
+        {
+            return Err(Absence::Replaced("a token with another serial number or attach record".into()));
+        }
+        let session = match lib.login(view.slot, &self.pin) {
+            Ok(s) => s,
+            Err(LaunchError::DonglePin(p)) => return Err(Absence::Replaced(format!("{p}"))),
+            Err(_) => return Err(Absence::Away),
+        };
+        let plain = decrypt(&session, &self.dongle, &self.probe)
+            .map_err(|_| Absence::Replaced("a token whose key is not this dongle's".into()))?;
+        let id = <&[u8; 32]>::try_from(plain.as_slice()).map(|b| sealrun_format::ContentKey::from_bytes(b).id());
+        if id.ok() != Some(self.probe_key) {
+            return Err(Absence::Replaced("a token whose key is not this dongle's".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What `sealrun dongle list` shows for one token.
+pub struct Listed {
+    /// The module that sees it.
+    pub module: PathBuf,
+    /// The token.
+    pub token: TokenView,
+}
+
+/// Every token every candidate module sees, with problems loading modules.
+pub fn list(opts: &Options) -> Result<(Vec<Listed>, Vec<LaunchError>), LaunchError> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for m in opts.modules()? {
+        match Library::open(&m).and_then(|lib| lib.tokens()) {
+            Ok(tokens) => out.extend(tokens.into_iter().map(|token| Listed { module: m.clone(), token })),
+            Err(e) => problems.push(e),
+        }
+    }
+    Ok((out, problems))
+}
+
+/// What provisioning writes onto a token.
+pub struct Provision<'a> {
+    /// The new dongle's id (the key's `CKA_ID`).
+    pub dongle: DongleId,
+    /// The dongle key, imported as sensitive and non-extractable.
+    pub key: &'a sealrun_format::dongle::DongleKey,
+    /// The signed attach record.
+    pub record: &'a [u8],
+    /// Replace a Sealrun dongle key and record already on the token.
+    pub replace: bool,
+}
+
+/// Provisioning refused because the token already is a dongle.
+pub const ALREADY_PROVISIONED: &str = "the token already holds a Sealrun dongle";
+
+/// Writes the dongle key and the attach record onto the token in `slot`.
+pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<'_>) -> Result<TokenView, LaunchError> {
+    let lib = Library::open(module)?;
+    let slots = lib.ctx.get_slots_with_token().map_err(failed("cannot list the token slots"))?;
+    let slot = *slots.get(slot_index).ok_or_else(|| {
+        LaunchError::Usage(format!(
+            "there is no token in slot {slot_index} of {} ({} token(s) attached; slots count from 0)",
+            module.display(),
+            slots.len()
+        ))
+    })?;
+    let info = lib.ctx.get_token_info(slot).map_err(failed("cannot read the token"))?;
+    if info.user_pin_locked() {
+        return Err(LaunchError::DonglePin(PinProblem::Locked));
+    }
+    let session = lib.ctx.open_rw_session(slot).map_err(failed("cannot open a read-write session with the token"))?;
+    match session.login(UserType::User, Some(pin)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+            return Err(LaunchError::DonglePin(PinProblem::Wrong { locked: false, final_try: false }));
+        }
+        Err(CkError::Pkcs11(RvError::PinLocked, _)) => return Err(LaunchError::DonglePin(PinProblem::Locked)),
+        Err(e) => return Err(failed("cannot log in to the token")(e)),
+    }
+    let old_keys = session
+        .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(KEY_LABEL.as_bytes().to_vec())])
+        .map_err(failed("cannot search the token"))?;
+    let old_records = session.find_objects(&record_template()).map_err(failed("cannot search the token"))?;
+    if !(old_keys.is_empty() && old_records.is_empty()) {
+        if !p.replace {
+            return Err(LaunchError::Usage(format!(
+                "{ALREADY_PROVISIONED} (\"{}\"); pass --replace to overwrite it (licenses for the old dongle stop working)",
+                info.label().trim()
+            )));
+        }
+        for o in old_keys.into_iter().chain(old_records) {
+            session.destroy_object(o).map_err(failed("cannot remove the old dongle from the token"))?;
+        }
+    }
+    let key_template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Decrypt(true),
+        // Nothing but decryption: the token cannot be used to make licenses
+        // or to wrap the key out.
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+        Attribute::Modifiable(false),
+        Attribute::Id(p.dongle.0.to_vec()),
+        Attribute::Label(KEY_LABEL.as_bytes().to_vec()),
+        Attribute::Value(p.key.as_bytes().to_vec()),
+    ];
+    let result = session.create_object(&key_template);
+    // The template's copy of the key is plain heap memory: wipe it.
+    for a in key_template {
+        if let Attribute::Value(v) = a {
+            drop(Zeroizing::new(v));
+        }
+    }
+    result.map_err(failed("the token refused the dongle key"))?;
+    session
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Modifiable(false),
+            Attribute::Label(RECORD_LABEL.as_bytes().to_vec()),
+            Attribute::Application(APPLICATION.as_bytes().to_vec()),
+            Attribute::Value(p.record.to_vec()),
+        ])
+        .map_err(failed("the token refused the attach record"))?;
+    drop(session);
+    let view = lib.tokens()?.into_iter().find(|t| t.slot == slot).ok_or_else(|| LaunchError::DongleFailed {
+        action: "cannot read the token back",
+        reason: "it is gone".into(),
+    })?;
+    Ok(view)
+}
+
+/// Watches that the dongle stays attached while the app runs.
+pub struct DongleWatch {
+    attached: Attached,
+    interval: Duration,
+    grace: Duration,
+}
+
+fn secs_setting(env: &str, config: Option<u64>, default: Duration) -> Result<Duration, LaunchError> {
+    match std::env::var(env) {
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+            _ => Err(LaunchError::Usage(format!("{env}={v:?}: give a number of seconds between 0 and 86400"))),
+        },
+        Err(_) => Ok(config.map(Duration::from_secs).filter(|d| !d.is_zero()).unwrap_or(default)),
+    }
+}
+
+impl DongleWatch {
+    /// Checks every `SEALRUN_DONGLE_CHECK_SECS` (or the config file's
+    /// `dongle_check_secs`, or [`DEFAULT_CHECK_INTERVAL`]), with a grace of
+    /// `SEALRUN_DONGLE_GRACE_SECS` (or `dongle_grace_secs`, or [`DEFAULT_GRACE`]).
+    pub fn new(attached: Attached) -> Result<DongleWatch, LaunchError> {
+        let config = crate::config::Config::load()?;
+        let interval = secs_setting(CHECK_INTERVAL_ENV, config.dongle_check_secs, DEFAULT_CHECK_INTERVAL)?;
+        let grace = secs_setting(GRACE_ENV, config.dongle_grace_secs, DEFAULT_GRACE)?;
+        Ok(DongleWatch { attached, interval, grace })
+    }
+}
+
+impl crate::runner::Watch for DongleWatch {
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+    fn grace(&self) -> Duration {
+        self.grace
+    }
+    fn check(&mut self) -> Result<(), crate::runner::Lost> {
+        use crate::runner::Lost;
+        match self.attached.check() {
+            Ok(()) => Ok(()),
+            Err(Absence::Away) => Err(Lost::Away("was removed".into())),
+            Err(Absence::Replaced(what)) => Err(Lost::Gone(format!("was replaced by {what}"))),
+        }
+    }
+    fn paused(&self, why: &str) -> String {
+        format!(
+            "dongle \"{}\" {why}: the app is paused. Plug it back in within {} s to continue.",
+            self.attached.label,
+            self.grace.as_secs()
+        )
+    }
+    fn resumed(&self) -> String {
+        format!("dongle \"{}\" is back: the app continues.", self.attached.label)
+    }
+    fn give_up(&self, why: &str) -> LaunchError {
+        LaunchError::DongleRemoved { token: self.attached.label.clone(), grace: self.grace, why: why.to_owned() }
+    }
+}
+
+/// One of the runs a license's count allows, held while the app runs: a lock
+/// on one of `count` files, which the OS releases when the process ends in
+/// any way (so a crash never leaks a run).
+#[derive(Debug)]
+pub struct RunSlot {
+    _file: std::fs::File,
+}
+
+impl RunSlot {
+    /// Takes a free run of `license` if its binding has a count; `None` for
+    /// licenses without one. A paused run keeps its slot, so a dongle pulled
+    /// and plugged back in never lets one more copy start.
+    pub fn claim(license: &sealrun_format::license::License) -> Result<Option<RunSlot>, LaunchError> {
+        let sealrun_format::license::Binding::Dongle { count, .. } = license.terms.binding else { return Ok(None) };
+        let dir = crate::paths::data_dir().join("runs");
+        std::fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
+        for k in 0..count {
+            let path = dir.join(format!("{}.{k}.lock", license.terms.license_id_hex()));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(LaunchError::io("cannot open", &path))?;
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(RunSlot { _file: file })),
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                Err(std::fs::TryLockError::Error(e)) => return Err(LaunchError::io("cannot lock", &path)(e)),
+            }
+        }
+        Err(LaunchError::CountReached { product: license.terms.product.clone(), count })
+    }
+}
