@@ -10,6 +10,7 @@ use tempfile::TempDir;
 
 pub mod load;
 pub mod server;
+pub mod softhsm;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

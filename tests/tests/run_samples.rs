@@ -27,6 +27,7 @@ const CASES: &[Case] = &[
     },
     Case { name: "compute", args: &["200000", "20"], env: &[], dirs: &[] },
     Case { name: "canary", args: &[], env: &[], dirs: &[] },
+    Case { name: "ticker", args: &["3", "10"], env: &[], dirs: &[] },
 ];
 
 fn prepare_work(root: &Path) {

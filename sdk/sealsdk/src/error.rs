@@ -95,6 +95,19 @@ pub enum SdkError {
     /// A ledger export or invoice does not check out.
     #[error("{0}")]
     LedgerMismatch(String),
+    /// The keystore has no key for a dongle.
+    #[error(
+        "no key for dongle {dongle} in the keystore {dir}: it was provisioned with another keystore (or by the server); issue its licenses there"
+    )]
+    NoDongleKey {
+        /// The dongle id.
+        dongle: String,
+        /// The keystore.
+        dir: PathBuf,
+    },
+    /// A hardware key (token) could not be used.
+    #[error("{0}")]
+    Token(#[from] sealrun::LaunchError),
     /// A date could not be parsed.
     #[error("invalid date {0:?}: use YYYY-MM-DD (UTC) or an RFC 3339 time such as 2027-12-31T18:00:00Z")]
     BadDate(String),

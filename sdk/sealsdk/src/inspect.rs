@@ -106,8 +106,7 @@ pub fn license_text(l: &License) -> String {
     }
     let features = if t.features.is_empty() { "none".to_owned() } else { t.features.join(", ") };
     let _ = writeln!(s, "  features:      {features}");
-    let Binding::Device(d) = t.binding;
-    let _ = writeln!(s, "  bound to:      device {d}");
+    let _ = writeln!(s, "  bound to:      {}", t.binding.describe());
     let _ = writeln!(s, "  vendor key:    {} (id {})", t.vendor_key, t.vendor_key.short_id());
     match l.issuer {
         Issuer::Vendor => {
@@ -130,7 +129,10 @@ pub fn license_text(l: &License) -> String {
 /// Describes a license as JSON.
 pub fn license_json(l: &License) -> Value {
     let t = &l.terms;
-    let Binding::Device(d) = t.binding;
+    let binding = match t.binding {
+        Binding::Device(d) => json!({ "device": d.to_string() }),
+        Binding::Dongle { dongle, count } => json!({ "dongle": dongle.to_string(), "count": count }),
+    };
     json!({
         "type": "license",
         "format_version": 1,
@@ -142,7 +144,7 @@ pub fn license_json(l: &License) -> Value {
         "not_before": dates::format(t.not_before),
         "expires": t.expires.map(dates::format),
         "features": t.features,
-        "binding": { "device": d.to_string() },
+        "binding": binding,
         "vendor_key": t.vendor_key.to_string(),
         "issuer": match l.issuer { Issuer::Vendor => json!("vendor"), Issuer::Certified(c) => json!({"issuing_key": c.issuer_key.to_string(), "not_after": dates::format(c.not_after)}) },
         "keys": l.keys.iter().map(|k| json!({"release": k.release.to_string(), "key_id": k.key_id.to_string()})).collect::<Vec<_>>(),

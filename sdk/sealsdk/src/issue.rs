@@ -2,6 +2,7 @@
 use std::path::Path;
 
 use sealrun_format::device::DeviceCode;
+use sealrun_format::dongle::DongleId;
 use sealrun_format::license::{self, Binding, LicenseSigner, Terms};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Release, UnixTime, VendorPublicKey};
@@ -20,8 +21,8 @@ pub struct IssueOptions {
     pub product: String,
     /// Releases covered; `None` means every release sealed so far.
     pub releases: Option<ReleaseRange>,
-    /// The device it is for.
-    pub device: DeviceCode,
+    /// Who holds it: a device, or a dongle.
+    pub holder: Holder,
     /// Who it is for.
     pub licensee: String,
     /// Valid from (default: a day before now).
@@ -32,6 +33,21 @@ pub struct IssueOptions {
     pub features: Vec<String>,
     /// The issue time (now, outside tests).
     pub now: UnixTime,
+}
+
+/// Who a license is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// One device.
+    Device(DeviceCode),
+    /// A dongle provisioned from this keystore, with how many copies may
+    /// run at once.
+    Dongle {
+        /// The dongle.
+        dongle: DongleId,
+        /// The license count.
+        count: u32,
+    },
 }
 
 /// Parses a release range: `1.2.0` (just that one), `1.0.0..1.9.9`
@@ -94,9 +110,19 @@ pub fn issue(keystore: &Keystore, opts: &IssueOptions) -> Result<Vec<u8>> {
         not_before: opts.not_before.unwrap_or(opts.now.saturating_sub(DEFAULT_BACKDATE_SECS)),
         expires: opts.expires,
         features: opts.features.clone(),
-        binding: Binding::Device(opts.device),
+        binding: match opts.holder {
+            Holder::Device(d) => Binding::Device(d),
+            Holder::Dongle { dongle, count } => Binding::Dongle { dongle, count },
+        },
     };
-    Ok(license::issue(terms, &key_refs, &LicenseSigner::Vendor(&signer), &mut rng())?)
+    let signer = LicenseSigner::Vendor(&signer);
+    match opts.holder {
+        Holder::Device(_) => Ok(license::issue(terms, &key_refs, &signer, &mut rng())?),
+        Holder::Dongle { dongle, .. } => {
+            let dongle_key = keystore.dongle_key(&dongle)?;
+            Ok(license::issue_for_dongle(terms, &key_refs, &signer, &dongle_key, &mut rng())?)
+        }
+    }
 }
 
 /// Writes `bytes` to `path` (0644: a license is not a secret by itself).

@@ -5,6 +5,7 @@
 //! vendor.key                          signing key seed (secret)
 //! vendor.pub                          public key
 //! content-keys/<product>/<release>.key  content key of that release (secret)
+//! dongles/<dongle id>.key             the vendor's copy of a dongle key (secret)
 //! ```
 //! Key files are one header line and one hex line, so they can be backed up
 //! and diffed as text.
@@ -13,6 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use sealrun_format::dongle::{DongleId, DongleKey};
 use sealrun_format::{ContentKey, Release, VendorPublicKey, VendorSigningKey};
 use zeroize::Zeroizing;
 
@@ -21,6 +23,7 @@ use crate::{Result, SdkError, rng};
 const VENDOR_KEY_HEADER: &str = "sealrun-vendor-key-v1";
 const VENDOR_PUB_HEADER: &str = "sealrun-vendor-pub-v1";
 const CONTENT_KEY_HEADER: &str = "sealrun-content-key-v1";
+const DONGLE_KEY_HEADER: &str = "sealrun-dongle-key-v1";
 
 /// Environment variable naming the keystore directory.
 pub const KEYSTORE_ENV: &str = "SEALSDK_KEYSTORE";
@@ -131,6 +134,32 @@ impl Keystore {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn dongle_key_path(&self, dongle: &DongleId) -> PathBuf {
+        self.dir.join("dongles").join(format!("{dongle}.key"))
+    }
+
+    /// Stores the vendor's copy of a new dongle key (never overwrites one).
+    pub fn store_dongle_key(&self, dongle: &DongleId, key: &DongleKey) -> Result<PathBuf> {
+        let path = self.dongle_key_path(dongle);
+        write_secret(&path, DONGLE_KEY_HEADER, key.as_bytes())?;
+        Ok(path)
+    }
+
+    /// Forgets a dongle key (when provisioning the token failed).
+    pub fn remove_dongle_key(&self, dongle: &DongleId) -> Result<()> {
+        let path = self.dongle_key_path(dongle);
+        fs::remove_file(&path).map_err(SdkError::io("cannot remove", &path))
+    }
+
+    /// The vendor's copy of a dongle's key.
+    pub fn dongle_key(&self, dongle: &DongleId) -> Result<DongleKey> {
+        let path = self.dongle_key_path(dongle);
+        if !path.exists() {
+            return Err(SdkError::NoDongleKey { dongle: dongle.to_string(), dir: self.dir.clone() });
+        }
+        Ok(DongleKey::from_bytes(&*read_secret(&path, DONGLE_KEY_HEADER)?))
     }
 
     /// Loads the content key of a release that must already exist.

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod dates;
+pub mod dongle;
 mod error;
 pub mod inspect;
 pub mod issue;

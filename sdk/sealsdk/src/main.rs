@@ -25,6 +25,7 @@ mod exit {
     pub(crate) const KEYSTORE: u8 = 4;
     pub(crate) const WRITE_FAILED: u8 = 5;
     pub(crate) const SERVER: u8 = 6;
+    pub(crate) const TOKEN: u8 = 7;
 }
 
 #[derive(Parser)]
@@ -46,6 +47,9 @@ enum Command {
     /// Issue licenses
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Provision hardware keys (dongles)
+    #[command(subcommand)]
+    Dongle(DongleCommand),
     /// Show what a package or license says (no secrets)
     Inspect {
         /// A .sealed or .license file
@@ -266,14 +270,43 @@ enum LicenseCommand {
     Issue(IssueArgs),
 }
 
+#[derive(Subcommand)]
+enum DongleCommand {
+    /// Make a token into a dongle permitted on one device: sealsdk dongle provision --module M --slot 0 --device CODE
+    Provision {
+        /// The token driver's PKCS#11 module, e.g. /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
+        #[arg(long, value_name = "FILE")]
+        module: PathBuf,
+        /// Which token: its index among the slots holding a token, from 0
+        #[arg(long, default_value_t = 0)]
+        slot: usize,
+        /// The device code the dongle may be used on (from `sealrun id` there)
+        #[arg(long)]
+        device: String,
+        /// Read the token's user PIN from the first line of this file [default: $SEALSDK_PIN, or ask]
+        #[arg(long, value_name = "FILE")]
+        pin_file: Option<PathBuf>,
+        /// Replace a Sealrun dongle already on the token (its licenses stop working)
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("holder").required(true).args(["device", "dongle"])))]
 struct IssueArgs {
     /// Product id
     #[arg(long)]
     product: String,
     /// The customer's device code (from `sealrun id`)
     #[arg(long)]
-    device: String,
+    device: Option<String>,
+    /// A dongle provisioned from this keystore (its id); the license is sealed to it
+    #[arg(long, value_name = "DONGLE-ID", conflicts_with = "device")]
+    dongle: Option<String>,
+    /// How many copies may run at once with the dongle
+    #[arg(long, default_value_t = 1, requires = "dongle")]
+    count: u32,
     /// Who the license is for
     #[arg(long)]
     licensee: String,
@@ -319,6 +352,8 @@ fn exit_code(e: &SdkError) -> u8 {
         SdkError::LedgerMismatch(_) => exit::VERIFY_FAILED,
         SdkError::Server { .. } => exit::SERVER,
         SdkError::Unreachable { .. } => exit::SERVER,
+        SdkError::Token(_) => exit::TOKEN,
+        SdkError::NoDongleKey { .. } => exit::KEYSTORE,
         _ => exit::BAD_INPUT,
     }
 }
@@ -341,6 +376,18 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
         }
         Command::Seal(a) => seal_cmd(a, ks)?,
         Command::License(LicenseCommand::Issue(a)) => issue_cmd(a, ks)?,
+        Command::Dongle(DongleCommand::Provision { module, slot, device, pin_file, replace }) => {
+            let device: DeviceCode = device.parse()?;
+            let pin = sealrun_sdk::dongle::pin(pin_file.as_deref())?;
+            let p = sealrun_sdk::dongle::provision(ks, &module, slot, device, &pin, replace, dates::now())?;
+            println!("provisioned dongle {} on token \"{}\" (serial {})", p.dongle, p.label, p.serial);
+            println!("  permitted device: {}", p.device);
+            println!("  record signed by vendor key {}", p.vendor.short_id());
+            println!(
+                "issue its licenses with: sealsdk license issue --dongle {} --product ID --licensee NAME -o FILE",
+                p.dongle
+            );
+        }
         Command::Inspect { file, json } => {
             // A license whole, or the first part of a package (enough for its header).
             let limit = u64::from(sealrun_format::limits::MAX_MANIFEST_LEN) + 64 * 1024;
@@ -453,11 +500,15 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
 }
 
 fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
-    let device: DeviceCode = a.device.parse()?;
+    let holder = match (&a.device, &a.dongle) {
+        (Some(d), _) => issue::Holder::Device(d.parse()?),
+        (None, Some(d)) => issue::Holder::Dongle { dongle: d.parse()?, count: a.count },
+        (None, None) => unreachable!("clap requires --device or --dongle"),
+    };
     let opts = IssueOptions {
         product: a.product,
         releases: a.releases.as_deref().map(issue::parse_range).transpose()?,
-        device,
+        holder,
         licensee: a.licensee,
         not_before: a.not_before.as_deref().map(|s| dates::parse(s, DayEdge::Start)).transpose()?,
         expires: a.expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
@@ -466,15 +517,24 @@ fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
     };
     let bytes = issue::issue(ks, &opts)?;
     issue::write_license(&a.output, &bytes)?;
-    let lic = sealrun_format::license::License::parse(&bytes)?;
-    println!(
-        "issued license {} for {} ({}) to device {}; wrote {}",
-        lic.terms.license_id_hex(),
-        lic.terms.product,
-        lic.terms.releases,
-        device,
-        a.output.display()
-    );
+    match holder {
+        issue::Holder::Device(device) => {
+            let lic = sealrun_format::license::License::parse(&bytes)?;
+            println!(
+                "issued license {} for {} ({}) to device {}; wrote {}",
+                lic.terms.license_id_hex(),
+                lic.terms.product,
+                lic.terms.releases,
+                device,
+                a.output.display()
+            );
+        }
+        issue::Holder::Dongle { dongle, count } => println!(
+            "issued a license for {} sealed to dongle {dongle} ({count} at once); wrote {}",
+            opts.product,
+            a.output.display()
+        ),
+    }
     Ok(())
 }
 
@@ -558,7 +618,12 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
             println!("content key for {product} {release} {state} on the server (key id {id})");
         }
         ServerCommand::License(ServerLicenseCommand::Issue(i)) => {
-            let device: DeviceCode = i.device.parse()?;
+            let Some(device) = i.device.as_deref() else {
+                return Err(SdkError::ServerSetup(
+                    "the server issues device licenses only: dongle licenses are issued offline, from the keystore that provisioned the dongle (sealsdk license issue --dongle ID)",
+                ));
+            };
+            let device: DeviceCode = device.parse()?;
             let body = json!({
                 "product": i.product,
                 "device": device.to_string(),

@@ -1,0 +1,86 @@
+//! Provisioning hardware keys (dongles): a fresh dongle key goes into the
+//! token as a sensitive, non-extractable object, the vendor keeps its copy in
+//! the keystore, and the signed attach record names the permitted device.
+use std::path::Path;
+
+use sealrun::dongle::{self as token, Provision};
+use sealrun_format::device::DeviceCode;
+use sealrun_format::dongle::{DongleId, DongleKey, make_record};
+use sealrun_format::license::LicenseSigner;
+use sealrun_format::{UnixTime, VendorPublicKey};
+
+use crate::keystore::Keystore;
+use crate::{Result, rng};
+
+/// Environment variable with the token's user PIN for provisioning.
+pub const PIN_ENV: &str = "SEALSDK_PIN";
+
+/// What provisioning made.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// The new dongle's id.
+    pub dongle: DongleId,
+    /// The token's label and serial number.
+    pub label: String,
+    /// The token's serial number.
+    pub serial: String,
+    /// The device it is permitted on.
+    pub device: DeviceCode,
+    /// The vendor key its record is signed with.
+    pub vendor: VendorPublicKey,
+}
+
+/// The token's user PIN: `--pin-file`, else `SEALSDK_PIN`, else a prompt.
+pub fn pin(pin_file: Option<&Path>) -> Result<cryptoki::types::AuthPin> {
+    use sealrun::error::PinProblem;
+    let from = |text: &str, source: &str| {
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() || line.len() > token::MAX_PIN_LEN {
+            return Err(sealrun::LaunchError::DonglePin(PinProblem::Unreadable(source.into())).into());
+        }
+        Ok(cryptoki::types::AuthPin::new(line.into()))
+    };
+    if let Some(f) = pin_file {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(f).map_err(crate::SdkError::io("cannot read the PIN file", f))?,
+        );
+        return from(&text, &f.display().to_string());
+    }
+    if let Ok(p) = std::env::var(PIN_ENV) {
+        let p = zeroize::Zeroizing::new(p);
+        return from(&p, PIN_ENV);
+    }
+    match sealrun::ui::prompt_secret("token user PIN: ") {
+        Some(p) => from(&p, "the prompt"),
+        None => Err(sealrun::LaunchError::DonglePin(PinProblem::Missing).into()),
+    }
+}
+
+/// Provisions the token in `slot` (counted from 0 among slots with a token)
+/// of `module` as a new dongle permitted on `device`.
+pub fn provision(
+    keystore: &Keystore,
+    module: &Path,
+    slot: usize,
+    device: DeviceCode,
+    pin: &cryptoki::types::AuthPin,
+    replace: bool,
+    now: UnixTime,
+) -> Result<Provisioned> {
+    let signer = keystore.vendor_key()?;
+    let mut rng = rng();
+    let dongle = DongleId::generate(&mut rng);
+    let key = DongleKey::generate(&mut rng);
+    let record = make_record(dongle, device, now, &LicenseSigner::Vendor(&signer))?;
+    // The vendor's copy first: a token holding a key nobody else has could
+    // never get a license.
+    keystore.store_dongle_key(&dongle, &key)?;
+    let written = token::provision(module, slot, pin, &Provision { dongle, key: &key, record: &record, replace });
+    match written {
+        Ok(view) => Ok(Provisioned { dongle, label: view.label, serial: view.serial, device, vendor: signer.public() }),
+        Err(e) => {
+            let _ = keystore.remove_dongle_key(&dongle);
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Hardware keys (issue 5), with real SoftHSM2 tokens and real `sealsdk` and
+//! `sealrun` processes: provisioning, dongle-bound runs, every refusal, and
+//! pulling the dongle out while the app runs.
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use sealrun_tests::softhsm::{PIN, SoftHsm};
+use sealrun_tests::{Device, World, stderr, stdout};
+
+/// A vendor world, one SoftHSM2 token and a device.
+struct Setup {
+    world: World,
+    hsm: SoftHsm,
+    dev: Device,
+}
+
+fn setup(token: &str) -> Option<Setup> {
+    let world = World::new();
+    let hsm = SoftHsm::new(&world.path().join("hsm"))?;
+    hsm.init_token(token);
+    let dev = world.device("a");
+    Some(Setup { world, hsm, dev })
+}
+
+/// `sealsdk dongle provision` of slot 0 of `hsm` for `device`; the dongle id.
+fn provision(world: &World, hsm: &SoftHsm, device: &Device) -> String {
+    let code = device.code();
+    let module = hsm.module.display().to_string();
+    let conf = hsm.conf.display().to_string();
+    let out = world.sealsdk_with(
+        &["dongle", "provision", "--module", &module, "--slot", "0", "--device", &code],
+        &[("SOFTHSM2_CONF", &conf), ("SEALSDK_PIN", PIN)],
+    );
+    assert!(out.status.success(), "provision failed: {}", stderr(&out));
+    let text = stdout(&out);
+    let id = text.split_whitespace().nth(2).expect("provisioned dongle <id> …").to_owned();
+    assert_eq!(id.len(), 32, "{text}");
+    id
+}
+
+/// A license for sample `name` sealed to `dongle`, written to `<world>/<file>`.
+fn dongle_license(world: &World, name: &str, dongle: &str, count: u32, file: &str) -> PathBuf {
+    let out = world.path().join(file);
+    let product = format!("com.example.{name}");
+    let count = count.to_string();
+    world.sealsdk_ok(&[
+        "license",
+        "issue",
+        "--product",
+        &product,
+        "--dongle",
+        dongle,
+        "--count",
+        &count,
+        "--licensee",
+        "Dongle User",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+/// `sealrun` on `dev`, seeing the tokens of `hsm`, with the PIN given.
+fn sealrun(dev: &Device, hsm: &SoftHsm, cwd: &Path) -> Command {
+    let mut c = dev.sealrun(cwd);
+    c.envs(hsm.env()).env("SEALRUN_PIN", PIN);
+    c
+}
+
+fn run_with(dev: &Device, hsm: &SoftHsm, cwd: &Path, package: &Path, license: &Path, args: &[&str]) -> Output {
+    sealrun(dev, hsm, cwd).arg("run").arg("--license").arg(license).arg(package).arg("--").args(args).output().unwrap()
+}
+
+/// A logged-in session on the first token of `hsm`, from this process.
+fn with_session<T>(hsm: &SoftHsm, f: impl FnOnce(&cryptoki::session::Session) -> T) -> T {
+    // SAFETY of the test: SoftHSM2 reads SOFTHSM2_CONF at initialisation;
+    // tests that use this run it only while holding the env lock.
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // SoftHSM2 takes its token directory from this variable at initialisation.
+    unsafe_set_conf(&hsm.conf);
+    let ctx = Pkcs11::new(&hsm.module).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).unwrap();
+    let slot = ctx.get_slots_with_token().unwrap()[0];
+    let session = ctx.open_rw_session(slot).unwrap();
+    session.login(UserType::User, Some(&AuthPin::new(PIN.into()))).unwrap();
+    let result = f(&session);
+    drop(session);
+    ctx.finalize().unwrap();
+    result
+}
+
+static ENV_LOCK: Mutex<()> = Mutex::new(());
+
+#[allow(unsafe_code)]
+fn unsafe_set_conf(conf: &Path) {
+    // SAFETY: only called with ENV_LOCK held, and no other thread of this
+    // test binary reads the environment while it is held (the other tests
+    // pass environments to child processes explicitly).
+    unsafe { std::env::set_var("SOFTHSM2_CONF", conf) };
+}
+
+#[test]
+fn provisioned_key_is_sensitive_and_cannot_be_read() {
+    let Some(s) = setup("vendor-dongle") else { return };
+    provision(&s.world, &s.hsm, &s.dev);
+    with_session(&s.hsm, |session| {
+        let keys = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(sealrun::dongle::KEY_LABEL.as_bytes().to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(keys.len(), 1, "exactly one dongle key");
+        let attrs = session
+            .get_attributes(keys[0], &[AttributeType::Sensitive, AttributeType::Extractable, AttributeType::Encrypt])
+            .unwrap();
+        assert!(attrs.contains(&Attribute::Sensitive(true)), "{attrs:?}");
+        assert!(attrs.contains(&Attribute::Extractable(false)), "{attrs:?}");
+        assert!(attrs.contains(&Attribute::Encrypt(false)), "{attrs:?}");
+        // Asking for the key's value gets nothing: the token refuses to reveal it.
+        let value = session.get_attributes(keys[0], &[AttributeType::Value]).unwrap();
+        assert!(
+            !value.iter().any(|a| matches!(a, Attribute::Value(_))),
+            "CKA_VALUE of the dongle key was readable: {value:?}"
+        );
+        // Making it extractable afterwards is refused too.
+        assert!(session.update_attributes(keys[0], &[Attribute::Extractable(true)]).is_err());
+        // The record is there, readable, and names this dongle.
+        let records = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Label(sealrun::dongle::RECORD_LABEL.as_bytes().to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(records.len(), 1);
+    });
+    // Provisioning the same token again is refused without --replace.
+    let code = s.dev.code();
+    let out = s.world.sealsdk_with(
+        &["dongle", "provision", "--module", s.hsm.module.to_str().unwrap(), "--device", &code],
+        &[("SOFTHSM2_CONF", s.hsm.conf.to_str().unwrap()), ("SEALSDK_PIN", PIN)],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already holds a Sealrun dongle"), "{}", stderr(&out));
+}
+
+#[test]
+fn dongle_bound_run_matches_the_plain_run_and_lists() {
+    let Some(s) = setup("run-dongle") else { return };
+    let dongle = provision(&s.world, &s.hsm, &s.dev);
+    let package = s.world.seal("hello", "1.0.0");
+    let lic = dongle_license(&s.world, "hello", &dongle, 1, "hello-dongle.license");
+    // The terms are not readable in the file.
+    let bytes = std::fs::read(&lic).unwrap();
+    assert!(!bytes.windows(17).any(|w| w == b"com.example.hello"), "the product is in the clear");
+    assert!(!bytes.windows(11).any(|w| w == b"Dongle User"), "the licensee is in the clear");
+
+    let device_lic = s.world.license("hello", &s.dev, "hello-device.license", &[]);
+    let plain = s
+        .dev
+        .sealrun(s.world.path())
+        .arg("run")
+        .arg("--license")
+        .arg(&device_lic)
+        .arg(&package)
+        .args(["--", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
+    let sealed = run_with(&s.dev, &s.hsm, s.world.path(), &package, &lic, &["x"]);
+    assert_eq!(sealed.status.code(), Some(0), "{}", stderr(&sealed));
+    assert_eq!(stdout(&sealed), stdout(&plain));
+
+    // Installed into the store, it is found without --license, and listed.
+    let add = sealrun(&s.dev, &s.hsm, s.world.path()).args(["license", "add"]).arg(&lic).output().unwrap();
+    assert!(add.status.success(), "{}", stderr(&add));
+    assert!(stdout(&add).contains(&format!("sealed to dongle {dongle}")), "{}", stdout(&add));
+    let found = sealrun(&s.dev, &s.hsm, s.world.path()).arg(&package).output().unwrap();
+    assert_eq!(found.status.code(), Some(0), "{}", stderr(&found));
+    let list = sealrun(&s.dev, &s.hsm, s.world.path()).args(["dongle", "list"]).output().unwrap();
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    assert!(text.contains("token \"run-dongle\""), "{text}");
+    assert!(text.contains(&format!("dongle {dongle}")) && text.contains("permitted on this device"), "{text}");
+    assert!(text.contains("_dongles"), "the sealed license is listed: {text}");
+}
+
+#[test]
+fn refusals_name_the_problem() {
+    let Some(s) = setup("refusals") else { return };
+    let dongle = provision(&s.world, &s.hsm, &s.dev);
+    let package = s.world.seal("hello", "1.0.0");
+    let lic = dongle_license(&s.world, "hello", &dongle, 1, "hello-dongle.license");
+    let cwd = s.world.path();
+
+    // Wrong device: the dongle is permitted on A; B has it plugged in.
+    let b = s.world.device("b");
+    let out = run_with(&b, &s.hsm, cwd, &package, &lic, &[]);
+    assert_eq!(out.status.code(), Some(201), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is permitted on another device"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&s.dev.code()) && stderr(&out).contains(&b.code()), "{}", stderr(&out));
+
+    // Wrong dongle: the license is for X; only Y (another token) is attached.
+    let other = SoftHsm::new(&cwd.join("hsm-other")).unwrap();
+    other.init_token("other");
+    let other_id = provision(&s.world, &other, &s.dev);
+    let out = run_with(&s.dev, &other, cwd, &package, &lic, &[]);
+    assert_eq!(out.status.code(), Some(216), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("needs dongle {dongle}")) && err.contains(&format!("attached: dongle {other_id}")),
+        "{err}"
+    );
+
+    // No dongle at all.
+    s.hsm.unplug();
+    let out = run_with(&s.dev, &s.hsm, cwd, &package, &lic, &[]);
+    s.hsm.plug();
+    assert_eq!(out.status.code(), Some(216), "{}", stderr(&out));
+    assert!(stderr(&out).contains("No Sealrun dongle is attached"), "{}", stderr(&out));
+
+    // A wrong PIN is refused, and the token is asked once: never a retry.
+    let spy = Path::new("/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so");
+    let log = cwd.join("spy.log");
+    let mut cmd = sealrun(&s.dev, &s.hsm, cwd);
+    cmd.env("SEALRUN_PIN", "999999");
+    if spy.is_file() {
+        cmd.env("SEALRUN_PKCS11_MODULE", spy).env("PKCS11SPY", &s.hsm.module).env("PKCS11SPY_OUTPUT", &log);
+    }
+    let out = cmd.arg("run").arg("--license").arg(&lic).arg(&package).output().unwrap();
+    assert_eq!(out.status.code(), Some(217), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rejected the PIN"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("999999"), "the PIN is never shown");
+    if spy.is_file() {
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(calls.matches("C_Login").count(), 1, "one login attempt only:\n{calls}");
+    } else {
+        eprintln!("NOTE: OpenSC's pkcs11-spy is not installed; the one-login count was not checked");
+    }
+
+    // A tampered license: one byte of the sealed contents flipped.
+    let mut bytes = std::fs::read(&lic).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x40;
+    let bad = cwd.join("tampered.license");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = run_with(&s.dev, &s.hsm, cwd, &package, &bad, &[]);
+    assert_eq!(out.status.code(), Some(204), "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged or tampered with"), "{}", stderr(&out));
+
+    // A tampered attach record: the data object on the token is replaced by
+    // one with a byte changed (the record is not modifiable in place).
+    with_session(&s.hsm, |session| {
+        let template =
+            [Attribute::Class(ObjectClass::DATA), Attribute::Label(sealrun::dongle::RECORD_LABEL.as_bytes().to_vec())];
+        let rec = session.find_objects(&template).unwrap()[0];
+        let Some(Attribute::Value(mut value)) = session.get_attributes(rec, &[AttributeType::Value]).unwrap().pop()
+        else {
+            panic!("the record has a value")
+        };
+        assert!(session.update_attributes(rec, &[Attribute::Value(vec![0])]).is_err(), "the record is read-only");
+        // Flip a byte of the issue time (inside the signed body).
+        let at = value.len() - 64 - 2;
+        value[at] ^= 1;
+        session.destroy_object(rec).unwrap();
+        let mut t = template.to_vec();
+        t.extend([Attribute::Token(true), Attribute::Private(false), Attribute::Value(value)]);
+        session.create_object(&t).unwrap();
+    });
+    let out = run_with(&s.dev, &s.hsm, cwd, &package, &lic, &[]);
+    assert_eq!(out.status.code(), Some(204), "{}", stderr(&out));
+    assert!(stderr(&out).contains("attach record on dongle \"refusals\" does not check out"), "{}", stderr(&out));
+}
+
+/// A child process whose stdout and stderr are collected as they come.
+struct Live {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+}
+
+impl Live {
+    fn spawn(cmd: &mut Command) -> Live {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let collect = |mut r: Box<dyn Read + Send>| {
+            let buf = Arc::new(Mutex::new(String::new()));
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 512];
+                while let Ok(n) = r.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            });
+            buf
+        };
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        Live { child, out, err }
+    }
+
+    fn wait_for(&self, which: &Arc<Mutex<String>>, marker: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !which.lock().unwrap().contains(marker) {
+            assert!(
+                Instant::now() < deadline,
+                "never saw {marker:?}; stdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn pulled_dongle_pauses_the_app_and_plugging_it_back_resumes_it() {
+    let Some(s) = setup("detach") else { return };
+    let dongle = provision(&s.world, &s.hsm, &s.dev);
+    let package = s.world.seal("ticker", "1.0.0");
+    let lic = dongle_license(&s.world, "ticker", &dongle, 1, "ticker.license");
+    let cwd = s.world.path();
+    let mut cmd = sealrun(&s.dev, &s.hsm, cwd);
+    cmd.env("SEALRUN_DONGLE_CHECK_SECS", "0.3").env("SEALRUN_DONGLE_GRACE_SECS", "60");
+    cmd.arg("run").arg("--license").arg(&lic).arg(&package).args(["--", "40", "100"]);
+    let mut live = Live::spawn(&mut cmd);
+    live.wait_for(&live.out, "tick 3");
+
+    // A second copy: the license's count is 1.
+    let second = run_with(&s.dev, &s.hsm, cwd, &package, &lic, &["1", "1"]);
+    assert_eq!(second.status.code(), Some(219), "{}", stderr(&second));
+    assert!(stderr(&second).contains("1 copy of com.example.ticker may run at once"), "{}", stderr(&second));
+
+    s.hsm.unplug();
+    live.wait_for(&live.err, "was removed: the app is paused");
+    let ticks_at_pause = live.stdout().lines().count();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ticks_later = live.stdout().lines().count();
+    assert!(ticks_later <= ticks_at_pause + 1, "the app kept running while paused: {ticks_at_pause} -> {ticks_later}");
+    assert!(!live.stdout().contains("done"), "{}", live.stdout());
+
+    // While it is away and the first run waits, no other run starts.
+    let during = run_with(&s.dev, &s.hsm, cwd, &package, &lic, &["1", "1"]);
+    assert_eq!(during.status.code(), Some(216), "{}", stderr(&during));
+
+    s.hsm.plug();
+    live.wait_for(&live.err, "is back: the app continues");
+    // Plugged back in, it does not hand out a second run either.
+    let after = run_with(&s.dev, &s.hsm, cwd, &package, &lic, &["1", "1"]);
+    assert_eq!(after.status.code(), Some(219), "{}", stderr(&after));
+
+    let status = live.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(status.code(), Some(0), "{}", live.stderr());
+    let expected: String = (0..40).map(|i| format!("tick {i}\n")).chain(["done 40\n".to_owned()]).collect();
+    assert_eq!(live.stdout(), expected, "the output is complete and in order");
+
+    // Its run is free again once it ended.
+    let again = run_with(&s.dev, &s.hsm, cwd, &package, &lic, &["1", "1"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+}
+
+#[test]
+fn dongle_away_past_the_grace_period_stops_the_app() {
+    let Some(s) = setup("grace") else { return };
+    let dongle = provision(&s.world, &s.hsm, &s.dev);
+    let package = s.world.seal("ticker", "1.0.0");
+    let lic = dongle_license(&s.world, "ticker", &dongle, 1, "ticker.license");
+    let mut cmd = sealrun(&s.dev, &s.hsm, s.world.path());
+    cmd.env("SEALRUN_DONGLE_CHECK_SECS", "0.3").env("SEALRUN_DONGLE_GRACE_SECS", "1");
+    cmd.arg("run").arg("--license").arg(&lic).arg(&package).args(["--", "1000", "50"]);
+    let mut live = Live::spawn(&mut cmd);
+    live.wait_for(&live.out, "tick 2");
+    s.hsm.unplug();
+    let status = live.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(status.code(), Some(218), "{}", live.stderr());
+    let err = live.stderr();
+    assert!(
+        err.contains("the app was stopped: dongle \"grace\" was removed and did not come back within 1 s"),
+        "{err}"
+    );
+    assert!(!live.stdout().contains("done"));
+}
