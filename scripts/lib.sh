@@ -24,6 +24,20 @@ ensure_wasmtime_cli() {
 # Starts a throwaway PostgreSQL server for the tests (installing Debian's
 # postgresql package if missing) and exports SEALRUN_TEST_POSTGRES. It runs
 # from a temporary directory on a free port and is stopped on exit.
+# SoftHSM2 (software PKCS#11 tokens) for the hardware-key tests, and OpenSC
+# for its pkcs11-spy (which counts the launcher's PIN attempts). The tests
+# fail instead of skipping when SEALRUN_REQUIRE_SOFTHSM is set.
+ensure_softhsm() {
+    if ! command -v softhsm2-util >/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so ]; then
+        step "installing SoftHSM2 and OpenSC (Debian packages softhsm2, opensc)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq softhsm2 opensc >/dev/null
+    fi
+    export SEALRUN_REQUIRE_SOFTHSM=1
+}
+
 start_test_postgres() {
     local bin
     bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"

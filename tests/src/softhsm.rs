@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::{Device, World, stderr, stdout};
+
 /// Where Debian and other systems install SoftHSM2's PKCS#11 module.
 pub const MODULES: &[&str] = &[
     "/usr/lib/softhsm/libsofthsm2.so",
@@ -97,4 +99,42 @@ impl SoftHsm {
         std::fs::remove_dir(&self.tokens).expect("remove the empty token dir");
         std::fs::rename(self.away(), &self.tokens).expect("move tokens back");
     }
+}
+
+/// `sealsdk dongle provision` of slot 0 of `hsm` for `device`; the dongle id.
+pub fn provision(world: &World, hsm: &SoftHsm, device: &Device) -> String {
+    let code = device.code();
+    let module = hsm.module.display().to_string();
+    let conf = hsm.conf.display().to_string();
+    let out = world.sealsdk_with(
+        &["dongle", "provision", "--module", &module, "--slot", "0", "--device", &code],
+        &[("SOFTHSM2_CONF", &conf), ("SEALSDK_PIN", PIN)],
+    );
+    assert!(out.status.success(), "provision failed: {}", stderr(&out));
+    let text = stdout(&out);
+    let id = text.split_whitespace().nth(2).expect("provisioned dongle <id> …").to_owned();
+    assert_eq!(id.len(), 32, "{text}");
+    id
+}
+
+/// A license for sample `name` sealed to `dongle`, written to `<world>/<file>`.
+pub fn dongle_license(world: &World, name: &str, dongle: &str, count: u32, file: &str) -> PathBuf {
+    let out = world.path().join(file);
+    let product = format!("com.example.{name}");
+    let count = count.to_string();
+    world.sealsdk_ok(&[
+        "license",
+        "issue",
+        "--product",
+        &product,
+        "--dongle",
+        dongle,
+        "--count",
+        &count,
+        "--licensee",
+        "Dongle User",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    out
 }

@@ -2,7 +2,7 @@
 //! `sealrun` processes: provisioning, dongle-bound runs, every refusal, and
 //! pulling the dongle out while the app runs.
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use sealrun_tests::softhsm::{PIN, SoftHsm};
+use sealrun_tests::softhsm::{PIN, SoftHsm, dongle_license, provision};
 use sealrun_tests::{Device, World, stderr, stdout};
 
 /// A vendor world, one SoftHSM2 token and a device.
@@ -29,44 +29,6 @@ fn setup(token: &str) -> Option<Setup> {
     Some(Setup { world, hsm, dev })
 }
 
-/// `sealsdk dongle provision` of slot 0 of `hsm` for `device`; the dongle id.
-fn provision(world: &World, hsm: &SoftHsm, device: &Device) -> String {
-    let code = device.code();
-    let module = hsm.module.display().to_string();
-    let conf = hsm.conf.display().to_string();
-    let out = world.sealsdk_with(
-        &["dongle", "provision", "--module", &module, "--slot", "0", "--device", &code],
-        &[("SOFTHSM2_CONF", &conf), ("SEALSDK_PIN", PIN)],
-    );
-    assert!(out.status.success(), "provision failed: {}", stderr(&out));
-    let text = stdout(&out);
-    let id = text.split_whitespace().nth(2).expect("provisioned dongle <id> …").to_owned();
-    assert_eq!(id.len(), 32, "{text}");
-    id
-}
-
-/// A license for sample `name` sealed to `dongle`, written to `<world>/<file>`.
-fn dongle_license(world: &World, name: &str, dongle: &str, count: u32, file: &str) -> PathBuf {
-    let out = world.path().join(file);
-    let product = format!("com.example.{name}");
-    let count = count.to_string();
-    world.sealsdk_ok(&[
-        "license",
-        "issue",
-        "--product",
-        &product,
-        "--dongle",
-        dongle,
-        "--count",
-        &count,
-        "--licensee",
-        "Dongle User",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    out
-}
-
 /// `sealrun` on `dev`, seeing the tokens of `hsm`, with the PIN given.
 fn sealrun(dev: &Device, hsm: &SoftHsm, cwd: &Path) -> Command {
     let mut c = dev.sealrun(cwd);
@@ -80,8 +42,6 @@ fn run_with(dev: &Device, hsm: &SoftHsm, cwd: &Path, package: &Path, license: &P
 
 /// A logged-in session on the first token of `hsm`, from this process.
 fn with_session<T>(hsm: &SoftHsm, f: impl FnOnce(&cryptoki::session::Session) -> T) -> T {
-    // SAFETY of the test: SoftHSM2 reads SOFTHSM2_CONF at initialisation;
-    // tests that use this run it only while holding the env lock.
     let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     // SoftHSM2 takes its token directory from this variable at initialisation.
     unsafe_set_conf(&hsm.conf);

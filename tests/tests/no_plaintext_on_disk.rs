@@ -60,7 +60,44 @@ fn canary_leaves_no_plaintext_on_disk() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("canary ok"), "the canary did not run: {}", stdout(&out));
     assert!(stdout(&out).contains(std::str::from_utf8(MARKER).unwrap()));
+    scan(&world, &work, &module);
+}
 
+/// The same for a run unlocked by a dongle (SoftHSM2 tokens kept inside the
+/// scanned tree, so the token store is scanned too).
+#[test]
+fn canary_leaves_no_plaintext_on_disk_with_a_dongle() {
+    use sealrun_tests::softhsm::{PIN, SoftHsm, dongle_license, provision};
+    let module = fs::read(sample("canary")).unwrap();
+    let world = World::new();
+    let Some(hsm) = SoftHsm::new(&world.path().join("hsm")) else { return };
+    hsm.init_token("canary");
+    let a = world.device("a");
+    let dongle = provision(&world, &hsm, &a);
+    let package = world.seal("canary", "1.0.0");
+    let lic = dongle_license(&world, "canary", &dongle, 1, "canary.license");
+    let work = a.root.join("work");
+    for _ in 0..2 {
+        let out = a
+            .sealrun(&work)
+            .envs(hsm.env())
+            .env("SEALRUN_PIN", PIN)
+            .arg("run")
+            .arg("--license")
+            .arg(&lic)
+            .arg(&package)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stdout(&out).contains("canary ok"), "the canary did not run: {}", stdout(&out));
+    }
+    let mut tokens = Vec::new();
+    files(&hsm.tokens, &mut tokens);
+    assert!(!tokens.is_empty(), "the scan covers the token store");
+    scan(&world, &work, &module);
+}
+
+fn scan(world: &World, work: &Path, module: &[u8]) {
     // Slices of the module spread over its whole length, each long enough
     // not to occur by chance.
     let windows: Vec<&[u8]> = (0..64).map(|i| &module[i * (module.len() - WINDOW) / 63..][..WINDOW]).collect();
