@@ -198,7 +198,7 @@ impl Library {
         let session = self.ctx.open_ro_session(slot)?;
         let found = session.find_objects(&record_template())?;
         let Some(&object) = found.first() else { return Ok(None) };
-        Ok(value_of(&session, object)?)
+        value_of(&session, object)
     }
 
     /// The token holding `dongle`, if attached.

@@ -349,11 +349,14 @@ struct Selected {
 /// finalized when the launch has its key.
 struct Tokens<'a> {
     opts: &'a dongle::Options,
-    libs: Option<Result<(Vec<Library>, Vec<PathBuf>), LaunchError>>,
+    libs: Option<Result<Modules, LaunchError>>,
 }
 
+/// The modules that loaded, and every module tried (for messages).
+type Modules = (Vec<Library>, Vec<PathBuf>);
+
 impl Tokens<'_> {
-    fn libs(&mut self) -> Result<&(Vec<Library>, Vec<PathBuf>), LaunchError> {
+    fn libs(&mut self) -> Result<&Modules, LaunchError> {
         let opts = self.opts;
         let loaded = self.libs.get_or_insert_with(|| {
             let modules = opts.modules()?;
@@ -459,7 +462,7 @@ fn check_any(
         AnyLicense::Plain(license) => {
             check_plain(path, &license, manifest, device, now)?;
             let key = license.unwrap_key(&manifest.key_id, &device.secret).map_err(LaunchError::bad_file(path))?;
-            Ok(Selected { path: path.to_owned(), license, key, dongle: None })
+            Ok(Selected { path: path.to_owned(), license: *license, key, dongle: None })
         }
     }
 }

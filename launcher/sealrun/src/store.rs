@@ -20,7 +20,7 @@ pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchErr
 /// What `add` installed.
 pub enum Added {
     /// A device license, readable.
-    Plain(License),
+    Plain(Box<License>),
     /// A license sealed to a dongle: its terms need the token.
     Sealed(SealedLicense),
 }
@@ -30,7 +30,7 @@ pub enum Added {
 pub fn add_any(file: &Path, device: &Device) -> Result<(PathBuf, Added), LaunchError> {
     let bytes = read_license_file(file)?;
     match AnyLicense::parse(&bytes).map_err(LaunchError::bad_file(file))? {
-        AnyLicense::Plain(_) => add_bytes(&bytes, file, device).map(|(p, l)| (p, Added::Plain(l))),
+        AnyLicense::Plain(_) => add_bytes(&bytes, file, device).map(|(p, l)| (p, Added::Plain(Box::new(l)))),
         AnyLicense::Sealed(sealed) => {
             use sha2::{Digest, Sha256};
             let dir = dongle_licenses_dir();

@@ -394,7 +394,7 @@ pub(crate) fn seal_license(
 #[derive(Debug, Clone)]
 pub enum AnyLicense {
     /// A license readable by anyone (device-bound).
-    Plain(License),
+    Plain(Box<License>),
     /// A license sealed to a dongle.
     Sealed(SealedLicense),
 }
@@ -405,7 +405,7 @@ impl AnyLicense {
         if input.starts_with(&SEALED_LICENSE_MAGIC) {
             SealedLicense::parse(input).map(AnyLicense::Sealed)
         } else {
-            License::parse(input).map(AnyLicense::Plain)
+            License::parse(input).map(|l| AnyLicense::Plain(Box::new(l)))
         }
     }
 }
