@@ -117,6 +117,11 @@ fn dongle_bound_run_matches_the_plain_run_and_lists() {
     let dongle = provision(&s.world, &s.hsm, &s.dev);
     let package = s.world.seal("hello", "1.0.0");
     let lic = dongle_license(&s.world, "hello", &dongle, 1, "hello-dongle.license");
+    // The vendor can read them with the keystore's copy of the dongle key.
+    let inspect = s.world.sealsdk_ok(&["inspect", lic.to_str().unwrap()]);
+    let text = stdout(&inspect);
+    assert!(text.contains(&format!("sealed to dongle {dongle}")) && text.contains("com.example.hello"), "{text}");
+    assert!(text.contains(&format!("dongle {dongle} (1 at once)")), "{text}");
     // The terms are not readable in the file.
     let bytes = std::fs::read(&lic).unwrap();
     assert!(!bytes.windows(17).any(|w| w == b"com.example.hello"), "the product is in the clear");
@@ -186,7 +191,11 @@ fn refusals_name_the_problem() {
     assert_eq!(out.status.code(), Some(216), "{}", stderr(&out));
     assert!(stderr(&out).contains("No Sealrun dongle is attached"), "{}", stderr(&out));
 
-    // A wrong PIN is refused, and the token is asked once: never a retry.
+    // A wrong PIN is refused, and the token is asked once: never a retry,
+    // even with the license both next to the package and installed.
+    std::fs::copy(&lic, package.with_extension("license")).unwrap();
+    let add = sealrun(&s.dev, &s.hsm, cwd).args(["license", "add"]).arg(&lic).output().unwrap();
+    assert!(add.status.success(), "{}", stderr(&add));
     let spy = Path::new("/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so");
     let log = cwd.join("spy.log");
     let mut cmd = sealrun(&s.dev, &s.hsm, cwd);
@@ -194,7 +203,7 @@ fn refusals_name_the_problem() {
     if spy.is_file() {
         cmd.env("SEALRUN_PKCS11_MODULE", spy).env("PKCS11SPY", &s.hsm.module).env("PKCS11SPY_OUTPUT", &log);
     }
-    let out = cmd.arg("run").arg("--license").arg(&lic).arg(&package).output().unwrap();
+    let out = cmd.arg(&package).output().unwrap();
     assert_eq!(out.status.code(), Some(217), "{}", stderr(&out));
     assert!(stderr(&out).contains("rejected the PIN"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("999999"), "the PIN is never shown");
@@ -357,4 +366,105 @@ fn dongle_away_past_the_grace_period_stops_the_app() {
         "{err}"
     );
     assert!(!live.stdout().contains("done"));
+}
+
+/// The same flow through the licensing server: the server makes the dongle
+/// and keeps its key; `sealsdk server dongle provision` writes it onto the
+/// token; the server issues the sealed license; the end user runs it. A
+/// second vendor can neither see nor license the first vendor's dongle.
+#[test]
+fn dongle_through_the_licensing_server() {
+    use sealrun_tests::server::{Server, certify_and_seal};
+    let Some(s) = setup("server-dongle") else { return };
+    let mut srv = Server::init(&s.world.path().join("server"), None);
+    let token = srv.vendor("acme");
+    let other_token = srv.vendor("rival");
+    srv.start();
+    let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str())];
+    let (package, _) = certify_and_seal(&s.world, &env, "hello", "com.acme.hello", &[]);
+    let code = s.dev.code();
+    let conf = s.hsm.conf.display().to_string();
+    let module = s.hsm.module.display().to_string();
+    let mut with_token = env.to_vec();
+    with_token.extend([("SOFTHSM2_CONF", conf.as_str()), ("SEALSDK_PIN", PIN)]);
+    let out =
+        s.world.sealsdk_with(&["server", "dongle", "provision", "--module", &module, "--device", &code], &with_token);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dongle = stdout(&out).split_whitespace().nth(2).unwrap().to_owned();
+    assert!(stdout(&out).contains("signed by the server's issuing key"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("\"key\""), "the key is not printed");
+
+    let lic = s.world.path().join("server-dongle.license");
+    let out = s.world.sealsdk_with(
+        &[
+            "server",
+            "license",
+            "issue",
+            "--product",
+            "com.acme.hello",
+            "--dongle",
+            &dongle,
+            "--count",
+            "2",
+            "--licensee",
+            "Acme",
+            "-o",
+            lic.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("sealed to dongle {dongle} (2 at once)")), "{}", stdout(&out));
+
+    let run = run_with(&s.dev, &s.hsm, s.world.path(), &package, &lic, &["x"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert!(stdout(&run).contains("hello from a sealed app\narg[1]=x\n"), "{}", stdout(&run));
+
+    // The dongle is listed for its vendor only, and only its vendor may license it.
+    let list = s.world.sealsdk_with(&["server", "dongle", "list"], &env);
+    assert!(stdout(&list).contains(&dongle), "{}", stdout(&list));
+    let rival = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", other_token.as_str())];
+    let list = s.world.sealsdk_with(&["server", "dongle", "list"], &rival);
+    assert!(list.status.success() && !stdout(&list).contains(&dongle), "{}", stdout(&list));
+    let out = s.world.sealsdk_with(
+        &[
+            "server",
+            "license",
+            "issue",
+            "--product",
+            "com.acme.hello",
+            "--dongle",
+            &dongle,
+            "--licensee",
+            "Rival",
+            "-o",
+            "/dev/null",
+        ],
+        &rival,
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("dongle-key"), "no internals in the answer: {}", stderr(&out));
+
+    // The API answer carries the key once, uncacheable; the database holds
+    // it only sealed: its bytes are in no file of the server's data dir.
+    let mut resp = ureq::post(format!("{}/v1/dongles", srv.url))
+        .header("authorization", &format!("Bearer {token}"))
+        .send_json(serde_json::json!({ "device": code }))
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(resp.headers().get("cache-control").unwrap(), "no-store");
+    let made: serde_json::Value = resp.body_mut().read_json().unwrap();
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.decode(made["key"].as_str().unwrap()).unwrap();
+    assert_eq!(key.len(), 32);
+    srv.stop();
+    let mut scanned = 0;
+    for e in std::fs::read_dir(&srv.data).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            assert!(!bytes.windows(32).any(|w| w == key.as_slice()), "{} holds the dongle key", e.path().display());
+            scanned += 1;
+        }
+    }
+    assert!(scanned >= 2, "the database files were scanned");
 }

@@ -106,10 +106,12 @@ impl Options {
         Ok(seen.into_iter().map(|(_, p)| p).collect())
     }
 
-    /// The PIN: `SEALRUN_PIN`, else the PIN file (flag, then
-    /// `SEALRUN_PIN_FILE`), else a prompt on the terminal.
+    /// The PIN: the `--pin-file` flag's file, else `SEALRUN_PIN`, else
+    /// `SEALRUN_PIN_FILE`'s file, else a prompt on the terminal.
     pub fn pin(&self, token: &str) -> Result<AuthPin, LaunchError> {
-        if let Some(p) = std::env::var_os(PIN_ENV).filter(|p| !p.is_empty()) {
+        if self.pin_file.is_none()
+            && let Some(p) = std::env::var_os(PIN_ENV).filter(|p| !p.is_empty())
+        {
             let p = p.into_string().map_err(|_| LaunchError::DonglePin(PinProblem::Unreadable(PIN_ENV.into())))?;
             return checked_pin(Zeroizing::new(p), PIN_ENV);
         }
@@ -539,7 +541,9 @@ impl crate::runner::Watch for DongleWatch {
         format!("dongle \"{}\" is back: the app continues.", self.attached.label)
     }
     fn give_up(&self, why: &str) -> LaunchError {
-        LaunchError::DongleRemoved { token: self.attached.label.clone(), grace: self.grace, why: why.to_owned() }
+        // Gone for good (replaced) is reported as such, without a grace period.
+        let grace = if why.starts_with("was removed") { Some(self.grace) } else { None };
+        LaunchError::DongleRemoved { token: self.attached.label.clone(), grace, why: why.to_owned() }
     }
 }
 

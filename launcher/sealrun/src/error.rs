@@ -206,8 +206,9 @@ pub enum LaunchError {
     DongleRemoved {
         /// The dongle's label.
         token: String,
-        /// How long the launcher waited.
-        grace: std::time::Duration,
+        /// How long the launcher waited (`None`: it stopped at once, the
+        /// dongle could not come back).
+        grace: Option<std::time::Duration>,
         /// Why it gave up.
         why: String,
     },
@@ -244,7 +245,7 @@ impl fmt::Display for PinProblem {
         match self {
             PinProblem::Missing => write!(
                 f,
-                "the dongle needs its PIN and there is no terminal to ask for it.
+                "the dongle needs its PIN and there is no terminal to ask for it.\n\
                  Set SEALRUN_PIN, or put the PIN in a file readable only by you and pass --pin-file FILE (or set SEALRUN_PIN_FILE)."
             ),
             PinProblem::Unreadable(source) => {
@@ -252,8 +253,7 @@ impl fmt::Display for PinProblem {
             }
             PinProblem::Wrong { locked: true, .. } => write!(
                 f,
-                "the dongle rejected the PIN, and has now locked it.
-Ask the token's administrator to unlock it with the SO PIN; sealrun will not try again."
+                "the dongle rejected the PIN, and has now locked it.\nAsk the token's administrator to unlock it with the SO PIN; sealrun will not try again."
             ),
             PinProblem::Wrong { final_try: true, .. } => write!(
                 f,
@@ -265,8 +265,7 @@ Ask the token's administrator to unlock it with the SO PIN; sealrun will not try
             ),
             PinProblem::Locked => write!(
                 f,
-                "the dongle's PIN is locked after too many wrong tries.
-Ask the token's administrator to unlock it with the SO PIN; sealrun will not try a locked token."
+                "the dongle's PIN is locked after too many wrong tries.\nAsk the token's administrator to unlock it with the SO PIN; sealrun will not try a locked token."
             ),
         }
     }
@@ -437,33 +436,31 @@ impl fmt::Display for LaunchError {
             }
             LaunchError::DongleModule { module, reason } => write!(
                 f,
-                "the PKCS#11 module {} cannot be used: {reason}
-Check that the token driver is installed, or name another module with --pkcs11-module.",
+                "the PKCS#11 module {} cannot be used: {reason}\nCheck that the token driver is installed, or name another module with --pkcs11-module.",
                 module.display()
             ),
             LaunchError::DongleFailed { action, reason } => {
-                write!(
-                    f,
-                    "dongle: {action}: {reason}
-Check that the token is plugged in properly, then try again."
-                )
+                write!(f, "dongle: {action}: {reason}\nCheck that the token is plugged in properly, then try again.")
             }
             LaunchError::DongleRecord { token, source } => write!(
                 f,
-                "the attach record on dongle \"{token}\" does not check out: {source}.
+                "the attach record on dongle \"{token}\" does not check out: {source}.\n\
                  The token was altered or damaged; ask the vendor to provision it again."
             ),
             LaunchError::DongleWrongDevice { dongle, permitted, this } => write!(
                 f,
-                "dongle {dongle} is permitted on another device.
-  permitted device: {permitted}
-  this device:      {this}
+                "dongle {dongle} is permitted on another device.\n  permitted device: {permitted}\n  this device:      {this}\n\
                  Use it on the device it was provisioned for, or ask the vendor to provision it for this device's code."
             ),
             LaunchError::DonglePin(p) => write!(f, "{p}"),
-            LaunchError::DongleRemoved { token, grace, why } => write!(
+            LaunchError::DongleRemoved { token, grace: None, why } => write!(
                 f,
-                "the app was stopped: dongle \"{token}\" {why} and did not come back within {} s.
+                "the app was stopped: dongle \"{token}\" {why}.\n\
+                 Plug in the dongle the app was started with, then start the app again."
+            ),
+            LaunchError::DongleRemoved { token, grace: Some(grace), why } => write!(
+                f,
+                "the app was stopped: dongle \"{token}\" {why} and did not come back within {} s.\n\
                  Plug it in and start the app again.",
                 grace.as_secs()
             ),

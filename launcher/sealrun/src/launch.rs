@@ -133,7 +133,7 @@ pub fn open_with(
     let map = map(package)?;
     let pkg = Package::parse(&map).map_err(LaunchError::bad_file(package))?;
     let manifest = pkg.manifest().clone();
-    let mut tokens = Tokens { opts: dongles, libs: None };
+    let mut tokens = Tokens { opts: dongles, libs: None, pin_refused: Vec::new() };
     let s = select_license(package, license, &manifest, device, now, &mut tokens)?;
     let header = pkg.header().as_bytes().to_vec();
     Ok(Opened {
@@ -272,6 +272,11 @@ impl Opened {
     /// load it with, if there is some, the user trusts this vendor with
     /// native code, and it was compiled by exactly this runtime.
     fn trusted_native(&self, ui: &dyn Ui) -> Result<Option<(usize, wasmtime::Engine)>, LaunchError> {
+        if self.dongle.is_some() {
+            // Native code has no epoch checks, so it could not be paused
+            // when the dongle is pulled: dongle runs compile from wasm.
+            return Ok(None);
+        }
         let Some((index, native)) = native::host_target().and_then(|t| self.manifest.native_for(t)) else {
             return Ok(None);
         };
@@ -350,36 +355,40 @@ struct Selected {
 struct Tokens<'a> {
     opts: &'a dongle::Options,
     libs: Option<Result<Modules, LaunchError>>,
+    /// PIN refusals by token serial: several licenses for one dongle must
+    /// not try a wrong PIN more than once (a token counts every try).
+    pin_refused: Vec<(String, crate::error::PinProblem)>,
 }
 
 /// The modules that loaded, and every module tried (for messages).
 type Modules = (Vec<Library>, Vec<PathBuf>);
 
-impl Tokens<'_> {
-    fn libs(&mut self) -> Result<&Modules, LaunchError> {
-        let opts = self.opts;
-        let loaded = self.libs.get_or_insert_with(|| {
-            let modules = opts.modules()?;
-            let mut libs = Vec::new();
-            let mut first_problem = None;
-            for m in &modules {
-                match Library::open(m) {
-                    Ok(l) => libs.push(l),
-                    Err(e) => {
-                        tracing::debug!(module = %m.display(), error = %e, "PKCS#11 module not usable");
-                        first_problem.get_or_insert(e);
-                    }
+/// The modules of `slot`, loaded on first use.
+fn load_modules<'a>(
+    slot: &'a mut Option<Result<Modules, LaunchError>>,
+    opts: &dongle::Options,
+) -> Result<&'a Modules, LaunchError> {
+    let loaded = slot.get_or_insert_with(|| {
+        let modules = opts.modules()?;
+        let mut libs = Vec::new();
+        let mut first_problem = None;
+        for m in &modules {
+            match Library::open(m) {
+                Ok(l) => libs.push(l),
+                Err(e) => {
+                    tracing::debug!(module = %m.display(), error = %e, "PKCS#11 module not usable");
+                    first_problem.get_or_insert(e);
                 }
             }
-            match first_problem {
-                Some(e) if libs.is_empty() => Err(e),
-                _ => Ok((libs, modules)),
-            }
-        });
-        match loaded {
-            Ok(l) => Ok(l),
-            Err(e) => Err(clone_module_error(e)),
         }
+        match first_problem {
+            Some(e) if libs.is_empty() => Err(e),
+            _ => Ok((libs, modules)),
+        }
+    });
+    match loaded {
+        Ok(l) => Ok(l),
+        Err(e) => Err(clone_module_error(e)),
     }
 }
 
@@ -404,7 +413,7 @@ fn check_sealed(
     tokens: &mut Tokens<'_>,
 ) -> Result<Selected, LaunchError> {
     let opts = tokens.opts;
-    let (libs, modules) = tokens.libs()?;
+    let (libs, modules) = load_modules(&mut tokens.libs, opts)?;
     let mut attached = Vec::new();
     let mut found = None;
     for lib in libs {
@@ -435,8 +444,18 @@ fn check_sealed(
             this: device.code,
         });
     }
+    if let Some((_, p)) = tokens.pin_refused.iter().find(|(serial, _)| serial == &view.serial) {
+        return Err(LaunchError::DonglePin(p.clone()));
+    }
     let pin = opts.pin(&view.label)?;
-    let session = lib.login(view.slot, &pin)?;
+    let session = match lib.login(view.slot, &pin) {
+        Ok(s) => s,
+        Err(LaunchError::DonglePin(p)) => {
+            tokens.pin_refused.push((view.serial.clone(), p.clone()));
+            return Err(LaunchError::DonglePin(p));
+        }
+        Err(e) => return Err(e),
+    };
     let unwrap_failed = || LaunchError::BadFile { path: path.to_owned(), source: sealrun_format::Error::UnwrapFailed };
     let plain = dongle::decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(|_| unwrap_failed())?;
     let license = sealed.open(&plain).map_err(LaunchError::bad_file(path))?;

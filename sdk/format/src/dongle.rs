@@ -2,8 +2,9 @@
 //! vendor writes onto a token, and licenses sealed to a dongle.
 //!
 //! The dongle key is an AES-256 key that lives inside a PKCS#11 token as a
-//! sensitive, non-extractable object; the vendor (or its licensing server)
-//! keeps its own copy, encrypted at rest, to issue licenses. Everything a
+//! sensitive, non-extractable object; the vendor keeps its own copy (in its
+//! 0600 keystore, or sealed under the licensing server's master key) to issue
+//! licenses. Everything a
 //! token must decrypt is AES-256-GCM with a 96-bit nonce and a 128-bit tag,
 //! the mechanism (`CKM_AES_GCM`) every current token offers. This crate
 //! never talks to a token: it says what to decrypt ([`TokenDecrypt`]) and

@@ -84,3 +84,34 @@ pub fn provision(
         }
     }
 }
+
+/// Writes a dongle the licensing server made (`POST /v1/dongles`: its id,
+/// record and key) onto the token in `slot`. The record is checked first:
+/// it must parse and name the dongle the server says.
+pub fn provision_from_server(
+    made: &serde_json::Value,
+    module: &Path,
+    slot: usize,
+    pin: &cryptoki::types::AuthPin,
+    replace: bool,
+) -> Result<Provisioned> {
+    use base64::Engine;
+    use sealrun_format::dongle::DongleRecord;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bad = |problem: &'static str| {
+        crate::SdkError::Invalid(sealrun_format::Error::InvalidInput { field: "server's dongle", problem })
+    };
+    let dongle: DongleId = made["dongle_id"].as_str().unwrap_or_default().parse()?;
+    let record = b64.decode(made["record"].as_str().unwrap_or_default()).map_err(|_| bad("record is not base64"))?;
+    let key = zeroize::Zeroizing::new(
+        b64.decode(made["key"].as_str().unwrap_or_default()).map_err(|_| bad("key is not base64"))?,
+    );
+    let key: &[u8; 32] = key.as_slice().try_into().map_err(|_| bad("key is not 32 bytes"))?;
+    let key = DongleKey::from_bytes(key);
+    let parsed = DongleRecord::parse(&record)?;
+    if parsed.dongle != dongle {
+        return Err(bad("record names another dongle"));
+    }
+    let view = token::provision(module, slot, pin, &Provision { dongle, key: &key, record: &record, replace })?;
+    Ok(Provisioned { dongle, label: view.label, serial: view.serial, device: parsed.device, vendor: parsed.vendor_key })
+}

@@ -61,7 +61,7 @@ pub enum SdkError {
         reason: String,
     },
     /// The file is neither a Sealrun package nor a license.
-    #[error("{0} is not a Sealrun package or license (they start with the bytes SEALPKG or SEALLIC)")]
+    #[error("{0} is not a Sealrun package or license (they start with the bytes SEALPKG, SEALLIC or SEALDLC)")]
     NotSealrun(PathBuf),
     /// A module could not be precompiled for a target.
     #[error("cannot precompile for {target}: {reason}")]

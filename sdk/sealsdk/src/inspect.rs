@@ -15,6 +15,8 @@ pub enum Artifact {
     Package(Box<Header>),
     /// A license.
     License(Box<License>),
+    /// A license sealed to a dongle (its terms need the dongle key).
+    Sealed(Box<sealrun_format::dongle::SealedLicense>),
 }
 
 fn capability_text(c: &Capability) -> String {
@@ -151,11 +153,25 @@ pub fn license_json(l: &License) -> Value {
     })
 }
 
+/// Opens a sealed license with the keystore's copy of its dongle key, for
+/// the vendor's eyes: the license inside, or why it cannot be read.
+pub fn open_sealed(
+    sealed: &sealrun_format::dongle::SealedLicense,
+    keystore: &crate::keystore::Keystore,
+) -> crate::Result<License> {
+    let key = keystore.dongle_key(&sealed.dongle)?;
+    let plain = key.decrypt(&sealed.decrypt_request())?;
+    Ok(sealed.open(&plain)?)
+}
+
 /// Parses `bytes` as whichever artifact its magic says; `None` if it is
 /// neither.
 pub fn parse_any(bytes: &[u8]) -> Option<Result<Artifact, sealrun_format::Error>> {
     if bytes.starts_with(&sealrun_format::license::LICENSE_MAGIC) {
         return Some(License::parse(bytes).map(|l| Artifact::License(Box::new(l))));
+    }
+    if bytes.starts_with(&sealrun_format::dongle::SEALED_LICENSE_MAGIC) {
+        return Some(sealrun_format::dongle::SealedLicense::parse(bytes).map(|s| Artifact::Sealed(Box::new(s))));
     }
     if bytes.starts_with(&sealrun_format::package::PACKAGE_MAGIC) {
         // Inspecting needs the header only; `verify` checks the whole file.

@@ -153,6 +153,9 @@ enum ServerCommand {
     /// Make, list and revoke activation codes
     #[command(subcommand)]
     Code(CodeCommand),
+    /// Provision hardware keys (dongles) whose keys the server keeps
+    #[command(subcommand)]
+    Dongle(ServerDongleCommand),
     /// Export your ledger (JSON lines)
     Ledger {
         /// Write to this file instead of stdout
@@ -194,8 +197,32 @@ enum ProductCommand {
 }
 
 #[derive(Subcommand)]
+enum ServerDongleCommand {
+    /// Have the server make a dongle for a device and write it onto a token
+    Provision {
+        /// The token driver's PKCS#11 module, e.g. /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
+        #[arg(long, value_name = "FILE")]
+        module: PathBuf,
+        /// Which token: its index among the slots holding a token, from 0
+        #[arg(long, default_value_t = 0)]
+        slot: usize,
+        /// The device code the dongle may be used on (from `sealrun id` there)
+        #[arg(long)]
+        device: String,
+        /// Read the token's user PIN from the first line of this file [default: $SEALSDK_PIN, or ask]
+        #[arg(long, value_name = "FILE")]
+        pin_file: Option<PathBuf>,
+        /// Replace a Sealrun dongle already on the token (its licenses stop working)
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List the dongles provisioned through the server
+    List,
+}
+
+#[derive(Subcommand)]
 enum ServerLicenseCommand {
-    /// Issue a license for a device code (signed by the server's certified issuing key)
+    /// Issue a license for a device code or a dongle (signed by the server's certified issuing key)
     Issue(IssueArgs),
     /// List licenses
     List {
@@ -400,6 +427,23 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
                 (Artifact::Package(h), true) => format!("{:#}\n", inspect::package_json(&h)),
                 (Artifact::License(l), false) => inspect::license_text(&l),
                 (Artifact::License(l), true) => format!("{:#}\n", inspect::license_json(&l)),
+                (Artifact::Sealed(s), json) => {
+                    let l = inspect::open_sealed(&s, ks).map_err(|e| match e {
+                        SdkError::Invalid(source) => SdkError::Format { path: file.clone(), source },
+                        other => other,
+                    })?;
+                    if json {
+                        let mut v = inspect::license_json(&l);
+                        v["sealed_to_dongle"] = serde_json::json!(s.dongle.to_string());
+                        format!("{v:#}\n")
+                    } else {
+                        format!(
+                            "sealed to dongle {} (opened with this keystore's copy of its key)\n{}",
+                            s.dongle,
+                            inspect::license_text(&l)
+                        )
+                    }
+                }
             };
             print!("{out}");
         }
@@ -618,40 +662,95 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
             println!("content key for {product} {release} {state} on the server (key id {id})");
         }
         ServerCommand::License(ServerLicenseCommand::Issue(i)) => {
-            let Some(device) = i.device.as_deref() else {
-                return Err(SdkError::ServerSetup(
-                    "the server issues device licenses only: dongle licenses are issued offline, from the keystore that provisioned the dongle (sealsdk license issue --dongle ID)",
-                ));
-            };
-            let device: DeviceCode = device.parse()?;
-            let body = json!({
+            let device = i.device.as_deref().map(str::parse::<DeviceCode>).transpose()?;
+            let dongle = i.dongle.as_deref().map(str::parse::<sealrun_format::dongle::DongleId>).transpose()?;
+            let mut body = json!({
                 "product": i.product,
-                "device": device.to_string(),
                 "licensee": i.licensee,
                 "releases": i.releases,
                 "not_before": i.not_before.as_deref().map(|s| dates::parse(s, DayEdge::Start)).transpose()?,
                 "expires": i.expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
                 "features": i.features,
             });
+            match (device, dongle) {
+                (Some(d), _) => body["device"] = json!(d.to_string()),
+                (None, Some(d)) => {
+                    body["dongle"] = json!(d.to_string());
+                    body["count"] = json!(i.count);
+                }
+                (None, None) => unreachable!("clap requires --device or --dongle"),
+            }
             let lic: Value = c.send("POST", "/v1/licenses", &body, Some(&client::request_key()))?;
             use base64::Engine;
             let bytes =
                 base64::engine::general_purpose::STANDARD.decode(lic["license"].as_str().unwrap_or_default()).map_err(
                     |_| SdkError::Unreachable { url: c.base().into(), reason: "the license is not base64".into() },
                 )?;
-            let parsed = sealrun_format::license::License::parse(&bytes).map_err(|e| SdkError::Unreachable {
+            let bad = |e: FormatError| SdkError::Unreachable {
                 url: c.base().into(),
                 reason: format!("the server sent a bad license: {e}"),
-            })?;
-            issue::write_license(&i.output, &bytes)?;
+            };
+            match sealrun_format::dongle::AnyLicense::parse(&bytes).map_err(bad)? {
+                sealrun_format::dongle::AnyLicense::Plain(parsed) => {
+                    issue::write_license(&i.output, &bytes)?;
+                    println!(
+                        "issued license {} for {} ({}) to device {}; wrote {}",
+                        parsed.terms.license_id_hex(),
+                        parsed.terms.product,
+                        parsed.terms.releases,
+                        device.map(|d| d.to_string()).unwrap_or_default(),
+                        i.output.display()
+                    );
+                }
+                sealrun_format::dongle::AnyLicense::Sealed(sealed) => {
+                    issue::write_license(&i.output, &bytes)?;
+                    println!(
+                        "issued license {} for {} ({}) sealed to dongle {} ({} at once); wrote {}",
+                        lic["license_id"].as_str().unwrap_or_default(),
+                        i.product,
+                        lic["releases"].as_str().unwrap_or_default(),
+                        sealed.dongle,
+                        i.count,
+                        i.output.display()
+                    );
+                }
+            }
+        }
+        ServerCommand::Dongle(ServerDongleCommand::Provision { module, slot, device, pin_file, replace }) => {
+            let device: DeviceCode = device.parse()?;
+            let pin = sealrun_sdk::dongle::pin(pin_file.as_deref())?;
+            let made: Value = c.send("POST", "/v1/dongles", &json!({ "device": device.to_string() }), None)?;
+            let p = sealrun_sdk::dongle::provision_from_server(&made, &module, slot, &pin, replace).map_err(
+                |e| match e {
+                    SdkError::Invalid(e) => SdkError::Unreachable {
+                        url: c.base().into(),
+                        reason: format!("the server sent a bad dongle: {e}"),
+                    },
+                    other => other,
+                },
+            )?;
+            println!("provisioned dongle {} on token \"{}\" (serial {})", p.dongle, p.label, p.serial);
+            println!("  permitted device: {}", p.device);
+            println!("  record signed by the server's issuing key for vendor {}", p.vendor.short_id());
             println!(
-                "issued license {} for {} ({}) to device {}; wrote {}",
-                parsed.terms.license_id_hex(),
-                parsed.terms.product,
-                parsed.terms.releases,
-                device,
-                i.output.display()
+                "issue its licenses with: sealsdk server license issue --dongle {} --product ID --licensee NAME -o FILE",
+                p.dongle
             );
+        }
+        ServerCommand::Dongle(ServerDongleCommand::List) => {
+            let list: Value = c.get("/v1/dongles")?;
+            let all = list.as_array().cloned().unwrap_or_default();
+            if all.is_empty() {
+                println!("no dongles provisioned through the server");
+            }
+            for d in all {
+                println!(
+                    "{}  device {}  since {}",
+                    d["dongle_id"].as_str().unwrap_or_default(),
+                    d["device"].as_str().unwrap_or_default(),
+                    dates::format(d["created_at"].as_u64().unwrap_or_default())
+                );
+            }
         }
         ServerCommand::License(ServerLicenseCommand::List { product }) => {
             let mut after = 0i64;

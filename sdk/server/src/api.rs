@@ -22,6 +22,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::billing::{Invoice, PlanJson, invoice_csv, invoice_html};
 use crate::catalog::{Product, ReleaseInfo, ReleaseKey, parse_release};
+use crate::dongles::{DongleInfo, DongleRequest, ProvisionedDongle};
 use crate::ledger::EntryJson;
 use crate::licensing::{
     ActivateRequest, CodeInfo, CodeRequest, DeactivateRequest, Deactivated, IssueRequest, IssuedLicense, LicenseInfo,
@@ -294,6 +295,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/products/{product}", get(product))
         .route("/v1/products/{product}/releases", post(create_release))
         .route("/v1/licenses", post(issue_license).get(licenses))
+        .route("/v1/dongles", post(provision_dongle).get(dongles))
         .route("/v1/licenses/export", get(export_licenses))
         .route("/v1/licenses/{license_id}/revoke", post(revoke_license))
         .route("/v1/codes", post(create_codes).get(codes))
@@ -775,6 +777,26 @@ async fn issue_license(
     Ok((if lic.created { StatusCode::CREATED } else { StatusCode::OK }, Json(lic)))
 }
 
+#[utoipa::path(post, path = "/v1/dongles", request_body = DongleRequest, security(("vendor" = [])),
+    responses((status = 201, body = ProvisionedDongle, description = "the new dongle; its key is in this answer only"),
+              (status = 400, body = Problem), (status = 409, body = Problem)))]
+async fn provision_dongle(
+    State(s): St,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<DongleRequest>,
+) -> ApiResult<Response> {
+    let v = vendor_auth(&s, &headers).await?;
+    let d = s.svc.provision_dongle(v, &req).await?;
+    // The answer carries a key: no cache may keep it.
+    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(d)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/dongles", security(("vendor" = [])), responses((status = 200, body = [DongleInfo])))]
+async fn dongles(State(s): St, headers: HeaderMap) -> ApiResult<Json<Vec<DongleInfo>>> {
+    let v = vendor_auth(&s, &headers).await?;
+    Ok(Json(s.svc.dongles(v).await?))
+}
+
 #[utoipa::path(get, path = "/v1/licenses", security(("vendor" = [])),
     params(("product" = Option<String>, Query), ("after" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
     responses((status = 200, body = LicensePage)))]
@@ -931,7 +953,7 @@ impl utoipa::Modify for Security {
         healthz, activate, deactivate, admin_create_vendor, admin_vendors, admin_vendor_token, admin_set_plan,
         admin_plan, admin_invoice, revoke_token, vendor_self, vendor_certify, vendor_plan, create_product, products,
         product, create_release, upload_package, download_package, issue_license, licenses, export_licenses,
-        revoke_license, create_codes, codes, revoke_code, ledger, vendor_invoice
+        revoke_license, create_codes, codes, revoke_code, ledger, vendor_invoice, provision_dongle, dongles
     ),
     components(schemas(Problem, LineJson))
 )]

@@ -12,6 +12,7 @@ pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod db;
+pub mod dongles;
 mod error;
 mod hot;
 pub mod ledger;

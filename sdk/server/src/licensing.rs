@@ -13,6 +13,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use sealrun_format::device::DeviceCode;
+use sealrun_format::dongle::DongleId;
 use sealrun_format::ledger::EntryKind;
 use sealrun_format::license::{self, Binding, LicenseSigner, Terms};
 use sealrun_format::release::ReleaseRange;
@@ -23,6 +24,13 @@ use crate::ledger::{Append, append};
 use crate::secrets::{new_activation_code, normalize_code, rng, token_hash};
 use crate::service::{Service, opt_i64, unix};
 use crate::{ServerError, now};
+
+/// What the ledger records as the holder of a dongle license (where a
+/// device license has the device fingerprint): a hash of the dongle id.
+pub fn dongle_fingerprint(dongle: &DongleId) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::new_with_prefix(b"sealrun/v1/dongle-fingerprint\0").chain_update(dongle.0).finalize().into()
+}
 
 /// How far before issue a license becomes valid, so a customer whose clock
 /// runs a little behind the server's is not refused at once.
@@ -36,14 +44,22 @@ pub const MAX_ACTIVATIONS_PER_CODE: i64 = 100_000;
 /// Default number of times a code's activation may move to another device.
 pub const DEFAULT_TRANSFER_LIMIT: i64 = 3;
 
-/// A vendor's request for a device license.
+/// A vendor's request for a license bound to a device or to a dongle.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
     /// Product id.
     pub product: String,
-    /// The customer's device code (from `sealrun id`).
-    pub device: String,
+    /// The customer's device code (from `sealrun id`); give this or `dongle`.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// A dongle provisioned through this server (its id, hex); the license
+    /// is sealed to it. Give this or `device`.
+    #[serde(default)]
+    pub dongle: Option<String>,
+    /// For a dongle: how many copies may run at once [default: 1].
+    #[serde(default)]
+    pub count: Option<u32>,
     /// Who the license is for.
     pub licensee: String,
     /// Releases covered: `1.2.0`, `1.0.0..1.9.9`, `1.0.0..` [default: every release made so far].
@@ -197,7 +213,7 @@ pub struct Deactivated {
     pub transfers_left: i64,
 }
 
-fn parse_device(s: &str) -> Result<DeviceCode, ServerError> {
+pub(crate) fn parse_device(s: &str) -> Result<DeviceCode, ServerError> {
     s.trim().parse().map_err(|e| match e {
         sealrun_format::Error::DeviceCodeChecksum => {
             ServerError::Invalid { field: "device", problem: "is mistyped (its checksum does not match)" }
@@ -211,7 +227,7 @@ struct Draft<'a> {
     vendor: i64,
     product: &'a ProductRow,
     range: ReleaseRange,
-    device: DeviceCode,
+    binding: Binding,
     licensee: String,
     not_before: Option<i64>,
     expires: Option<i64>,
@@ -244,13 +260,26 @@ impl Service {
             not_before: unix(d.not_before.unwrap_or(at - BACKDATE_SECS)),
             expires: d.expires.map(unix),
             features: d.features,
-            binding: Binding::Device(d.device),
+            binding: d.binding,
         };
         let keys: Vec<(Release, &sealrun_format::ContentKey)> = releases.iter().map(|r| (r.release, &r.key)).collect();
         let signer = LicenseSigner::Issuer { key: &issuer.key, cert: issuer.cert, vendor: issuer.vendor_key };
-        let bytes = license::issue(terms, &keys, &signer, &mut rng())?;
-        let parsed = license::License::parse(&bytes)?;
-        Ok(Built { license_id: parsed.terms.license_id, bytes, issued_at: at, expires: d.expires })
+        let (bytes, license_id) = match d.binding {
+            Binding::Device(_) => {
+                let bytes = license::issue(terms, &keys, &signer, &mut rng())?;
+                let id = license::License::parse(&bytes)?.terms.license_id;
+                (bytes, id)
+            }
+            Binding::Dongle { dongle, .. } => {
+                let dongle_key = self.dongle_key(d.vendor, &dongle).await?;
+                let bytes = license::issue_for_dongle(terms, &keys, &signer, &dongle_key, &mut rng())?;
+                // The id is inside the sealed license: open it with the key.
+                let sealed = sealrun_format::dongle::SealedLicense::parse(&bytes)?;
+                let inner = dongle_key.decrypt(&sealed.decrypt_request())?;
+                (bytes.clone(), sealed.open(&inner)?.terms.license_id)
+            }
+        };
+        Ok(Built { license_id, bytes, issued_at: at, expires: d.expires })
     }
 
     /// Issues a device license for the vendor. With `request_key`, a retry
@@ -272,7 +301,26 @@ impl Service {
             });
         }
         let product = self.product_row(Some(vendor), &req.product).await?;
-        let device = parse_device(&req.device)?;
+        let (binding, holder, holder_fp) = match (&req.device, &req.dongle, req.count) {
+            (Some(d), None, None) => {
+                let device = parse_device(d)?;
+                (Binding::Device(device), device.to_string(), device.fingerprint())
+            }
+            (None, Some(d), count) => {
+                let dongle: DongleId = d.parse().map_err(|_| ServerError::Invalid {
+                    field: "dongle",
+                    problem: "is not a dongle id (32 hex digits, from `sealsdk server dongle provision`)",
+                })?;
+                let binding = Binding::Dongle { dongle, count: count.unwrap_or(1) };
+                (binding, format!("dongle:{dongle}"), dongle_fingerprint(&dongle))
+            }
+            _ => {
+                return Err(ServerError::Invalid {
+                    field: "device",
+                    problem: "give either a device code, or a dongle id (with an optional count)",
+                });
+            }
+        };
         let range = match &req.releases {
             Some(r) => parse_range(r)?,
             None => ReleaseRange { min: Release::new(0, 0, 0), max: None },
@@ -282,7 +330,7 @@ impl Service {
                 vendor,
                 product: &product,
                 range,
-                device,
+                binding,
                 licensee: req.licensee.clone(),
                 not_before: req.not_before,
                 expires: req.expires,
@@ -296,8 +344,8 @@ impl Service {
                 product_row: product.id,
                 product: product.product.clone(),
                 license_id: built.license_id,
-                device_code: device.to_string(),
-                device_fp: device.fingerprint(),
+                device_code: holder,
+                device_fp: holder_fp,
                 licensee: req.licensee.clone(),
                 releases: range_text(&range),
                 request_key: request_key.map(str::to_owned),
@@ -589,7 +637,7 @@ impl Service {
                     vendor: code.vendor,
                     product: &code.product,
                     range: code.releases,
-                    device,
+                    binding: Binding::Device(device),
                     licensee: code.licensee.clone(),
                     not_before: None,
                     expires: code.license_days.map(|d| now() + d * 86_400),
