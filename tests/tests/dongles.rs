@@ -468,3 +468,49 @@ fn dongle_through_the_licensing_server() {
     }
     assert!(scanned >= 2, "the database files were scanned");
 }
+
+/// CPU seconds (user + system) a process has used so far, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the
+    // 12th, stime the 13th of them.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
+}
+
+/// A guest that computes without pause (no host calls) is held too: while
+/// the dongle is away the process uses no CPU, and it computes again once
+/// the dongle is back.
+#[test]
+fn a_busy_guest_is_held_while_the_dongle_is_away() {
+    let Some(s) = setup("busy") else { return };
+    let dongle = provision(&s.world, &s.hsm, &s.dev);
+    let package = s.world.seal("hello", "1.0.0");
+    let lic = dongle_license(&s.world, "hello", &dongle, 1, "hello.license");
+    let mut cmd = sealrun(&s.dev, &s.hsm, s.world.path());
+    cmd.env("SEALRUN_DONGLE_CHECK_SECS", "0.3").env("SEALRUN_DONGLE_GRACE_SECS", "60");
+    cmd.arg("run").arg("--license").arg(&lic).arg(&package).args(["--", "--spin"]);
+    let mut live = Live::spawn(&mut cmd);
+    live.wait_for(&live.out, "spinning");
+    let pid = live.child.id();
+    s.hsm.unplug();
+    live.wait_for(&live.err, "the app is paused");
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_secs(pid);
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = cpu_secs(pid) - before;
+    assert!(held < 0.3, "the guest kept computing while held: {held:.2} CPU s in 1.5 s");
+    s.hsm.plug();
+    live.wait_for(&live.err, "is back: the app continues");
+    let before = cpu_secs(pid);
+    std::thread::sleep(Duration::from_millis(1500));
+    let running = cpu_secs(pid) - before;
+    assert!(running > 0.7, "the guest did not compute again: {running:.2} CPU s in 1.5 s");
+    live.child.kill().unwrap();
+    let _ = live.child.wait();
+}

@@ -272,11 +272,6 @@ impl Opened {
     /// load it with, if there is some, the user trusts this vendor with
     /// native code, and it was compiled by exactly this runtime.
     fn trusted_native(&self, ui: &dyn Ui) -> Result<Option<(usize, wasmtime::Engine)>, LaunchError> {
-        if self.dongle.is_some() {
-            // Native code has no epoch checks, so it could not be paused
-            // when the dongle is pulled: dongle runs compile from wasm.
-            return Ok(None);
-        }
         let Some((index, native)) = native::host_target().and_then(|t| self.manifest.native_for(t)) else {
             return Ok(None);
         };

@@ -333,7 +333,7 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     }
     // Held until the process ends: one of the runs the license's count allows.
     let _run_slot = dongle::RunSlot::claim(&opened.license)?;
-    let engine = if opened.dongle.is_some() { runner::pausable_engine()? } else { runner::engine()? };
+    let engine = runner::engine()?;
     let mut loaded = opened.load(&device, engine, cache.as_ref(), &Stderr)?;
     let watch = match loaded.dongle.take() {
         Some(attached) => Some(Box::new(dongle::DongleWatch::new(attached)?) as Box<dyn runner::Watch>),
@@ -367,7 +367,7 @@ fn prepare(
     sealrun::hardening::harden_process();
     let device = device::load_or_create()?;
     let opened = launch::open_with(package, license, &device, sealrun::now(), tokens)?;
-    let engine = if opened.dongle.is_some() { runner::pausable_engine()? } else { runner::engine()? };
+    let engine = runner::engine()?;
     let loaded = opened.load(&device, engine, Some(&cache), &Stderr)?;
     let name = format!("{} {}", loaded.manifest.display_name, loaded.manifest.release);
     match loaded.source {

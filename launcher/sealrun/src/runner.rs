@@ -3,8 +3,8 @@
 //! the user granted, within a memory limit. Ctrl-C, SIGTERM and `--timeout`
 //! stop it by ending the process with a message and the documented exit code
 //! (see [`stop_process`]). A run that depends on something outside the
-//! process (a dongle) is watched: while it is missing the guest is paused at
-//! its next safe point, and resumed when it is back (see [`Watch`]).
+//! process (a dongle) is watched: while it is missing the guest's thread is
+//! held in a signal handler, and let go when it is back (see [`Watch`]).
 use std::path::PathBuf;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -123,8 +123,22 @@ impl Drop for Deadline {
 /// straight to the host's files, the plaintext module was freed after
 /// compiling, and the memory of a non-dumpable process goes with it.
 pub fn stop_process(why: LaunchError) -> ! {
-    eprintln!("sealrun: {why}");
+    say(&why.to_string());
     std::process::exit(i32::from(why.exit_code()))
+}
+
+/// One line for the user on stderr, written straight to the file
+/// descriptor: a guest held mid-write may own the lock of Rust's `stderr`,
+/// and a message about the pause must not wait for that.
+pub fn say(message: &str) {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let line = format!("sealrun: {message}\n");
+    #[allow(unsafe_code)]
+    // SAFETY: fd 2 is open for the life of the process; ManuallyDrop keeps
+    // this File from closing it.
+    let mut err = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(std::io::stderr().as_raw_fd()) });
+    let _ = err.write_all(line.as_bytes());
 }
 
 /// The configuration shared by every engine: what the wasmtime CLI uses by
@@ -146,16 +160,6 @@ pub fn base_config() -> Config {
 /// features, as `wasmtime run` compiles.
 pub fn engine() -> Result<Engine, LaunchError> {
     Engine::new(&base_config()).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
-}
-
-/// The engine for a watched run: as [`engine`], plus epoch checks in the
-/// compiled code, the points where a guest can be paused. Only runs that
-/// need pausing (dongle licenses) pay for the checks; their compiled code is
-/// cached apart from the plain engine's, since the runtime fingerprint differs.
-pub fn pausable_engine() -> Result<Engine, LaunchError> {
-    let mut config = base_config();
-    config.epoch_interruption(true);
-    Engine::new(&config).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
 }
 
 /// What a watched run depends on, checked every [`Watch::interval`] on a
@@ -185,38 +189,98 @@ pub enum Lost {
     Gone(String),
 }
 
-/// The pause gate between the watcher and the guest's epoch callback.
-#[derive(Default)]
-struct Gate {
-    paused: std::sync::Mutex<bool>,
-    changed: std::sync::Condvar,
-}
+/// Holding the guest's thread: a signal whose handler waits (in
+/// `sigsuspend`) until told to go on. Compiled code needs no checks for
+/// this, so a watched run is exactly as fast as any other; and the thread is
+/// held wherever it is, also inside a long host call.
+mod hold {
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-impl Gate {
-    fn set(&self, paused: bool) {
-        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = paused;
-        self.changed.notify_all();
-    }
+    /// Holds the guest thread. SIGUSR1/SIGUSR2 are free: wasmtime uses the
+    /// fault signals, `signal-hook` SIGINT and SIGTERM.
+    const HOLD: libc::c_int = libc::SIGUSR1;
+    /// Lets it go.
+    const RELEASE: libc::c_int = libc::SIGUSR2;
+    static HELD: AtomicBool = AtomicBool::new(false);
 
-    /// Blocks the guest thread while paused.
-    fn wait(&self) {
-        let mut p = self.paused.lock().unwrap_or_else(|e| e.into_inner());
-        while *p {
-            p = self.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+    extern "C" fn on_hold(_: libc::c_int) {
+        // RELEASE is blocked while this handler runs (its sa_mask), so a
+        // release sent between the check and the wait stays pending and
+        // ends the wait: no wake-up is lost.
+        #[allow(unsafe_code)]
+        // SAFETY: sigfillset, sigdelset and sigsuspend are async-signal-safe
+        // and only touch the local set.
+        unsafe {
+            let mut wait: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut wait);
+            libc::sigdelset(&mut wait, RELEASE);
+            while HELD.load(Ordering::SeqCst) {
+                libc::sigsuspend(&wait);
+            }
         }
     }
+
+    extern "C" fn on_release(_: libc::c_int) {}
+
+    /// The thread to hold.
+    #[derive(Clone, Copy)]
+    pub(super) struct Thread(libc::pthread_t);
+
+    #[allow(unsafe_code)]
+    pub(super) fn install() -> std::io::Result<Thread> {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        let mut result = Ok(());
+        ONCE.call_once(|| {
+            // SAFETY: the handlers are async-signal-safe (see on_hold); the
+            // sigaction structs are initialised before use.
+            unsafe {
+                let mut release: libc::sigaction = std::mem::zeroed();
+                release.sa_sigaction = on_release as *const () as usize;
+                release.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut release.sa_mask);
+                let mut hold: libc::sigaction = std::mem::zeroed();
+                hold.sa_sigaction = on_hold as *const () as usize;
+                hold.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut hold.sa_mask);
+                libc::sigaddset(&mut hold.sa_mask, RELEASE);
+                if libc::sigaction(RELEASE, &release, std::ptr::null_mut()) != 0
+                    || libc::sigaction(HOLD, &hold, std::ptr::null_mut()) != 0
+                {
+                    result = Err(std::io::Error::last_os_error());
+                }
+            }
+        });
+        result?;
+        // SAFETY: pthread_self has no preconditions.
+        Ok(Thread(unsafe { libc::pthread_self() }))
+    }
+
+    #[allow(unsafe_code)]
+    pub(super) fn hold(t: Thread) {
+        HELD.store(true, Ordering::SeqCst);
+        // SAFETY: the thread is alive: the watcher that calls this is joined
+        // before the guest thread leaves the run.
+        unsafe { libc::pthread_kill(t.0, HOLD) };
+    }
+
+    #[allow(unsafe_code)]
+    pub(super) fn release(t: Thread) {
+        HELD.store(false, Ordering::SeqCst);
+        // SAFETY: as for hold.
+        unsafe { libc::pthread_kill(t.0, RELEASE) };
+    }
 }
 
-/// Runs a [`Watch`] until dropped: pauses the guest (through the gate and an
-/// epoch tick) while the check fails, resumes it when the check passes
-/// again, and ends the process when the grace period runs out.
+/// Runs a [`Watch`] until dropped: holds the guest while the check fails,
+/// lets it go when the check passes again, and ends the process when the
+/// grace period runs out.
 struct Watcher {
     cancel: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watcher {
-    fn start(mut watch: Box<dyn Watch>, engine: Engine, gate: std::sync::Arc<Gate>) -> Watcher {
+    fn start(mut watch: Box<dyn Watch>, guest: hold::Thread) -> Watcher {
         use std::sync::mpsc::RecvTimeoutError;
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -226,15 +290,13 @@ impl Watcher {
                     (Ok(()), None) => {}
                     (Ok(()), Some(_)) => {
                         lost_since = None;
-                        gate.set(false);
+                        hold::release(guest);
                         say(&watch.resumed());
                     }
                     (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
                     (Err(Lost::Away(why)), None) => {
                         lost_since = Some(std::time::Instant::now());
-                        gate.set(true);
-                        // The guest stops at its next epoch check.
-                        engine.increment_epoch();
+                        hold::hold(guest);
                         say(&watch.paused(&why));
                     }
                     (Err(Lost::Away(why)), Some(since)) if since.elapsed() >= watch.grace() => {
@@ -242,6 +304,11 @@ impl Watcher {
                     }
                     (Err(Lost::Away(_)), Some(_)) => {}
                 }
+            }
+            // The run is over (the guest returned while held is impossible,
+            // but its thread may have been held on the way out): let it go.
+            if lost_since.is_some() {
+                hold::release(guest);
             }
         });
         Watcher { cancel: Some(tx), thread: Some(thread) }
@@ -255,11 +322,6 @@ impl Drop for Watcher {
             let _ = t.join();
         }
     }
-}
-
-/// One line for the user on stderr, from a helper thread.
-fn say(message: &str) {
-    eprintln!("sealrun: {message}");
 }
 
 /// Compiles a module from memory. Nothing is written to disk.
@@ -337,8 +399,7 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
     run_watched(engine, module, cfg, None)
 }
 
-/// [`run`], with `watch` checked while the guest runs. A watched run needs
-/// an engine from [`pausable_engine`].
+/// [`run`], with `watch` checked while the guest runs.
 pub fn run_watched(
     engine: &Engine,
     module: &Module,
@@ -365,16 +426,6 @@ pub fn run_watched(
     let host = Host { wasi: b.build_p1(), limits: Limits { max_memory, memory_refused: false } };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
-    let gate = std::sync::Arc::new(Gate::default());
-    if watch.is_some() {
-        // The deadline is one tick away; the watcher ticks only to pause.
-        store.set_epoch_deadline(1);
-        let g = gate.clone();
-        store.epoch_deadline_callback(move |_| {
-            g.wait();
-            Ok(wasmtime::UpdateDeadline::Continue(1))
-        });
-    }
 
     let signals = SignalGuard::install()?;
     let deadline = Deadline::start(cfg.timeout);
@@ -388,7 +439,14 @@ pub fn run_watched(
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
         .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;
-    let watcher = watch.map(|w| Watcher::start(w, engine.clone(), gate));
+    let watcher = match watch {
+        Some(w) => {
+            let guest = hold::install()
+                .map_err(|e| LaunchError::GuestStart(format!("cannot install the pause signal handlers: {e}")))?;
+            Some(Watcher::start(w, guest))
+        }
+        None => None,
+    };
     let result = start.call(&mut store, ());
     drop((watcher, signals, deadline));
     match result {
