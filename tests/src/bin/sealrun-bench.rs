@@ -110,6 +110,9 @@ fn main() {
     if want("compute") {
         compute(&opts, &world, &dev);
     }
+    if want("dongle") {
+        dongle(&opts, &world, &dev);
+    }
     if want("server") {
         server_load(&opts);
     }
@@ -506,6 +509,44 @@ fn compute(o: &Opts, world: &World, dev: &Device) {
     println!("|---|---|---|---|");
     let r = s.ratio(&w);
     println!("| {} | {} | {r:.3}x | <= 1.03x {} |\n", s.ms(), w.ms(), verdict(r <= 1.03));
+}
+
+/// A dongle run against a device run of the same package: the dongle adds
+/// a fixed cost at launch (module load, login, two token decryptions) and,
+/// while the guest runs, only a presence check every few seconds on
+/// another thread.
+fn dongle(o: &Opts, world: &World, dev: &Device) {
+    use sealrun_tests::softhsm::{PIN, SoftHsm, dongle_license, provision};
+    let Some(hsm) = SoftHsm::new(&world.path().join("bench-hsm")) else {
+        println!("## Dongle runs: skipped, SoftHSM2 is not installed\n");
+        return;
+    };
+    hsm.init_token("bench");
+    let dongle_id = provision(world, &hsm, dev);
+    let runs = o.runs.clamp(1, 11);
+    println!("## Dongle (SoftHSM2) against device license, same package, warm, median of {runs} runs\n");
+    println!("| guest | device license | dongle license | ratio | target |");
+    println!("|---|---|---|---|---|");
+    for (name, args, target) in [("hello", &["a"][..], None), ("compute", &["3000000", "6000"][..], Some(1.03))] {
+        let app = App::sample(world, dev, name, args);
+        let dongle_lic = dongle_license(world, name, &dongle_id, 1, &format!("{name}-dongle.license"));
+        let with_dongle = || {
+            let mut c = dev.sealrun(&dev.root.join("work"));
+            c.envs(hsm.env()).env("SEALRUN_PIN", PIN).arg("run").arg("--license").arg(&dongle_lic);
+            c.arg(&app.package).arg("--").args(&app.args);
+            c
+        };
+        run_quiet(&mut app.sealrun(dev, &[]));
+        run_quiet(&mut with_dongle());
+        let (d, g) = time_pair(runs, || app.sealrun(dev, &[]), with_dongle);
+        let r = g.ratio(&d);
+        let verdict_text = match target {
+            Some(t) => format!("<= {t:.2}x {}", verdict(r <= t)),
+            None => format!("+{:.1} ms at launch", (g.median.as_secs_f64() - d.median.as_secs_f64()) * 1e3),
+        };
+        println!("| {name} | {} | {} | {r:.3}x | {verdict_text} |", d.ms(), g.ms());
+    }
+    println!();
 }
 
 fn rss(o: &Opts, world: &World, dev: &Device) {
