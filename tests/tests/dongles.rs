@@ -155,6 +155,14 @@ fn dongle_bound_run_matches_the_plain_run_and_lists() {
     assert!(text.contains("token \"run-dongle\""), "{text}");
     assert!(text.contains(&format!("dongle {dongle}")) && text.contains("permitted on this device"), "{text}");
     assert!(text.contains("_dongles"), "the sealed license is listed: {text}");
+    assert!(
+        text.contains("com.example.hello 1.0.0 for Dongle User") && text.contains("(1 at once)"),
+        "with the PIN given, its terms are shown: {text}"
+    );
+    let no_pin = s.dev.sealrun(s.world.path()).envs(s.hsm.env()).args(["dongle", "list"]).output().unwrap();
+    assert!(no_pin.status.success(), "{}", stderr(&no_pin));
+    assert!(stdout(&no_pin).contains("its terms need the PIN"), "{}", stdout(&no_pin));
+    assert!(!stdout(&no_pin).contains("com.example.hello"), "{}", stdout(&no_pin));
 }
 
 #[test]

@@ -109,11 +109,22 @@ impl Options {
     /// The PIN: the `--pin-file` flag's file, else `SEALRUN_PIN`, else
     /// `SEALRUN_PIN_FILE`'s file, else a prompt on the terminal.
     pub fn pin(&self, token: &str) -> Result<AuthPin, LaunchError> {
+        if let Some(pin) = self.given_pin()? {
+            return Ok(pin);
+        }
+        match crate::ui::prompt_secret(&format!("PIN for dongle \"{token}\": ")) {
+            Some(p) => checked_pin(p, "the prompt"),
+            None => Err(LaunchError::DonglePin(PinProblem::Missing)),
+        }
+    }
+
+    /// The PIN if one was given (flag, environment), without asking.
+    pub fn given_pin(&self) -> Result<Option<AuthPin>, LaunchError> {
         if self.pin_file.is_none()
             && let Some(p) = std::env::var_os(PIN_ENV).filter(|p| !p.is_empty())
         {
             let p = p.into_string().map_err(|_| LaunchError::DonglePin(PinProblem::Unreadable(PIN_ENV.into())))?;
-            return checked_pin(Zeroizing::new(p), PIN_ENV);
+            return checked_pin(Zeroizing::new(p), PIN_ENV).map(Some);
         }
         let file = self.pin_file.clone().or_else(|| std::env::var_os(PIN_FILE_ENV).map(PathBuf::from));
         if let Some(f) = file {
@@ -122,12 +133,9 @@ impl Options {
                     .map_err(|_| LaunchError::DonglePin(PinProblem::Unreadable(f.display().to_string())))?,
             );
             let first = Zeroizing::new(text.lines().next().unwrap_or("").to_owned());
-            return checked_pin(first, &f.display().to_string());
+            return checked_pin(first, &f.display().to_string()).map(Some);
         }
-        match crate::ui::prompt_secret(&format!("PIN for dongle \"{token}\": ")) {
-            Some(p) => checked_pin(p, "the prompt"),
-            None => Err(LaunchError::DonglePin(PinProblem::Missing)),
-        }
+        Ok(None)
     }
 }
 
@@ -382,6 +390,28 @@ pub fn list(opts: &Options) -> Result<(Vec<Listed>, Vec<LaunchError>), LaunchErr
         }
     }
     Ok((out, problems))
+}
+
+/// Has the token of `listed` (logged in with `pin`, once) open each of
+/// `sealed` that is sealed to its dongle: the licenses inside, or why not.
+pub fn open_licenses(
+    listed: &Listed,
+    pin: &AuthPin,
+    sealed: &[&sealrun_format::dongle::SealedLicense],
+) -> Result<Vec<Result<sealrun_format::license::License, sealrun_format::Error>>, LaunchError> {
+    let Some(Ok(record)) = &listed.token.record else { return Ok(Vec::new()) };
+    let lib = Library::open(&listed.module)?;
+    let view = lib.find(&record.dongle)?.map(|(v, _)| v).filter(|v| v.serial == listed.token.serial);
+    let Some(view) = view else { return Ok(Vec::new()) };
+    let session = lib.login(view.slot, pin)?;
+    Ok(sealed
+        .iter()
+        .map(|s| {
+            let plain = decrypt(&session, &record.dongle, &s.decrypt_request())
+                .map_err(|_| sealrun_format::Error::UnwrapFailed)?;
+            s.open(&plain)
+        })
+        .collect())
 }
 
 /// What provisioning writes onto a token.

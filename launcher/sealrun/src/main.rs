@@ -431,9 +431,33 @@ fn dongle_list(opts: &dongle::Options) -> Result<ExitCode, LaunchError> {
                 let mine: Vec<_> = sealed.iter().filter(|(_, s)| s.dongle == r.dongle).collect();
                 if mine.is_empty() {
                     println!("  no installed license is sealed to it");
+                    continue;
                 }
-                for (path, _) in mine {
-                    println!("  license {} (terms readable when the app runs)", path.display());
+                // Their terms need the token: shown when a PIN was given
+                // (never asked for here, and tried once per token).
+                let opened = match opts.given_pin()? {
+                    Some(pin) => {
+                        let envelopes: Vec<_> = mine.iter().map(|(_, s)| s).collect();
+                        Some(dongle::open_licenses(t, &pin, &envelopes)?)
+                    }
+                    None => None,
+                };
+                for (i, (path, _)) in mine.iter().enumerate() {
+                    match opened.as_ref().and_then(|o| o.get(i)) {
+                        Some(Ok(l)) => println!(
+                            "  license {}: {} {} for {}, {}, expires {}",
+                            path.display(),
+                            l.terms.product,
+                            l.terms.releases,
+                            l.terms.licensee,
+                            l.terms.binding.describe(),
+                            l.terms.expires.map(sealrun::fmt_time).unwrap_or_else(|| "never".into())
+                        ),
+                        Some(Err(e)) => println!("  license {}: DAMAGED: {e}", path.display()),
+                        None => {
+                            println!("  license {} (its terms need the PIN: --pin-file or SEALRUN_PIN)", path.display())
+                        }
+                    }
                 }
             }
         }
