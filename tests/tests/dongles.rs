@@ -90,6 +90,16 @@ fn provisioned_key_is_sensitive_and_cannot_be_read() {
             !value.iter().any(|a| matches!(a, Attribute::Value(_))),
             "CKA_VALUE of the dongle key was readable: {value:?}"
         );
+        // Only AES-GCM may use it: ECB or CBC "decryption" of chosen blocks
+        // would be an encryption oracle for anyone with the PIN.
+        let allowed = session.get_attributes(keys[0], &[AttributeType::AllowedMechanisms]).unwrap();
+        assert!(
+            allowed.contains(&Attribute::AllowedMechanisms(vec![cryptoki::mechanism::MechanismType::AES_GCM])),
+            "{allowed:?}"
+        );
+        use cryptoki::mechanism::Mechanism;
+        assert!(session.decrypt(&Mechanism::AesEcb, keys[0], &[0u8; 16]).is_err(), "ECB decrypt was allowed");
+        assert!(session.decrypt(&Mechanism::AesCbc([0; 16]), keys[0], &[0u8; 16]).is_err(), "CBC decrypt was allowed");
         // Making it extractable afterwards is refused too.
         assert!(session.update_attributes(keys[0], &[Attribute::Extractable(true)]).is_err());
         // The record is there, readable, and names this dongle.
@@ -149,7 +159,7 @@ fn dongle_bound_run_matches_the_plain_run_and_lists() {
     assert!(stdout(&add).contains(&format!("sealed to dongle {dongle}")), "{}", stdout(&add));
     let found = sealrun(&s.dev, &s.hsm, s.world.path()).arg(&package).output().unwrap();
     assert_eq!(found.status.code(), Some(0), "{}", stderr(&found));
-    let list = sealrun(&s.dev, &s.hsm, s.world.path()).args(["dongle", "list"]).output().unwrap();
+    let list = sealrun(&s.dev, &s.hsm, s.world.path()).args(["dongle", "list", "--terms"]).output().unwrap();
     assert!(list.status.success(), "{}", stderr(&list));
     let text = stdout(&list);
     assert!(text.contains("token \"run-dongle\""), "{text}");
@@ -161,7 +171,7 @@ fn dongle_bound_run_matches_the_plain_run_and_lists() {
     );
     let no_pin = s.dev.sealrun(s.world.path()).envs(s.hsm.env()).args(["dongle", "list"]).output().unwrap();
     assert!(no_pin.status.success(), "{}", stderr(&no_pin));
-    assert!(stdout(&no_pin).contains("its terms need the PIN"), "{}", stdout(&no_pin));
+    assert!(stdout(&no_pin).contains("dongle list --terms` shows its terms"), "{}", stdout(&no_pin));
     assert!(!stdout(&no_pin).contains("com.example.hello"), "{}", stdout(&no_pin));
 }
 
@@ -423,6 +433,7 @@ fn dongle_through_the_licensing_server() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&format!("sealed to dongle {dongle} (2 at once)")), "{}", stdout(&out));
+    let license_id = stdout(&out).split_whitespace().nth(2).unwrap().to_owned();
 
     let run = run_with(&s.dev, &s.hsm, s.world.path(), &package, &lic, &["x"]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
@@ -452,6 +463,10 @@ fn dongle_through_the_licensing_server() {
     );
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(!stderr(&out).contains("dongle-key"), "no internals in the answer: {}", stderr(&out));
+
+    // A dongle license is revoked like any other (and stays valid offline).
+    let out = s.world.sealsdk_with(&["server", "license", "revoke", &license_id], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // The API answer carries the key once, uncacheable; the database holds
     // it only sealed: its bytes are in no file of the server's data dir.
@@ -521,4 +536,40 @@ fn a_busy_guest_is_held_while_the_dongle_is_away() {
     assert!(running > 0.7, "the guest did not compute again: {running:.2} CPU s in 1.5 s");
     live.child.kill().unwrap();
     let _ = live.child.wait();
+}
+
+/// Without SEALRUN_PIN or a PIN file the launcher asks on the terminal
+/// (a real pseudo-terminal from `script`), with echo off, and the run goes on.
+#[test]
+fn pin_typed_at_the_terminal_prompt() {
+    use std::io::Write;
+    let Some(s) = setup("prompt") else { return };
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("NOTE: util-linux `script` is missing; the terminal prompt was not tested");
+        return;
+    }
+    let dongle = provision(&s.world, &s.hsm, &s.dev);
+    let package = s.world.seal("hello", "1.0.0");
+    let lic = dongle_license(&s.world, "hello", &dongle, 1, "hello.license");
+    let line = format!(
+        "{} run --license {} {} -- typed",
+        sealrun_tests::bin("sealrun").display(),
+        lic.display(),
+        package.display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.env_clear().envs(s.dev.env()).envs(s.hsm.env()).current_dir(s.world.path());
+    cmd.args(["-qec", &line, "/dev/null"]).stdin(Stdio::piped());
+    let mut live = Live::spawn(&mut cmd);
+    live.wait_for(&live.out, "PIN for dongle \"prompt\": ");
+    let mut stdin = live.child.stdin.take().unwrap();
+    stdin.write_all(format!("{PIN}\n").as_bytes()).unwrap();
+    live.wait_for(&live.out, "hello from a sealed app");
+    let status = live.child.wait().unwrap();
+    drop(stdin);
+    assert!(status.success(), "{}\n{}", live.stdout(), live.stderr());
+    assert!(live.stdout().contains("arg[1]=typed"), "{}", live.stdout());
+    // Echo was off while the PIN was typed: it is not in the terminal's output.
+    let after_prompt = live.stdout().split("PIN for dongle").nth(1).unwrap_or_default().to_owned();
+    assert!(!after_prompt.contains(PIN), "the PIN was echoed: {after_prompt:?}");
 }

@@ -227,11 +227,16 @@ impl Library {
     /// Logs in to the token in `slot` as its user, once: a wrong PIN is
     /// reported, never retried, and a locked PIN is reported before trying.
     pub fn login(&self, slot: Slot, pin: &AuthPin) -> Result<Session, LaunchError> {
+        self.login_as(slot, pin, false)
+    }
+
+    fn login_as(&self, slot: Slot, pin: &AuthPin, read_write: bool) -> Result<Session, LaunchError> {
         let info = self.ctx.get_token_info(slot).map_err(failed("cannot read the token"))?;
         if info.user_pin_locked() {
             return Err(LaunchError::DonglePin(PinProblem::Locked));
         }
-        let session = self.ctx.open_ro_session(slot).map_err(failed("cannot open a session with the token"))?;
+        let session = if read_write { self.ctx.open_rw_session(slot) } else { self.ctx.open_ro_session(slot) }
+            .map_err(failed("cannot open a session with the token"))?;
         match session.login(UserType::User, Some(pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
@@ -265,8 +270,9 @@ fn value_of(session: &Session, object: ObjectHandle) -> Result<Option<Vec<u8>>, 
 }
 
 /// Has the token behind `session` decrypt `request` with the dongle key.
-/// Any failure of the decryption itself is the one coarse error: the input
-/// was damaged or sealed to another dongle.
+/// A refusal of the input itself is the one coarse [`DecryptFailed::Refused`]
+/// (damaged, or sealed to another dongle); a token that stops answering is
+/// [`DecryptFailed::Unavailable`].
 pub fn decrypt(
     session: &Session,
     dongle: &DongleId,
@@ -274,16 +280,32 @@ pub fn decrypt(
 ) -> Result<Zeroizing<Vec<u8>>, DecryptFailed> {
     let template =
         [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::KeyType(KeyType::AES), Attribute::Id(dongle.0.to_vec())];
-    let key = session.find_objects(&template).map_err(|_| DecryptFailed)?.first().copied().ok_or(DecryptFailed)?;
+    let found = session.find_objects(&template).map_err(|_| DecryptFailed::Unavailable)?;
+    // No key under the dongle's id: this token is not that dongle.
+    let key = found.first().copied().ok_or(DecryptFailed::Refused)?;
     let mut iv = request.nonce;
-    let tag_bits = cryptoki::types::Ulong::try_from(TAG_LEN * 8).map_err(|_| DecryptFailed)?;
-    let params = GcmParams::new(&mut iv, &request.aad, tag_bits).map_err(|_| DecryptFailed)?;
-    session.decrypt(&Mechanism::AesGcm(params), key, &request.ciphertext).map(Zeroizing::new).map_err(|_| DecryptFailed)
+    let tag_bits = cryptoki::types::Ulong::try_from(TAG_LEN * 8).map_err(|_| DecryptFailed::Refused)?;
+    let params = GcmParams::new(&mut iv, &request.aad, tag_bits).map_err(|_| DecryptFailed::Refused)?;
+    session.decrypt(&Mechanism::AesGcm(params), key, &request.ciphertext).map(Zeroizing::new).map_err(|_| {
+        // Tokens report a failed tag with different codes (SoftHSM2: a
+        // general error); what tells a refusal from a pulled token is
+        // whether the session still answers.
+        match session.get_session_info() {
+            Ok(_) => DecryptFailed::Refused,
+            Err(_) => DecryptFailed::Unavailable,
+        }
+    })
 }
 
-/// The token could not decrypt: damaged input, or sealed to another dongle.
+/// Why the token did not decrypt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecryptFailed;
+pub enum DecryptFailed {
+    /// The input does not authenticate under this token's key (damaged, or
+    /// sealed to another dongle), or the token has no such key.
+    Refused,
+    /// The token stopped answering (pulled out mid-operation, a reader error).
+    Unavailable,
+}
 
 /// An attached dongle that unlocked an app: what the launcher needs to check,
 /// while the app runs, that the same dongle is still there.
@@ -358,11 +380,16 @@ impl Attached {
         }
         let session = match lib.login(view.slot, &self.pin) {
             Ok(s) => s,
-            Err(LaunchError::DonglePin(p)) => return Err(Absence::Replaced(format!("{p}"))),
+            // Not retried: a token counts every wrong try.
+            Err(LaunchError::DonglePin(_)) => {
+                return Err(Absence::Replaced("a token that no longer accepts the PIN given at launch".into()));
+            }
             Err(_) => return Err(Absence::Away),
         };
-        let plain = decrypt(&session, &self.dongle, &self.probe)
-            .map_err(|_| Absence::Replaced("a token whose key is not this dongle's".into()))?;
+        let plain = decrypt(&session, &self.dongle, &self.probe).map_err(|e| match e {
+            DecryptFailed::Refused => Absence::Replaced("a token whose key is not this dongle's".into()),
+            DecryptFailed::Unavailable => Absence::Away,
+        })?;
         let id = <&[u8; 32]>::try_from(plain.as_slice()).map(|b| sealrun_format::ContentKey::from_bytes(b).id());
         if id.ok() != Some(self.probe_key) {
             return Err(Absence::Replaced("a token whose key is not this dongle's".into()));
@@ -441,18 +468,7 @@ pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<
         ))
     })?;
     let info = lib.ctx.get_token_info(slot).map_err(failed("cannot read the token"))?;
-    if info.user_pin_locked() {
-        return Err(LaunchError::DonglePin(PinProblem::Locked));
-    }
-    let session = lib.ctx.open_rw_session(slot).map_err(failed("cannot open a read-write session with the token"))?;
-    match session.login(UserType::User, Some(pin)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-            return Err(LaunchError::DonglePin(PinProblem::Wrong { locked: false, final_try: false }));
-        }
-        Err(CkError::Pkcs11(RvError::PinLocked, _)) => return Err(LaunchError::DonglePin(PinProblem::Locked)),
-        Err(e) => return Err(failed("cannot log in to the token")(e)),
-    }
+    let session = lib.login_as(slot, pin, true)?;
     let old_keys = session
         .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(KEY_LABEL.as_bytes().to_vec())])
         .map_err(failed("cannot search the token"))?;
@@ -463,9 +479,6 @@ pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<
                 "{ALREADY_PROVISIONED} (\"{}\"); pass --replace to overwrite it (licenses for the old dongle stop working)",
                 info.label().trim()
             )));
-        }
-        for o in old_keys.into_iter().chain(old_records) {
-            session.destroy_object(o).map_err(failed("cannot remove the old dongle from the token"))?;
         }
     }
     let key_template = vec![
@@ -484,6 +497,9 @@ pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<
         Attribute::Sign(false),
         Attribute::Verify(false),
         Attribute::Derive(false),
+        // GCM only: with CTR or ECB a "decryption" is an encryption, which
+        // would let a PIN holder forge what only the vendor may seal.
+        Attribute::AllowedMechanisms(vec![cryptoki::mechanism::MechanismType::AES_GCM]),
         Attribute::Modifiable(false),
         Attribute::Id(p.dongle.0.to_vec()),
         Attribute::Label(KEY_LABEL.as_bytes().to_vec()),
@@ -496,8 +512,8 @@ pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<
             drop(Zeroizing::new(v));
         }
     }
-    result.map_err(failed("the token refused the dongle key"))?;
-    session
+    let new_key = result.map_err(failed("the token refused the dongle key"))?;
+    let record = session
         .create_object(&[
             Attribute::Class(ObjectClass::DATA),
             Attribute::Token(true),
@@ -507,7 +523,16 @@ pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<
             Attribute::Application(APPLICATION.as_bytes().to_vec()),
             Attribute::Value(p.record.to_vec()),
         ])
-        .map_err(failed("the token refused the attach record"))?;
+        .map_err(failed("the token refused the attach record"));
+    if let Err(e) = record {
+        // Leave the token as it was: no key that nobody has a record for.
+        let _ = session.destroy_object(new_key);
+        return Err(e);
+    }
+    // The new dongle is complete; only now does the old one go.
+    for o in old_keys.into_iter().chain(old_records) {
+        session.destroy_object(o).map_err(failed("cannot remove the old dongle from the token"))?;
+    }
     drop(session);
     let view = lib.tokens()?.into_iter().find(|t| t.slot == slot).ok_or_else(|| LaunchError::DongleFailed {
         action: "cannot read the token back",
@@ -527,7 +552,7 @@ fn secs_setting(env: &str, config: Option<u64>, default: Duration) -> Result<Dur
     match std::env::var(env) {
         Ok(v) => match v.trim().parse::<f64>() {
             Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
-            _ => Err(LaunchError::Usage(format!("{env}={v:?}: give a number of seconds between 0 and 86400"))),
+            _ => Err(LaunchError::Usage(format!("{env}={v:?}: give a number of seconds above 0 and at most 86400"))),
         },
         Err(_) => Ok(config.map(Duration::from_secs).filter(|d| !d.is_zero()).unwrap_or(default)),
     }

@@ -427,7 +427,7 @@ impl fmt::Display for LaunchError {
                 if modules.is_empty() {
                     write!(
                         f,
-                        "No PKCS#11 module was found: install your token's driver (e.g. OpenSC), or name its module with                          --pkcs11-module FILE or SEALRUN_PKCS11_MODULE."
+                        "No PKCS#11 module was found: install your token's driver (e.g. OpenSC), or name its module with --pkcs11-module FILE or SEALRUN_PKCS11_MODULE."
                     )
                 } else {
                     let list: Vec<String> = modules.iter().map(|p| p.display().to_string()).collect();
@@ -468,7 +468,7 @@ impl fmt::Display for LaunchError {
                 let copies = if *count == 1 { "copy".to_owned() } else { "copies".to_owned() };
                 write!(
                     f,
-                    "{count} {copies} of {product} may run at once with this license, and that many already run.
+                    "{count} {copies} of {product} may run at once with this license, and that many already run.\n\
                      Close one and try again."
                 )
             }

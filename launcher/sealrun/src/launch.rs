@@ -133,7 +133,7 @@ pub fn open_with(
     let map = map(package)?;
     let pkg = Package::parse(&map).map_err(LaunchError::bad_file(package))?;
     let manifest = pkg.manifest().clone();
-    let mut tokens = Tokens { opts: dongles, libs: None, pin_refused: Vec::new() };
+    let mut tokens = Tokens { opts: dongles, libs: None, pins: Vec::new() };
     let s = select_license(package, license, &manifest, device, now, &mut tokens)?;
     let header = pkg.header().as_bytes().to_vec();
     Ok(Opened {
@@ -350,9 +350,10 @@ struct Selected {
 struct Tokens<'a> {
     opts: &'a dongle::Options,
     libs: Option<Result<Modules, LaunchError>>,
-    /// PIN refusals by token serial: several licenses for one dongle must
-    /// not try a wrong PIN more than once (a token counts every try).
-    pin_refused: Vec<(String, crate::error::PinProblem)>,
+    /// PIN outcomes by token serial: several licenses for one dongle ask
+    /// for the PIN once, and never try a wrong one twice (a token counts
+    /// every try).
+    pins: Vec<(String, Result<cryptoki::types::AuthPin, crate::error::PinProblem>)>,
 }
 
 /// The modules that loaded, and every module tried (for messages).
@@ -412,7 +413,12 @@ fn check_sealed(
     let mut attached = Vec::new();
     let mut found = None;
     for lib in libs {
-        for t in lib.tokens()? {
+        // A module that cannot list its tokens does not hide the others'.
+        let listed = lib.tokens().unwrap_or_else(|e| {
+            tracing::debug!(module = %lib.path().display(), error = %e, "cannot list tokens");
+            Vec::new()
+        });
+        for t in listed {
             if let Some(Ok(r)) = &t.record {
                 attached.push((r.dongle, t.label.clone()));
                 if r.dongle == sealed.dongle && found.is_none() {
@@ -439,24 +445,37 @@ fn check_sealed(
             this: device.code,
         });
     }
-    if let Some((_, p)) = tokens.pin_refused.iter().find(|(serial, _)| serial == &view.serial) {
-        return Err(LaunchError::DonglePin(p.clone()));
-    }
-    let pin = opts.pin(&view.label)?;
+    let known = tokens.pins.iter().find(|(serial, _)| serial == &view.serial).map(|(_, r)| r.clone());
+    let remembered = known.is_some();
+    let pin = match known {
+        Some(Ok(pin)) => pin,
+        Some(Err(p)) => return Err(LaunchError::DonglePin(p)),
+        None => opts.pin(&view.label)?,
+    };
     let session = match lib.login(view.slot, &pin) {
         Ok(s) => s,
         Err(LaunchError::DonglePin(p)) => {
-            tokens.pin_refused.push((view.serial.clone(), p.clone()));
+            tokens.pins.push((view.serial.clone(), Err(p.clone())));
             return Err(LaunchError::DonglePin(p));
         }
         Err(e) => return Err(e),
     };
+    if !remembered {
+        tokens.pins.push((view.serial.clone(), Ok(pin.clone())));
+    }
     let unwrap_failed = || LaunchError::BadFile { path: path.to_owned(), source: sealrun_format::Error::UnwrapFailed };
-    let plain = dongle::decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(|_| unwrap_failed())?;
+    let token_failed = |e: dongle::DecryptFailed| match e {
+        dongle::DecryptFailed::Refused => unwrap_failed(),
+        dongle::DecryptFailed::Unavailable => LaunchError::DongleFailed {
+            action: "the token stopped answering",
+            reason: "it was pulled out or failed".into(),
+        },
+    };
+    let plain = dongle::decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(token_failed)?;
     let license = sealed.open(&plain).map_err(LaunchError::bad_file(path))?;
     check_terms(path, &license, manifest, now)?;
     let probe = license.dongle_key_request(&manifest.key_id).map_err(|_| unwrap_failed())?;
-    let raw = dongle::decrypt(&session, &sealed.dongle, &probe).map_err(|_| unwrap_failed())?;
+    let raw = dongle::decrypt(&session, &sealed.dongle, &probe).map_err(token_failed)?;
     let key = license.key_from_dongle(&manifest.key_id, &raw).map_err(|_| unwrap_failed())?;
     let attached = Attached::new(lib, &view, &record, pin, probe, manifest.key_id);
     Ok(Selected { path: path.to_owned(), license, key, dongle: Some(attached) })
@@ -566,11 +585,14 @@ fn select_license(
 fn rank(e: &LaunchError) -> u8 {
     match e {
         // The right dongle is there: what stops it is the most useful news.
-        LaunchError::DonglePin(_) => 6,
-        LaunchError::DongleRecord { .. } => 5,
+        LaunchError::DonglePin(_) => 7,
+        LaunchError::DongleRecord { .. } => 6,
+        // A sealed license is tried only when its product tag names this
+        // product: "plug in the dongle" beats a stale device license.
+        LaunchError::NoDongle { .. } | LaunchError::DongleWrongDevice { .. } => 5,
         LaunchError::NotValidNow { .. } => 4,
         LaunchError::WrongProduct { .. } => 3,
-        LaunchError::WrongDevice { .. } | LaunchError::DongleWrongDevice { .. } | LaunchError::NoDongle { .. } => 2,
+        LaunchError::WrongDevice { .. } => 2,
         LaunchError::BadFile { .. } => 1,
         _ => 0,
     }

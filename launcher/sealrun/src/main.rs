@@ -88,6 +88,9 @@ enum Command {
 enum DongleCommand {
     /// List attached tokens and what they license
     List {
+        /// Also log in (once per token) to show the terms of the licenses sealed to each
+        #[arg(long)]
+        terms: bool,
         #[command(flatten)]
         token: TokenArgs,
     },
@@ -291,7 +294,7 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Prepare { package, license, token } => prepare(&package, license.as_deref(), &token.options()),
-        Command::Dongle(DongleCommand::List { token }) => dongle_list(&token.options()),
+        Command::Dongle(DongleCommand::List { terms, token }) => dongle_list(&token.options(), terms),
         Command::Cache(c) => cache_command(c),
         Command::Trust(t) => trust_command(t),
         Command::Doctor => {
@@ -395,7 +398,7 @@ fn prepare(
     Ok(ExitCode::SUCCESS)
 }
 
-fn dongle_list(opts: &dongle::Options) -> Result<ExitCode, LaunchError> {
+fn dongle_list(opts: &dongle::Options, terms: bool) -> Result<ExitCode, LaunchError> {
     let (tokens, problems) = dongle::list(opts)?;
     for p in &problems {
         eprintln!("sealrun: warning: {p}");
@@ -414,6 +417,7 @@ fn dongle_list(opts: &dongle::Options) -> Result<ExitCode, LaunchError> {
     if tokens.is_empty() {
         println!("no token is attached");
     }
+    let mut tried: Vec<String> = Vec::new();
     for t in &tokens {
         let v = &t.token;
         println!("token \"{}\" (serial {}, {}) via {}", v.label, v.serial, v.model, t.module.display());
@@ -433,14 +437,21 @@ fn dongle_list(opts: &dongle::Options) -> Result<ExitCode, LaunchError> {
                     println!("  no installed license is sealed to it");
                     continue;
                 }
-                // Their terms need the token: shown when a PIN was given
-                // (never asked for here, and tried once per token).
-                let opened = match opts.given_pin()? {
-                    Some(pin) => {
-                        let envelopes: Vec<_> = mine.iter().map(|(_, s)| s).collect();
-                        Some(dongle::open_licenses(t, &pin, &envelopes)?)
+                // Their terms need the token: only with --terms, one login
+                // per token (the same token may show through two modules),
+                // and a refusal is reported, never retried.
+                let opened = if terms && !tried.contains(&v.serial) {
+                    tried.push(v.serial.clone());
+                    let envelopes: Vec<_> = mine.iter().map(|(_, s)| s).collect();
+                    match opts.pin(&v.label).and_then(|pin| dongle::open_licenses(t, &pin, &envelopes)) {
+                        Ok(o) => Some(o),
+                        Err(e) => {
+                            println!("  cannot show the terms: {e}");
+                            None
+                        }
                     }
-                    None => None,
+                } else {
+                    None
                 };
                 for (i, (path, _)) in mine.iter().enumerate() {
                     match opened.as_ref().and_then(|o| o.get(i)) {
@@ -455,7 +466,7 @@ fn dongle_list(opts: &dongle::Options) -> Result<ExitCode, LaunchError> {
                         ),
                         Some(Err(e)) => println!("  license {}: DAMAGED: {e}", path.display()),
                         None => {
-                            println!("  license {} (its terms need the PIN: --pin-file or SEALRUN_PIN)", path.display())
+                            println!("  license {} (`sealrun dongle list --terms` shows its terms)", path.display())
                         }
                     }
                 }

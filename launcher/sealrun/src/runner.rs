@@ -286,7 +286,13 @@ impl Watcher {
         let thread = std::thread::spawn(move || {
             let mut lost_since: Option<std::time::Instant> = None;
             while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(watch.interval()) {
-                match (watch.check(), lost_since) {
+                let result = watch.check();
+                // The app may have finished while the check ran: its exit
+                // code stands, whatever the check found.
+                if let Err(std::sync::mpsc::TryRecvError::Disconnected) = rx.try_recv() {
+                    break;
+                }
+                match (result, lost_since) {
                     (Ok(()), None) => {}
                     (Ok(()), Some(_)) => {
                         lost_since = None;

@@ -89,7 +89,8 @@ pub fn provision(
 /// record and key) onto the token in `slot`. The record is checked first:
 /// it must parse and name the dongle the server says.
 pub fn provision_from_server(
-    made: &serde_json::Value,
+    mut made: serde_json::Value,
+    expect: (&VendorPublicKey, &DeviceCode),
     module: &Path,
     slot: usize,
     pin: &cryptoki::types::AuthPin,
@@ -103,14 +104,24 @@ pub fn provision_from_server(
     };
     let dongle: DongleId = made["dongle_id"].as_str().unwrap_or_default().parse()?;
     let record = b64.decode(made["record"].as_str().unwrap_or_default()).map_err(|_| bad("record is not base64"))?;
-    let key = zeroize::Zeroizing::new(
-        b64.decode(made["key"].as_str().unwrap_or_default()).map_err(|_| bad("key is not base64"))?,
-    );
+    // Out of the JSON value into wiped memory.
+    let text = match made["key"].take() {
+        serde_json::Value::String(s) => zeroize::Zeroizing::new(s),
+        _ => return Err(bad("key is missing")),
+    };
+    let key = zeroize::Zeroizing::new(b64.decode(text.as_bytes()).map_err(|_| bad("key is not base64"))?);
     let key: &[u8; 32] = key.as_slice().try_into().map_err(|_| bad("key is not 32 bytes"))?;
     let key = DongleKey::from_bytes(key);
     let parsed = DongleRecord::parse(&record)?;
     if parsed.dongle != dongle {
         return Err(bad("record names another dongle"));
+    }
+    // What goes onto the token must be what the launcher will accept: a
+    // record for this vendor, signed through its certificate, for the
+    // device asked for.
+    parsed.verify(expect.0)?;
+    if &parsed.device != expect.1 {
+        return Err(bad("record permits another device than the one asked for"));
     }
     let view = token::provision(module, slot, pin, &Provision { dongle, key: &key, record: &record, replace })?;
     Ok(Provisioned { dongle, label: view.label, serial: view.serial, device: parsed.device, vendor: parsed.vendor_key })

@@ -719,16 +719,16 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
         ServerCommand::Dongle(ServerDongleCommand::Provision { module, slot, device, pin_file, replace }) => {
             let device: DeviceCode = device.parse()?;
             let pin = sealrun_sdk::dongle::pin(pin_file.as_deref())?;
+            let vendor = ks.vendor_public()?;
             let made: Value = c.send("POST", "/v1/dongles", &json!({ "device": device.to_string() }), None)?;
-            let p = sealrun_sdk::dongle::provision_from_server(&made, &module, slot, &pin, replace).map_err(
-                |e| match e {
+            let p = sealrun_sdk::dongle::provision_from_server(made, (&vendor, &device), &module, slot, &pin, replace)
+                .map_err(|e| match e {
                     SdkError::Invalid(e) => SdkError::Unreachable {
                         url: c.base().into(),
                         reason: format!("the server sent a bad dongle: {e}"),
                     },
                     other => other,
-                },
-            )?;
+                })?;
             println!("provisioned dongle {} on token \"{}\" (serial {})", p.dongle, p.label, p.serial);
             println!("  permitted device: {}", p.device);
             println!("  record signed by the server's issuing key for vendor {}", p.vendor.short_id());

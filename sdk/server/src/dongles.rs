@@ -26,7 +26,7 @@ pub struct DongleRequest {
 
 /// A new dongle: what the vendor's `sealsdk` writes onto the token. The key
 /// is in this one answer only; the server keeps its own copy sealed.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProvisionedDongle {
     /// The dongle id (hex).
     pub dongle_id: String,
@@ -37,6 +37,13 @@ pub struct ProvisionedDongle {
     /// The dongle key (AES-256), base64: import it into the token as
     /// sensitive and non-extractable, then forget it.
     pub key: String,
+}
+
+impl std::fmt::Debug for ProvisionedDongle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key, wherever a value is printed.
+        write!(f, "ProvisionedDongle({} for {})", self.dongle_id, self.device)
+    }
 }
 
 /// A dongle in the vendor's list.

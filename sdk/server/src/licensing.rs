@@ -32,6 +32,15 @@ pub fn dongle_fingerprint(dongle: &DongleId) -> [u8; 32] {
     Sha256::new_with_prefix(b"sealrun/v1/dongle-fingerprint\0").chain_update(dongle.0).finalize().into()
 }
 
+/// The ledger's holder value of a stored license's holder: a device code,
+/// or `dongle:<id>` for a dongle license.
+fn holder_fingerprint(holder: &str) -> Result<[u8; 32], ServerError> {
+    match holder.strip_prefix("dongle:") {
+        Some(id) => id.parse::<DongleId>().map(|d| dongle_fingerprint(&d)).map_err(ServerError::Format),
+        None => parse_device(holder).map(|d| d.fingerprint()),
+    }
+}
+
 /// How far before issue a license becomes valid, so a customer whose clock
 /// runs a little behind the server's is not refused at once.
 pub const BACKDATE_SECS: i64 = 86_400;
@@ -448,7 +457,8 @@ impl Service {
         .await?
         .ok_or(ServerError::NotFound("license (or it is revoked already)"))?;
         let row_id: i64 = row.try_get("id")?;
-        let device = parse_device(&row.try_get::<String, _>("device_code")?)?;
+        let holder: String = row.try_get("device_code")?;
+        let holder_fp = holder_fingerprint(&holder)?;
         let product: String = sqlx::query("SELECT product FROM products WHERE id = $1")
             .bind(row.try_get::<i64, _>("product_id")?)
             .fetch_one(tx.conn())
@@ -466,7 +476,7 @@ impl Service {
                 kind: EntryKind::LicenseRevoked,
                 product: &product,
                 license_id: id,
-                device: device.fingerprint(),
+                device: holder_fp,
                 seats: 0,
                 at: now(),
             },
