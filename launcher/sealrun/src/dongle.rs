@@ -473,13 +473,12 @@ pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<
         .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(KEY_LABEL.as_bytes().to_vec())])
         .map_err(failed("cannot search the token"))?;
     let old_records = session.find_objects(&record_template()).map_err(failed("cannot search the token"))?;
-    if !(old_keys.is_empty() && old_records.is_empty()) {
-        if !p.replace {
-            return Err(LaunchError::Usage(format!(
-                "{ALREADY_PROVISIONED} (\"{}\"); pass --replace to overwrite it (licenses for the old dongle stop working)",
-                info.label().trim()
-            )));
-        }
+    let provisioned = !old_keys.is_empty() || !old_records.is_empty();
+    if provisioned && !p.replace {
+        return Err(LaunchError::Usage(format!(
+            "{ALREADY_PROVISIONED} (\"{}\"); pass --replace to overwrite it (licenses for the old dongle stop working)",
+            info.label().trim()
+        )));
     }
     let key_template = vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
