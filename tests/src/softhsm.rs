@@ -103,11 +103,17 @@ impl SoftHsm {
 
 /// `sealsdk dongle provision` of slot 0 of `hsm` for `device`; the dongle id.
 pub fn provision(world: &World, hsm: &SoftHsm, device: &Device) -> String {
+    provision_slot(world, hsm, device, 0)
+}
+
+/// `sealsdk dongle provision` of slot `slot` (among slots with a token).
+pub fn provision_slot(world: &World, hsm: &SoftHsm, device: &Device, slot: usize) -> String {
+    let slot = slot.to_string();
     let code = device.code();
     let module = hsm.module.display().to_string();
     let conf = hsm.conf.display().to_string();
     let out = world.sealsdk_with(
-        &["dongle", "provision", "--module", &module, "--slot", "0", "--device", &code],
+        &["dongle", "provision", "--module", &module, "--slot", &slot, "--device", &code],
         &[("SOFTHSM2_CONF", &conf), ("SEALSDK_PIN", PIN)],
     );
     assert!(out.status.success(), "provision failed: {}", stderr(&out));

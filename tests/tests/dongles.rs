@@ -11,7 +11,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use sealrun_tests::softhsm::{PIN, SoftHsm, dongle_license, provision};
+use sealrun_tests::softhsm::{PIN, SoftHsm, dongle_license, provision, provision_slot};
 use sealrun_tests::{Device, World, stderr, stdout};
 
 /// A vendor world, one SoftHSM2 token and a device.
@@ -572,4 +572,24 @@ fn pin_typed_at_the_terminal_prompt() {
     // Echo was off while the PIN was typed: it is not in the terminal's output.
     let after_prompt = live.stdout().split("PIN for dongle").nth(1).unwrap_or_default().to_owned();
     assert!(!after_prompt.contains(PIN), "the PIN was echoed: {after_prompt:?}");
+}
+
+/// Two dongles attached at once (two tokens behind one module): the
+/// license's dongle id picks the token, whichever slot it is in.
+#[test]
+fn with_two_dongles_attached_the_license_picks_its_own() {
+    let Some(s) = setup("first") else { return };
+    s.hsm.init_token("second");
+    let first = provision_slot(&s.world, &s.hsm, &s.dev, 0);
+    let second = provision_slot(&s.world, &s.hsm, &s.dev, 1);
+    assert_ne!(first, second);
+    let package = s.world.seal("hello", "1.0.0");
+    for (dongle, file) in [(&first, "first.license"), (&second, "second.license")] {
+        let lic = dongle_license(&s.world, "hello", dongle, 1, file);
+        let out = run_with(&s.dev, &s.hsm, s.world.path(), &package, &lic, &["x"]);
+        assert_eq!(out.status.code(), Some(0), "license for {dongle}: {}", stderr(&out));
+    }
+    let list = sealrun(&s.dev, &s.hsm, s.world.path()).args(["dongle", "list"]).output().unwrap();
+    let text = stdout(&list);
+    assert!(text.contains(&format!("dongle {first}")) && text.contains(&format!("dongle {second}")), "{text}");
 }

@@ -477,3 +477,28 @@ impl fmt::Display for LaunchError {
 }
 
 impl std::error::Error for LaunchError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A locked token, and one wrong try from locking, are reported as such
+    /// (SoftHSM2 never locks, so the end-to-end tests cannot reach these).
+    #[test]
+    fn pin_lockout_is_reported_with_its_next_step() {
+        let locked = LaunchError::DonglePin(PinProblem::Locked);
+        assert_eq!(locked.exit_code(), exit::DONGLE_PIN);
+        let text = locked.to_string();
+        assert!(text.contains("locked") && text.contains("SO PIN") && text.contains("will not try"), "{text}");
+        let just_locked = LaunchError::DonglePin(PinProblem::Wrong { locked: true, final_try: false }).to_string();
+        assert!(just_locked.contains("has now locked it"), "{just_locked}");
+        let last = LaunchError::DonglePin(PinProblem::Wrong { locked: false, final_try: true }).to_string();
+        assert!(last.contains("One try is left"), "{last}");
+        let missing = LaunchError::DonglePin(PinProblem::Missing).to_string();
+        assert!(missing.contains("SEALRUN_PIN") && missing.contains("--pin-file"), "{missing}");
+        // No message runs its lines together or indents them by accident.
+        for t in [text, just_locked, last, missing] {
+            assert!(!t.contains("  "), "stray spaces in {t:?}");
+        }
+    }
+}

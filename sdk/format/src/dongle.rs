@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::cursor::{Cursor, PutExt};
 use crate::device::{DeviceCode, MACHINE_TAG_LEN};
 use crate::keys::{SIGNATURE_LEN, VendorPublicKey};
-use crate::license::{Binding, Issuer, IssuerCert, License, LicenseSigner, verify_issued};
+use crate::license::{Binding, Issuer, License, LicenseSigner, decode_issuer, encode_issuer, verify_issued};
 use crate::limits::{MAX_DONGLE_RECORD_BODY_LEN, MAX_LICENSE_FILE_LEN};
 use crate::{Artifact, Error, Result, UnixTime};
 
@@ -223,15 +223,7 @@ impl DongleRecord {
         let vendor_key = VendorPublicKey(b.array()?);
         let device = DeviceCode { machine_tag: b.array::<MACHINE_TAG_LEN>()?, public_key: b.array()? };
         let issued_at = b.u64()?;
-        let issuer = match b.u8()? {
-            0 => Issuer::Vendor,
-            1 => Issuer::Certified(IssuerCert {
-                issuer_key: VendorPublicKey(b.array()?),
-                not_after: b.u64()?,
-                signature: b.array()?,
-            }),
-            _ => return Err(b.malformed("issuer", "has an unknown kind")),
-        };
+        let issuer = decode_issuer(&mut b)?;
         b.finish().map_err(|_| Error::Malformed {
             artifact: R,
             field: "body",
@@ -279,13 +271,7 @@ pub fn make_record(
     body.extend_from_slice(&device.machine_tag);
     body.extend_from_slice(&device.public_key);
     body.put_u64(issued_at);
-    match issuer {
-        Issuer::Vendor => body.put_u8(0),
-        Issuer::Certified(cert) => {
-            body.put_u8(1);
-            body.extend_from_slice(&cert.to_bytes());
-        }
-    }
+    encode_issuer(&mut body, &issuer);
     let mut out = DONGLE_RECORD_MAGIC.to_vec();
     out.put_u16(DONGLE_RECORD_VERSION);
     out.put_u16(body.len() as u16);

@@ -129,6 +129,30 @@ pub(crate) fn verify_issued(
     signer.verify(msg, signature, artifact)
 }
 
+/// Reads an issuer: kind 0 (the vendor) or 1 (a certificate follows).
+pub(crate) fn decode_issuer(c: &mut Cursor<'_>) -> Result<Issuer> {
+    match c.u8()? {
+        0 => Ok(Issuer::Vendor),
+        1 => Ok(Issuer::Certified(IssuerCert {
+            issuer_key: VendorPublicKey(c.array()?),
+            not_after: c.u64()?,
+            signature: c.array()?,
+        })),
+        _ => Err(c.malformed("issuer", "has an unknown kind")),
+    }
+}
+
+/// Writes an issuer as [`decode_issuer`] reads it.
+pub(crate) fn encode_issuer(b: &mut Vec<u8>, issuer: &Issuer) {
+    match issuer {
+        Issuer::Vendor => b.put_u8(0),
+        Issuer::Certified(cert) => {
+            b.put_u8(1);
+            b.extend_from_slice(&cert.to_bytes());
+        }
+    }
+}
+
 /// Who signed a license.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Issuer {
@@ -398,15 +422,7 @@ fn encode_body(terms: &Terms, keys: &[WrappedKey], issuer: &Issuer) -> Vec<u8> {
             }
         }
     }
-    match issuer {
-        Issuer::Vendor => b.put_u8(0),
-        Issuer::Certified(cert) => {
-            b.put_u8(1);
-            b.extend_from_slice(&cert.issuer_key.0);
-            b.put_u64(cert.not_after);
-            b.extend_from_slice(&cert.signature);
-        }
-    }
+    encode_issuer(&mut b, issuer);
     b
 }
 
@@ -448,15 +464,7 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
         };
         keys.push(WrappedKey { release, key_id, blob });
     }
-    let issuer = match c.u8()? {
-        0 => Issuer::Vendor,
-        1 => Issuer::Certified(IssuerCert {
-            issuer_key: VendorPublicKey(c.array()?),
-            not_after: c.u64()?,
-            signature: c.array()?,
-        }),
-        _ => return Err(c.malformed("issuer", "has an unknown kind")),
-    };
+    let issuer = decode_issuer(&mut c)?;
     c.finish()?;
     let terms = Terms {
         license_id,

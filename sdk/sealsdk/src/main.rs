@@ -196,26 +196,30 @@ enum ProductCommand {
     },
 }
 
+/// Which token to make into a dongle, for which device.
+#[derive(Args)]
+struct ProvisionArgs {
+    /// The token driver's PKCS#11 module, e.g. /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
+    #[arg(long, value_name = "FILE")]
+    module: PathBuf,
+    /// Which token: its index among the slots holding a token, from 0
+    #[arg(long, default_value_t = 0)]
+    slot: usize,
+    /// The device code the dongle may be used on (from `sealrun id` there)
+    #[arg(long)]
+    device: String,
+    /// Read the token's user PIN from the first line of this file [default: $SEALSDK_PIN, or ask]
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
+    /// Replace a Sealrun dongle already on the token (its licenses stop working)
+    #[arg(long)]
+    replace: bool,
+}
+
 #[derive(Subcommand)]
 enum ServerDongleCommand {
     /// Have the server make a dongle for a device and write it onto a token
-    Provision {
-        /// The token driver's PKCS#11 module, e.g. /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
-        #[arg(long, value_name = "FILE")]
-        module: PathBuf,
-        /// Which token: its index among the slots holding a token, from 0
-        #[arg(long, default_value_t = 0)]
-        slot: usize,
-        /// The device code the dongle may be used on (from `sealrun id` there)
-        #[arg(long)]
-        device: String,
-        /// Read the token's user PIN from the first line of this file [default: $SEALSDK_PIN, or ask]
-        #[arg(long, value_name = "FILE")]
-        pin_file: Option<PathBuf>,
-        /// Replace a Sealrun dongle already on the token (its licenses stop working)
-        #[arg(long)]
-        replace: bool,
-    },
+    Provision(ProvisionArgs),
     /// List the dongles provisioned through the server
     List,
 }
@@ -300,23 +304,7 @@ enum LicenseCommand {
 #[derive(Subcommand)]
 enum DongleCommand {
     /// Make a token into a dongle permitted on one device: sealsdk dongle provision --module M --slot 0 --device CODE
-    Provision {
-        /// The token driver's PKCS#11 module, e.g. /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
-        #[arg(long, value_name = "FILE")]
-        module: PathBuf,
-        /// Which token: its index among the slots holding a token, from 0
-        #[arg(long, default_value_t = 0)]
-        slot: usize,
-        /// The device code the dongle may be used on (from `sealrun id` there)
-        #[arg(long)]
-        device: String,
-        /// Read the token's user PIN from the first line of this file [default: $SEALSDK_PIN, or ask]
-        #[arg(long, value_name = "FILE")]
-        pin_file: Option<PathBuf>,
-        /// Replace a Sealrun dongle already on the token (its licenses stop working)
-        #[arg(long)]
-        replace: bool,
-    },
+    Provision(ProvisionArgs),
 }
 
 #[derive(Args)]
@@ -403,7 +391,7 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
         }
         Command::Seal(a) => seal_cmd(a, ks)?,
         Command::License(LicenseCommand::Issue(a)) => issue_cmd(a, ks)?,
-        Command::Dongle(DongleCommand::Provision { module, slot, device, pin_file, replace }) => {
+        Command::Dongle(DongleCommand::Provision(ProvisionArgs { module, slot, device, pin_file, replace })) => {
             let device: DeviceCode = device.parse()?;
             let pin = sealrun_sdk::dongle::pin(pin_file.as_deref())?;
             let p = sealrun_sdk::dongle::provision(ks, &module, slot, device, &pin, replace, dates::now())?;
@@ -716,7 +704,13 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                 }
             }
         }
-        ServerCommand::Dongle(ServerDongleCommand::Provision { module, slot, device, pin_file, replace }) => {
+        ServerCommand::Dongle(ServerDongleCommand::Provision(ProvisionArgs {
+            module,
+            slot,
+            device,
+            pin_file,
+            replace,
+        })) => {
             let device: DeviceCode = device.parse()?;
             let pin = sealrun_sdk::dongle::pin(pin_file.as_deref())?;
             let vendor = ks.vendor_public()?;
