@@ -436,7 +436,8 @@ pub fn open_licenses(
         .map(|s| {
             let plain = decrypt(&session, &record.dongle, &s.decrypt_request())
                 .map_err(|_| sealrun_format::Error::UnwrapFailed)?;
-            s.open(&plain)
+            // Shown only if the vendor of the dongle signed it.
+            s.open(&plain).and_then(|l| l.verify_signature(&record.vendor_key).map(|()| l))
         })
         .collect())
 }
