@@ -165,6 +165,15 @@ fn dongle_bound_run_matches_the_plain_run_and_lists() {
     assert!(text.contains("token \"run-dongle\""), "{text}");
     assert!(text.contains(&format!("dongle {dongle}")) && text.contains("permitted on this device"), "{text}");
     assert!(text.contains("_dongles"), "the sealed license is listed: {text}");
+    // `sealrun doctor` shows the dongle too, without a PIN.
+    let doctor = s.dev.sealrun(s.world.path()).envs(s.hsm.env()).arg("doctor").output().unwrap();
+    let report = stdout(&doctor);
+    assert!(report.contains("dongles:       1 token(s) via"), "{report}");
+    assert!(
+        report.contains(&format!("\"run-dongle\" (serial"))
+            && report.contains(&format!("dongle {dongle}, permitted on this device")),
+        "{report}"
+    );
     assert!(
         text.contains("com.example.hello 1.0.0 for Dongle User") && text.contains("(1 at once)"),
         "with the PIN given, its terms are shown: {text}"

@@ -101,6 +101,34 @@ pub fn report() -> String {
             let _ = writeln!(s, "code cache:    PROBLEM: {e}");
         }
     }
+    // Hardware keys: which modules were found and what they see (public
+    // information only: no login, no PIN).
+    match crate::dongle::list(&crate::dongle::Options::default()) {
+        Ok((tokens, problems)) => {
+            let modules = crate::dongle::Options::default().modules().unwrap_or_default();
+            if modules.is_empty() {
+                let _ = writeln!(s, "dongles:       no PKCS#11 module found (none needed without dongle licenses)");
+            } else {
+                let list: Vec<String> = modules.iter().map(|m| m.display().to_string()).collect();
+                let _ = writeln!(s, "dongles:       {} token(s) via {}", tokens.len(), list.join(", "));
+            }
+            for t in tokens {
+                let what = match &t.token.record {
+                    None => "not a Sealrun dongle".to_owned(),
+                    Some(Ok(r)) if Some(r.device) == this => format!("dongle {}, permitted on this device", r.dongle),
+                    Some(Ok(r)) => format!("dongle {}, permitted on ANOTHER device", r.dongle),
+                    Some(Err(e)) => format!("DAMAGED attach record: {e}"),
+                };
+                let _ = writeln!(s, "  \"{}\" (serial {}): {what}", t.token.label, t.token.serial);
+            }
+            for p in problems {
+                let _ = writeln!(s, "  PROBLEM: {}", p.to_string().lines().next().unwrap_or_default());
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(s, "dongles:       PROBLEM: {e}");
+        }
+    }
     let native = match crate::native::TrustPolicy::load() {
         Ok(p) if p.native.is_empty() => "off: no vendor may run precompiled native code (the default)".to_owned(),
         Ok(p) => format!("{} vendor key(s) may run precompiled native code (`sealrun trust list`)", p.native.len()),

@@ -192,6 +192,10 @@ impl Library {
         let mut out = Vec::new();
         for slot in slots {
             let Ok(info) = self.ctx.get_token_info(slot) else { continue };
+            // Blank tokens (SoftHSM2 always offers one) hold nothing to show.
+            if !info.token_initialized() {
+                continue;
+            }
             let record = self.read_record(slot).ok().flatten().map(|bytes| DongleRecord::parse(&bytes));
             out.push(TokenView {
                 slot,
