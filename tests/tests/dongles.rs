@@ -170,7 +170,7 @@ fn dongle_bound_run_matches_the_plain_run_and_lists() {
     let report = stdout(&doctor);
     assert!(report.contains("dongles:       1 token(s) via"), "{report}");
     assert!(
-        report.contains(&format!("\"run-dongle\" (serial"))
+        report.contains("\"run-dongle\" (serial")
             && report.contains(&format!("dongle {dongle}, permitted on this device")),
         "{report}"
     );
