@@ -82,35 +82,39 @@ pub struct GuestConfig {
     pub timeout: Option<std::time::Duration>,
 }
 
-/// Ends the process when the guest's time is up; dropping the guard before
-/// then cancels it.
-struct Deadline {
+/// A helper thread for the length of a run (the deadline, the watcher): it
+/// gets a receiver whose sender goes when this guard is dropped, so it sees
+/// the run end as `Disconnected`; the drop then waits for it to finish.
+struct RunThread {
     cancel: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Deadline {
-    fn start(timeout: Option<std::time::Duration>) -> Deadline {
-        let Some(limit) = timeout else {
-            return Deadline { cancel: None, thread: None };
-        };
+impl RunThread {
+    fn spawn(body: impl FnOnce(std::sync::mpsc::Receiver<()>) + Send + 'static) -> RunThread {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                stop_process(LaunchError::TimedOut { limit });
-            }
-        });
-        Deadline { cancel: Some(tx), thread: Some(thread) }
+        RunThread { cancel: Some(tx), thread: Some(std::thread::spawn(move || body(rx))) }
     }
 }
 
-impl Drop for Deadline {
+impl Drop for RunThread {
     fn drop(&mut self) {
         drop(self.cancel.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// Ends the process when the guest's time is up; dropping the guard before
+/// then cancels it.
+fn deadline(timeout: Option<std::time::Duration>) -> Option<RunThread> {
+    let limit = timeout?;
+    Some(RunThread::spawn(move |rx| {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            stop_process(LaunchError::TimedOut { limit });
+        }
+    }))
 }
 
 /// Stops a running guest by ending the process, from a watcher thread, with
@@ -274,60 +278,42 @@ mod hold {
 /// Runs a [`Watch`] until dropped: holds the guest while the check fails,
 /// lets it go when the check passes again, and ends the process when the
 /// grace period runs out.
-struct Watcher {
-    cancel: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watcher {
-    fn start(mut watch: Box<dyn Watch>, guest: hold::Thread) -> Watcher {
-        use std::sync::mpsc::RecvTimeoutError;
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let mut lost_since: Option<std::time::Instant> = None;
-            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(watch.interval()) {
-                let result = watch.check();
-                // The app may have finished while the check ran: its exit
-                // code stands, whatever the check found.
-                if let Err(std::sync::mpsc::TryRecvError::Disconnected) = rx.try_recv() {
-                    break;
-                }
-                match (result, lost_since) {
-                    (Ok(()), None) => {}
-                    (Ok(()), Some(_)) => {
-                        lost_since = None;
-                        hold::release(guest);
-                        say(&watch.resumed());
-                    }
-                    (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
-                    (Err(Lost::Away(why)), None) => {
-                        lost_since = Some(std::time::Instant::now());
-                        hold::hold(guest);
-                        say(&watch.paused(&why));
-                    }
-                    (Err(Lost::Away(why)), Some(since)) if since.elapsed() >= watch.grace() => {
-                        stop_process(watch.give_up(&why))
-                    }
-                    (Err(Lost::Away(_)), Some(_)) => {}
-                }
+fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
+    use std::sync::mpsc::RecvTimeoutError;
+    RunThread::spawn(move |rx| {
+        let mut lost_since: Option<std::time::Instant> = None;
+        while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(watch.interval()) {
+            let result = watch.check();
+            // The app may have finished while the check ran: its exit
+            // code stands, whatever the check found.
+            if let Err(std::sync::mpsc::TryRecvError::Disconnected) = rx.try_recv() {
+                break;
             }
-            // The run is over (the guest returned while held is impossible,
-            // but its thread may have been held on the way out): let it go.
-            if lost_since.is_some() {
-                hold::release(guest);
+            match (result, lost_since) {
+                (Ok(()), None) => {}
+                (Ok(()), Some(_)) => {
+                    lost_since = None;
+                    hold::release(guest);
+                    say(&watch.resumed());
+                }
+                (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
+                (Err(Lost::Away(why)), None) => {
+                    lost_since = Some(std::time::Instant::now());
+                    hold::hold(guest);
+                    say(&watch.paused(&why));
+                }
+                (Err(Lost::Away(why)), Some(since)) if since.elapsed() >= watch.grace() => {
+                    stop_process(watch.give_up(&why))
+                }
+                (Err(Lost::Away(_)), Some(_)) => {}
             }
-        });
-        Watcher { cancel: Some(tx), thread: Some(thread) }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        drop(self.cancel.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
-    }
+        // The run is over (the guest returned while held is impossible,
+        // but its thread may have been held on the way out): let it go.
+        if lost_since.is_some() {
+            hold::release(guest);
+        }
+    })
 }
 
 /// Compiles a module from memory. Nothing is written to disk.
@@ -434,7 +420,7 @@ pub fn run_watched(
     store.limiter(|h| &mut h.limits);
 
     let signals = SignalGuard::install()?;
-    let deadline = Deadline::start(cfg.timeout);
+    let deadline = deadline(cfg.timeout);
     let instance = match linker.instantiate(&mut store, module) {
         Ok(i) => i,
         Err(_) if store.data().limits.memory_refused => {
@@ -449,7 +435,7 @@ pub fn run_watched(
         Some(w) => {
             let guest = hold::install()
                 .map_err(|e| LaunchError::GuestStart(format!("cannot install the pause signal handlers: {e}")))?;
-            Some(Watcher::start(w, guest))
+            Some(watcher(w, guest))
         }
         None => None,
     };

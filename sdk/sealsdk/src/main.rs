@@ -395,13 +395,7 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
             let device: DeviceCode = device.parse()?;
             let pin = sealrun_sdk::dongle::pin(pin_file.as_deref())?;
             let p = sealrun_sdk::dongle::provision(ks, &module, slot, device, &pin, replace, dates::now())?;
-            println!("provisioned dongle {} on token \"{}\" (serial {})", p.dongle, p.label, p.serial);
-            println!("  permitted device: {}", p.device);
-            println!("  record signed by vendor key {}", p.vendor.short_id());
-            println!(
-                "issue its licenses with: sealsdk license issue --dongle {} --product ID --licensee NAME -o FILE",
-                p.dongle
-            );
+            print_provisioned(&p, "vendor key", "sealsdk license issue");
         }
         Command::Inspect { file, json } => {
             // A license whole, or the first part of a package (enough for its header).
@@ -529,6 +523,13 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
         m.plaintext_len as f64 / secs.max(1e-9) / 1e6
     );
     Ok(())
+}
+
+fn print_provisioned(p: &sealrun_sdk::dongle::Provisioned, signer: &str, issue: &str) {
+    println!("provisioned dongle {} on token \"{}\" (serial {})", p.dongle, p.label, p.serial);
+    println!("  permitted device: {}", p.device);
+    println!("  record signed by {signer} {}", p.vendor.short_id());
+    println!("issue its licenses with: {issue} --dongle {} --product ID --licensee NAME -o FILE", p.dongle);
 }
 
 fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
@@ -723,13 +724,7 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                     },
                     other => other,
                 })?;
-            println!("provisioned dongle {} on token \"{}\" (serial {})", p.dongle, p.label, p.serial);
-            println!("  permitted device: {}", p.device);
-            println!("  record signed by the server's issuing key for vendor {}", p.vendor.short_id());
-            println!(
-                "issue its licenses with: sealsdk server license issue --dongle {} --product ID --licensee NAME -o FILE",
-                p.dongle
-            );
+            print_provisioned(&p, "the server's issuing key for vendor", "sealsdk server license issue");
         }
         ServerCommand::Dongle(ServerDongleCommand::List) => {
             let list: Value = c.get("/v1/dongles")?;
