@@ -5,6 +5,8 @@
 //! pkcs11_module = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
 //! dongle_check_secs = 3
 //! dongle_grace_secs = 120
+//! license_server = "floatd.example.lan:27580"
+//! license_server_ca = "/etc/ssl/site-ca.pem"
 //! ```
 use std::path::PathBuf;
 
@@ -26,6 +28,10 @@ pub struct Config {
     pub dongle_check_secs: Option<u64>,
     /// Seconds a removed dongle may stay away before the app is stopped.
     pub dongle_grace_secs: Option<u64>,
+    /// The site's floating license server (`sealrun-floatd`), `host:port`.
+    pub license_server: Option<String>,
+    /// CA certificates (PEM) for an `https://` license server.
+    pub license_server_ca: Option<PathBuf>,
 }
 
 /// Where the settings file is.

@@ -43,8 +43,13 @@ pub struct Device {
 
 /// Loads this device's key, making it on first use.
 pub fn load_or_create() -> Result<Device, LaunchError> {
+    load_or_create_at(paths::device_key_file())
+}
+
+/// Loads the device key kept in `path` (a service's own state directory,
+/// e.g. `sealrun-floatd`'s), making it on first use.
+pub fn load_or_create_at(path: PathBuf) -> Result<Device, LaunchError> {
     let id = machine_id()?;
-    let path = paths::device_key_file();
     for _ in 0..2 {
         match fs::read(&path) {
             Ok(bytes) => {

@@ -69,7 +69,7 @@ pub fn report() -> String {
                 let binding = match l.terms.binding {
                     Binding::Device(d) if Some(d) == this => "this device".to_owned(),
                     Binding::Device(_) => "ANOTHER device".to_owned(),
-                    b @ Binding::Dongle { .. } => b.describe(),
+                    b @ (Binding::Dongle { .. } | Binding::Floating { .. }) => b.describe(),
                 };
                 let expires = l.terms.expires.map(fmt_time).unwrap_or_else(|| "never".into());
                 format!(

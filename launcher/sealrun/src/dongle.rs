@@ -18,7 +18,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use sealrun_format::device::DeviceCode;
-use sealrun_format::dongle::{DongleId, DongleRecord, TAG_LEN, TokenDecrypt};
+use sealrun_format::dongle::{DongleId, DongleRecord, SealedLicense, TAG_LEN, TokenDecrypt};
 use sealrun_format::{KeyId, VendorPublicKey};
 use zeroize::Zeroizing;
 
@@ -400,6 +400,69 @@ impl Attached {
         }
         Ok(())
     }
+}
+
+/// A license sealed to a dongle that this device holds for others (a
+/// floating license for `sealrun-floatd`), opened through the token.
+pub struct Held {
+    /// The license, its vendor signature checked against the vendor key of
+    /// the dongle's record.
+    pub license: sealrun_format::license::License,
+    /// Every content key it carries.
+    pub keys: Vec<sealrun_format::ContentKey>,
+    /// The dongle, to check that it stays attached.
+    pub attached: Attached,
+}
+
+/// Opens `sealed` with the dongle it names, attached to this device: the
+/// record must be signed by its vendor and permit `device`, and the license
+/// inside must be signed by the same vendor.
+pub fn open_held(opts: &Options, sealed: &SealedLicense, device: &DeviceCode) -> Result<Held, LaunchError> {
+    let modules = opts.modules()?;
+    let mut attached = Vec::new();
+    for m in &modules {
+        let Ok(lib) = Library::open(m) else { continue };
+        let Ok(tokens) = lib.tokens() else { continue };
+        for view in tokens {
+            let Some(Ok(record)) = view.record.clone() else { continue };
+            if record.dongle != sealed.dongle {
+                attached.push((record.dongle, view.label.clone()));
+                continue;
+            }
+            record
+                .verify(&record.vendor_key)
+                .map_err(|source| LaunchError::DongleRecord { token: view.label.clone(), source })?;
+            if &record.device != device {
+                return Err(LaunchError::DongleWrongDevice {
+                    dongle: record.dongle,
+                    permitted: record.device,
+                    this: *device,
+                });
+            }
+            let pin = opts.pin(&view.label)?;
+            let session = lib.login(view.slot, &pin)?;
+            let refused = |_| LaunchError::DongleFailed {
+                action: "the token did not open the license",
+                reason: "it is damaged, or sealed to another dongle".into(),
+            };
+            let plain = decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(refused)?;
+            let bad = |source| LaunchError::BadFile { path: PathBuf::from("the sealed license"), source };
+            let license = sealed.open(&plain).map_err(bad)?;
+            license.verify_signature(&record.vendor_key).map_err(bad)?;
+            let mut keys = Vec::new();
+            let mut probe = None;
+            for k in &license.keys {
+                let request = license.dongle_key_request(&k.key_id).map_err(bad)?;
+                let raw = decrypt(&session, &sealed.dongle, &request).map_err(refused)?;
+                keys.push(license.key_from_dongle(&k.key_id, &raw).map_err(bad)?);
+                probe.get_or_insert((request, k.key_id));
+            }
+            let (probe, probe_key) = probe.ok_or_else(|| bad(sealrun_format::Error::UnwrapFailed))?;
+            let attached = Attached::new(&lib, &view, &record, pin, probe, probe_key);
+            return Ok(Held { license, keys, attached });
+        }
+    }
+    Err(LaunchError::NoDongle { dongle: sealed.dongle, path: PathBuf::from("the floating license"), attached, modules })
 }
 
 /// What `sealrun dongle list` shows for one token.

@@ -53,6 +53,16 @@ pub mod exit {
     pub const DONGLE_REMOVED: u8 = 218;
     /// As many copies of the app as the license allows are already running.
     pub const COUNT_REACHED: u8 = 219;
+    /// Every seat of the floating license is in use (and `--wait` was not given).
+    pub const SEATS_IN_USE: u8 = 220;
+    /// The site's license manager (`sealrun-floatd`) could not be reached.
+    pub const LICENSE_SERVER_UNREACHABLE: u8 = 221;
+    /// The site's license manager refused (unknown product, release not
+    /// covered, license expired, …).
+    pub const LICENSE_SERVER_REFUSED: u8 = 222;
+    /// The app's floating seat was lost (revoked, or not regained with
+    /// `--on-seat-loss stop`), and the app was stopped.
+    pub const SEAT_LOST: u8 = 223;
     /// Interrupted by SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// Terminated by SIGTERM (128 + 15).
@@ -219,6 +229,43 @@ pub enum LaunchError {
         /// The license's count.
         count: u32,
     },
+    /// The license is a floating license, for `sealrun-floatd`.
+    FloatingLicense {
+        /// The license file.
+        path: PathBuf,
+    },
+    /// Every seat of the floating license is in use.
+    SeatsInUse {
+        /// The product id.
+        product: String,
+        /// Seats of the license.
+        seats: u32,
+        /// Since when all are in use (Unix seconds).
+        since: u64,
+        /// The license server.
+        server: String,
+    },
+    /// The site's license manager could not be reached.
+    LicenseServerUnreachable {
+        /// The license server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// The site's license manager refused.
+    LicenseServerRefused {
+        /// The license server.
+        server: String,
+        /// Its message.
+        reason: String,
+    },
+    /// The floating seat was lost while the app ran.
+    SeatLost {
+        /// The product id.
+        product: String,
+        /// What happened, e.g. "was revoked by the site administrator".
+        why: String,
+    },
 }
 
 /// What is wrong with a dongle PIN.
@@ -306,6 +353,11 @@ impl LaunchError {
             LaunchError::DonglePin(_) => exit::DONGLE_PIN,
             LaunchError::DongleRemoved { .. } => exit::DONGLE_REMOVED,
             LaunchError::CountReached { .. } => exit::COUNT_REACHED,
+            LaunchError::FloatingLicense { .. } => exit::WRONG_DEVICE,
+            LaunchError::SeatsInUse { .. } => exit::SEATS_IN_USE,
+            LaunchError::LicenseServerUnreachable { .. } => exit::LICENSE_SERVER_UNREACHABLE,
+            LaunchError::LicenseServerRefused { .. } => exit::LICENSE_SERVER_REFUSED,
+            LaunchError::SeatLost { .. } => exit::SEAT_LOST,
         }
     }
 
@@ -463,6 +515,34 @@ impl fmt::Display for LaunchError {
                 "the app was stopped: dongle \"{token}\" {why} and did not come back within {} s.\n\
                  Plug it in and start the app again.",
                 grace.as_secs()
+            ),
+            LaunchError::FloatingLicense { path } => write!(
+                f,
+                "the license {} is a floating license: the site's license manager (sealrun-floatd) serves it to the network; apps do not use it directly.\n\
+                 List it under `licenses` in floatd.toml, and run the app with --license-server HOST:PORT (or SEALRUN_LICENSE_SERVER).",
+                path.display()
+            ),
+            LaunchError::SeatsInUse { product, seats, since, server } => {
+                let s = if *seats == 1 { "seat" } else { "seats" };
+                let all = if *seats == 1 { "the" } else { "all" };
+                write!(
+                    f,
+                    "{all} {seats} {s} of {product} are in use (since {}); try again later or run with `--wait`.\n\
+                     (License server: {server}; `sealrun-floatd status` there shows who holds them.)",
+                    crate::fmt_time(*since)
+                )
+            }
+            LaunchError::LicenseServerUnreachable { server, reason } => write!(
+                f,
+                "cannot reach the license server {server}: {reason}\n\
+                 Check that sealrun-floatd runs there and that its port is open to this computer, then try again; your site administrator can help."
+            ),
+            LaunchError::LicenseServerRefused { server, reason } => {
+                write!(f, "the license server {server} refused: {reason}\nAsk your site administrator.")
+            }
+            LaunchError::SeatLost { product, why } => write!(
+                f,
+                "the app was stopped: its seat of {product} {why}.\nStart it again when a seat is free, or ask your site administrator."
             ),
             LaunchError::CountReached { product, count } => {
                 let copies = if *count == 1 { "copy".to_owned() } else { "copies".to_owned() };

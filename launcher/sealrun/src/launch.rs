@@ -521,6 +521,7 @@ fn check_plain(
             Err(LaunchError::WrongDevice { path: path.to_owned(), licensed, this: device.code })
         }
         Binding::Device(_) => Ok(()),
+        Binding::Floating { .. } => Err(LaunchError::FloatingLicense { path: path.to_owned() }),
         // A readable license that names a dongle was not sealed to it: no
         // token would ever be asked, so it is not a valid dongle license.
         Binding::Dongle { .. } => Err(LaunchError::BadFile {

@@ -9,6 +9,7 @@ pub mod device;
 pub mod doctor;
 pub mod dongle;
 pub mod error;
+pub mod floating;
 pub mod hardening;
 pub mod launch;
 pub mod native;

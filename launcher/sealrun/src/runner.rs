@@ -128,7 +128,30 @@ fn deadline(timeout: Option<std::time::Duration>) -> Option<RunThread> {
 /// compiling, and the memory of a non-dumpable process goes with it.
 pub fn stop_process(why: LaunchError) -> ! {
     say(&why.to_string());
+    run_stop_hooks();
     std::process::exit(i32::from(why.exit_code()))
+}
+
+type StopHook = Box<dyn Fn() + Send>;
+
+/// Work that must happen however the process ends (giving a floating seat
+/// back): run by [`stop_process`] before it exits, and by the caller after
+/// a normal end.
+static STOP_HOOKS: std::sync::Mutex<Vec<StopHook>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `hook` to run when the process is stopped by [`stop_process`].
+pub fn at_stop(hook: impl Fn() + Send + 'static) {
+    STOP_HOOKS.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(hook));
+}
+
+fn run_stop_hooks() {
+    // try_lock: a second stop (Ctrl-C during the first) must not wait for
+    // the first's hooks.
+    if let Ok(hooks) = STOP_HOOKS.try_lock() {
+        for h in hooks.iter() {
+            h();
+        }
+    }
 }
 
 /// One line for the user on stderr, written straight to the file
@@ -297,6 +320,7 @@ fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
                     say(&watch.resumed());
                 }
                 (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
+                (Err(Lost::Away(why)), None) if watch.grace().is_zero() => stop_process(watch.give_up(&why)),
                 (Err(Lost::Away(why)), None) => {
                     lost_since = Some(std::time::Instant::now());
                     hold::hold(guest);

@@ -69,6 +69,7 @@ pub fn add_bytes(bytes: &[u8], origin: &Path, device: &Device) -> Result<(PathBu
             return Err(LaunchError::WrongDevice { path: file.to_owned(), licensed, this: device.code });
         }
         Binding::Device(_) => {}
+        Binding::Floating { .. } => return Err(LaunchError::FloatingLicense { path: file.to_owned() }),
         Binding::Dongle { .. } => {
             return Err(LaunchError::Usage(format!(
                 "{} names a dongle but is not sealed to it; ask the vendor for the sealed license file",

@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::cursor::{Cursor, PutExt};
 use crate::device::{DeviceCode, MACHINE_TAG_LEN};
 use crate::keys::{SIGNATURE_LEN, VendorPublicKey};
-use crate::license::{Binding, Issuer, License, LicenseSigner, decode_issuer, encode_issuer, verify_issued};
+use crate::license::{Holder, Issuer, License, LicenseSigner, decode_issuer, encode_issuer, verify_issued};
 use crate::limits::{MAX_DONGLE_RECORD_BODY_LEN, MAX_LICENSE_FILE_LEN};
 use crate::{Artifact, Error, Result, UnixTime};
 
@@ -332,8 +332,8 @@ impl SealedLicense {
     /// dongle this envelope names, for the product its tag names.
     pub fn open(&self, plaintext: &[u8]) -> Result<License> {
         let license = License::parse(plaintext)?;
-        match license.terms.binding {
-            Binding::Dongle { dongle, .. } if dongle == self.dongle => {}
+        match license.terms.binding.holder() {
+            Holder::Dongle(dongle) if dongle == self.dongle => {}
             _ => {
                 return Err(Error::Malformed {
                     artifact: L,
@@ -401,7 +401,7 @@ impl AnyLicense {
 mod tests {
     use super::*;
     use crate::keys::{ContentKey, VendorSigningKey};
-    use crate::license::{Terms, certify_issuer, issue_for_dongle};
+    use crate::license::{Binding, Terms, certify_issuer, issue_for_dongle};
     use crate::release::ReleaseRange;
     use crate::{Release, device::DeviceSecret};
 

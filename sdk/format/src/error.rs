@@ -17,6 +17,8 @@ pub enum Artifact {
     CacheEntry,
     /// The attach record on a hardware key.
     DongleRecord,
+    /// A content key lent with a floating license's lease.
+    LeaseKey,
 }
 
 impl fmt::Display for Artifact {
@@ -28,6 +30,7 @@ impl fmt::Display for Artifact {
             Artifact::DeviceKey => "device key",
             Artifact::CacheEntry => "compiled-code cache entry",
             Artifact::DongleRecord => "dongle record",
+            Artifact::LeaseKey => "floating lease key",
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Sealrun file formats: packages (`*.sealed`), licenses (`*.license`),
 //! device codes, hardware-key (dongle) records and sealed licenses,
-//! content-key wrapping, the STREAM chunk cipher and the
+//! content-key wrapping (also for the leases of floating licenses), the STREAM chunk cipher and the
 //! launcher's compiled-code cache entries, and the licensing server's
 //! billing ledger.
 //!
@@ -18,6 +18,7 @@ pub mod device;
 pub mod dongle;
 mod error;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod license;
 pub mod limits;

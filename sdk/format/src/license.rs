@@ -39,6 +39,54 @@ pub enum Binding {
         /// How many copies of the app may run at once with this dongle.
         count: u32,
     },
+    /// A floating license: held by a site's license manager
+    /// (`sealrun-floatd`), which lends up to `seats` seats at a time to
+    /// the devices of its network.
+    Floating {
+        /// What holds the license: the manager's device, or its dongle
+        /// (then the license is sealed to the dongle key).
+        holder: Holder,
+        /// How many seats may be in use at once.
+        seats: u32,
+        /// What one seat is.
+        unit: SeatUnit,
+    },
+}
+
+/// Who a license's content keys are wrapped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// A device (HPKE to its key).
+    Device(DeviceCode),
+    /// A dongle (AES-256-GCM under its key).
+    Dongle(DongleId),
+}
+
+/// What one seat of a floating license is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatUnit {
+    /// One computer, however many copies of the app it runs: the number of
+    /// computers executing the software is what is counted.
+    Computer,
+    /// One running copy of the app.
+    Process,
+}
+
+impl SeatUnit {
+    fn code(self) -> u8 {
+        match self {
+            SeatUnit::Computer => 1,
+            SeatUnit::Process => 2,
+        }
+    }
+
+    /// "computer" or "process", for messages and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatUnit::Computer => "computer",
+            SeatUnit::Process => "process",
+        }
+    }
 }
 
 impl Binding {
@@ -47,6 +95,23 @@ impl Binding {
         match self {
             Binding::Device(d) => format!("device {d}"),
             Binding::Dongle { dongle, count } => format!("dongle {dongle} ({count} at once)"),
+            Binding::Floating { holder, seats, unit } => {
+                let on = match holder {
+                    Holder::Device(d) => format!("device {d}"),
+                    Holder::Dongle(id) => format!("dongle {id}"),
+                };
+                let s = if *seats == 1 { "" } else { "s" };
+                format!("floating, {seats} seat{s} (one per {}), held by the license manager on {on}", unit.as_str())
+            }
+        }
+    }
+
+    /// Who the content keys are wrapped to.
+    pub fn holder(&self) -> Holder {
+        match *self {
+            Binding::Device(d) => Holder::Device(d),
+            Binding::Dongle { dongle, .. } => Holder::Dongle(dongle),
+            Binding::Floating { holder, .. } => holder,
         }
     }
 }
@@ -220,6 +285,11 @@ impl Terms {
         {
             return Some(("count", "is not between 1 and the most allowed"));
         }
+        if let Binding::Floating { seats, .. } = self.binding
+            && !(1..=MAX_FLOATING_SEATS).contains(&seats)
+        {
+            return Some(("seats", "are not between 1 and the most allowed"));
+        }
         None
     }
 }
@@ -302,9 +372,11 @@ impl License {
         self.keys.iter().find(|k| &k.key_id == key_id)
     }
 
-    /// Unwraps the content key with id `key_id` using the device secret.
+    /// Unwraps the content key with id `key_id` using the device secret
+    /// (of the licensed device, or of the license manager holding a
+    /// floating license).
     pub fn unwrap_key(&self, key_id: &KeyId, secret: &DeviceSecret) -> Result<ContentKey> {
-        let Binding::Device(device) = self.terms.binding else { return Err(Error::UnwrapFailed) };
+        let Holder::Device(device) = self.terms.binding.holder() else { return Err(Error::UnwrapFailed) };
         let entry = self.key_for(key_id).ok_or(Error::UnwrapFailed)?;
         let KeyBlob::Device { enc, wrapped } = &entry.blob else { return Err(Error::UnwrapFailed) };
         let key = unwrap_on_device(enc, wrapped, secret, &device, &wrap_aad(&self.terms.license_id, key_id))?;
@@ -406,6 +478,21 @@ fn encode_body(terms: &Terms, keys: &[WrappedKey], issuer: &Issuer) -> Vec<u8> {
             b.extend_from_slice(&dongle.0);
             b.put_u32(count);
         }
+        Binding::Floating { holder, seats, unit } => {
+            match holder {
+                Holder::Device(d) => {
+                    b.put_u8(3);
+                    b.extend_from_slice(&d.machine_tag);
+                    b.extend_from_slice(&d.public_key);
+                }
+                Holder::Dongle(dongle) => {
+                    b.put_u8(4);
+                    b.extend_from_slice(&dongle.0);
+                }
+            }
+            b.put_u32(seats);
+            b.put_u8(unit.code());
+        }
     }
     b.put_u8(keys.len() as u8);
     for k in keys {
@@ -448,6 +535,20 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
     let binding = match c.u8()? {
         1 => Binding::Device(DeviceCode { machine_tag: c.array::<MACHINE_TAG_LEN>()?, public_key: c.array()? }),
         2 => Binding::Dongle { dongle: DongleId(c.array::<DONGLE_ID_LEN>()?), count: c.u32()? },
+        kind @ (3 | 4) => {
+            let holder = if kind == 3 {
+                Holder::Device(DeviceCode { machine_tag: c.array::<MACHINE_TAG_LEN>()?, public_key: c.array()? })
+            } else {
+                Holder::Dongle(DongleId(c.array::<DONGLE_ID_LEN>()?))
+            };
+            let seats = c.u32()?;
+            let unit = match c.u8()? {
+                1 => SeatUnit::Computer,
+                2 => SeatUnit::Process,
+                _ => return Err(c.malformed("seat unit", "is neither computer nor process")),
+            };
+            Binding::Floating { holder, seats, unit }
+        }
         _ => return Err(c.malformed("binding", "has an unknown kind")),
     };
     let nk = c.u8()? as usize;
@@ -458,9 +559,9 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
     for _ in 0..nk {
         let release = Release::from_bytes(c.array()?);
         let key_id = KeyId(c.array()?);
-        let blob = match binding {
-            Binding::Device(_) => KeyBlob::Device { enc: c.array()?, wrapped: c.array()? },
-            Binding::Dongle { .. } => KeyBlob::Dongle { nonce: c.array()?, wrapped: c.array()? },
+        let blob = match binding.holder() {
+            Holder::Device(_) => KeyBlob::Device { enc: c.array()?, wrapped: c.array()? },
+            Holder::Dongle(_) => KeyBlob::Dongle { nonce: c.array()?, wrapped: c.array()? },
         };
         keys.push(WrappedKey { release, key_id, blob });
     }
@@ -528,15 +629,16 @@ impl LicenseSigner<'_> {
     }
 }
 
-/// Issues a device license for `terms`, wrapping each of `keys` (one per
-/// release, each within the licensed range) to the bound device.
+/// Issues a license held by a device for `terms` (a device license, or a
+/// floating license for a license manager's device), wrapping each of
+/// `keys` (one per release, each within the licensed range) to that device.
 pub fn issue(
     terms: Terms,
     keys: &[(Release, &ContentKey)],
     signer: &LicenseSigner<'_>,
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>> {
-    if !matches!(terms.binding, Binding::Device(_)) {
+    if !matches!(terms.binding.holder(), Holder::Device(_)) {
         return Err(Error::InvalidInput { field: "binding", problem: "is not a device (dongle licenses are sealed)" });
     }
     issue_signed(terms, keys, signer, None, rng)
@@ -553,7 +655,7 @@ pub fn issue_for_dongle(
     dongle_key: &DongleKey,
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>> {
-    let Binding::Dongle { dongle, .. } = terms.binding else {
+    let Holder::Dongle(dongle) = terms.binding.holder() else {
         return Err(Error::InvalidInput { field: "binding", problem: "does not name a dongle" });
     };
     let product = terms.product.clone();
@@ -583,12 +685,12 @@ fn issue_signed(
     for (release, k) in keys {
         let key_id = k.id();
         let aad = wrap_aad(&terms.license_id, &key_id);
-        let blob = match (terms.binding, dongle_key) {
-            (Binding::Device(device), None) => {
+        let blob = match (terms.binding.holder(), dongle_key) {
+            (Holder::Device(device), None) => {
                 let (enc, w) = wrap_to_device(k, &device, &aad, rng)?;
                 KeyBlob::Device { enc, wrapped: w }
             }
-            (Binding::Dongle { .. }, Some(dk)) => {
+            (Holder::Dongle(_), Some(dk)) => {
                 let (nonce, w) = dk.seal(&aad, k.as_bytes(), rng);
                 let wrapped: [u8; WRAPPED_LEN] = w.as_slice().try_into().map_err(|_| Error::UnwrapFailed)?;
                 KeyBlob::Dongle { nonce, wrapped }

@@ -49,3 +49,7 @@ pub const MAX_DONGLE_RECORD_BODY_LEN: u16 = 512;
 /// Most copies of an app one dongle license may let run at once: a dongle
 /// sits on one device, where more than a thousand would be no limit at all.
 pub const MAX_DONGLE_COUNT: u32 = 1024;
+/// Most seats one floating license may have: a site license manager serves
+/// one organisation's network; 100,000 is more computers than any site has
+/// and keeps every count well inside a u32.
+pub const MAX_FLOATING_SEATS: u32 = 100_000;

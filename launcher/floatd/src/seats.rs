@@ -1,0 +1,476 @@
+//! The seat table of one floating license: who holds a lease, who waits in
+//! line, and the one rule that matters (never more than N seats in use).
+//!
+//! Pure and synchronous: callers pass the time (milliseconds on the
+//! daemon's monotonic clock), so every rule is unit-tested without sleeping.
+//! A lease counts towards its seat from the moment it is granted until it
+//! is released by its holder or lapses (no renewal for one TTL). A revoked
+//! lease still counts until it lapses: its holder may run until then, so
+//! handing the seat on earlier could let N+1 run.
+use std::collections::{HashMap, VecDeque};
+
+use sealrun_format::device::DeviceCode;
+use sealrun_format::lease::LeaseId;
+use sealrun_format::license::SeatUnit;
+
+/// Milliseconds on the daemon's monotonic clock.
+pub type Millis = u64;
+
+/// What one seat is keyed by: the device (a seat per computer) or the
+/// lease itself (a seat per process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeatKey {
+    /// A computer, by its device fingerprint.
+    Device([u8; 32]),
+    /// One process's lease.
+    Lease(LeaseId),
+}
+
+/// Who holds a lease (for the status page and the usage log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The device code.
+    pub device: DeviceCode,
+    /// Host name as the client reported it.
+    pub host: String,
+    /// User name as the client reported it.
+    pub user: String,
+    /// Process id as the client reported it.
+    pub pid: u32,
+}
+
+/// One lease.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// Its id.
+    pub id: LeaseId,
+    /// SHA-256 of its secret.
+    pub secret_hash: [u8; 32],
+    /// The seat it holds.
+    pub seat: SeatKey,
+    /// Who holds it.
+    pub holder: Holder,
+    /// Checked out at (Unix seconds, for people).
+    pub since: u64,
+    /// Last renewed at (Unix seconds, for people).
+    pub last_heartbeat: u64,
+    /// Lapses at this monotonic instant unless renewed.
+    pub expires: Millis,
+    /// Revoked by an admin: renewals are refused.
+    pub revoked: bool,
+}
+
+/// A place in line.
+#[derive(Debug, Clone)]
+struct Ticket {
+    id: [u8; 16],
+    /// Dropped from the line if not asked about again by then.
+    expires: Millis,
+}
+
+/// The answer to a checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkout {
+    /// Granted: the lease is in the table (still to be stored).
+    Granted,
+    /// In line at this position (1 = next).
+    Queued {
+        /// The ticket to keep the place.
+        ticket: [u8; 16],
+        /// 1 for the first in line.
+        position: u32,
+    },
+    /// Every seat is in use, and the client did not want to wait.
+    Full {
+        /// Since when every seat is taken (Unix seconds).
+        since: u64,
+    },
+}
+
+/// Why a renewal failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewError {
+    /// No such lease, or the secret is wrong (the two are not told apart).
+    Unknown,
+    /// Revoked by an admin.
+    Revoked,
+}
+
+/// A lease that ended, for the log.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// The lease.
+    pub lease: Lease,
+    /// Why it ended.
+    pub why: EndReason,
+}
+
+/// Why a lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Its holder released it.
+    Released,
+    /// It was not renewed in time.
+    Lapsed,
+}
+
+/// The seats of one floating license.
+#[derive(Debug)]
+pub struct Pool {
+    seats: u32,
+    unit: SeatUnit,
+    leases: HashMap<LeaseId, Lease>,
+    queue: VecDeque<Ticket>,
+}
+
+/// What a checkout asks for.
+pub struct Request<'a> {
+    /// The new lease's id.
+    pub id: LeaseId,
+    /// SHA-256 of its secret.
+    pub secret_hash: [u8; 32],
+    /// Who asks.
+    pub holder: &'a Holder,
+    /// Wait in line if no seat is free.
+    pub wait: bool,
+    /// A ticket from an earlier "queued" answer.
+    pub ticket: Option<[u8; 16]>,
+    /// A fresh ticket id, used if the request joins the line.
+    pub new_ticket: [u8; 16],
+}
+
+impl Pool {
+    /// An empty pool of `seats` seats.
+    pub fn new(seats: u32, unit: SeatUnit) -> Pool {
+        Pool { seats, unit, leases: HashMap::new(), queue: VecDeque::new() }
+    }
+
+    /// Seats of the license.
+    pub fn seats(&self) -> u32 {
+        self.seats
+    }
+
+    /// What a seat is.
+    pub fn unit(&self) -> SeatUnit {
+        self.unit
+    }
+
+    fn seat_of(&self, id: LeaseId, device: &DeviceCode) -> SeatKey {
+        match self.unit {
+            SeatUnit::Computer => SeatKey::Device(device.fingerprint()),
+            SeatUnit::Process => SeatKey::Lease(id),
+        }
+    }
+
+    /// Seats in use: distinct seats among the leases.
+    pub fn in_use(&self) -> u32 {
+        let mut seen: Vec<&SeatKey> = self.leases.values().map(|l| &l.seat).collect();
+        seen.sort_unstable_by_key(|s| match s {
+            SeatKey::Device(d) => (0, *d),
+            SeatKey::Lease(l) => {
+                let mut k = [0u8; 32];
+                k[..16].copy_from_slice(&l.0);
+                (1, k)
+            }
+        });
+        seen.dedup();
+        seen.len() as u32
+    }
+
+    /// Requests waiting in line.
+    pub fn queued(&self) -> u32 {
+        self.queue.len() as u32
+    }
+
+    /// The leases, oldest first.
+    pub fn leases(&self) -> Vec<&Lease> {
+        let mut v: Vec<&Lease> = self.leases.values().collect();
+        v.sort_by_key(|l| (l.since, l.id));
+        v
+    }
+
+    /// A lease by id.
+    pub fn get(&self, id: &LeaseId) -> Option<&Lease> {
+        self.leases.get(id)
+    }
+
+    /// Checks out a seat for `req` at `now` (monotonic) / `wall` (Unix
+    /// seconds), with leases lasting `ttl`.
+    ///
+    /// A device that already holds a seat of a per-computer license gets
+    /// another lease on the same seat, without waiting. Otherwise free seats
+    /// go to the line first, in order: a request that is not in line gets
+    /// one only when more seats are free than requests wait.
+    pub fn checkout(&mut self, req: &Request<'_>, now: Millis, wall: u64, ttl: Millis) -> Checkout {
+        self.expire(now);
+        let seat = self.seat_of(req.id, &req.holder.device);
+        let shares_seat = self.unit == SeatUnit::Computer && self.leases.values().any(|l| l.seat == seat);
+        let free = self.seats.saturating_sub(self.in_use()) as usize;
+        let place = req.ticket.and_then(|t| self.queue.iter().position(|q| q.id == t));
+        let granted = shares_seat
+            || match place {
+                Some(p) => p < free,
+                None => self.queue.len() < free,
+            };
+        if granted {
+            if let Some(p) = place {
+                self.queue.remove(p);
+            }
+            let lease = Lease {
+                id: req.id,
+                secret_hash: req.secret_hash,
+                seat,
+                holder: req.holder.clone(),
+                since: wall,
+                last_heartbeat: wall,
+                expires: now.saturating_add(ttl),
+                revoked: false,
+            };
+            self.leases.insert(req.id, lease);
+            return Checkout::Granted;
+        }
+        if !req.wait {
+            return Checkout::Full { since: self.full_since() };
+        }
+        // Tickets outlive a poll by the longest wait plus a margin for the
+        // client's round trip.
+        let keep = now.saturating_add(ttl.max(crate::wire::MAX_WAIT_POLL_SECS * 1000 + 10_000));
+        let position = match place {
+            Some(p) => {
+                self.queue[p].expires = keep;
+                p
+            }
+            None => {
+                self.queue.push_back(Ticket { id: req.new_ticket, expires: keep });
+                self.queue.len() - 1
+            }
+        };
+        Checkout::Queued { ticket: self.queue[position].id, position: position as u32 + 1 }
+    }
+
+    /// Undoes a grant whose lease could not be stored.
+    pub fn forget(&mut self, id: &LeaseId) {
+        self.leases.remove(id);
+    }
+
+    /// When the newest of the current leases began: every seat has been
+    /// taken since then (when all are).
+    fn full_since(&self) -> u64 {
+        self.leases.values().map(|l| l.since).max().unwrap_or(0)
+    }
+
+    fn find(&mut self, id: &LeaseId, secret_hash: &[u8; 32]) -> Option<&mut Lease> {
+        self.leases.get_mut(id).filter(|l| &l.secret_hash == secret_hash)
+    }
+
+    /// Renews a lease for another `ttl`.
+    pub fn renew(
+        &mut self,
+        id: &LeaseId,
+        secret_hash: &[u8; 32],
+        now: Millis,
+        wall: u64,
+        ttl: Millis,
+    ) -> Result<(), RenewError> {
+        // A lease past its time is gone, even if the sweep has not run yet:
+        // its seat may already be promised to the line.
+        let lease = self.find(id, secret_hash).filter(|l| l.expires > now).ok_or(RenewError::Unknown)?;
+        if lease.revoked {
+            return Err(RenewError::Revoked);
+        }
+        lease.expires = now.saturating_add(ttl);
+        lease.last_heartbeat = wall;
+        Ok(())
+    }
+
+    /// Ends a lease at its holder's request.
+    pub fn release(&mut self, id: &LeaseId, secret_hash: &[u8; 32]) -> Option<Lease> {
+        self.find(id, secret_hash)?;
+        self.leases.remove(id)
+    }
+
+    /// Marks a lease revoked: it is not renewed again, and its seat returns
+    /// when it lapses. Returns the lease, or `None` if there is no such
+    /// lease.
+    pub fn revoke(&mut self, id: &LeaseId) -> Option<&Lease> {
+        let lease = self.leases.get_mut(id)?;
+        lease.revoked = true;
+        Some(lease)
+    }
+
+    /// Removes the leases that lapsed by `now` and the tickets not asked
+    /// about in time; returns the lapsed leases.
+    pub fn expire(&mut self, now: Millis) -> Vec<Lease> {
+        let lapsed: Vec<LeaseId> = self.leases.values().filter(|l| l.expires <= now).map(|l| l.id).collect();
+        self.queue.retain(|t| t.expires > now);
+        lapsed.iter().filter_map(|id| self.leases.remove(id)).collect()
+    }
+
+    /// Puts back a lease from storage after a restart: it counts and may be
+    /// renewed until `expires`.
+    pub fn restore(&mut self, lease: Lease) {
+        self.leases.insert(lease.id, lease);
+    }
+
+    /// A lease's seat, for a restored lease (`seat_of` for its unit).
+    pub fn seat_for(&self, id: LeaseId, device: &DeviceCode) -> SeatKey {
+        self.seat_of(id, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Millis = 30_000;
+
+    fn device(n: u8) -> DeviceCode {
+        DeviceCode { machine_tag: [n; 6], public_key: [n; 32] }
+    }
+
+    fn holder(n: u8) -> Holder {
+        Holder { device: device(n), host: format!("host{n}"), user: "u".into(), pid: u32::from(n) }
+    }
+
+    fn lid(n: u32) -> LeaseId {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        LeaseId(b)
+    }
+
+    fn sh(n: u32) -> [u8; 32] {
+        let mut b = [7u8; 32];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        b
+    }
+
+    fn ask(pool: &mut Pool, n: u8, lease: u32, now: Millis, wait: bool, ticket: Option<[u8; 16]>) -> Checkout {
+        let h = holder(n);
+        let req =
+            Request { id: lid(lease), secret_hash: sh(lease), holder: &h, wait, ticket, new_ticket: lid(lease).0 };
+        pool.checkout(&req, now, now / 1000, TTL)
+    }
+
+    #[test]
+    fn per_computer_counts_devices_not_processes() {
+        let mut p = Pool::new(2, SeatUnit::Computer);
+        assert_eq!(ask(&mut p, 1, 1, 0, false, None), Checkout::Granted);
+        assert_eq!(ask(&mut p, 1, 2, 0, false, None), Checkout::Granted, "second process, same computer");
+        assert_eq!(ask(&mut p, 2, 3, 0, false, None), Checkout::Granted);
+        assert_eq!(p.in_use(), 2);
+        assert!(matches!(ask(&mut p, 3, 4, 0, false, None), Checkout::Full { .. }));
+        // A third process on a computer that holds a seat still gets in.
+        assert_eq!(ask(&mut p, 2, 5, 0, false, None), Checkout::Granted);
+        assert_eq!(p.in_use(), 2);
+        // The seat stays while any of the device's leases lives.
+        assert!(p.release(&lid(1), &sh(1)).is_some());
+        assert!(matches!(ask(&mut p, 3, 6, 0, false, None), Checkout::Full { .. }));
+        assert!(p.release(&lid(2), &sh(2)).is_some());
+        assert_eq!(ask(&mut p, 3, 7, 0, false, None), Checkout::Granted);
+    }
+
+    #[test]
+    fn per_process_counts_leases() {
+        let mut p = Pool::new(2, SeatUnit::Process);
+        assert_eq!(ask(&mut p, 1, 1, 0, false, None), Checkout::Granted);
+        assert_eq!(ask(&mut p, 1, 2, 0, false, None), Checkout::Granted);
+        assert!(matches!(ask(&mut p, 1, 3, 0, false, None), Checkout::Full { .. }));
+    }
+
+    #[test]
+    fn leases_lapse_without_renewal_and_renewal_keeps_them() {
+        let mut p = Pool::new(1, SeatUnit::Computer);
+        assert_eq!(ask(&mut p, 1, 1, 0, false, None), Checkout::Granted);
+        assert_eq!(p.renew(&lid(1), &sh(1), 20_000, 20, TTL), Ok(()));
+        assert!(matches!(ask(&mut p, 2, 2, 49_999, false, None), Checkout::Full { .. }));
+        assert_eq!(ask(&mut p, 2, 2, 50_000, false, None), Checkout::Granted, "lapsed one TTL after renewal");
+        assert_eq!(p.renew(&lid(1), &sh(1), 50_001, 50, TTL), Err(RenewError::Unknown));
+    }
+
+    #[test]
+    fn a_wrong_secret_is_an_unknown_lease() {
+        let mut p = Pool::new(1, SeatUnit::Computer);
+        ask(&mut p, 1, 1, 0, false, None);
+        assert_eq!(p.renew(&lid(1), &[9; 32], 1, 0, TTL), Err(RenewError::Unknown));
+        assert!(p.release(&lid(1), &[9; 32]).is_none());
+        assert_eq!(p.in_use(), 1);
+    }
+
+    #[test]
+    fn a_revoked_lease_keeps_its_seat_until_it_lapses() {
+        let mut p = Pool::new(1, SeatUnit::Computer);
+        ask(&mut p, 1, 1, 0, false, None);
+        assert!(p.revoke(&lid(1)).is_some());
+        assert_eq!(p.renew(&lid(1), &sh(1), 1, 0, TTL), Err(RenewError::Revoked));
+        assert!(matches!(ask(&mut p, 2, 2, TTL - 1, false, None), Checkout::Full { .. }));
+        assert_eq!(ask(&mut p, 2, 2, TTL, false, None), Checkout::Granted);
+    }
+
+    #[test]
+    fn the_line_is_served_in_order_and_newcomers_do_not_jump_it() {
+        let mut p = Pool::new(1, SeatUnit::Computer);
+        ask(&mut p, 1, 1, 0, false, None);
+        let Checkout::Queued { ticket: t2, position: 1 } = ask(&mut p, 2, 2, 0, true, None) else { panic!() };
+        let Checkout::Queued { ticket: t3, position: 2 } = ask(&mut p, 3, 3, 0, true, None) else { panic!() };
+        p.release(&lid(1), &sh(1));
+        // A newcomer, waiting or not, and the second in line, do not get it.
+        assert!(matches!(ask(&mut p, 4, 4, 1, false, None), Checkout::Full { .. }));
+        assert!(matches!(ask(&mut p, 3, 3, 1, true, Some(t3)), Checkout::Queued { position: 2, .. }));
+        assert_eq!(ask(&mut p, 2, 2, 1, true, Some(t2)), Checkout::Granted);
+        assert_eq!(p.queued(), 1);
+        assert!(matches!(ask(&mut p, 3, 3, 2, true, Some(t3)), Checkout::Queued { position: 1, .. }));
+    }
+
+    #[test]
+    fn a_ticket_not_asked_about_in_time_leaves_the_line() {
+        let mut p = Pool::new(1, SeatUnit::Computer);
+        ask(&mut p, 1, 1, 0, false, None);
+        let Checkout::Queued { ticket, .. } = ask(&mut p, 2, 2, 0, true, None) else { panic!() };
+        p.release(&lid(1), &sh(1));
+        // The first in line vanished: after its ticket lapses a newcomer gets the seat.
+        let late = 10 * TTL;
+        assert_eq!(ask(&mut p, 3, 3, late, false, None), Checkout::Granted);
+        assert!(matches!(ask(&mut p, 2, 2, late, true, Some(ticket)), Checkout::Queued { position: 1, .. }));
+    }
+
+    /// Random checkouts, renewals, releases, revocations and lapses: the
+    /// seats in use never exceed N, and a seat is never refused while one
+    /// is free and nobody waits.
+    #[test]
+    fn never_more_than_n_under_random_operations() {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let mut next = || rand_core::Rng::next_u32(&mut rng);
+        for unit in [SeatUnit::Computer, SeatUnit::Process] {
+            let mut p = Pool::new(3, unit);
+            let mut now = 0;
+            let mut granted = 0;
+            for i in 0..20_000u32 {
+                now += u64::from(next() % 2_000);
+                let old = next() % (i + 1);
+                match next() % 5 {
+                    0 | 1 => {
+                        let before_free = p.seats() - p.in_use();
+                        let r = ask(&mut p, (next() % 8) as u8, i, now, next() % 2 == 0, None);
+                        if r == Checkout::Granted {
+                            granted += 1;
+                        } else if p.queued() == 0 {
+                            assert_eq!(before_free, 0, "refused while a seat was free: {r:?}");
+                        }
+                    }
+                    2 => {
+                        let _ = p.renew(&lid(old), &sh(old), now, now / 1000, TTL);
+                    }
+                    3 => {
+                        p.release(&lid(old), &sh(old));
+                    }
+                    _ => {
+                        p.revoke(&lid(old));
+                    }
+                }
+                p.expire(now);
+                assert!(p.in_use() <= 3, "{} seats in use", p.in_use());
+            }
+            assert!(granted > 100, "the test exercised grants ({granted})");
+        }
+    }
+}

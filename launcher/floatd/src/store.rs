@@ -1,0 +1,183 @@
+//! The lease table in SQLite (`leases.sqlite` in the state directory).
+//!
+//! A lease is stored before its grant is answered and deleted after it is
+//! released or lapsed, so after a crash the table holds every lease that
+//! may still be in use (and perhaps a few that are not, which only delays
+//! their seats by one TTL). Renewals are written in batches: after a
+//! restart every stored lease gets a full TTL anyway (see `daemon.rs`).
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sealrun_format::device::DeviceCode;
+use sealrun_format::lease::LeaseId;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::FloatdError;
+use crate::seats::{Holder, Lease, SeatKey};
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY,
+    product TEXT NOT NULL,
+    secret_hash BLOB NOT NULL,
+    device TEXT NOT NULL,
+    host TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    last_heartbeat INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+)";
+
+/// The lease table.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// A lease read back after a restart.
+pub struct Stored {
+    /// Its product.
+    pub product: String,
+    /// The lease; its seat and expiry are set by the caller.
+    pub lease: Lease,
+}
+
+impl Store {
+    /// Opens (creating) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Store, FloatdError> {
+        let db = |source| FloatdError::Database { path: path.to_owned(), source };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A granted lease must survive a power cut: its holder runs.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        // One connection: SQLite writes one transaction at a time anyway.
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db)?;
+        sqlx::query(SCHEMA).execute(&pool).await.map_err(db)?;
+        Ok(Store { pool, path: path.to_owned() })
+    }
+
+    fn error(&self, source: sqlx::Error) -> FloatdError {
+        FloatdError::Database { path: self.path.clone(), source }
+    }
+
+    /// Stores a new lease.
+    pub async fn insert(&self, product: &str, lease: &Lease) -> Result<(), FloatdError> {
+        sqlx::query(
+            "INSERT INTO leases (id, product, secret_hash, device, host, user_name, pid, since, last_heartbeat, revoked)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+        )
+        .bind(lease.id.to_string())
+        .bind(product)
+        .bind(lease.secret_hash.to_vec())
+        .bind(lease.holder.device.to_string())
+        .bind(&lease.holder.host)
+        .bind(&lease.holder.user)
+        .bind(i64::from(lease.holder.pid))
+        .bind(lease.since as i64)
+        .bind(lease.last_heartbeat as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Deletes leases that ended.
+    pub async fn delete(&self, ids: &[LeaseId]) -> Result<(), FloatdError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        for id in ids {
+            sqlx::query("DELETE FROM leases WHERE id = ?")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    /// Marks a lease revoked.
+    pub async fn revoke(&self, id: &LeaseId) -> Result<(), FloatdError> {
+        sqlx::query("UPDATE leases SET revoked = 1 WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Records renewals (lease, Unix seconds), in one transaction.
+    pub async fn renewed(&self, renewals: &[(LeaseId, u64)]) -> Result<(), FloatdError> {
+        if renewals.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        for (id, at) in renewals {
+            sqlx::query("UPDATE leases SET last_heartbeat = ? WHERE id = ?")
+                .bind(*at as i64)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    /// Every stored lease. A row that does not read back (edited by hand)
+    /// is an error: dropping it silently could free a seat in use.
+    pub async fn all(&self) -> Result<Vec<Stored>, FloatdError> {
+        let rows = sqlx::query(
+            "SELECT id, product, secret_hash, device, host, user_name, pid, since, last_heartbeat, revoked FROM leases",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let bad = || FloatdError::Database {
+                path: self.path.clone(),
+                source: sqlx::Error::Decode("a lease row does not read back; restore the file from a backup".into()),
+            };
+            let id: String = row.try_get(0).map_err(|e| self.error(e))?;
+            let id = LeaseId::from_str(&id).map_err(|_| bad())?;
+            let hash: Vec<u8> = row.try_get(2).map_err(|e| self.error(e))?;
+            let secret_hash: [u8; 32] = hash.try_into().map_err(|_| bad())?;
+            let device: String = row.try_get(3).map_err(|e| self.error(e))?;
+            let device = DeviceCode::from_str(&device).map_err(|_| bad())?;
+            let pid: i64 = row.try_get(6).map_err(|e| self.error(e))?;
+            let since: i64 = row.try_get(7).map_err(|e| self.error(e))?;
+            let last: i64 = row.try_get(8).map_err(|e| self.error(e))?;
+            let revoked: i64 = row.try_get(9).map_err(|e| self.error(e))?;
+            out.push(Stored {
+                product: row.try_get(1).map_err(|e| self.error(e))?,
+                lease: Lease {
+                    id,
+                    secret_hash,
+                    seat: SeatKey::Lease(id),
+                    holder: Holder {
+                        device,
+                        host: row.try_get(4).map_err(|e| self.error(e))?,
+                        user: row.try_get(5).map_err(|e| self.error(e))?,
+                        pid: u32::try_from(pid).unwrap_or(0),
+                    },
+                    since: u64::try_from(since).unwrap_or(0),
+                    last_heartbeat: u64::try_from(last).unwrap_or(0),
+                    expires: 0,
+                    revoked: revoked != 0,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Closes the database.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,685 @@
+//! Floating licenses, the launcher's side: find the site's license manager
+//! (`sealrun-floatd`), check out a seat, keep it with heartbeats while the
+//! app runs, and give it back when the app ends.
+//!
+//! The seat rule the launcher keeps: the app runs only while its lease is
+//! certainly live at the daemon. The lease lasts one TTL from when the
+//! daemon answered a renewal; the launcher counts from when it *sent* that
+//! renewal, less a margin, so its deadline is always earlier. Past the
+//! deadline the app is paused (or stopped with `--on-seat-loss stop`)
+//! until a renewal gets through again.
+pub mod wire;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sealrun_format::lease::{LeaseId, LeaseKey, open_lent};
+use sealrun_format::license::{Binding, License};
+use sealrun_format::package::Manifest;
+use sealrun_format::{ContentKey, UnixTime};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::device::Device;
+use crate::error::LaunchError;
+use crate::runner::{Lost, Watch};
+use crate::{paths, runner};
+
+/// Environment variable naming the license server (`host:port`).
+pub const SERVER_ENV: &str = "SEALRUN_LICENSE_SERVER";
+/// Environment variable naming a PEM file of CA certificates to trust for
+/// an `https://` license server.
+pub const CA_ENV: &str = "SEALRUN_LICENSE_SERVER_CA";
+/// File extension of the small file a site admin hands out.
+pub const FLOATING_EXT: &str = "floating";
+/// Largest floating file read: two or three lines of TOML.
+const MAX_FLOATING_FILE_LEN: u64 = 16 * 1024;
+/// Largest answer read from the daemon (a license is at most 16 KiB).
+const MAX_ANSWER: u64 = 256 * 1024;
+/// Time to connect to the daemon: it is on the LAN.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often to retry while the seat is lost (paused), at most.
+const LOST_RETRY: Duration = Duration::from_secs(1);
+
+/// Where the license server is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// Its base URL, `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// CA certificates to trust for HTTPS.
+    pub ca: Option<PathBuf>,
+    /// Where the address came from, for messages.
+    pub origin: String,
+}
+
+/// Reads `host:port`, `host` (the default port), or an `http(s)://` URL.
+pub fn parse_server(text: &str, origin: &str, ca: Option<PathBuf>) -> Result<ServerSpec, LaunchError> {
+    let t = text.trim().trim_end_matches('/');
+    let bad = || {
+        LaunchError::Usage(format!(
+            "{origin}: {text:?} is not a license server address; it looks like floatd.example.lan:{} or https://floatd.example.lan:{}",
+            wire::DEFAULT_PORT,
+            wire::DEFAULT_PORT
+        ))
+    };
+    let (scheme, rest) = match t.split_once("://") {
+        Some((s @ ("http" | "https"), r)) => (s, r),
+        Some(_) => return Err(bad()),
+        None => ("http", t),
+    };
+    if rest.is_empty() || rest.contains(['/', ' ', '?', '#', '@']) {
+        return Err(bad());
+    }
+    // A port is there if the text after the last ':' is digits (and, for
+    // IPv6, outside the brackets).
+    let has_port = rest.rsplit_once(':').is_some_and(|(h, p)| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.starts_with('[') || h.ends_with(']'))
+    });
+    if let Some((_, p)) = rest.rsplit_once(':').filter(|_| has_port)
+        && p.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(bad());
+    }
+    let host_port = if has_port { rest.to_owned() } else { format!("{rest}:{}", wire::DEFAULT_PORT) };
+    Ok(ServerSpec { url: format!("{scheme}://{host_port}"), ca, origin: origin.to_owned() })
+}
+
+/// The floating file a site admin hands out (`*.floating`, TOML).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloatingFile {
+    /// The license server, `host:port`.
+    pub server: String,
+    /// The product it is for; absent means every product.
+    pub product: Option<String>,
+    /// CA certificates for an `https://` server (relative to the file).
+    pub ca: Option<PathBuf>,
+}
+
+impl FloatingFile {
+    /// Reads and checks a floating file.
+    pub fn read(path: &Path) -> Result<FloatingFile, LaunchError> {
+        use std::io::Read;
+        let f = std::fs::File::open(path).map_err(LaunchError::io("cannot open", path))?;
+        let mut text = String::new();
+        f.take(MAX_FLOATING_FILE_LEN).read_to_string(&mut text).map_err(LaunchError::io("cannot read", path))?;
+        let mut file: FloatingFile = toml::from_str(&text).map_err(|e| {
+            LaunchError::Usage(format!(
+                "{} is not a valid floating file: {} (it holds server = \"host:port\", and optionally product and ca)",
+                path.display(),
+                e.message().trim_end_matches('.')
+            ))
+        })?;
+        if let Some(p) = &file.product
+            && let Some(problem) = sealrun_format::text::product_id_problem(p)
+        {
+            return Err(LaunchError::Usage(format!("{}: product {p:?} {problem}", path.display())));
+        }
+        if let Some(ca) = &file.ca
+            && ca.is_relative()
+        {
+            file.ca = Some(path.parent().unwrap_or(Path::new(".")).join(ca));
+        }
+        parse_server(&file.server, &path.display().to_string(), None)?;
+        Ok(file)
+    }
+
+    fn spec(&self, path: &Path) -> Result<ServerSpec, LaunchError> {
+        parse_server(&self.server, &path.display().to_string(), self.ca.clone())
+    }
+}
+
+/// Where installed floating files live: with the product's licenses, or in
+/// `_floating` for files that name no product.
+pub fn floating_dir(product: Option<&str>) -> PathBuf {
+    paths::licenses_dir().join(product.unwrap_or("_floating"))
+}
+
+fn floating_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == FLOATING_EXT))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The license server for `product`, if one is named: by `flag`
+/// (`--license-server`), else `SEALRUN_LICENSE_SERVER`, else
+/// `license_server` in the config file, else a floating file next to the
+/// package (`<name>.floating`, or any `*.floating` there for this product),
+/// else an installed one. The second value says whether the user named the
+/// server for this run (flag or environment): then no local license is
+/// tried first.
+pub fn find_server(
+    flag: Option<&str>,
+    package: &Path,
+    product: &str,
+) -> Result<Option<(ServerSpec, bool)>, LaunchError> {
+    let ca_env = std::env::var_os(CA_ENV).filter(|c| !c.is_empty()).map(PathBuf::from);
+    if let Some(s) = flag {
+        return Ok(Some((parse_server(s, "--license-server", ca_env)?, true)));
+    }
+    if let Some(s) = std::env::var(SERVER_ENV).ok().filter(|s| !s.trim().is_empty()) {
+        return Ok(Some((parse_server(&s, SERVER_ENV, ca_env)?, true)));
+    }
+    let config = crate::config::Config::load()?;
+    if let Some(s) = &config.license_server {
+        let origin = format!("license_server in {}", crate::config::file().display());
+        let ca = ca_env.or_else(|| config.license_server_ca.clone());
+        return Ok(Some((parse_server(s, &origin, ca)?, false)));
+    }
+    let dir = package.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut candidates = vec![package.with_extension(FLOATING_EXT)];
+    candidates.extend(floating_files(dir));
+    candidates.extend(floating_files(&floating_dir(Some(product))));
+    candidates.extend(floating_files(&floating_dir(None)));
+    for path in candidates {
+        if !path.is_file() {
+            continue;
+        }
+        let file = FloatingFile::read(&path)?;
+        if file.product.as_deref().is_none_or(|p| p == product) {
+            let mut spec = file.spec(&path)?;
+            if ca_env.is_some() {
+                spec.ca = ca_env;
+            }
+            return Ok(Some((spec, false)));
+        }
+    }
+    Ok(None)
+}
+
+/// Installs a floating file: checked, then copied into the license store.
+pub fn install(path: &Path) -> Result<(PathBuf, FloatingFile), LaunchError> {
+    let file = FloatingFile::read(path)?;
+    let dir = floating_dir(file.product.as_deref());
+    std::fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
+    let name = path.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("site.floating"));
+    let dest = dir.join(name);
+    // Written again from what was read: the CA path, relative to the
+    // original file, is stored absolute.
+    let quote = |v: &str| {
+        let mut q = String::from("\"");
+        for c in v.chars() {
+            match c {
+                '"' => q.push_str("\\\""),
+                '\\' => q.push_str("\\\\"),
+                c if c.is_control() => q.push_str(&format!("\\u{:04X}", c as u32)),
+                c => q.push(c),
+            }
+        }
+        q.push('"');
+        q
+    };
+    let mut text = format!("server = {}\n", quote(&file.server));
+    if let Some(p) = &file.product {
+        text.push_str(&format!("product = {}\n", quote(p)));
+    }
+    if let Some(ca) = &file.ca {
+        text.push_str(&format!("ca = {}\n", quote(&ca.display().to_string())));
+    }
+    std::fs::write(&dest, text).map_err(LaunchError::io("cannot write", &dest))?;
+    Ok((dest, file))
+}
+
+/// How a request to the daemon went.
+enum Answer {
+    /// 2xx, with its status and body.
+    Ok(u16, serde_json::Value),
+    /// A refusal.
+    Refused(wire::Refusal),
+    /// Not reachable, or not a license server's answer.
+    Unreachable(String),
+}
+
+/// A connection to one license server.
+#[derive(Clone)]
+struct Client {
+    spec: ServerSpec,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(spec: ServerSpec) -> Result<Client, LaunchError> {
+        let mut config =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_connect(Some(CONNECT_TIMEOUT));
+        if let Some(ca) = &spec.ca {
+            let tls = crate::online::tls_trusting(ca).map_err(|e| match e {
+                crate::online::CaFileError::Io(source) => {
+                    LaunchError::Io { action: "cannot read", path: ca.clone(), source }
+                }
+                crate::online::CaFileError::NoCertificate => {
+                    LaunchError::Usage(format!("{} holds no PEM certificate", ca.display()))
+                }
+            })?;
+            config = config.tls_config(tls);
+        }
+        Ok(Client { spec, agent: config.build().into() })
+    }
+
+    fn post(&self, path: &str, body: &impl serde::Serialize, timeout: Duration) -> Answer {
+        let url = format!("{}{path}", self.spec.url);
+        let sent = self.agent.post(&url).config().timeout_global(Some(timeout)).build().send_json(body);
+        let mut resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Answer::Unreachable(e.to_string()),
+        };
+        let status = resp.status().as_u16();
+        let text = match resp.body_mut().with_config().limit(MAX_ANSWER).read_to_string() {
+            Ok(t) => t,
+            Err(e) => return Answer::Unreachable(e.to_string()),
+        };
+        let not_ours = || Answer::Unreachable(format!("the answer (HTTP {status}) is not from sealrun-floatd"));
+        if (200..300).contains(&status) {
+            return serde_json::from_str(&text).map_or_else(|_| not_ours(), |v| Answer::Ok(status, v));
+        }
+        serde_json::from_str::<wire::Refusal>(&text).map_or_else(|_| not_ours(), |r| Answer::Refused(r))
+    }
+}
+
+/// A seat held: the lease, renewed by [`SeatWatch`] and given back by
+/// [`Seat::release`] (also when the process is stopped).
+pub struct Seat {
+    client: Client,
+    product: String,
+    checkout: wire::CheckoutRequest,
+    state: Mutex<LeaseState>,
+}
+
+struct LeaseState {
+    lease: String,
+    secret: Zeroizing<String>,
+    ttl: Duration,
+    renew: Duration,
+    /// The app may run until then (the daemon's expiry, less the margin).
+    deadline: Instant,
+    released: bool,
+}
+
+/// The margin taken off every lease on the launcher's side: scheduling
+/// delays and a clock that runs slightly fast must not let the app run
+/// past the daemon's expiry.
+fn margin(ttl: Duration) -> Duration {
+    (ttl / 10).max(Duration::from_millis(200))
+}
+
+/// The longest a heartbeat may take: a slow answer counts as none, well
+/// before the lease could lapse.
+fn heartbeat_timeout(ttl: Duration) -> Duration {
+    (ttl / 6).clamp(Duration::from_millis(300), Duration::from_secs(5))
+}
+
+/// A seat checked out, with the license and content key it unlocked.
+pub struct CheckedOut {
+    /// The floating license (checked against the package).
+    pub license: License,
+    /// The content key, lent for this lease.
+    pub key: ContentKey,
+    /// The seat.
+    pub seat: Arc<Seat>,
+}
+
+fn whoami() -> (String, String) {
+    let host = sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let clip = |s: String| s.chars().filter(|c| !c.is_control()).take(wire::MAX_NAME_LEN / 4).collect::<String>();
+    (clip(host), clip(user))
+}
+
+fn refused(spec: &ServerSpec, r: &wire::Refusal) -> LaunchError {
+    LaunchError::LicenseServerRefused { server: spec.url.clone(), reason: r.message.clone() }
+}
+
+/// Checks out a seat of `manifest`'s product for `device` from `spec`.
+/// With `wait`, waits in line when every seat is taken, telling the user
+/// through `on_queued(position, seats)`.
+pub fn checkout(
+    spec: &ServerSpec,
+    manifest: &Manifest,
+    device: &Device,
+    now: UnixTime,
+    wait: bool,
+    on_queued: &mut dyn FnMut(u32, u32),
+) -> Result<CheckedOut, LaunchError> {
+    let client = Client::new(spec.clone())?;
+    let (host, user) = whoami();
+    let mut req = wire::CheckoutRequest {
+        product: manifest.product.clone(),
+        key_id: hex::encode(manifest.key_id.0),
+        device: device.code.to_string(),
+        host,
+        user,
+        pid: std::process::id(),
+        wait_secs: if wait { wire::MAX_WAIT_POLL_SECS } else { 0 },
+        ticket: None,
+    };
+    let timeout = Duration::from_secs(wire::MAX_WAIT_POLL_SECS + 10);
+    loop {
+        let sent = Instant::now();
+        match client.post("/v1/checkout", &req, timeout) {
+            Answer::Ok(202, body) => {
+                let q: wire::Queued =
+                    serde_json::from_value(body).map_err(|_| LaunchError::LicenseServerUnreachable {
+                        server: spec.url.clone(),
+                        reason: "its answer is not from sealrun-floatd".into(),
+                    })?;
+                on_queued(q.position, q.seats);
+                req.ticket = Some(q.ticket);
+            }
+            Answer::Ok(_, body) => {
+                let granted: wire::Granted =
+                    serde_json::from_value(body).map_err(|_| LaunchError::LicenseServerUnreachable {
+                        server: spec.url.clone(),
+                        reason: "its answer is not from sealrun-floatd".into(),
+                    })?;
+                let (license, key) = accept(spec, &granted, manifest, device, now)?;
+                let ttl = Duration::from_millis(granted.ttl_ms);
+                let state = LeaseState {
+                    lease: granted.lease,
+                    secret: Zeroizing::new(granted.secret),
+                    ttl,
+                    renew: Duration::from_millis(granted.renew_ms).min(ttl / 2),
+                    deadline: sent + ttl.saturating_sub(margin(ttl)),
+                    released: false,
+                };
+                req.wait_secs = 0;
+                req.ticket = None;
+                let seat = Arc::new(Seat {
+                    client,
+                    product: manifest.product.clone(),
+                    checkout: req,
+                    state: Mutex::new(state),
+                });
+                return Ok(CheckedOut { license, key, seat });
+            }
+            Answer::Refused(r) if r.error == "seats_in_use" => {
+                return Err(LaunchError::SeatsInUse {
+                    product: manifest.product.clone(),
+                    seats: r.seats.unwrap_or(0),
+                    since: r.since.unwrap_or(0),
+                    server: spec.url.clone(),
+                });
+            }
+            Answer::Refused(r) => return Err(refused(spec, &r)),
+            Answer::Unreachable(reason) => {
+                return Err(LaunchError::LicenseServerUnreachable { server: spec.url.clone(), reason });
+            }
+        }
+    }
+}
+
+/// Checks what the daemon sent: a floating license for this package,
+/// signed under its vendor key and valid now, and a key lent to this
+/// device that opens.
+fn accept(
+    spec: &ServerSpec,
+    granted: &wire::Granted,
+    manifest: &Manifest,
+    device: &Device,
+    now: UnixTime,
+) -> Result<(License, ContentKey), LaunchError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bad = |what: String| LaunchError::LicenseServerRefused {
+        server: spec.url.clone(),
+        reason: format!("what it sent does not check out ({what}); it may not be a genuine license server"),
+    };
+    let bytes = b64.decode(&granted.license).map_err(|_| bad("the license is not base64".into()))?;
+    let license = License::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+    license.verify_signature(&manifest.vendor_key).map_err(|e| bad(e.to_string()))?;
+    if !matches!(license.terms.binding, Binding::Floating { .. }) {
+        return Err(bad("the license is not a floating license".into()));
+    }
+    license.check_covers(manifest, now).map_err(|e| match e {
+        sealrun_format::Error::Expired(t) => {
+            LaunchError::NotValidNow { path: PathBuf::from(&spec.url), expired: true, when: crate::fmt_time(t) }
+        }
+        sealrun_format::Error::NotYetValid(t) => {
+            LaunchError::NotValidNow { path: PathBuf::from(&spec.url), expired: false, when: crate::fmt_time(t) }
+        }
+        other => bad(other.to_string()),
+    })?;
+    let lease: LeaseId = granted.lease.parse().map_err(|_| bad("the lease id".into()))?;
+    let raw = Zeroizing::new(b64.decode(&granted.key).map_err(|_| bad("the key is not base64".into()))?);
+    let lent = LeaseKey::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
+    let key = open_lent(&lent, &license, &lease, &manifest.key_id, &device.secret, &device.code)
+        .map_err(|_| bad("the lent key does not open on this device".into()))?;
+    Ok((license, key))
+}
+
+/// How a renewal went.
+enum Renewal {
+    Renewed,
+    Revoked,
+    Full,
+    Unreachable(String),
+    Refused(String),
+}
+
+impl Seat {
+    /// The license server's address.
+    pub fn server(&self) -> &str {
+        &self.client.spec.url
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Renews the lease, or, if it lapsed at the daemon, checks out the
+    /// seat again (never a second one: per computer it is the same seat).
+    fn renew(&self) -> Renewal {
+        let (lease, secret, ttl) = {
+            let s = self.state();
+            (s.lease.clone(), s.secret.clone(), s.ttl)
+        };
+        let sent = Instant::now();
+        let body = wire::LeaseRequest { lease, secret: secret.to_string() };
+        match self.client.post("/v1/heartbeat", &body, heartbeat_timeout(ttl)) {
+            Answer::Ok(_, v) => {
+                let ttl = v["ttl_ms"].as_u64().map_or(ttl, Duration::from_millis);
+                let mut s = self.state();
+                s.ttl = ttl;
+                s.deadline = sent + ttl.saturating_sub(margin(ttl));
+                Renewal::Renewed
+            }
+            Answer::Refused(r) if r.error == "revoked" => Renewal::Revoked,
+            Answer::Refused(r) if r.error == "unknown_lease" => self.checkout_again(),
+            Answer::Refused(r) => Renewal::Refused(r.message),
+            Answer::Unreachable(why) => Renewal::Unreachable(why),
+        }
+    }
+
+    fn checkout_again(&self) -> Renewal {
+        let ttl = self.state().ttl;
+        let sent = Instant::now();
+        match self.client.post("/v1/checkout", &self.checkout, heartbeat_timeout(ttl).max(Duration::from_secs(2))) {
+            Answer::Ok(200, v) => match serde_json::from_value::<wire::Granted>(v) {
+                Ok(g) => {
+                    let ttl = Duration::from_millis(g.ttl_ms);
+                    let mut s = self.state();
+                    s.lease = g.lease;
+                    s.secret = Zeroizing::new(g.secret);
+                    s.ttl = ttl;
+                    s.deadline = sent + ttl.saturating_sub(margin(ttl));
+                    Renewal::Renewed
+                }
+                Err(_) => Renewal::Unreachable("the answer is not from sealrun-floatd".into()),
+            },
+            Answer::Ok(..) => Renewal::Full,
+            Answer::Refused(r) if r.error == "seats_in_use" => Renewal::Full,
+            Answer::Refused(r) => Renewal::Refused(r.message),
+            Answer::Unreachable(why) => Renewal::Unreachable(why),
+        }
+    }
+
+    /// Gives the seat back (once; later calls do nothing). Best effort: a
+    /// seat not given back returns when its lease lapses.
+    pub fn release(&self) {
+        let (lease, secret, ttl) = {
+            let mut s = self.state();
+            if s.released {
+                return;
+            }
+            s.released = true;
+            (s.lease.clone(), s.secret.clone(), s.ttl)
+        };
+        let body = wire::LeaseRequest { lease, secret: secret.to_string() };
+        if let Answer::Unreachable(why) = self.client.post("/v1/release", &body, heartbeat_timeout(ttl)) {
+            tracing::debug!(%why, "could not give the seat back; it returns when the lease lapses");
+        }
+    }
+}
+
+/// What to do when the seat is lost while the app runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSeatLoss {
+    /// Pause the app until the seat is back (the default).
+    Pause,
+    /// Stop the app.
+    Stop,
+}
+
+/// Keeps a seat while the app runs: renews it every renewal interval, and
+/// reports it lost (the app is paused) once the deadline is near without a
+/// renewal getting through.
+pub struct SeatWatch {
+    seat: Arc<Seat>,
+    on_loss: OnSeatLoss,
+    /// Renewals are failing; the user was told once.
+    trouble: bool,
+    lost: bool,
+}
+
+impl SeatWatch {
+    /// Watches `seat`.
+    pub fn new(seat: Arc<Seat>, on_loss: OnSeatLoss) -> SeatWatch {
+        SeatWatch { seat, on_loss, trouble: false, lost: false }
+    }
+}
+
+impl Watch for SeatWatch {
+    fn interval(&self) -> Duration {
+        let s = self.seat.state();
+        if self.lost {
+            return LOST_RETRY.min(s.renew);
+        }
+        if self.trouble {
+            // Try again soon, and in any case just before the deadline.
+            let left = s.deadline.saturating_duration_since(Instant::now());
+            return LOST_RETRY.min(s.renew).min(left.saturating_sub(heartbeat_timeout(s.ttl)));
+        }
+        s.renew
+    }
+
+    fn grace(&self) -> Duration {
+        match self.on_loss {
+            OnSeatLoss::Pause => Duration::MAX,
+            OnSeatLoss::Stop => Duration::ZERO,
+        }
+    }
+
+    fn check(&mut self) -> Result<(), Lost> {
+        let server = self.seat.server().to_owned();
+        let (deadline, ttl) = {
+            let s = self.seat.state();
+            (s.deadline, s.ttl)
+        };
+        // A renewal that might answer after the deadline cannot be waited
+        // for with the app running: pause first, then keep trying.
+        if !self.lost && Instant::now() + heartbeat_timeout(ttl) >= deadline {
+            self.lost = true;
+            return Err(Lost::Away(format!("the license server {server} did not renew the seat in time")));
+        }
+        let outcome = self.seat.renew();
+        match outcome {
+            Renewal::Renewed => {
+                if self.trouble && !self.lost {
+                    runner::say(&format!("the license server {server} answers again"));
+                }
+                self.trouble = false;
+                self.lost = false;
+                Ok(())
+            }
+            Renewal::Revoked => Err(Lost::Gone("was revoked by the site administrator".into())),
+            Renewal::Full | Renewal::Unreachable(_) | Renewal::Refused(_) if self.lost => {
+                Err(Lost::Away(describe(&outcome, &server, &self.seat.product)))
+            }
+            Renewal::Full => {
+                self.lost = true;
+                Err(Lost::Away(describe(&outcome, &server, &self.seat.product)))
+            }
+            Renewal::Unreachable(_) | Renewal::Refused(_) => {
+                if !self.trouble {
+                    self.trouble = true;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    runner::say(&format!(
+                        "cannot renew the seat with the license server {server} ({}); the app keeps running for up to {} s while it retries",
+                        describe(&outcome, &server, &self.seat.product),
+                        left.as_secs()
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn paused(&self, why: &str) -> String {
+        format!(
+            "the app is paused: {why}. It resumes by itself when the seat is back (Ctrl-C ends it; --on-seat-loss stop stops instead of pausing)."
+        )
+    }
+
+    fn resumed(&self) -> String {
+        format!("the seat of {} is back; the app resumes", self.seat.product)
+    }
+
+    fn give_up(&self, why: &str) -> LaunchError {
+        let why = if why.starts_with("was ") { why.to_owned() } else { format!("was lost: {why}") };
+        LaunchError::SeatLost { product: self.seat.product.clone(), why }
+    }
+}
+
+fn describe(r: &Renewal, server: &str, product: &str) -> String {
+    match r {
+        Renewal::Full => format!("every seat of {product} is taken now; waiting for one"),
+        Renewal::Unreachable(why) => format!("the license server {server} cannot be reached: {why}"),
+        Renewal::Refused(why) => format!("the license server {server} refused: {why}"),
+        Renewal::Renewed => "renewed".into(),
+        Renewal::Revoked => "revoked".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses() {
+        let p = |s: &str| parse_server(s, "test", None).map(|s| s.url);
+        assert_eq!(p("floatd.lan").unwrap(), format!("http://floatd.lan:{}", wire::DEFAULT_PORT));
+        assert_eq!(p("floatd.lan:9000").unwrap(), "http://floatd.lan:9000");
+        assert_eq!(p("https://floatd.lan:9000/").unwrap(), "https://floatd.lan:9000");
+        assert_eq!(p("127.0.0.1:1").unwrap(), "http://127.0.0.1:1");
+        assert_eq!(p("[::1]:27580").unwrap(), "http://[::1]:27580");
+        assert_eq!(p("[::1]").unwrap(), format!("http://[::1]:{}", wire::DEFAULT_PORT));
+        for bad in ["", "ftp://x", "x:0", "x:99999", "a b", "x/y", "user@x"] {
+            let e = p(bad).unwrap_err().to_string();
+            assert!(e.contains("not a license server address"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_launcher_deadline_is_inside_the_lease() {
+        for ttl in [2, 3, 30, 3600].map(Duration::from_secs) {
+            let m = margin(ttl);
+            assert!(m < ttl / 2 && m >= Duration::from_millis(200));
+            assert!(heartbeat_timeout(ttl) < ttl / 3, "a heartbeat can time out and be retried before the deadline");
+        }
+    }
+}
