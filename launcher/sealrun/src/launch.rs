@@ -148,6 +148,34 @@ pub fn open_with(
     })
 }
 
+/// Opens `package` with a seat of its floating license, checked out from
+/// the license server `spec` (waiting in line with `wait`).
+pub fn open_floating(
+    package: &Path,
+    device: &Device,
+    now: UnixTime,
+    spec: &crate::floating::ServerSpec,
+    wait: bool,
+    on_queued: &mut dyn FnMut(u32, u32),
+) -> Result<(Opened, std::sync::Arc<crate::floating::Seat>), LaunchError> {
+    let map = map(package)?;
+    let pkg = Package::parse(&map).map_err(LaunchError::bad_file(package))?;
+    let manifest = pkg.manifest().clone();
+    let header = pkg.header().as_bytes().to_vec();
+    let out = crate::floating::checkout(spec, &manifest, device, now, wait, on_queued)?;
+    let opened = Opened {
+        path: package.to_owned(),
+        manifest,
+        license_path: PathBuf::from(&spec.url),
+        license: out.license,
+        dongle: None,
+        map,
+        header,
+        key: out.key,
+    };
+    Ok((opened, out.seat))
+}
+
 impl Opened {
     /// The package, parsed again from the map. The file may have been
     /// rewritten since it was opened: a header that differs from the one the

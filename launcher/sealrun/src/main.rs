@@ -12,7 +12,7 @@ use sealrun::native::TrustPolicy;
 use sealrun::package_hints;
 use sealrun::runner::{self, DirGrant, GuestConfig};
 use sealrun::ui::{Stderr, human_bytes};
-use sealrun::{LaunchError, device, doctor, dongle, online, store};
+use sealrun::{LaunchError, device, doctor, dongle, floating, online, store};
 use sealrun_format::VendorPublicKey;
 
 #[derive(Parser)]
@@ -162,16 +162,33 @@ struct RunArgs {
     no_cache: bool,
     #[command(flatten)]
     token: TokenArgs,
+    /// Take a seat of a floating license from this license server (sealrun-floatd) [default: $SEALRUN_LICENSE_SERVER, the config file, or a *.floating file]
+    #[arg(long, value_name = "HOST:PORT")]
+    license_server: Option<String>,
+    /// When every floating seat is in use, wait in line for one instead of giving up
+    #[arg(long)]
+    wait: bool,
+    /// What to do when the floating seat is lost while the app runs
+    #[arg(long, value_enum, default_value_t = SeatLoss::Pause)]
+    on_seat_loss: SeatLoss,
     /// Arguments for the app (after --)
     #[arg(last = true)]
     args: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SeatLoss {
+    /// Pause the app until the seat is back
+    Pause,
+    /// Stop the app
+    Stop,
 }
 
 #[derive(Subcommand)]
 enum LicenseCommand {
     /// Install a license file for this device
     Add {
-        /// The license file
+        /// The license file, or a *.floating file naming the site's license server
         file: PathBuf,
     },
     /// List installed licenses
@@ -227,6 +244,14 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
         Command::Id => {
             let d = device::load_or_create()?;
             println!("{}", d.code);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::License(LicenseCommand::Add { file })
+            if file.extension().is_some_and(|e| e == sealrun::floating::FLOATING_EXT) =>
+        {
+            let (dest, f) = sealrun::floating::install(&file)?;
+            let what = f.product.as_deref().map_or_else(|| "every product".to_owned(), |p| p.to_owned());
+            println!("installed the floating license server {} for {what} as {}", f.server, dest.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::License(LicenseCommand::Add { file }) => {
@@ -330,7 +355,14 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     }
     let cache = if a.no_cache { None } else { Some(CodeCache::from_env()?) };
     let device = device::load_or_create()?;
-    let opened = launch::open_with(&a.package, a.license.as_deref(), &device, sealrun::now(), &a.token.options())?;
+    let (opened, seat) = open_for_run(&a, &device)?;
+    // The seat goes back however the run ends: normally (the guard), or
+    // stopped by a signal, the timeout or a lost dongle (the stop hook).
+    let _seat_guard = seat.clone().map(SeatGuard);
+    if let Some(seat) = &seat {
+        let s = seat.clone();
+        runner::at_stop(move || s.release());
+    }
     for hint in package_hints(&opened.manifest, &dirs, &env) {
         eprintln!("sealrun: note: {hint}");
     }
@@ -338,9 +370,14 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     let _run_slot = dongle::RunSlot::claim(&opened.license)?;
     let engine = runner::engine()?;
     let mut loaded = opened.load(&device, engine, cache.as_ref(), &Stderr)?;
-    let watch = match loaded.dongle.take() {
-        Some(attached) => Some(Box::new(dongle::DongleWatch::new(attached)?) as Box<dyn runner::Watch>),
-        None => None,
+    let on_loss = match a.on_seat_loss {
+        SeatLoss::Pause => floating::OnSeatLoss::Pause,
+        SeatLoss::Stop => floating::OnSeatLoss::Stop,
+    };
+    let watch = match (loaded.dongle.take(), seat) {
+        (Some(attached), _) => Some(Box::new(dongle::DongleWatch::new(attached)?) as Box<dyn runner::Watch>),
+        (None, Some(seat)) => Some(Box::new(floating::SeatWatch::new(seat, on_loss)) as Box<dyn runner::Watch>),
+        (None, None) => None,
     };
     tracing::debug!(source = ?loaded.source, "module ready");
     let program_name = a.package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -353,6 +390,56 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     let code = runner::run_watched(&loaded.engine, &loaded.module, &cfg, watch)?;
     // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
+}
+
+/// Gives a floating seat back when the run ends normally.
+struct SeatGuard(std::sync::Arc<floating::Seat>);
+
+impl Drop for SeatGuard {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// The package opened with a license: a local one, or a floating seat from
+/// the site's license server (named for this run: only the seat; found in
+/// the config or a *.floating file: when no local license works).
+fn open_for_run(
+    a: &RunArgs,
+    device: &device::Device,
+) -> Result<(launch::Opened, Option<std::sync::Arc<floating::Seat>>), LaunchError> {
+    let now = sealrun::now();
+    let local = || launch::open_with(&a.package, a.license.as_deref(), device, now, &a.token.options());
+    if a.license.is_some() && a.license_server.is_none() {
+        return Ok((local()?, None));
+    }
+    let product = launch::read_header(&a.package)?.manifest.product;
+    let Some((spec, named)) = floating::find_server(a.license_server.as_deref(), &a.package, &product)? else {
+        return Ok((local()?, None));
+    };
+    if !named {
+        match local() {
+            Ok(o) => return Ok((o, None)),
+            Err(
+                LaunchError::NoLicense { .. }
+                | LaunchError::WrongDevice { .. }
+                | LaunchError::NotValidNow { .. }
+                | LaunchError::WrongProduct { .. }
+                | LaunchError::FloatingLicense { .. },
+            ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut last = None;
+    let mut on_queued = |position: u32, seats: u32| {
+        if last != Some(position) {
+            last = Some(position);
+            let all = if seats == 1 { "the only seat".to_owned() } else { format!("all {seats} seats") };
+            eprintln!("sealrun: {all} of {product} are in use; waiting in line (position {position}) for {}…", spec.url);
+        }
+    };
+    let (opened, seat) = launch::open_floating(&a.package, device, now, &spec, a.wait, &mut on_queued)?;
+    Ok((opened, Some(seat)))
 }
 
 fn prepare(

@@ -134,6 +134,13 @@ pub fn license_json(l: &License) -> Value {
     let binding = match t.binding {
         Binding::Device(d) => json!({ "device": d.to_string() }),
         Binding::Dongle { dongle, count } => json!({ "dongle": dongle.to_string(), "count": count }),
+        Binding::Floating { holder, seats, unit } => {
+            let held_by = match holder {
+                sealrun_format::license::Holder::Device(d) => json!({ "device": d.to_string() }),
+                sealrun_format::license::Holder::Dongle(id) => json!({ "dongle": id.to_string() }),
+            };
+            json!({ "floating": { "seats": seats, "per": unit.as_str(), "held_by": held_by } })
+        }
     };
     json!({
         "type": "license",

@@ -3,7 +3,7 @@ use std::path::Path;
 
 use sealrun_format::device::DeviceCode;
 use sealrun_format::dongle::DongleId;
-use sealrun_format::license::{self, Binding, LicenseSigner, Terms};
+use sealrun_format::license::{self, Binding, LicenseSigner, SeatUnit, Terms};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Release, UnixTime, VendorPublicKey};
 
@@ -31,6 +31,9 @@ pub struct IssueOptions {
     pub expires: Option<UnixTime>,
     /// Features enabled.
     pub features: Vec<String>,
+    /// A floating license for a site's license manager (the holder is its
+    /// host device or its dongle): the seats and what a seat is.
+    pub floating: Option<(u32, SeatUnit)>,
     /// The issue time (now, outside tests).
     pub now: UnixTime,
 }
@@ -110,9 +113,15 @@ pub fn issue(keystore: &Keystore, opts: &IssueOptions) -> Result<Vec<u8>> {
         not_before: opts.not_before.unwrap_or(opts.now.saturating_sub(DEFAULT_BACKDATE_SECS)),
         expires: opts.expires,
         features: opts.features.clone(),
-        binding: match opts.holder {
-            Holder::Device(d) => Binding::Device(d),
-            Holder::Dongle { dongle, count } => Binding::Dongle { dongle, count },
+        binding: match (opts.holder, opts.floating) {
+            (Holder::Device(d), None) => Binding::Device(d),
+            (Holder::Dongle { dongle, count }, None) => Binding::Dongle { dongle, count },
+            (Holder::Device(d), Some((seats, unit))) => {
+                Binding::Floating { holder: license::Holder::Device(d), seats, unit }
+            }
+            (Holder::Dongle { dongle, .. }, Some((seats, unit))) => {
+                Binding::Floating { holder: license::Holder::Dongle(dongle), seats, unit }
+            }
         },
     };
     let signer = LicenseSigner::Vendor(&signer);

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use sealrun_format::device::DeviceCode;
 use sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2;
 use sealrun_format::package::Capability;
+use sealrun_format::license::SeatUnit;
 use sealrun_format::{Error as FormatError, Release};
 use sealrun_sdk::client::{self, Client};
 use sealrun_sdk::dates::{self, DayEdge};
@@ -322,6 +323,12 @@ struct IssueArgs {
     /// How many copies may run at once with the dongle
     #[arg(long, default_value_t = 1, requires = "dongle")]
     count: u32,
+    /// A floating license with this many seats, for the site license manager (sealrun-floatd) on --device (its `sealrun-floatd id`) or with --dongle
+    #[arg(long, value_name = "SEATS", conflicts_with = "count")]
+    floating: Option<u32>,
+    /// Count a floating seat per running copy of the app instead of per computer
+    #[arg(long, requires = "floating")]
+    per_process: bool,
     /// Who the license is for
     #[arg(long)]
     licensee: String,
@@ -546,10 +553,26 @@ fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
         not_before: a.not_before.as_deref().map(|s| dates::parse(s, DayEdge::Start)).transpose()?,
         expires: a.expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
         features: a.features,
+        floating: a.floating.map(|seats| {
+            (seats, if a.per_process { SeatUnit::Process } else { SeatUnit::Computer })
+        }),
         now: dates::now(),
     };
     let bytes = issue::issue(ks, &opts)?;
     issue::write_license(&a.output, &bytes)?;
+    if let Some((seats, unit)) = opts.floating {
+        println!(
+            "issued a floating license for {} with {seats} seat(s), one per {}, for the license manager on {}; wrote {}",
+            opts.product,
+            unit.as_str(),
+            match holder {
+                issue::Holder::Device(d) => format!("device {d}"),
+                issue::Holder::Dongle { dongle, .. } => format!("dongle {dongle}"),
+            },
+            a.output.display()
+        );
+        return Ok(());
+    }
     match holder {
         issue::Holder::Device(device) => {
             let lic = sealrun_format::license::License::parse(&bytes)?;
@@ -665,9 +688,15 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                 (Some(d), _) => body["device"] = json!(d.to_string()),
                 (None, Some(d)) => {
                     body["dongle"] = json!(d.to_string());
-                    body["count"] = json!(i.count);
+                    if i.floating.is_none() {
+                        body["count"] = json!(i.count);
+                    }
                 }
                 (None, None) => unreachable!("clap requires --device or --dongle"),
+            }
+            if let Some(seats) = i.floating {
+                body["floating"] = json!(seats);
+                body["per_process"] = json!(i.per_process);
             }
             let lic: Value = c.send("POST", "/v1/licenses", &body, Some(&client::request_key()))?;
             use base64::Engine;

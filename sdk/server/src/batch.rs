@@ -42,6 +42,8 @@ pub(crate) struct Pending {
     pub(crate) bytes: Vec<u8>,
     pub(crate) issued_at: i64,
     pub(crate) expires_at: Option<i64>,
+    /// Floating seats the license grants (billed per seat); 0 otherwise.
+    pub(crate) seats: u32,
 }
 
 /// What happened to a queued license.
@@ -182,7 +184,7 @@ async fn store(db: &Db, rows: &[Pending]) -> Result<Vec<Stored>, ServerError> {
                     product: r.product.clone(),
                     license_id: r.license_id,
                     device: r.device_fp,
-                    seats: 0,
+                    seats: r.seats,
                 },
             );
             q = q
@@ -193,7 +195,7 @@ async fn store(db: &Db, rows: &[Pending]) -> Result<Vec<Stored>, ServerError> {
                 .bind(r.product.clone())
                 .bind(r.license_id.to_vec())
                 .bind(r.device_fp.to_vec())
-                .bind(0i64)
+                .bind(i64::from(r.seats))
                 .bind(prev.to_vec())
                 .bind(e.hash.to_vec());
             prev = e.hash;

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use sealrun_format::device::DeviceCode;
 use sealrun_format::dongle::DongleId;
 use sealrun_format::ledger::EntryKind;
-use sealrun_format::license::{self, Binding, LicenseSigner, Terms};
+use sealrun_format::license::{self, Binding, LicenseSigner, SeatUnit, Terms};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Release, VendorPublicKey};
 
@@ -69,6 +69,15 @@ pub struct IssueRequest {
     /// For a dongle: how many copies may run at once [default: 1].
     #[serde(default)]
     pub count: Option<u32>,
+    /// A floating license with this many seats, for the site license
+    /// manager (`sealrun-floatd`) on `device` (its `sealrun-floatd id`) or
+    /// with `dongle`. Each seat is billed at the plan's seat fee.
+    #[serde(default)]
+    pub floating: Option<u32>,
+    /// For a floating license: count a seat per running copy of the app
+    /// instead of per computer [default: false].
+    #[serde(default)]
+    pub per_process: Option<bool>,
     /// Who the license is for.
     pub licensee: String,
     /// Releases covered: `1.2.0`, `1.0.0..1.9.9`, `1.0.0..` [default: every release made so far].
@@ -273,13 +282,13 @@ impl Service {
         };
         let keys: Vec<(Release, &sealrun_format::ContentKey)> = releases.iter().map(|r| (r.release, &r.key)).collect();
         let signer = LicenseSigner::Issuer { key: &issuer.key, cert: issuer.cert, vendor: issuer.vendor_key };
-        let (bytes, license_id) = match d.binding {
-            Binding::Device(_) => {
+        let (bytes, license_id) = match d.binding.holder() {
+            license::Holder::Device(_) => {
                 let bytes = license::issue(terms, &keys, &signer, &mut rng())?;
                 let id = license::License::parse(&bytes)?.terms.license_id;
                 (bytes, id)
             }
-            Binding::Dongle { dongle, .. } => {
+            license::Holder::Dongle(dongle) => {
                 let dongle_key = self.dongle_key(d.vendor, &dongle).await?;
                 let bytes = license::issue_for_dongle(terms, &keys, &signer, &dongle_key, &mut rng())?;
                 // The id is inside the sealed license: open it with the key.
@@ -310,7 +319,7 @@ impl Service {
             });
         }
         let product = self.product_row(Some(vendor), &req.product).await?;
-        let (binding, holder, holder_fp) = match (&req.device, &req.dongle, req.count) {
+        let (mut binding, holder, holder_fp) = match (&req.device, &req.dongle, req.count) {
             (Some(d), None, None) => {
                 let device = parse_device(d)?;
                 (Binding::Device(device), device.to_string(), device.fingerprint())
@@ -329,6 +338,23 @@ impl Service {
                     problem: "give either a device code, or a dongle id (with an optional count)",
                 });
             }
+        };
+        let seats = match (req.floating, req.per_process, req.count) {
+            (Some(_), _, Some(_)) => {
+                return Err(ServerError::Invalid {
+                    field: "count",
+                    problem: "is for dongle licenses; a floating license has seats (floating) instead",
+                });
+            }
+            (Some(seats), per_process, None) => {
+                let unit = if per_process.unwrap_or(false) { SeatUnit::Process } else { SeatUnit::Computer };
+                binding = Binding::Floating { holder: binding.holder(), seats, unit };
+                seats
+            }
+            (None, Some(_), _) => {
+                return Err(ServerError::Invalid { field: "per_process", problem: "needs floating (the seats)" });
+            }
+            (None, None, _) => 0,
         };
         let range = match &req.releases {
             Some(r) => parse_range(r)?,
@@ -361,6 +387,7 @@ impl Service {
                 bytes: built.bytes.clone(),
                 issued_at: built.issued_at,
                 expires_at: built.expires,
+                seats,
             })
             .await?;
         if let crate::batch::Stored::Duplicate = stored {
