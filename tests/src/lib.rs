@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use tempfile::TempDir;
 
+pub mod floatd;
 pub mod load;
 pub mod server;
 pub mod softhsm;

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 pub const USAGE_LOG_MAX_BYTES: u64 = 64 << 20;
 /// Rotated files kept (`usage.jsonl.1` is the newest).
 pub const USAGE_LOG_KEEP: u32 = 8;
-/// Lines written before the file is flushed at the latest.
+/// Lines written before the file is flushed, at the latest.
 const FLUSH_EVERY: usize = 256;
 
 /// The log's writer.
@@ -65,40 +65,38 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
 fn write_loop(path: &Path, file: std::fs::File, rx: mpsc::Receiver<String>) {
     let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut out = std::io::BufWriter::new(file);
-    let mut pending = 0;
-    loop {
-        // Block for the first line, then take what is queued and flush.
-        let line = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
-            Ok(l) => l,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+    // Block for a line, write it and whatever else is queued, then flush:
+    // at a low rate every line reaches the file at once, at a high rate
+    // lines are written in batches.
+    while let Ok(first) = rx.recv() {
+        let mut pending = 0;
+        let mut next = Some(first);
+        while let Some(line) = next {
+            if size + line.len() as u64 + 1 > USAGE_LOG_MAX_BYTES && size > 0 {
+                let _ = out.flush();
+                for n in (1..USAGE_LOG_KEEP).rev() {
+                    let _ = std::fs::rename(rotated(path, n), rotated(path, n + 1));
+                }
+                let _ = std::fs::rename(path, rotated(path, 1));
+                match open_append(path) {
+                    Ok(f) => {
+                        out = std::io::BufWriter::new(f);
+                        size = 0;
+                    }
+                    Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot start a new usage log"),
+                }
+            }
+            if writeln!(out, "{line}").is_ok() {
+                size += line.len() as u64 + 1;
+            }
+            pending += 1;
+            if pending >= FLUSH_EVERY {
                 let _ = out.flush();
                 pending = 0;
-                continue;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        if size + line.len() as u64 + 1 > USAGE_LOG_MAX_BYTES && size > 0 {
-            let _ = out.flush();
-            for n in (1..USAGE_LOG_KEEP).rev() {
-                let _ = std::fs::rename(rotated(path, n), rotated(path, n + 1));
-            }
-            let _ = std::fs::rename(path, rotated(path, 1));
-            match open_append(path) {
-                Ok(f) => {
-                    out = std::io::BufWriter::new(f);
-                    size = 0;
-                }
-                Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot start a new usage log"),
-            }
+            next = rx.try_recv().ok();
         }
-        if writeln!(out, "{line}").is_ok() {
-            size += line.len() as u64 + 1;
-        }
-        pending += 1;
-        if pending >= FLUSH_EVERY {
-            let _ = out.flush();
-            pending = 0;
-        }
+        let _ = out.flush();
     }
     let _ = out.flush();
 }
