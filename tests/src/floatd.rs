@@ -111,7 +111,9 @@ impl Floatd {
                 Some(Ok(line)) => {
                     seen.push_str(&line);
                     seen.push('\n');
-                    if let Some(a) = line.split_once("listening on http://").or(line.split_once("listening on https://")) {
+                    if let Some(a) =
+                        line.split_once("listening on http://").or(line.split_once("listening on https://"))
+                    {
                         break a.1.trim().to_owned();
                     }
                 }
@@ -129,8 +131,11 @@ impl Floatd {
         });
         if self.addr != addr {
             let text = std::fs::read_to_string(&self.config).unwrap();
-            std::fs::write(&self.config, text.replacen(&format!("listen = \"{}\"", self.addr), &format!("listen = \"{addr}\""), 1))
-                .unwrap();
+            std::fs::write(
+                &self.config,
+                text.replacen(&format!("listen = \"{}\"", self.addr), &format!("listen = \"{addr}\""), 1),
+            )
+            .unwrap();
             self.addr = addr;
         }
         self.child = Some(child);

@@ -98,9 +98,8 @@ fn max_overlap(files: &[PathBuf]) -> (usize, usize) {
     let mut ran = 0;
     for f in files {
         let Ok(text) = std::fs::read_to_string(f) else { continue };
-        let get = |k: &str| {
-            text.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().parse::<u128>().expect("nanos"))
-        };
+        let get =
+            |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().parse::<u128>().expect("nanos"));
         let (start, end) = (get("start "), get("end "));
         let (Some(start), Some(end)) = (start, end) else { panic!("{}: incomplete run record {text:?}", f.display()) };
         assert!(end > start);
@@ -169,4 +168,221 @@ fn three_seats_and_twenty_launchers_at_once() {
     assert_eq!(count("checkout"), ran);
     assert_eq!(count("release"), ran);
     assert!(count("refusal") >= refused);
+}
+
+/// The status's lease ids of the first product.
+fn leases(f: &Floatd) -> Vec<String> {
+    f.status()["products"][0]["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lease"].as_str().unwrap().into())
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn a_killed_launchers_seat_returns_within_one_ttl() {
+    let ttl = 3;
+    let s = site("ticker", 1, ttl, &[]);
+    let (a, b) = (s.world.device("a"), s.world.device("b"));
+    let mut holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "1000", "100"]));
+    holder.wait_for("tick 1", Duration::from_secs(30));
+    let refused = s.sealrun(&b, &[]).args(["--", "1", "1"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(220), "{}", stderr(&refused));
+    holder.child.kill().unwrap();
+    holder.child.wait().unwrap();
+    let killed = Instant::now();
+    wait_until("the seat's return", Duration::from_secs(ttl + 5), || s.floatd.in_use() == 0);
+    let back = killed.elapsed();
+    // The lease lapses one TTL after its last renewal; the sweep runs twice a second.
+    assert!(back <= Duration::from_millis(ttl * 1000 + 700), "took {back:?}");
+    let out = s.sealrun(&b, &[]).args(["--", "2", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), ticks(2));
+    assert!(s.floatd.usage_log().iter().any(|l| l["event"] == "expiry"), "the lapse is in the usage log");
+}
+
+#[test]
+fn a_restarted_daemon_honours_held_seats_and_still_refuses_a_fourth() {
+    let mut s = site("ticker", 3, 5, &[]);
+    let holders: Vec<Watched> = (0..3)
+        .map(|i| {
+            let d = s.world.device(&format!("h{i}"));
+            let w = Watched::spawn(s.sealrun(&d, &[]).args(["--", "60", "100"]));
+            w.wait_for("tick 0", Duration::from_secs(30));
+            w
+        })
+        .collect();
+    let before = leases(&s.floatd);
+    assert_eq!(before.len(), 3);
+    s.floatd.stop();
+    s.floatd.start();
+    let mut after = leases(&s.floatd);
+    let mut before_sorted = before.clone();
+    before_sorted.sort();
+    after.sort();
+    assert_eq!(after, before_sorted, "the same leases after the restart");
+    let fourth = s.world.device("fourth");
+    let out = s.sealrun(&fourth, &[]).args(["--", "1", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(220), "{}", stderr(&out));
+    for h in holders {
+        let (code, h) = h.finish();
+        assert_eq!(code, Some(0), "{}", h.text());
+        assert_eq!(h.stdout(), ticks(60));
+        assert!(!h.text().contains("paused"), "a restart within the TTL is not noticed: {}", h.text());
+    }
+    assert_eq!(s.floatd.in_use(), 0);
+}
+
+#[test]
+fn a_short_blip_keeps_the_seat_and_never_lends_a_second() {
+    let mut s = site("ticker", 1, 6, &[]);
+    let (a, b) = (s.world.device("a"), s.world.device("b"));
+    let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "50", "100"]));
+    holder.wait_for("tick 0", Duration::from_secs(30));
+    s.floatd.crash();
+    std::thread::sleep(Duration::from_millis(1500));
+    s.floatd.start();
+    assert_eq!(s.floatd.in_use(), 1, "the held seat survived a crash of the daemon");
+    let out = s.sealrun(&b, &[]).args(["--", "1", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(220), "the seat count never exceeds N: {}", stderr(&out));
+    let (code, holder) = holder.finish();
+    assert_eq!(code, Some(0), "{}", holder.text());
+    assert_eq!(holder.stdout(), ticks(50));
+    assert!(!holder.text().contains("paused"), "{}", holder.text());
+}
+
+#[test]
+fn a_long_blip_pauses_the_app_and_it_resumes_with_its_output_intact() {
+    let ttl = 3;
+    let mut s = site("ticker", 1, ttl, &[]);
+    let a = s.world.device("a");
+    let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "40", "100"]));
+    holder.wait_for("tick 2", Duration::from_secs(30));
+    s.floatd.stop();
+    holder.wait_for("the app is paused", Duration::from_secs(ttl + 3));
+    // Paused: no tick for a while.
+    let seen = holder.stdout().lines().count();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(holder.stdout().lines().count(), seen, "the app made progress without a seat");
+    s.floatd.start();
+    holder.wait_for("the app resumes", Duration::from_secs(10));
+    let (code, holder) = holder.finish();
+    assert_eq!(code, Some(0), "{}", holder.text());
+    assert_eq!(holder.stdout(), ticks(40), "complete and in order");
+    // No tick arrived between the pause and the resumption (stdout and
+    // stderr are read by two threads: their clocks may differ by a little).
+    let lines = holder.lines.lock().unwrap().clone();
+    let at = |t: &str| lines.iter().find(|(_, _, l)| l.contains(t)).unwrap().0;
+    let slack = Duration::from_millis(100);
+    let (paused, resumed) = (at("the app is paused") + slack, at("the app resumes") - slack);
+    assert!(
+        !lines.iter().any(|(when, err, l)| !err && l.starts_with("tick") && *when > paused && *when < resumed),
+        "ticks while paused: {}",
+        holder.text()
+    );
+}
+
+#[test]
+fn on_seat_loss_stop_stops_cleanly() {
+    let ttl = 2;
+    let mut s = site("ticker", 1, ttl, &[]);
+    let a = s.world.device("a");
+    let holder = Watched::spawn(s.sealrun(&a, &["--on-seat-loss", "stop"]).args(["--", "1000", "100"]));
+    holder.wait_for("tick 1", Duration::from_secs(30));
+    s.floatd.stop();
+    let (code, holder) = holder.finish();
+    assert_eq!(code, Some(223), "{}", holder.text());
+    assert!(
+        holder.text().contains("the app was stopped: its seat of com.example.ticker was lost"),
+        "{}",
+        holder.text()
+    );
+}
+
+#[test]
+fn a_revoked_seat_stops_its_holder_and_returns_when_the_lease_lapses() {
+    let ttl = 3;
+    let s = site("ticker", 1, ttl, &[]);
+    let (a, b) = (s.world.device("a"), s.world.device("b"));
+    let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "1000", "100"]));
+    holder.wait_for("tick 0", Duration::from_secs(30));
+    let lease = leases(&s.floatd).remove(0);
+    let out = s.floatd.command().args(["revoke", &lease, "--config"]).arg(&s.floatd.config).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("revoked lease {lease}")), "{}", stdout(&out));
+    let status = s.floatd.status();
+    assert_eq!(status["products"][0]["leases"][0]["revoked"], true);
+    let (code, holder) = holder.finish();
+    assert_eq!(code, Some(223), "{}", holder.text());
+    assert!(holder.text().contains("was revoked by the site administrator"), "{}", holder.text());
+    wait_until("the revoked seat's return", Duration::from_secs(ttl + 3), || s.floatd.in_use() == 0);
+    let out = s.sealrun(&b, &[]).args(["--", "1", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Without the admin token, nobody revokes.
+    let r = ureq::post(&format!("{}/v1/admin/revoke", s.floatd.url()))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("Authorization", "Bearer 00")
+        .send_json(serde_json::json!({"lease": lease}))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[test]
+fn status_json_html_metrics_and_usage_log() {
+    let s = site("ticker", 2, 30, &[]);
+    let a = s.world.device("a");
+    let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "1000", "50"]));
+    holder.wait_for("tick 0", Duration::from_secs(30));
+    let st = s.floatd.status();
+    let p = &st["products"][0];
+    assert_eq!(
+        (p["product"].as_str(), p["seats"].as_u64(), p["in_use"].as_u64()),
+        (Some("com.example.ticker"), Some(2), Some(1))
+    );
+    assert_eq!(p["unit"], "computer");
+    assert_eq!(p["leases"][0]["device"], a.code());
+    let cli = s.floatd.command().args(["status", "--config"]).arg(&s.floatd.config).output().unwrap();
+    assert!(cli.status.success(), "{}", stderr(&cli));
+    let text = stdout(&cli);
+    assert!(text.contains("com.example.ticker: 1 of 2 seats in use (one per computer), 0 waiting"), "{text}");
+    assert!(text.contains(p["leases"][0]["lease"].as_str().unwrap()), "{text}");
+    let html = ureq::get(&s.floatd.url()).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(html.contains("<h2>com.example.ticker</h2>") && html.contains("1 of 2 seats in use"), "{html}");
+    let metrics =
+        ureq::get(&format!("{}/metrics", s.floatd.url())).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(metrics.contains("sealrun_floatd_seats_in_use{product=\"com.example.ticker\"} 1"), "{metrics}");
+    assert!(metrics.contains("sealrun_floatd_checkouts_total 1"), "{metrics}");
+    drop(holder);
+    let log = s.floatd.usage_log();
+    let checkout = log.iter().find(|l| l["event"] == "checkout").expect("a checkout line");
+    for field in ["ts", "product", "lease", "device", "host", "user", "pid", "seats_in_use"] {
+        assert!(!checkout[field].is_null(), "{field} missing in {checkout}");
+    }
+}
+
+#[test]
+fn seats_per_computer_or_per_process() {
+    for (per_process, second_runs) in [(false, true), (true, false)] {
+        let extra: &[&str] = if per_process { &["--per-process"] } else { &[] };
+        let s = site("ticker", 1, 30, extra);
+        let a = s.world.device("a");
+        let first = Watched::spawn(s.sealrun(&a, &[]).args(["--", "1000", "50"]));
+        first.wait_for("tick 0", Duration::from_secs(30));
+        let second = s.sealrun(&a, &[]).args(["--", "1", "1"]).output().unwrap();
+        let code = if second_runs { Some(0) } else { Some(220) };
+        assert_eq!(second.status.code(), code, "per_process={per_process}: {}", stderr(&second));
+        assert_eq!(s.floatd.in_use(), 1);
+    }
 }

@@ -435,7 +435,10 @@ fn open_for_run(
         if last != Some(position) {
             last = Some(position);
             let all = if seats == 1 { "the only seat".to_owned() } else { format!("all {seats} seats") };
-            eprintln!("sealrun: {all} of {product} are in use; waiting in line (position {position}) for {}…", spec.url);
+            eprintln!(
+                "sealrun: {all} of {product} are in use; waiting in line (position {position}) for {}…",
+                spec.url
+            );
         }
     };
     let (opened, seat) = launch::open_floating(&a.package, device, now, &spec, a.wait, &mut on_queued)?;

@@ -229,6 +229,12 @@ mod hold {
     /// Lets it go.
     const RELEASE: libc::c_int = libc::SIGUSR2;
     static HELD: AtomicBool = AtomicBool::new(false);
+    /// Set by the guest thread once it waits in the handler.
+    static PARKED: AtomicBool = AtomicBool::new(false);
+    /// How long `hold` waits for the guest thread to stop: a thread inside a
+    /// blocking system call takes the signal when the call is interrupted,
+    /// well within this.
+    const PARK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
     extern "C" fn on_hold(_: libc::c_int) {
         // RELEASE is blocked while this handler runs (its sa_mask), so a
@@ -241,9 +247,11 @@ mod hold {
             let mut wait: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut wait);
             libc::sigdelset(&mut wait, RELEASE);
+            PARKED.store(true, Ordering::SeqCst);
             while HELD.load(Ordering::SeqCst) {
                 libc::sigsuspend(&wait);
             }
+            PARKED.store(false, Ordering::SeqCst);
         }
     }
 
@@ -288,6 +296,13 @@ mod hold {
         // SAFETY: the thread is alive: the watcher that calls this is joined
         // before the guest thread leaves the run.
         unsafe { libc::pthread_kill(t.0, HOLD) };
+        // The signal arrives asynchronously: wait until the guest has
+        // stopped, so "paused" is true when it is said (and, for a floating
+        // seat, before its deadline).
+        let since = std::time::Instant::now();
+        while !PARKED.load(Ordering::SeqCst) && since.elapsed() < PARK_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     #[allow(unsafe_code)]
@@ -316,8 +331,9 @@ fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
                 (Ok(()), None) => {}
                 (Ok(()), Some(_)) => {
                     lost_since = None;
-                    hold::release(guest);
+                    // Said first: the app's next output comes after it.
                     say(&watch.resumed());
+                    hold::release(guest);
                 }
                 (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
                 (Err(Lost::Away(why)), None) if watch.grace().is_zero() => stop_process(watch.give_up(&why)),

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use sealrun_format::device::DeviceCode;
+use sealrun_format::license::SeatUnit;
 use sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2;
 use sealrun_format::package::Capability;
-use sealrun_format::license::SeatUnit;
 use sealrun_format::{Error as FormatError, Release};
 use sealrun_sdk::client::{self, Client};
 use sealrun_sdk::dates::{self, DayEdge};
@@ -553,9 +553,7 @@ fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
         not_before: a.not_before.as_deref().map(|s| dates::parse(s, DayEdge::Start)).transpose()?,
         expires: a.expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
         features: a.features,
-        floating: a.floating.map(|seats| {
-            (seats, if a.per_process { SeatUnit::Process } else { SeatUnit::Computer })
-        }),
+        floating: a.floating.map(|seats| (seats, if a.per_process { SeatUnit::Process } else { SeatUnit::Computer })),
         now: dates::now(),
     };
     let bytes = issue::issue(ks, &opts)?;
