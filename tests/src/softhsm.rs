@@ -108,12 +108,17 @@ pub fn provision(world: &World, hsm: &SoftHsm, device: &Device) -> String {
 
 /// `sealsdk dongle provision` of slot `slot` (among slots with a token).
 pub fn provision_slot(world: &World, hsm: &SoftHsm, device: &Device, slot: usize) -> String {
+    provision_for(world, hsm, &device.code(), slot)
+}
+
+/// `sealsdk dongle provision` of slot `slot` for the device `code` (e.g. a
+/// license server's host).
+pub fn provision_for(world: &World, hsm: &SoftHsm, code: &str, slot: usize) -> String {
     let slot = slot.to_string();
-    let code = device.code();
     let module = hsm.module.display().to_string();
     let conf = hsm.conf.display().to_string();
     let out = world.sealsdk_with(
-        &["dongle", "provision", "--module", &module, "--slot", &slot, "--device", &code],
+        &["dongle", "provision", "--module", &module, "--slot", &slot, "--device", code],
         &[("SOFTHSM2_CONF", &conf), ("SEALSDK_PIN", PIN)],
     );
     assert!(out.status.success(), "provision failed: {}", stderr(&out));

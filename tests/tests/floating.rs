@@ -386,3 +386,213 @@ fn seats_per_computer_or_per_process() {
         assert_eq!(s.floatd.in_use(), 1);
     }
 }
+
+#[test]
+fn a_dongle_bound_floatd_lends_seats_while_its_dongle_is_attached() {
+    use sealrun_tests::softhsm::{PIN, SoftHsm, provision_for};
+    let world = World::new();
+    let Some(hsm) = SoftHsm::new(&world.path().join("hsm")) else { return };
+    hsm.init_token("site-dongle");
+    let package = world.seal("hello", "1.0.0");
+    let mut floatd = Floatd::new(&world.path().join("floatd"), 30);
+    let dongle = provision_for(&world, &hsm, &floatd.host_code(), 0);
+    let license = floatd.dir.join("floating.license");
+    world.sealsdk_ok(&[
+        "license",
+        "issue",
+        "--product",
+        "com.example.hello",
+        "--dongle",
+        &dongle,
+        "--floating",
+        "2",
+        "--licensee",
+        "Test Site",
+        "-o",
+        license.to_str().unwrap(),
+    ]);
+    std::fs::write(floatd.dir.join("pin"), format!("{PIN}\n")).unwrap();
+    floatd.write_config(30, &format!("pkcs11_module = \"{}\"\npin_file = \"pin\"\n", hsm.module.display()));
+    floatd.env(&hsm.env());
+    floatd.start();
+    let a = world.device("a");
+    let run =
+        || a.sealrun(world.path()).arg("run").arg("--license-server").arg(&floatd.addr).arg(&package).output().unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello from a sealed app"));
+    // Pulled from the license server: no seat is lent until it is back.
+    hsm.unplug();
+    wait_until("a refusal without the dongle", Duration::from_secs(15), || {
+        let out = run();
+        out.status.code() == Some(222) && stderr(&out).contains("dongle is not attached")
+    });
+    hsm.plug();
+    wait_until("seats again with the dongle back", Duration::from_secs(15), || run().status.code() == Some(0));
+}
+
+/// Raw requests to the daemon, as a hostile or broken client would send.
+fn raw(url: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let mut r = ureq::post(&format!("{url}{path}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("Content-Type", "application/json")
+        .send(body)
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn bad_requests_are_refused_and_corrupt_nothing() {
+    let s = site("ticker", 2, 30, &[]);
+    let a = s.world.device("a");
+    let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "1000", "50"]));
+    holder.wait_for("tick 0", Duration::from_secs(30));
+    let url = s.floatd.url();
+    let lease = leases(&s.floatd).remove(0);
+    let key_id = "00".repeat(32);
+    let checkout = |product: &str, device: &str| {
+        serde_json::json!({"product": product, "key_id": key_id, "device": device, "host": "h", "user": "u", "pid": 1})
+            .to_string()
+    };
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("/v1/checkout", b"{not json".to_vec(), 400, "bad_request"),
+        ("/v1/checkout", b"[]".to_vec(), 400, "bad_request"),
+        ("/v1/checkout", checkout("com.example.other", &a.code()).into_bytes(), 404, "unknown_product"),
+        ("/v1/checkout", checkout("com.example.ticker", "SR1-NOT-A-CODE").into_bytes(), 404, "not_covered"),
+        (
+            "/v1/checkout",
+            checkout("com.example.ticker", &a.code()).replace("\"pid\":1", "\"pid\":1,\"extra\":true").into_bytes(),
+            400,
+            "bad_request",
+        ),
+        ("/v1/checkout", vec![b' '; 64 * 1024], 413, "too_large"),
+        (
+            "/v1/heartbeat",
+            br#"{"lease":"00000000000000000000000000000000","secret":"00"}"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/heartbeat",
+            format!(r#"{{"lease":"{}","secret":"{}"}}"#, "ab".repeat(16), "cd".repeat(32)).into_bytes(),
+            404,
+            "unknown_lease",
+        ),
+        (
+            "/v1/heartbeat",
+            format!(r#"{{"lease":"{lease}","secret":"{}"}}"#, "cd".repeat(32)).into_bytes(),
+            404,
+            "unknown_lease",
+        ),
+        (
+            "/v1/release",
+            format!(r#"{{"lease":"{lease}","secret":"{}"}}"#, "ee".repeat(32)).into_bytes(),
+            404,
+            "unknown_lease",
+        ),
+        ("/v1/release", format!(r#"{{"lease":"{}"}}"#, lease.to_uppercase()).into_bytes(), 400, "bad_request"),
+        ("/v1/nowhere", b"{}".to_vec(), 404, "not_found"),
+    ];
+    for (path, body, status, error) in cases {
+        let (got, v) = raw(&url, path, &body);
+        assert_eq!(
+            (got, v["error"].as_str()),
+            (status, Some(error)),
+            "{path} {:?}: {v}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+    // Not HTTP at all.
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(&s.floatd.addr).unwrap();
+    sock.write_all(b"\x16\x03\x01garbage\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = sock.read_to_end(&mut buf);
+    // The held seat is intact, still renewed, and the daemon still lends.
+    assert_eq!(leases(&s.floatd), vec![lease.clone()]);
+    assert_eq!(s.floatd.in_use(), 1);
+    let b = s.world.device("b");
+    let out = s.sealrun(&b, &[]).args(["--", "2", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    drop(holder);
+}
+
+#[test]
+fn floating_files_unreachable_servers_and_floating_licenses_used_directly() {
+    let s = site("hello", 1, 30, &[]);
+    let a = s.world.device("a");
+    // A floating file next to the package names the server.
+    let file = s.world.path().join("hello.floating");
+    std::fs::write(&file, format!("server = \"{}\"\nproduct = \"com.example.hello\"\n", s.floatd.addr)).unwrap();
+    let out = a.sealrun(s.world.path()).arg(&s.package).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Installed, it works from anywhere.
+    let add = a.sealrun(s.world.path()).args(["license", "add"]).arg(&file).output().unwrap();
+    assert!(add.status.success(), "{}", stderr(&add));
+    assert!(stdout(&add).contains("installed the floating license server"), "{}", stdout(&add));
+    std::fs::remove_file(&file).unwrap();
+    let out = a.sealrun(s.world.path()).arg(&s.package).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A local license wins over the floating file when both work.
+    s.world.license("hello", &a, "hello.license", &[]);
+    let out = a.sealrun(s.world.path()).env("SEALRUN_LOG", "sealrun=debug").arg(&s.package).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(s.floatd.usage_log().iter().filter(|l| l["event"] == "checkout").count(), 2, "no seat was taken");
+    // Nothing listens: 221 with the next step.
+    let out =
+        a.sealrun(s.world.path()).args(["run", "--license-server", "127.0.0.1:1"]).arg(&s.package).output().unwrap();
+    assert_eq!(out.status.code(), Some(221), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot reach the license server http://127.0.0.1:1"), "{}", stderr(&out));
+    // The daemon's own license is not a license for a workstation.
+    let out = a
+        .sealrun(s.world.path())
+        .arg("run")
+        .arg("--license")
+        .arg(s.floatd.dir.join("floating.license"))
+        .arg(&s.package)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(201), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a floating license"), "{}", stderr(&out));
+}
+
+/// The `seat` guest, plain under the wasmtime CLI and sealed under
+/// `sealrun`: it records a start and an end at least MS apart.
+#[test]
+fn seat_guest_records_its_run() {
+    let world = World::new();
+    let (dev, package) = world.licensed_sample("seat");
+    let dir = world.path().join("records");
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |file: &Path| {
+        let text = std::fs::read_to_string(file).unwrap();
+        let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap().parse::<u128>().unwrap();
+        assert!(get("end ") - get("start ") >= 200_000_000, "{text}");
+    };
+    let out = dev
+        .sealrun(world.path())
+        .arg("run")
+        .arg("--dir")
+        .arg(format!("{}::/r", dir.display()))
+        .arg(&package)
+        .args(["--", "/r/sealed", "200"])
+        .output()
+        .unwrap();
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "seat done\n"), "{}", stderr(&out));
+    check(&dir.join("sealed"));
+    let wasmtime = wasmtime_cli().expect("the wasmtime CLI 48.x is needed (scripts/test installs it)");
+    let out = Command::new(wasmtime)
+        .args(["run", "--dir"])
+        .arg(format!("{}::/r", dir.display()))
+        .arg(sample("seat"))
+        .args(["/r/plain", "200"])
+        .output()
+        .unwrap();
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "seat done\n"), "{}", stderr(&out));
+    check(&dir.join("plain"));
+}
