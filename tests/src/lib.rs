@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use tempfile::TempDir;
 
 pub mod floatd;
+pub mod floatload;
 pub mod load;
 pub mod server;
 pub mod softhsm;

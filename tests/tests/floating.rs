@@ -15,7 +15,6 @@ struct Site {
     world: World,
     floatd: Floatd,
     package: PathBuf,
-    product: String,
 }
 
 fn site(sample_name: &str, seats: u32, ttl_secs: u64, extra: &[&str]) -> Site {
@@ -25,7 +24,7 @@ fn site(sample_name: &str, seats: u32, ttl_secs: u64, extra: &[&str]) -> Site {
     let mut floatd = Floatd::new(&world.path().join("floatd"), ttl_secs);
     floatd.license_for(&world, &product, seats, extra);
     floatd.start();
-    Site { world, floatd, package, product }
+    Site { world, floatd, package }
 }
 
 impl Site {

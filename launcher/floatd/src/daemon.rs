@@ -141,10 +141,16 @@ impl Daemon {
     /// licenses, opens the lease table and puts back the leases a previous
     /// run left.
     pub async fn start(config: &Config) -> Result<Daemon, FloatdError> {
+        let device = host_device(config)?;
+        Daemon::start_as(config, &device).await
+    }
+
+    /// [`Daemon::start`] as the host `device` (tests give one; `start` loads
+    /// the host's from the state directory).
+    pub async fn start_as(config: &Config, device: &sealrun::device::Device) -> Result<Daemon, FloatdError> {
         create_private_dir(&config.state_dir)?;
         let lock = lock_state_dir(config)?;
-        let device = host_device(config)?;
-        let served = licenses::load(config, &device)?;
+        let served = licenses::load(config, device)?;
         let store = Store::open(&config.database_file()).await?;
         let usage = UsageLog::open(&config.usage_log_file()).map_err(|source| FloatdError::Io {
             action: "cannot open",

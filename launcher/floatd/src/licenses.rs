@@ -1,6 +1,6 @@
 //! The floating licenses the daemon serves, their content keys unwrapped
 //! once at start: with the host's device key, or through its dongle.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sealrun::device::Device;
 use sealrun::dongle::{self, Attached};
@@ -62,8 +62,8 @@ pub fn load(config: &Config, device: &Device) -> Result<Vec<Served>, FloatdError
     Ok(out)
 }
 
-fn load_one(config: &Config, path: &PathBuf, device: &Device) -> Result<Served, FloatdError> {
-    let problem = |problem: String| FloatdError::License { path: path.clone(), problem };
+fn load_one(config: &Config, path: &Path, device: &Device) -> Result<Served, FloatdError> {
+    let problem = |problem: String| FloatdError::License { path: path.to_owned(), problem };
     let bytes = sealrun::store::read_license_file(path)?;
     let parsed = AnyLicense::parse(&bytes).map_err(|e| problem(format!("{e}")))?;
     let (license, keys, dongle) = match parsed {
@@ -101,5 +101,5 @@ fn load_one(config: &Config, path: &PathBuf, device: &Device) -> Result<Served, 
         )));
     };
     let bytes = license.to_bytes();
-    Ok(Served { path: path.clone(), license, bytes, seats, unit, keys, dongle })
+    Ok(Served { path: path.to_owned(), license, bytes, seats, unit, keys, dongle })
 }

@@ -570,3 +570,56 @@ async fn product_page_does_not_echo_markup() {
     let (_, _, body, _) = call_raw(&env.app, req).await;
     assert!(body.as_str().unwrap().contains("https://licenses.example:8443/products/com.acme.tool"));
 }
+
+both_backends!(floating_licenses_count_their_seats, |env: Env| async move {
+    let acme = vendor(&env, "acme").await;
+    let package = product_with_package(&env, &acme, "com.acme.tool", "1.0.0").await;
+    let pkg = Package::parse(&package).unwrap();
+    let (host_secret, host) = device(7);
+    let (s, lic) = call(
+        &env.app,
+        "POST",
+        "/v1/licenses",
+        Some(&acme.token),
+        Some(
+            json!({"product": "com.acme.tool", "device": host, "floating": 5, "per_process": true, "licensee": "Site"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{lic}");
+    let l = license_of(&lic);
+    l.verify_signature(&acme.key.public()).unwrap();
+    match l.terms.binding {
+        sealrun_format::license::Binding::Floating { seats, unit, .. } => {
+            assert_eq!((seats, unit), (5, sealrun_format::license::SeatUnit::Process))
+        }
+        other => panic!("not floating: {other:?}"),
+    }
+    // The license manager's host unwraps the key.
+    l.unwrap_key(&pkg.manifest().key_id, &host_secret).unwrap();
+    // The ledger records the seats, and the invoice bills them.
+    let (_, ledger) = text(&env.app, "/v1/ledger", &acme.token).await;
+    let entries = parse_ledger(&ledger);
+    assert_eq!(entries.last().unwrap().fields.seats, 5);
+    let (s, _) = call(
+        &env.app,
+        "PUT",
+        "/v1/admin/vendors/acme/plan",
+        Some(&env.admin),
+        Some(json!({"currency": "EUR", "license_fee": 0, "seat_fee": 300, "free_licenses": 0})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let period = sealrun_server::billing::period_of(sealrun_server::now());
+    let (_, inv) = call(&env.app, "GET", &format!("/v1/invoices/{period}"), Some(&acme.token), None).await;
+    assert_eq!((inv["lines"][0]["seats"].as_u64(), inv["total"].as_u64()), (Some(5), Some(1500)), "{inv}");
+    // Inconsistent requests are refused.
+    for bad in [
+        json!({"product": "com.acme.tool", "device": host, "floating": 0, "licensee": "Site"}),
+        json!({"product": "com.acme.tool", "device": host, "per_process": true, "licensee": "Site"}),
+        json!({"product": "com.acme.tool", "dongle": "00".repeat(16), "floating": 2, "count": 2, "licensee": "Site"}),
+    ] {
+        let (s, p) = call(&env.app, "POST", "/v1/licenses", Some(&acme.token), Some(bad.clone())).await;
+        assert!(s.is_client_error(), "{bad}: {s} {p}");
+    }
+});

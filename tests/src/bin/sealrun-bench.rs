@@ -116,6 +116,9 @@ fn main() {
     if want("server") {
         server_load(&opts);
     }
+    if want("floating") {
+        floating_load(&opts, &world);
+    }
     if want("rss") {
         if opts.only.as_deref() == Some("rss") {
             rss(&opts, &world, &dev);
@@ -632,4 +635,59 @@ fn server_load(o: &Opts) {
         }
         srv.stop();
     }
+}
+
+/// Simulated clients of the floating-license load run.
+const FLOAT_CLIENTS: usize = 1000;
+/// Seats of the license: fewer than clients, so checkouts are also refused.
+const FLOAT_SEATS: u32 = 800;
+/// Worker threads driving the clients, each on its own connection.
+const FLOAT_WORKERS: usize = 32;
+
+fn floating_load(o: &Opts, world: &World) {
+    use sealrun_tests::floatd::Floatd;
+    let package = world.seal("hello", "1.0.0");
+    let key_id = hex::encode(sealrun::launch::read_header(&package).expect("header").manifest.key_id.0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut floatd = Floatd::new(dir.path(), 300);
+    floatd.license_for(world, "com.example.hello", FLOAT_SEATS, &[]);
+    floatd.start();
+    let window = Duration::from_secs(o.load_secs);
+    let r = sealrun_tests::floatload::run(
+        &floatd.url(),
+        "com.example.hello",
+        &key_id,
+        FLOAT_CLIENTS,
+        FLOAT_WORKERS,
+        window,
+    );
+    println!(
+        "\n## Floating licenses under load: {FLOAT_CLIENTS} simulated clients (each its own device) on {FLOAT_WORKERS} connections, {FLOAT_SEATS} seats, loopback\n"
+    );
+    println!("Goal: at least 5,000 heartbeats per second on this machine, and never more than N seats in use.\n");
+    println!("| phase | requests | per second | p50 | p99 | refused (all seats taken) | failed |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, p) in [
+        ("checkout (each client once)", &r.checkout),
+        ("heartbeats", &r.heartbeat),
+        ("churn (release, check out again)", &r.churn),
+    ] {
+        println!(
+            "| {name} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {} |",
+            p.ok + p.full,
+            p.per_second(),
+            p.p50.as_secs_f64() * 1e3,
+            p.p99.as_secs_f64() * 1e3,
+            p.full,
+            p.failed
+        );
+    }
+    println!(
+        "\nSeats in use, sampled {} times from the daemon's status during the run: at most {} of {FLOAT_SEATS}{}.",
+        r.samples,
+        r.max_in_use,
+        if r.max_in_use <= u64::from(FLOAT_SEATS) { "" } else { " -- MORE THAN N" }
+    );
+    assert!(r.max_in_use <= u64::from(FLOAT_SEATS), "the daemon lent more seats than the license has");
+    floatd.stop();
 }

@@ -279,7 +279,7 @@ impl Client {
         if (200..300).contains(&status) {
             return serde_json::from_str(&text).map_or_else(|_| not_ours(), |v| Answer::Ok(status, v));
         }
-        serde_json::from_str::<wire::Refusal>(&text).map_or_else(|_| not_ours(), |r| Answer::Refused(r))
+        serde_json::from_str::<wire::Refusal>(&text).map_or_else(|_| not_ours(), Answer::Refused)
     }
 }
 

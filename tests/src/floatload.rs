@@ -1,0 +1,219 @@
+//! A load run against a real `sealrun-floatd`: 1,000 simulated clients,
+//! each with a device of its own, check out seats, renew them by heartbeat,
+//! and give them back and check out again (churn), from a pool of worker
+//! threads on keep-alive connections. A sampler asks the daemon for its seat
+//! count all the while: it must never exceed N.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sealrun_format::device::DeviceSecret;
+use serde_json::{Value, json};
+
+/// One phase's figures.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    /// Requests answered as intended (granted, renewed, released).
+    pub ok: usize,
+    /// Checkouts refused because every seat was taken.
+    pub full: usize,
+    /// Anything else (errors, transport failures).
+    pub failed: usize,
+    /// The phase's length.
+    pub elapsed: Duration,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
+}
+
+impl Phase {
+    /// Requests (of any outcome but failure) per second.
+    pub fn per_second(&self) -> f64 {
+        (self.ok + self.full) as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Every client checks out once (more clients than seats).
+    pub checkout: Phase,
+    /// Holders renew their leases.
+    pub heartbeat: Phase,
+    /// Holders release and check out again, while others try to get in.
+    pub churn: Phase,
+    /// The most seats the daemon reported in use at any sample.
+    pub max_in_use: u64,
+    /// Status samples taken.
+    pub samples: u64,
+}
+
+struct Client {
+    device: String,
+    lease: Option<(String, String)>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .max_idle_connections_per_host(64)
+        .build()
+        .into()
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    match agent.post(url).send_json(body) {
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null)),
+        Err(_) => (0, Value::Null),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Step {
+    Checkout,
+    Heartbeat,
+    Churn,
+}
+
+/// Runs the three phases against the daemon at `url` lending `product`
+/// (whose package has content key id `key_id`, hex), with `clients`
+/// simulated clients on `workers` threads, each timed phase `window` long.
+pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usize, window: Duration) -> Report {
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let all: Vec<Client> = (0..clients)
+        .map(|i| Client {
+            device: DeviceSecret::generate(&mut rng).device_code(format!("load-{i}").as_bytes()).to_string(),
+            lease: None,
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let max_in_use = Arc::new(AtomicU64::new(0));
+    let samples = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (url, stop, max_in_use, samples) = (url.to_owned(), stop.clone(), max_in_use.clone(), samples.clone());
+        std::thread::spawn(move || {
+            let a = agent();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(mut r) = a.get(&format!("{url}/v1/status")).call()
+                    && let Ok(v) = r.body_mut().read_json::<Value>()
+                    && let Some(n) = v["products"][0]["in_use"].as_u64()
+                {
+                    max_in_use.fetch_max(n, Ordering::Relaxed);
+                    samples.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // Clients are dealt to workers; each worker drives its own in turn.
+    let mut shards: Vec<Vec<Client>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, c) in all.into_iter().enumerate() {
+        shards[i % workers].push(c);
+    }
+    let mut phases = Vec::new();
+    for step in [Step::Checkout, Step::Heartbeat, Step::Churn] {
+        let started = Instant::now();
+        let handles: Vec<_> = shards
+            .drain(..)
+            .map(|mut shard| {
+                let (url, product, key_id) = (url.to_owned(), product.to_owned(), key_id.to_owned());
+                std::thread::spawn(move || {
+                    let a = agent();
+                    let (mut lat, mut ok, mut full, mut failed) = (Vec::new(), 0, 0, 0);
+                    let checkout = |a: &ureq::Agent, c: &Client| {
+                        post(
+                            a,
+                            &format!("{url}/v1/checkout"),
+                            &json!({"product": product, "key_id": key_id, "device": c.device, "host": "load", "user": "load", "pid": 1}),
+                        )
+                    };
+                    let deadline = Instant::now() + window;
+                    let mut i = 0;
+                    loop {
+                        if step == Step::Checkout {
+                            if i == shard.len() {
+                                break;
+                            }
+                        } else if Instant::now() >= deadline || shard.is_empty() {
+                            break;
+                        }
+                        let n = shard.len();
+                        let c = &mut shard[i % n];
+                        i += 1;
+                        let t = Instant::now();
+                        let result = match (step, &c.lease) {
+                            (Step::Heartbeat, None) => continue,
+                            (Step::Heartbeat, Some((l, s))) => {
+                                post(&a, &format!("{url}/v1/heartbeat"), &json!({"lease": l, "secret": s})).0 == 200
+                            }
+                            (Step::Churn, Some((l, s))) => {
+                                let released =
+                                    post(&a, &format!("{url}/v1/release"), &json!({"lease": l, "secret": s})).0 == 200;
+                                if released {
+                                    c.lease = None;
+                                }
+                                released
+                            }
+                            (_, None) | (Step::Checkout, Some(_)) => {
+                                let (status, v) = checkout(&a, c);
+                                match status {
+                                    200 => {
+                                        c.lease = Some((
+                                            v["lease"].as_str().unwrap_or_default().to_owned(),
+                                            v["secret"].as_str().unwrap_or_default().to_owned(),
+                                        ));
+                                        true
+                                    }
+                                    409 => {
+                                        full += 1;
+                                        lat.push(t.elapsed());
+                                        continue;
+                                    }
+                                    _ => false,
+                                }
+                            }
+                        };
+                        lat.push(t.elapsed());
+                        if result {
+                            ok += 1;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    (shard, lat, ok, full, failed)
+                })
+            })
+            .collect();
+        let (mut lat, mut ok, mut full, mut failed) = (Vec::new(), 0, 0, 0);
+        for h in handles {
+            let (shard, l, o, f, e) = h.join().expect("worker");
+            shards.push(shard);
+            lat.extend(l);
+            ok += o;
+            full += f;
+            failed += e;
+        }
+        let elapsed = started.elapsed();
+        lat.sort();
+        phases.push(Phase { ok, full, failed, elapsed, p50: percentile(&lat, 0.5), p99: percentile(&lat, 0.99) });
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let mut p = phases.into_iter();
+    Report {
+        checkout: p.next().expect("three phases"),
+        heartbeat: p.next().expect("three phases"),
+        churn: p.next().expect("three phases"),
+        max_in_use: max_in_use.load(Ordering::Relaxed),
+        samples: samples.load(Ordering::Relaxed),
+    }
+}
