@@ -287,3 +287,43 @@ pub fn spawn_until(cmd: &mut Command, marker: &str) -> std::process::Child {
     }
     child
 }
+
+/// A private CA and a server certificate it signed for 127.0.0.1, made with
+/// the `openssl` CLI in `dir`: (certificate, key, CA certificate).
+pub fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ext = dir.join("leaf.ext");
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        .unwrap();
+    let p = |f: &str| dir.join(f).display().to_string();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ca: Vec<&str> = [&["req", "-x509"][..], &ec, &["-days", "2", "-subj", "/CN=Test CA"]].concat();
+    let leaf: Vec<&str> = [&["req"][..], &ec, &["-subj", "/CN=127.0.0.1"]].concat();
+    let (ca_key, ca_pem, key, csr, cert) = (p("ca.key"), p("ca.pem"), p("key.pem"), p("leaf.csr"), p("cert.pem"));
+    let ext = p("leaf.ext");
+    for args in [
+        [&ca[..], &["-keyout", &ca_key, "-out", &ca_pem]].concat(),
+        [&leaf[..], &["-keyout", &key, "-out", &csr]].concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ],
+    ] {
+        let made = Command::new("openssl").args(&args).output().expect("openssl (Debian package openssl)");
+        assert!(made.status.success(), "openssl {args:?}: {}", stderr(&made));
+    }
+    (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"))
+}

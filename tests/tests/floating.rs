@@ -595,3 +595,50 @@ fn seat_guest_records_its_run() {
     assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "seat done\n"), "{}", stderr(&out));
     check(&dir.join("plain"));
 }
+
+#[test]
+fn ctrl_c_and_sigterm_give_the_seat_back_at_once() {
+    // A long lease: only an explicit release frees the seat in time.
+    let s = site("ticker", 1, 300, &[]);
+    let a = s.world.device("a");
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "1000", "50"]));
+        holder.wait_for("tick 1", Duration::from_secs(30));
+        assert_eq!(s.floatd.in_use(), 1);
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(holder.child.id() as i32, signal)
+        };
+        let (code, holder) = holder.finish();
+        assert_eq!(code, Some(128 + signal), "{}", holder.text());
+        assert_eq!(s.floatd.in_use(), 0, "the seat was given back before the launcher exited");
+    }
+}
+
+#[test]
+fn over_tls_with_a_private_ca() {
+    let world = World::new();
+    let package = world.seal("hello", "1.0.0");
+    let mut floatd = Floatd::new(&world.path().join("floatd"), 30);
+    floatd.license_for(&world, "com.example.hello", 1, &[]);
+    let (cert, key, ca) = sealrun_tests::private_ca(&world.path().join("tls"));
+    floatd.write_config(30, &format!("tls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display()));
+    floatd.start();
+    let url = format!("https://{}", floatd.addr);
+    let a = world.device("a");
+    let run = |ca: Option<&Path>| {
+        let mut c = a.sealrun(world.path());
+        if let Some(ca) = ca {
+            c.env("SEALRUN_LICENSE_SERVER_CA", ca);
+        }
+        c.arg("run").arg("--license-server").arg(&url).arg(&package).output().unwrap()
+    };
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(221), "an unknown certificate is refused: {}", stderr(&out));
+    let out = run(Some(&ca));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello from a sealed app"));
+    let status = floatd.command().args(["status", "--server", &url, "--ca"]).arg(&ca).output().unwrap();
+    assert!(stdout(&status).contains("com.example.hello: 0 of 1 seats in use"), "{}", stderr(&status));
+}

@@ -167,68 +167,7 @@ fn sha256_hex(b: &[u8]) -> String {
 #[test]
 fn tls_with_a_private_ca() {
     let w = World::new();
-    let certs = w.path().join("tls");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (cert, key, ca_pem) = (certs.join("cert.pem"), certs.join("key.pem"), certs.join("ca.pem"));
-    // A private CA and a server certificate it signed for 127.0.0.1.
-    let ext = certs.join("leaf.ext");
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-        .unwrap();
-    let p = |f: &str| certs.join(f).display().to_string();
-    for args in [
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Test CA",
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("ca.pem"),
-        ],
-        vec![
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            &p("key.pem"),
-            "-out",
-            &p("leaf.csr"),
-        ],
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            &p("leaf.csr"),
-            "-CA",
-            &p("ca.pem"),
-            "-CAkey",
-            &p("ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &p("leaf.ext"),
-            "-out",
-            &p("cert.pem"),
-        ],
-    ] {
-        let made =
-            std::process::Command::new("openssl").args(&args).output().expect("openssl (Debian package openssl)");
-        assert!(made.status.success(), "openssl {args:?}: {}", stderr(&made));
-    }
+    let (cert, key, ca_pem) = sealrun_tests::private_ca(&w.path().join("tls"));
     let mut srv = Server::init(&w.path().join("server"), None);
     let token = srv.vendor("acme");
     srv.start_with(&[

@@ -6,6 +6,7 @@
 //! state_dir = "/var/lib/sealrun-floatd"
 //! lease_ttl_secs = 30                  # a lease lapses this long after its last heartbeat
 //! # pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so"   # for a license sealed to a dongle
+//! # pkcs11_slot = 0                    # only this slot (among slots with a token) [default: any]
 //! # pin_file = "/etc/sealrun-floatd/pin"
 //! # tls_cert = "cert.pem"
 //! # tls_key = "key.pem"
@@ -38,6 +39,7 @@ struct File {
     state_dir: PathBuf,
     lease_ttl_secs: Option<u64>,
     pkcs11_module: Option<PathBuf>,
+    pkcs11_slot: Option<usize>,
     pin_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -58,6 +60,9 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// The PKCS#11 module for a license sealed to a dongle.
     pub pkcs11_module: Option<PathBuf>,
+    /// Only this slot of the module (counted among slots with a token);
+    /// by default the token is found by the dongle id the license names.
+    pub pkcs11_slot: Option<usize>,
     /// The dongle PIN's file.
     pub pin_file: Option<PathBuf>,
     /// TLS certificate and key (PEM), if the daemon speaks HTTPS.
@@ -106,6 +111,7 @@ impl Config {
             state_dir: resolve(file.state_dir),
             lease_ttl: Duration::from_secs(ttl),
             pkcs11_module: file.pkcs11_module.map(resolve),
+            pkcs11_slot: file.pkcs11_slot,
             pin_file: file.pin_file.map(resolve),
             tls,
         })

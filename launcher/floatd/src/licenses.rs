@@ -90,7 +90,7 @@ fn load_one(config: &Config, path: &Path, device: &Device) -> Result<Served, Flo
         }
         AnyLicense::Sealed(sealed) => {
             let opts = dongle::Options { module: config.pkcs11_module.clone(), pin_file: config.pin_file.clone() };
-            let held = dongle::open_held(&opts, &sealed, &device.code)?;
+            let held = dongle::open_held(&opts, config.pkcs11_slot, &sealed, &device.code)?;
             (held.license, held.keys, Some(held.attached))
         }
     };

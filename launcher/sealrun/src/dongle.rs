@@ -414,16 +414,25 @@ pub struct Held {
     pub attached: Attached,
 }
 
-/// Opens `sealed` with the dongle it names, attached to this device: the
+/// Opens `sealed` with the dongle it names, attached to this device (in
+/// slot `slot` only, counted among slots with a token, if given): the
 /// record must be signed by its vendor and permit `device`, and the license
 /// inside must be signed by the same vendor.
-pub fn open_held(opts: &Options, sealed: &SealedLicense, device: &DeviceCode) -> Result<Held, LaunchError> {
+pub fn open_held(
+    opts: &Options,
+    slot: Option<usize>,
+    sealed: &SealedLicense,
+    device: &DeviceCode,
+) -> Result<Held, LaunchError> {
     let modules = opts.modules()?;
     let mut attached = Vec::new();
     for m in &modules {
         let Ok(lib) = Library::open(m) else { continue };
         let Ok(tokens) = lib.tokens() else { continue };
-        for view in tokens {
+        for (index, view) in tokens.into_iter().enumerate() {
+            if slot.is_some_and(|s| s != index) {
+                continue;
+            }
             let Some(Ok(record)) = view.record.clone() else { continue };
             if record.dongle != sealed.dongle {
                 attached.push((record.dongle, view.label.clone()));

@@ -148,6 +148,59 @@ pub fn open_with(
     })
 }
 
+/// How `sealrun run` looks for a license.
+pub struct RunLicense<'a> {
+    /// `--license`: this file only.
+    pub license: Option<&'a Path>,
+    /// Where dongles are found.
+    pub tokens: &'a dongle::Options,
+    /// `--license-server`.
+    pub license_server: Option<&'a str>,
+    /// `--wait`: wait in line for a floating seat.
+    pub wait: bool,
+}
+
+/// Opens `package` for a run: with a local license, or with a seat from the
+/// site's license server. A server named for this run (`--license-server`,
+/// `SEALRUN_LICENSE_SERVER`) is asked straight away; one found in the
+/// config file or a floating file only when no local license works.
+/// `on_queued(product, server, position, seats)` is told about waiting in
+/// line.
+pub fn open_for_run(
+    package: &Path,
+    how: &RunLicense<'_>,
+    device: &Device,
+    now: UnixTime,
+    on_queued: &mut dyn FnMut(&str, &str, u32, u32),
+) -> Result<(Opened, Option<std::sync::Arc<crate::floating::Seat>>), LaunchError> {
+    let local = || open_with(package, how.license, device, now, how.tokens);
+    if how.license.is_some() && how.license_server.is_none() {
+        return Ok((local()?, None));
+    }
+    let product = read_header(package)?.manifest.product;
+    let Some((spec, named)) = crate::floating::find_server(how.license_server, package, &product)? else {
+        return Ok((local()?, None));
+    };
+    if !named {
+        match local() {
+            Ok(o) => return Ok((o, None)),
+            // No local license works: the site's seats are the way.
+            Err(
+                LaunchError::NoLicense { .. }
+                | LaunchError::WrongDevice { .. }
+                | LaunchError::NotValidNow { .. }
+                | LaunchError::WrongProduct { .. }
+                | LaunchError::FloatingLicense { .. },
+            ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let url = spec.url.clone();
+    let mut told = |position: u32, seats: u32| on_queued(&product, &url, position, seats);
+    let (opened, seat) = open_floating(package, device, now, &spec, how.wait, &mut told)?;
+    Ok((opened, Some(seat)))
+}
+
 /// Opens `package` with a seat of its floating license, checked out from
 /// the license server `spec` (waiting in line with `wait`).
 pub fn open_floating(

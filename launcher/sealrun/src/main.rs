@@ -358,7 +358,7 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     let (opened, seat) = open_for_run(&a, &device)?;
     // The seat goes back however the run ends: normally (the guard), or
     // stopped by a signal, the timeout or a lost dongle (the stop hook).
-    let _seat_guard = seat.clone().map(SeatGuard);
+    let _seat_guard = seat.clone().map(floating::SeatGuard);
     if let Some(seat) = &seat {
         let s = seat.clone();
         runner::at_stop(move || s.release());
@@ -392,57 +392,27 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
 }
 
-/// Gives a floating seat back when the run ends normally.
-struct SeatGuard(std::sync::Arc<floating::Seat>);
-
-impl Drop for SeatGuard {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
-/// The package opened with a license: a local one, or a floating seat from
-/// the site's license server (named for this run: only the seat; found in
-/// the config or a *.floating file: when no local license works).
+/// The package opened with a local license or a floating seat, telling the
+/// user when they wait in line for one.
 fn open_for_run(
     a: &RunArgs,
     device: &device::Device,
 ) -> Result<(launch::Opened, Option<std::sync::Arc<floating::Seat>>), LaunchError> {
-    let now = sealrun::now();
-    let local = || launch::open_with(&a.package, a.license.as_deref(), device, now, &a.token.options());
-    if a.license.is_some() && a.license_server.is_none() {
-        return Ok((local()?, None));
-    }
-    let product = launch::read_header(&a.package)?.manifest.product;
-    let Some((spec, named)) = floating::find_server(a.license_server.as_deref(), &a.package, &product)? else {
-        return Ok((local()?, None));
-    };
-    if !named {
-        match local() {
-            Ok(o) => return Ok((o, None)),
-            Err(
-                LaunchError::NoLicense { .. }
-                | LaunchError::WrongDevice { .. }
-                | LaunchError::NotValidNow { .. }
-                | LaunchError::WrongProduct { .. }
-                | LaunchError::FloatingLicense { .. },
-            ) => {}
-            Err(e) => return Err(e),
-        }
-    }
     let mut last = None;
-    let mut on_queued = |position: u32, seats: u32| {
+    let mut on_queued = |product: &str, server: &str, position: u32, seats: u32| {
         if last != Some(position) {
             last = Some(position);
             let all = if seats == 1 { "the only seat".to_owned() } else { format!("all {seats} seats") };
-            eprintln!(
-                "sealrun: {all} of {product} are in use; waiting in line (position {position}) for {}…",
-                spec.url
-            );
+            eprintln!("sealrun: {all} of {product} are in use; waiting in line (position {position}) for {server}…");
         }
     };
-    let (opened, seat) = launch::open_floating(&a.package, device, now, &spec, a.wait, &mut on_queued)?;
-    Ok((opened, Some(seat)))
+    let how = launch::RunLicense {
+        license: a.license.as_deref(),
+        tokens: &a.token.options(),
+        license_server: a.license_server.as_deref(),
+        wait: a.wait,
+    };
+    launch::open_for_run(&a.package, &how, device, sealrun::now(), &mut on_queued)
 }
 
 fn prepare(

@@ -536,6 +536,16 @@ impl Seat {
     }
 }
 
+/// Gives a seat back when dropped (a run that ends normally; a run that is
+/// stopped gives it back through [`runner::at_stop`]).
+pub struct SeatGuard(pub Arc<Seat>);
+
+impl Drop for SeatGuard {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// What to do when the seat is lost while the app runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnSeatLoss {
