@@ -11,6 +11,8 @@
 //! ```text
 //! cargo test -p sealrun-format --test dongle_vectors -- --ignored regenerate_dongle_vectors
 //! ```
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -18,32 +20,16 @@ use std::path::PathBuf;
 
 use ed25519_dalek::{Signer, SigningKey};
 
+use common::{NOW, PRODUCT, Y2025, Y2026, Y2030, hex32, key_file};
 use sealrun_format::device::{DeviceCode, DeviceSecret};
 use sealrun_format::dongle::{AnyLicense, DongleId, DongleKey, DongleRecord, SealedLicense, make_record};
 use sealrun_format::license::{self, Binding, LicenseSigner, Terms, certify_issuer};
 use sealrun_format::package::{Manifest, Package};
 use sealrun_format::release::ReleaseRange;
-use sealrun_format::{ContentKey, Error, Release, UnixTime, VendorPublicKey, VendorSigningKey};
-
-const PRODUCT: &str = "com.example.vectors";
-const Y2025: UnixTime = 1_735_689_600;
-const Y2026: UnixTime = 1_767_225_600;
-const Y2030: UnixTime = 1_893_456_000;
-/// The instant every check runs at: 2026-06-01T00:00:00Z (as in vectors.rs).
-const NOW: UnixTime = 1_780_272_000;
+use sealrun_format::{ContentKey, Error, Release, VendorPublicKey, VendorSigningKey};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dongle-vectors")
-}
-
-fn key_file(path: PathBuf) -> String {
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_owned()
-}
-
-fn hex32(path: PathBuf) -> [u8; 32] {
-    let mut k = [0u8; 32];
-    hex::decode_to_slice(key_file(path), &mut k).expect("32 hex bytes");
-    k
 }
 
 struct Keys {
@@ -62,7 +48,7 @@ struct Keys {
 
 impl Keys {
     fn load() -> Keys {
-        let shared = |n: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/keys").join(n);
+        let shared = common::shared_key;
         let own = |n: &str| dir().join("keys").join(n);
         let vendor_seed = hex32(shared("vendor.seed"));
         let machine = key_file(shared("machine-id"));

@@ -12,22 +12,21 @@
 //! ```text
 //! cargo test -p sealrun-format --test floating_vectors -- --ignored regenerate_floating_vectors
 //! ```
+mod common;
+
 use std::fs;
 use std::path::PathBuf;
 
 use ed25519_dalek::{Signer, SigningKey};
 
+use common::{NOW, PRODUCT, Y2026, hex32, key_file};
 use sealrun_format::device::{DeviceCode, DeviceSecret};
 use sealrun_format::lease::{LeaseId, LeaseKey, lend, open_lent};
 use sealrun_format::license::{self, Binding, Holder, License, LicenseSigner, SeatUnit, Terms};
 use sealrun_format::package::{Manifest, Package};
 use sealrun_format::release::ReleaseRange;
-use sealrun_format::{ContentKey, Error, Release, UnixTime, VendorPublicKey, VendorSigningKey};
+use sealrun_format::{ContentKey, Error, Release, VendorPublicKey, VendorSigningKey};
 
-const PRODUCT: &str = "com.example.vectors";
-const Y2026: UnixTime = 1_767_225_600;
-/// The instant every check runs at: 2026-06-01T00:00:00Z (as in vectors.rs).
-const NOW: UnixTime = 1_780_272_000;
 /// The lease every lent key is for.
 const LEASE: LeaseId = LeaseId([0x5e; 16]);
 /// Seats of the good license: an unusual number, easy to find in the bytes.
@@ -35,16 +34,6 @@ const SEATS: u32 = 77_777;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/floating-vectors")
-}
-
-fn key_file(path: PathBuf) -> String {
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_owned()
-}
-
-fn hex32(path: PathBuf) -> [u8; 32] {
-    let mut k = [0u8; 32];
-    hex::decode_to_slice(key_file(path), &mut k).expect("32 hex bytes");
-    k
 }
 
 struct Keys {
@@ -60,7 +49,7 @@ struct Keys {
 
 impl Keys {
     fn load() -> Keys {
-        let shared = |n: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/keys").join(n);
+        let shared = common::shared_key;
         let vendor_seed = hex32(shared("vendor.seed"));
         let machine = key_file(shared("machine-id"));
         let other_machine = key_file(shared("other-machine-id"));

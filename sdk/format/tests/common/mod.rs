@@ -1,0 +1,35 @@
+//! Shared by the file-vector tests: the fixed instants and reading the key
+//! files of `tests/vectors/keys/`.
+#![allow(dead_code)]
+use std::fs;
+use std::path::PathBuf;
+
+use sealrun_format::UnixTime;
+
+/// The product every vector is for.
+pub(crate) const PRODUCT: &str = "com.example.vectors";
+/// 2025-01-01T00:00:00Z.
+pub(crate) const Y2025: UnixTime = 1_735_689_600;
+/// 2026-01-01T00:00:00Z.
+pub(crate) const Y2026: UnixTime = 1_767_225_600;
+/// 2030-01-01T00:00:00Z.
+pub(crate) const Y2030: UnixTime = 1_893_456_000;
+/// The instant every check runs at: 2026-06-01T00:00:00Z (as in vectors.rs).
+pub(crate) const NOW: UnixTime = 1_780_272_000;
+
+/// A file of `tests/vectors/keys/`.
+pub(crate) fn shared_key(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/keys").join(name)
+}
+
+/// A key file's text, trimmed.
+pub(crate) fn key_file(path: PathBuf) -> String {
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_owned()
+}
+
+/// A key file of 32 bytes in hex.
+pub(crate) fn hex32(path: PathBuf) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(key_file(path), &mut k).expect("32 hex bytes");
+    k
+}
