@@ -154,6 +154,17 @@ impl Floatd {
         }
     }
 
+    /// Sends `signal` to the running daemon (SIGSTOP freezes it: its
+    /// clients see a network that swallows every request).
+    pub fn signal(&self, signal: i32) {
+        let c = self.child.as_ref().expect("running");
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(c.id() as i32, signal)
+        };
+    }
+
     /// Kills it with SIGKILL (a crash).
     pub fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -642,3 +642,38 @@ fn over_tls_with_a_private_ca() {
     let status = floatd.command().args(["status", "--server", &url, "--ca"]).arg(&ca).output().unwrap();
     assert!(stdout(&status).contains("com.example.hello: 0 of 1 seats in use"), "{}", stderr(&status));
 }
+
+/// A blip longer than the lease while the daemon keeps running (frozen, as
+/// a network that swallows requests looks): the lease lapses, and the
+/// client gets its own seat back with a new checkout, never a second one.
+#[test]
+fn after_its_lease_lapsed_a_client_gets_its_own_seat_back() {
+    let ttl = 2;
+    let s = site("ticker", 1, ttl, &[]);
+    let (a, b) = (s.world.device("a"), s.world.device("b"));
+    let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "60", "100"]));
+    holder.wait_for("tick 2", Duration::from_secs(30));
+    s.floatd.signal(libc::SIGSTOP);
+    holder.wait_for("the app is paused", Duration::from_secs(ttl + 5));
+    std::thread::sleep(Duration::from_secs(ttl + 1));
+    s.floatd.signal(libc::SIGCONT);
+    holder.wait_for("the app resumes", Duration::from_secs(10));
+    assert_eq!(s.floatd.in_use(), 1);
+    let out = s.sealrun(&b, &[]).args(["--", "1", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(220), "one seat, held again by a: {}", stderr(&out));
+    let (code, holder) = holder.finish();
+    assert_eq!(code, Some(0), "{}", holder.text());
+    assert_eq!(holder.stdout(), ticks(60));
+    let log = s.floatd.usage_log();
+    let events: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|l| ["checkout", "expiry", "release"].contains(&l["event"].as_str().unwrap()))
+        .map(|l| (l["event"].as_str().unwrap(), l["device"].as_str().unwrap()))
+        .collect();
+    let code_a = a.code();
+    assert_eq!(
+        events,
+        [("checkout", code_a.as_str()), ("expiry", &code_a), ("checkout", &code_a), ("release", &code_a)],
+        "the lapsed lease, then the same device's new one"
+    );
+}
