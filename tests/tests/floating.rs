@@ -537,6 +537,12 @@ fn floating_files_unreachable_servers_and_floating_licenses_used_directly() {
     std::fs::remove_file(&file).unwrap();
     let out = a.sealrun(s.world.path()).arg(&s.package).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doctor = a.sealrun(s.world.path()).arg("doctor").output().unwrap();
+    assert!(
+        stdout(&doctor).contains(&format!("license server: {} for com.example.hello", s.floatd.addr)),
+        "{}",
+        stdout(&doctor)
+    );
     // A local license wins over the floating file when both work.
     s.world.license("hello", &a, "hello.license", &[]);
     let out = a.sealrun(s.world.path()).env("SEALRUN_LOG", "sealrun=debug").arg(&s.package).output().unwrap();

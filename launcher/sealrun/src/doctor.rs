@@ -34,6 +34,47 @@ fn cpu_features() -> String {
     }
 }
 
+/// The floating license servers the launcher knows of, without asking
+/// them anything.
+fn floating_servers(s: &mut String) {
+    use crate::floating::{FLOATING_EXT, FloatingFile, SERVER_ENV};
+    let mut known = Vec::new();
+    if let Some(v) = std::env::var(SERVER_ENV).ok().filter(|v| !v.trim().is_empty()) {
+        known.push(format!("{v} (from {SERVER_ENV}; asked first)"));
+    }
+    match crate::config::Config::load() {
+        Ok(c) => {
+            if let Some(v) = c.license_server {
+                known.push(format!("{v} (license_server in {})", crate::config::file().display()));
+            }
+        }
+        Err(e) => known.push(format!("PROBLEM: {e}")),
+    }
+    let installed = std::fs::read_dir(paths::licenses_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten().map(|e| e.path()));
+    for p in installed.filter(|p| p.extension().is_some_and(|e| e == FLOATING_EXT)) {
+        match FloatingFile::read(&p) {
+            Ok(f) => {
+                let what = f.product.unwrap_or_else(|| "every product".into());
+                known.push(format!("{} for {what} ({})", f.server, p.display()));
+            }
+            Err(e) => known.push(format!("PROBLEM: {e}")),
+        }
+    }
+    if known.is_empty() {
+        let _ = writeln!(
+            s,
+            "license server: none known (floating licenses: --license-server, {SERVER_ENV} or a *.floating file)"
+        );
+    }
+    for k in known {
+        let _ = writeln!(s, "license server: {k}");
+    }
+}
+
 /// The report as text.
 pub fn report() -> String {
     let mut s = String::new();
@@ -81,6 +122,7 @@ pub fn report() -> String {
         };
         let _ = writeln!(s, "  {}: {line}", path.display());
     }
+    floating_servers(&mut s);
     match crate::cache::CodeCache::from_env() {
         Ok(c) if c.enabled() => {
             let entries = c.list();
