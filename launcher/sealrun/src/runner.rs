@@ -335,8 +335,18 @@ fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
                     say(&watch.resumed());
                     hold::release(guest);
                 }
-                (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
-                (Err(Lost::Away(why)), None) if watch.grace().is_zero() => stop_process(watch.give_up(&why)),
+                (Err(Lost::Gone(why)), held) => {
+                    // Held first: stopping may take a moment (giving a seat
+                    // back), and the app must not run on meanwhile.
+                    if held.is_none() {
+                        hold::hold(guest);
+                    }
+                    stop_process(watch.give_up(&why))
+                }
+                (Err(Lost::Away(why)), None) if watch.grace().is_zero() => {
+                    hold::hold(guest);
+                    stop_process(watch.give_up(&why))
+                }
                 (Err(Lost::Away(why)), None) => {
                     lost_since = Some(std::time::Instant::now());
                     hold::hold(guest);
