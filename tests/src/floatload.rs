@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sealrun_format::device::DeviceSecret;
+use base64::Engine as _;
+use sealrun_format::device::{DeviceCode, DeviceSecret};
+use sealrun_format::lease::{LeaseId, LeaseKey, LeaseSecret, Proof, open_lent_secret, prove};
+use sealrun_format::license::License;
 use serde_json::{Value, json};
 
 /// One phase's figures.
@@ -50,8 +53,34 @@ pub struct Report {
 }
 
 struct Client {
-    device: String,
-    lease: Option<(String, String)>,
+    secret: DeviceSecret,
+    code: DeviceCode,
+    lease: Option<(LeaseId, LeaseSecret)>,
+}
+
+impl Client {
+    /// A heartbeat or release body proving the lease's secret.
+    fn proven(&self, what: Proof) -> Value {
+        let (id, secret) = self.lease.as_ref().expect("a lease");
+        let mut nonce = [0u8; 16];
+        rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut nonce);
+        json!({"lease": id.to_string(), "nonce": hex::encode(nonce), "proof": hex::encode(prove(secret, what, id, &nonce))})
+    }
+
+    /// Takes the lease a checkout granted.
+    fn take(&mut self, v: &Value) -> bool {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let got = (|| {
+            let license = License::parse(&b64.decode(v["license"].as_str()?).ok()?).ok()?;
+            let lease: LeaseId = v["lease"].as_str()?.parse().ok()?;
+            let lent = LeaseKey::from_bytes(&b64.decode(v["secret"].as_str()?).ok()?).ok()?;
+            let secret = open_lent_secret(&lent, &license, &lease, &self.secret, &self.code).ok()?;
+            Some((lease, secret))
+        })();
+        let ok = got.is_some();
+        self.lease = got;
+        ok
+    }
 }
 
 fn agent() -> ureq::Agent {
@@ -90,9 +119,10 @@ enum Step {
 pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usize, window: Duration) -> Report {
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let all: Vec<Client> = (0..clients)
-        .map(|i| Client {
-            device: DeviceSecret::generate(&mut rng).device_code(format!("load-{i}").as_bytes()).to_string(),
-            lease: None,
+        .map(|i| {
+            let secret = DeviceSecret::generate(&mut rng);
+            let code = secret.device_code(format!("load-{i}").as_bytes());
+            Client { secret, code, lease: None }
         })
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,7 +163,8 @@ pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usiz
                         post(
                             a,
                             &format!("{url}/v1/checkout"),
-                            &json!({"product": product, "key_id": key_id, "device": c.device, "host": "load", "user": "load", "pid": 1}),
+                            &json!({"product": product, "key_id": key_id, "device": c.code.to_string(),
+                                    "host": "load", "user": "load", "pid": 1}),
                         )
                     };
                     let deadline = Instant::now() + window;
@@ -152,12 +183,12 @@ pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usiz
                         let t = Instant::now();
                         let result = match (step, &c.lease) {
                             (Step::Heartbeat, None) => continue,
-                            (Step::Heartbeat, Some((l, s))) => {
-                                post(&a, &format!("{url}/v1/heartbeat"), &json!({"lease": l, "secret": s})).0 == 200
+                            (Step::Heartbeat, Some(_)) => {
+                                post(&a, &format!("{url}/v1/heartbeat"), &c.proven(Proof::Heartbeat)).0 == 200
                             }
-                            (Step::Churn, Some((l, s))) => {
+                            (Step::Churn, Some(_)) => {
                                 let released =
-                                    post(&a, &format!("{url}/v1/release"), &json!({"lease": l, "secret": s})).0 == 200;
+                                    post(&a, &format!("{url}/v1/release"), &c.proven(Proof::Release)).0 == 200;
                                 if released {
                                     c.lease = None;
                                 }
@@ -166,13 +197,7 @@ pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usiz
                             (_, None) | (Step::Checkout, Some(_)) => {
                                 let (status, v) = checkout(&a, c);
                                 match status {
-                                    200 => {
-                                        c.lease = Some((
-                                            v["lease"].as_str().unwrap_or_default().to_owned(),
-                                            v["secret"].as_str().unwrap_or_default().to_owned(),
-                                        ));
-                                        true
-                                    }
+                                    200 => c.take(&v),
                                     409 => {
                                         full += 1;
                                         lat.push(t.elapsed());

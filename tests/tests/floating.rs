@@ -469,31 +469,46 @@ fn bad_requests_are_refused_and_corrupt_nothing() {
             "bad_request",
         ),
         ("/v1/checkout", vec![b' '; 64 * 1024], 413, "too_large"),
+        ("/v1/heartbeat", format!(r#"{{"lease":"{lease}","secret":"00"}}"#).into_bytes(), 400, "bad_request"),
         (
             "/v1/heartbeat",
-            br#"{"lease":"00000000000000000000000000000000","secret":"00"}"#.to_vec(),
+            format!(r#"{{"lease":"{lease}","nonce":"00","proof":"{}"}}"#, "cd".repeat(32)).into_bytes(),
             400,
             "bad_request",
         ),
         (
             "/v1/heartbeat",
-            format!(r#"{{"lease":"{}","secret":"{}"}}"#, "ab".repeat(16), "cd".repeat(32)).into_bytes(),
+            format!(r#"{{"lease":"{}","nonce":"{}","proof":"{}"}}"#, "ab".repeat(16), "01".repeat(16), "cd".repeat(32))
+                .into_bytes(),
             404,
             "unknown_lease",
         ),
         (
             "/v1/heartbeat",
-            format!(r#"{{"lease":"{lease}","secret":"{}"}}"#, "cd".repeat(32)).into_bytes(),
+            format!(r#"{{"lease":"{lease}","nonce":"{}","proof":"{}"}}"#, "01".repeat(16), "cd".repeat(32))
+                .into_bytes(),
             404,
             "unknown_lease",
         ),
         (
             "/v1/release",
-            format!(r#"{{"lease":"{lease}","secret":"{}"}}"#, "ee".repeat(32)).into_bytes(),
+            format!(r#"{{"lease":"{lease}","nonce":"{}","proof":"{}"}}"#, "01".repeat(16), "ee".repeat(32))
+                .into_bytes(),
             404,
             "unknown_lease",
         ),
-        ("/v1/release", format!(r#"{{"lease":"{}"}}"#, lease.to_uppercase()).into_bytes(), 400, "bad_request"),
+        (
+            "/v1/release",
+            format!(
+                r#"{{"lease":"{}","nonce":"{}","proof":"{}"}}"#,
+                lease.to_uppercase(),
+                "01".repeat(16),
+                "ee".repeat(32)
+            )
+            .into_bytes(),
+            400,
+            "bad_request",
+        ),
         ("/v1/nowhere", b"{}".to_vec(), 404, "not_found"),
     ];
     for (path, body, status, error) in cases {

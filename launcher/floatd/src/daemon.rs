@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sealrun_format::device::DeviceCode;
-use sealrun_format::lease::{LeaseId, lend};
+use sealrun_format::lease::{LEASE_NONCE_LEN, LeaseId, LeaseSecret, Proof, check_proof, lend, lend_secret, prove};
 use sealrun_format::{KeyId, UnixTime};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -74,7 +74,7 @@ pub struct Daemon {
     /// Counters.
     pub metrics: Metrics,
     admin_hash: [u8; 32],
-    renewed: Mutex<Vec<(LeaseId, u64)>>,
+    renewed: Mutex<Vec<(LeaseId, u64, u64)>>,
     _lock: std::fs::File,
 }
 
@@ -113,21 +113,52 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File, FloatdError> {
 }
 
 /// The admin token: read from the state directory, or made there (0600)
-/// on first start.
+/// on first start. Anything but 64 hex digits in the file is refused: an
+/// empty token must never open the admin endpoints.
 fn admin_token(config: &Config) -> Result<[u8; 32], FloatdError> {
     let path = config.admin_token_file();
+    let valid = |t: &str| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit());
     match std::fs::read_to_string(&path) {
-        Ok(t) => return Ok(hash(t.trim().as_bytes())),
+        Ok(t) if valid(t.trim()) => return Ok(hash(t.trim().as_bytes())),
+        Ok(_) => {
+            return Err(FloatdError::Config {
+                path,
+                problem:
+                    "the admin token is not 64 hex digits (damaged?); remove the file and start again to make a new one"
+                        .into(),
+            });
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(FloatdError::Io { action: "cannot read", path, source }),
     }
     let mut raw = Zeroizing::new([0u8; 32]);
     rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), raw.as_mut());
     let token = Zeroizing::new(hex::encode(raw.as_ref()));
-    let io = |source| FloatdError::Io { action: "cannot write", path: path.clone(), source };
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+    // Written whole to a temporary file, then renamed: a crash never leaves
+    // a short token behind.
+    let tmp = config.state_dir.join(".admin.token.tmp");
+    let io = |source| FloatdError::Io { action: "cannot write", path: tmp.clone(), source };
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
     std::io::Write::write_all(&mut f, token.as_bytes()).and_then(|()| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(|source| FloatdError::Io {
+        action: "cannot write",
+        path: path.clone(),
+        source,
+    })?;
     Ok(hash(token.as_bytes()))
+}
+
+/// At most this many characters of what a client sent are echoed in
+/// messages and the usage log.
+const ECHO_LEN: usize = 64;
+
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(ECHO_LEN).collect();
+    if s.chars().count() > ECHO_LEN {
+        out.push('…');
+    }
+    out
 }
 
 /// The device of the daemon's host (its key in the state directory).
@@ -167,7 +198,9 @@ impl Daemon {
                 Some(i) => {
                     let mut lease = stored.lease;
                     lease.seat = pools[i].seat_for(lease.id, &lease.holder.device);
-                    lease.expires = ttl_ms;
+                    // Its holder may have been promised a longer lease time
+                    // before a configuration change: honour the longer.
+                    lease.expires = ttl_ms.max(lease.ttl);
                     usage.log(
                         "restore",
                         json!({"product": stored.product, "lease": lease.id.to_string(), "device": lease.holder.device.to_string()}),
@@ -227,7 +260,7 @@ impl Daemon {
             return self.refuse_other(
                 404,
                 "unknown_product",
-                format!("this license server has no floating license for {:?}", req.product),
+                format!("this license server has no floating license for {:?}", clip(&req.product)),
             );
         };
         let product = &self.products[index];
@@ -263,27 +296,10 @@ impl Daemon {
             Some(Ok(t)) if t.len() == 16 => <[u8; 16]>::try_from(t).ok(),
             Some(_) => return self.refuse_other(400, "bad_request", "ticket is not 32 hex digits"),
         };
-        let terms = &served.license.terms;
-        let now_wall = wall();
-        if now_wall < terms.not_before || terms.expires.is_some_and(|e| now_wall >= e) {
-            return self.refuse_other(
-                403,
-                "license_not_valid",
-                format!("the floating license for {} is not valid now (expired or not yet valid)", req.product),
-            );
-        }
-        if !product.dongle_ok.load(Ordering::SeqCst) {
-            return self.refuse_other(
-                503,
-                "unavailable",
-                "the license server's dongle is not attached; ask the site administrator",
-            );
-        }
         let holder = Holder { device, host: req.host.clone(), user: req.user.clone(), pid: req.pid };
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let id = LeaseId::generate(&mut rng);
-        let mut secret = Zeroizing::new([0u8; 32]);
-        rand_core::Rng::fill_bytes(&mut rng, secret.as_mut());
+        let secret = LeaseSecret::generate(&mut rng);
         let mut new_ticket = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut rng, &mut new_ticket);
         let wait = Duration::from_secs(req.wait_secs.min(wire::MAX_WAIT_POLL_SECS));
@@ -293,14 +309,26 @@ impl Daemon {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let request = Request {
-                id,
-                secret_hash: hash(secret.as_ref()),
-                holder: &holder,
-                wait: !wait.is_zero(),
-                ticket,
-                new_ticket,
-            };
+            // Checked on every turn: a waiting request must not get a seat
+            // the license or its dongle no longer allows.
+            let terms = &served.license.terms;
+            let now_wall = wall();
+            if now_wall < terms.not_before || terms.expires.is_some_and(|e| now_wall >= e) {
+                return self.refuse_other(
+                    403,
+                    "license_not_valid",
+                    format!("the floating license for {} is not valid now (expired or not yet valid)", req.product),
+                );
+            }
+            if !product.dongle_ok.load(Ordering::SeqCst) {
+                return self.refuse_other(
+                    503,
+                    "unavailable",
+                    "the license server's dongle is not attached; ask the site administrator",
+                );
+            }
+            let request =
+                Request { id, secret: *secret.as_bytes(), holder: &holder, wait: !wait.is_zero(), ticket, new_ticket };
             let (outcome, seats_in_use) = {
                 let mut pools = self.pools();
                 let pool = &mut pools[index];
@@ -309,11 +337,19 @@ impl Daemon {
             };
             match outcome {
                 Checkout::Granted => return self.grant(index, id, &secret, key, &holder, seats_in_use).await,
+                Checkout::TooMany => {
+                    return self.refuse_other(
+                        429,
+                        "too_many",
+                        "this device holds as many leases as allowed, or the line is full; try again later",
+                    );
+                }
                 Checkout::Full { since } => {
                     Metrics::inc(&self.metrics.refused_full);
                     self.usage.log(
                         "refusal",
-                        json!({"error": "seats_in_use", "product": req.product, "device": req.device, "host": req.host, "user": req.user}),
+                        json!({"error": "seats_in_use", "product": req.product, "device": req.device,
+                               "host": req.host, "user": req.user}),
                     );
                     let all = if served.seats == 1 {
                         "the only seat".to_owned()
@@ -343,7 +379,7 @@ impl Daemon {
         &self,
         index: usize,
         id: LeaseId,
-        secret: &[u8; 32],
+        secret: &LeaseSecret,
         key: &sealrun_format::ContentKey,
         holder: &Holder,
         in_use: u32,
@@ -367,7 +403,9 @@ impl Daemon {
             );
         }
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-        let lent = match lend(key, &served.license, &id, &holder.device, &mut rng) {
+        let lent = lend(key, &served.license, &id, &holder.device, &mut rng)
+            .and_then(|k| Ok((k, lend_secret(secret, &served.license, &id, &holder.device, &mut rng)?)));
+        let (lent, lent_secret) = match lent {
             Ok(l) => l,
             Err(_) => {
                 self.pools()[index].forget(&id);
@@ -386,7 +424,7 @@ impl Daemon {
         let b64 = base64::engine::general_purpose::STANDARD;
         Reply::ok(Granted {
             lease: id.to_string(),
-            secret: hex::encode(secret),
+            secret: b64.encode(lent_secret.to_bytes()),
             ttl_ms: self.ttl_ms(),
             renew_ms: self.ttl_ms() / 3,
             license: b64.encode(&served.bytes),
@@ -396,15 +434,18 @@ impl Daemon {
         })
     }
 
-    fn parse_lease(&self, req: &LeaseRequest) -> Result<(LeaseId, [u8; 32]), Reply> {
+    fn parse_lease(&self, req: &LeaseRequest) -> Result<(LeaseId, [u8; LEASE_NONCE_LEN], Vec<u8>), Reply> {
         let id = LeaseId::from_str(&req.lease)
             .map_err(|_| self.refuse_other(400, "bad_request", "lease is not 32 hex digits"))?;
-        let secret = hex::decode(&req.secret)
+        let nonce = hex::decode(&req.nonce)
             .ok()
-            .filter(|s| s.len() == 32)
-            .map(Zeroizing::new)
-            .ok_or_else(|| self.refuse_other(400, "bad_request", "secret is not 64 hex digits"))?;
-        Ok((id, hash(&secret)))
+            .and_then(|n| <[u8; LEASE_NONCE_LEN]>::try_from(n).ok())
+            .ok_or_else(|| self.refuse_other(400, "bad_request", "nonce is not 32 hex digits"))?;
+        let proof = hex::decode(&req.proof)
+            .ok()
+            .filter(|p| p.len() == 32)
+            .ok_or_else(|| self.refuse_other(400, "bad_request", "proof is not 64 hex digits"))?;
+        Ok((id, nonce, proof))
     }
 
     fn unknown_lease(&self) -> Reply {
@@ -417,53 +458,65 @@ impl Daemon {
 
     /// `POST /v1/heartbeat`.
     pub fn heartbeat(&self, req: LeaseRequest) -> Reply {
-        let (id, secret_hash) = match self.parse_lease(&req) {
+        let (id, nonce, proof) = match self.parse_lease(&req) {
             Ok(x) => x,
             Err(r) => return r,
         };
+        let proven =
+            |secret: &[u8; 32]| check_proof(&LeaseSecret::from_bytes(secret), Proof::Heartbeat, &id, &nonce, &proof);
         let (now, now_wall, ttl) = (self.now(), wall(), self.ttl_ms());
-        let mut found = None;
-        {
-            let mut pools = self.pools();
-            for (i, pool) in pools.iter_mut().enumerate() {
-                if pool.get(&id).is_some() {
-                    found = Some((i, pool.renew(&id, &secret_hash, now, now_wall, ttl)));
-                    break;
-                }
-            }
-        }
-        match found {
-            Some((i, Ok(()))) if self.products[i].dongle_ok.load(Ordering::SeqCst) => {
-                Metrics::inc(&self.metrics.renewals);
-                self.renewed.lock().unwrap_or_else(|p| p.into_inner()).push((id, now_wall));
-                self.usage
-                    .log("renewal", json!({"product": self.products[i].served.product(), "lease": id.to_string()}));
-                Reply::ok(Renewed { ttl_ms: ttl })
-            }
-            // The dongle is away: the renewal does not count (the lease
-            // still lapses at its old time).
-            Some((_, Ok(()))) => self.refuse_other(
+        let mut pools = self.pools();
+        let Some(i) = pools.iter().position(|p| p.knows(&id)) else {
+            drop(pools);
+            return self.unknown_lease();
+        };
+        let served = &self.products[i].served;
+        let product = served.product();
+        // Neither a missing dongle nor a lapsed license renews anything: the
+        // lease lapses at its old time.
+        if !self.products[i].dongle_ok.load(Ordering::SeqCst) {
+            drop(pools);
+            return self.refuse_other(
                 503,
                 "unavailable",
                 "the license server's dongle is not attached; ask the site administrator",
-            ),
-            Some((i, Err(RenewError::Revoked))) => {
-                let product = self.products[i].served.product();
+            );
+        }
+        let terms = &served.license.terms;
+        if now_wall < terms.not_before || terms.expires.is_some_and(|e| now_wall >= e) {
+            drop(pools);
+            return self.refuse_other(403, "license_not_valid", format!("the floating license for {product} expired"));
+        }
+        let renewed = pools[i].renew(&id, &proven, now, now_wall, ttl);
+        let secret = pools[i].get(&id).map(|l| LeaseSecret::from_bytes(&l.secret));
+        drop(pools);
+        match (renewed, secret) {
+            (Ok(()), Some(secret)) => {
+                Metrics::inc(&self.metrics.renewals);
+                self.renewed.lock().unwrap_or_else(|p| p.into_inner()).push((id, now_wall, ttl));
+                tracing::debug!(%product, lease = %id, "renewal");
+                self.usage.log("renewal", json!({"product": product, "lease": id.to_string()}));
+                let proof = prove(&secret, Proof::Renewed { ttl_ms: ttl }, &id, &nonce);
+                Reply::ok(Renewed { ttl_ms: ttl, proof: hex::encode(proof) })
+            }
+            (Err(RenewError::Revoked), _) => {
                 self.refuse_other(410, "revoked", format!("the site administrator revoked this seat of {product}"))
             }
-            Some((_, Err(RenewError::Unknown))) | None => self.unknown_lease(),
+            _ => self.unknown_lease(),
         }
     }
 
     /// `POST /v1/release`.
     pub async fn release(&self, req: LeaseRequest) -> Reply {
-        let (id, secret_hash) = match self.parse_lease(&req) {
+        let (id, nonce, proof) = match self.parse_lease(&req) {
             Ok(x) => x,
             Err(r) => return r,
         };
+        let proven =
+            |secret: &[u8; 32]| check_proof(&LeaseSecret::from_bytes(secret), Proof::Release, &id, &nonce, &proof);
         let released = {
             let mut pools = self.pools();
-            pools.iter_mut().enumerate().find_map(|(i, p)| p.release(&id, &secret_hash).map(|l| (i, l, p.in_use())))
+            pools.iter_mut().enumerate().find_map(|(i, p)| p.release(&id, &proven).map(|l| (i, l, p.in_use())))
         };
         let Some((i, lease, in_use)) = released else { return self.unknown_lease() };
         self.changed.notify_waiters();
@@ -508,7 +561,13 @@ impl Daemon {
             return self.refuse_other(404, "unknown_lease", "no such lease; `sealrun-floatd status` lists them");
         };
         if let Err(e) = self.store.revoke(&id).await {
+            // In force now, but a restart would forget it: say so.
             tracing::error!(error = %e, "cannot store a revocation");
+            return self.refuse_other(
+                503,
+                "unavailable",
+                "revoked until the daemon restarts, but it could not be stored; fix the database and revoke again",
+            );
         }
         let product = self.products[i].served.product();
         Metrics::inc(&self.metrics.revocations);
@@ -601,11 +660,12 @@ impl Daemon {
         let renewals = std::mem::take(&mut *self.renewed.lock().unwrap_or_else(|p| p.into_inner()));
         // Only the last renewal of each lease matters, and only for leases
         // still held.
-        let mut last: std::collections::HashMap<LeaseId, u64> = std::collections::HashMap::new();
-        for (id, at) in renewals {
-            last.insert(id, at);
+        let mut last: std::collections::HashMap<LeaseId, (u64, u64)> = std::collections::HashMap::new();
+        for (id, at, ttl) in renewals {
+            last.insert(id, (at, ttl));
         }
-        let batch: Vec<(LeaseId, u64)> = last.into_iter().filter(|(id, _)| !ids.contains(id)).collect();
+        let batch: Vec<(LeaseId, u64, u64)> =
+            last.into_iter().filter(|(id, _)| !ids.contains(id)).map(|(id, (at, ttl))| (id, at, ttl)).collect();
         if let Err(e) = self.store.renewed(&batch).await {
             tracing::error!(error = %e, "cannot record renewals");
         }

@@ -16,6 +16,21 @@ use sealrun_format::license::SeatUnit;
 /// Milliseconds on the daemon's monotonic clock.
 pub type Millis = u64;
 
+/// Most leases one device may hold at once: one per running copy of the
+/// app; more than this on one computer is a client gone wrong (or a flood
+/// with a device code read from the status page).
+pub const MAX_LEASES_PER_DEVICE: usize = 64;
+/// Most requests waiting in line per license: far more computers than any
+/// site has; the line is kept in memory.
+pub const MAX_QUEUE: usize = 10_000;
+/// How long a ticket is kept without being asked about again: one long poll
+/// and a margin for the client's round trip.
+pub const TICKET_KEEP: Millis = crate::wire::MAX_WAIT_POLL_SECS * 1000 + 10_000;
+/// How long a revoked lease is remembered after it lapsed, so its holder
+/// hears "revoked" rather than "unknown" (and does not check out again
+/// unknowingly) when it comes back.
+pub const REVOKED_MEMORY: Millis = 3_600_000;
+
 /// What one seat is keyed by: the device (a seat per computer) or the
 /// lease itself (a seat per process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,8 +59,10 @@ pub struct Holder {
 pub struct Lease {
     /// Its id.
     pub id: LeaseId,
-    /// SHA-256 of its secret.
-    pub secret_hash: [u8; 32],
+    /// Its secret (heartbeats and releases prove knowledge of it).
+    pub secret: [u8; 32],
+    /// The lease time it was last given, in milliseconds.
+    pub ttl: Millis,
     /// The seat it holds.
     pub seat: SeatKey,
     /// Who holds it.
@@ -85,6 +102,9 @@ pub enum Checkout {
         /// Since when every seat is taken (Unix seconds).
         since: u64,
     },
+    /// The device holds [`MAX_LEASES_PER_DEVICE`] leases already, or the
+    /// line is [`MAX_QUEUE`] long.
+    TooMany,
 }
 
 /// Why a renewal failed.
@@ -121,14 +141,16 @@ pub struct Pool {
     unit: SeatUnit,
     leases: HashMap<LeaseId, Lease>,
     queue: VecDeque<Ticket>,
+    /// Revoked leases that lapsed, until when they are remembered.
+    revoked: HashMap<LeaseId, Millis>,
 }
 
 /// What a checkout asks for.
 pub struct Request<'a> {
     /// The new lease's id.
     pub id: LeaseId,
-    /// SHA-256 of its secret.
-    pub secret_hash: [u8; 32],
+    /// Its secret.
+    pub secret: [u8; 32],
     /// Who asks.
     pub holder: &'a Holder,
     /// Wait in line if no seat is free.
@@ -142,7 +164,7 @@ pub struct Request<'a> {
 impl Pool {
     /// An empty pool of `seats` seats.
     pub fn new(seats: u32, unit: SeatUnit) -> Pool {
-        Pool { seats, unit, leases: HashMap::new(), queue: VecDeque::new() }
+        Pool { seats, unit, leases: HashMap::new(), queue: VecDeque::new(), revoked: HashMap::new() }
     }
 
     /// Seats of the license.
@@ -204,7 +226,11 @@ impl Pool {
     pub fn checkout(&mut self, req: &Request<'_>, now: Millis, wall: u64, ttl: Millis) -> Checkout {
         self.expire(now);
         let seat = self.seat_of(req.id, &req.holder.device);
-        let shares_seat = self.unit == SeatUnit::Computer && self.leases.values().any(|l| l.seat == seat);
+        if self.leases.values().filter(|l| l.holder.device == req.holder.device).count() >= MAX_LEASES_PER_DEVICE {
+            return Checkout::TooMany;
+        }
+        // A revoked lease keeps its seat counted, but lends it to no one.
+        let shares_seat = self.unit == SeatUnit::Computer && self.leases.values().any(|l| l.seat == seat && !l.revoked);
         let free = self.seats.saturating_sub(self.in_use()) as usize;
         let place = req.ticket.and_then(|t| self.queue.iter().position(|q| q.id == t));
         let granted = shares_seat
@@ -218,7 +244,8 @@ impl Pool {
             }
             let lease = Lease {
                 id: req.id,
-                secret_hash: req.secret_hash,
+                secret: req.secret,
+                ttl,
                 seat,
                 holder: req.holder.clone(),
                 since: wall,
@@ -232,14 +259,13 @@ impl Pool {
         if !req.wait {
             return Checkout::Full { since: self.full_since() };
         }
-        // Tickets outlive a poll by the longest wait plus a margin for the
-        // client's round trip.
-        let keep = now.saturating_add(ttl.max(crate::wire::MAX_WAIT_POLL_SECS * 1000 + 10_000));
+        let keep = now.saturating_add(TICKET_KEEP);
         let position = match place {
             Some(p) => {
                 self.queue[p].expires = keep;
                 p
             }
+            None if self.queue.len() >= MAX_QUEUE => return Checkout::TooMany,
             None => {
                 self.queue.push_back(Ticket { id: req.new_ticket, expires: keep });
                 self.queue.len() - 1
@@ -259,33 +285,43 @@ impl Pool {
         self.leases.values().map(|l| l.since).max().unwrap_or(0)
     }
 
-    fn find(&mut self, id: &LeaseId, secret_hash: &[u8; 32]) -> Option<&mut Lease> {
-        self.leases.get_mut(id).filter(|l| &l.secret_hash == secret_hash)
+    fn find(&mut self, id: &LeaseId, proven: &dyn Fn(&[u8; 32]) -> bool) -> Option<&mut Lease> {
+        self.leases.get_mut(id).filter(|l| proven(&l.secret))
     }
 
-    /// Renews a lease for another `ttl`.
+    /// Whether `id` is a lease of this pool, or a revoked one it remembers.
+    pub fn knows(&self, id: &LeaseId) -> bool {
+        self.leases.contains_key(id) || self.revoked.contains_key(id)
+    }
+
+    /// Renews a lease for another `ttl`, if `proven` accepts its secret
+    /// (the request proves knowledge of it).
     pub fn renew(
         &mut self,
         id: &LeaseId,
-        secret_hash: &[u8; 32],
+        proven: &dyn Fn(&[u8; 32]) -> bool,
         now: Millis,
         wall: u64,
         ttl: Millis,
     ) -> Result<(), RenewError> {
+        if self.revoked.contains_key(id) {
+            return Err(RenewError::Revoked);
+        }
         // A lease past its time is gone, even if the sweep has not run yet:
         // its seat may already be promised to the line.
-        let lease = self.find(id, secret_hash).filter(|l| l.expires > now).ok_or(RenewError::Unknown)?;
+        let lease = self.find(id, proven).filter(|l| l.expires > now).ok_or(RenewError::Unknown)?;
         if lease.revoked {
             return Err(RenewError::Revoked);
         }
         lease.expires = now.saturating_add(ttl);
+        lease.ttl = ttl;
         lease.last_heartbeat = wall;
         Ok(())
     }
 
-    /// Ends a lease at its holder's request.
-    pub fn release(&mut self, id: &LeaseId, secret_hash: &[u8; 32]) -> Option<Lease> {
-        self.find(id, secret_hash)?;
+    /// Ends a lease at its holder's request (`proven` accepts its secret).
+    pub fn release(&mut self, id: &LeaseId, proven: &dyn Fn(&[u8; 32]) -> bool) -> Option<Lease> {
+        self.find(id, proven)?;
         self.leases.remove(id)
     }
 
@@ -303,7 +339,12 @@ impl Pool {
     pub fn expire(&mut self, now: Millis) -> Vec<Lease> {
         let lapsed: Vec<LeaseId> = self.leases.values().filter(|l| l.expires <= now).map(|l| l.id).collect();
         self.queue.retain(|t| t.expires > now);
-        lapsed.iter().filter_map(|id| self.leases.remove(id)).collect()
+        self.revoked.retain(|_, until| *until > now);
+        let gone: Vec<Lease> = lapsed.iter().filter_map(|id| self.leases.remove(id)).collect();
+        for l in gone.iter().filter(|l| l.revoked) {
+            self.revoked.insert(l.id, now.saturating_add(REVOKED_MEMORY));
+        }
+        gone
     }
 
     /// Puts back a lease from storage after a restart: it counts and may be
@@ -344,10 +385,14 @@ mod tests {
         b
     }
 
+    /// Accepts the secret of lease `n`.
+    fn is(n: u32) -> impl Fn(&[u8; 32]) -> bool {
+        move |s| s == &sh(n)
+    }
+
     fn ask(pool: &mut Pool, n: u8, lease: u32, now: Millis, wait: bool, ticket: Option<[u8; 16]>) -> Checkout {
         let h = holder(n);
-        let req =
-            Request { id: lid(lease), secret_hash: sh(lease), holder: &h, wait, ticket, new_ticket: lid(lease).0 };
+        let req = Request { id: lid(lease), secret: sh(lease), holder: &h, wait, ticket, new_ticket: lid(lease).0 };
         pool.checkout(&req, now, now / 1000, TTL)
     }
 
@@ -363,9 +408,9 @@ mod tests {
         assert_eq!(ask(&mut p, 2, 5, 0, false, None), Checkout::Granted);
         assert_eq!(p.in_use(), 2);
         // The seat stays while any of the device's leases lives.
-        assert!(p.release(&lid(1), &sh(1)).is_some());
+        assert!(p.release(&lid(1), &is(1)).is_some());
         assert!(matches!(ask(&mut p, 3, 6, 0, false, None), Checkout::Full { .. }));
-        assert!(p.release(&lid(2), &sh(2)).is_some());
+        assert!(p.release(&lid(2), &is(2)).is_some());
         assert_eq!(ask(&mut p, 3, 7, 0, false, None), Checkout::Granted);
     }
 
@@ -381,18 +426,18 @@ mod tests {
     fn leases_lapse_without_renewal_and_renewal_keeps_them() {
         let mut p = Pool::new(1, SeatUnit::Computer);
         assert_eq!(ask(&mut p, 1, 1, 0, false, None), Checkout::Granted);
-        assert_eq!(p.renew(&lid(1), &sh(1), 20_000, 20, TTL), Ok(()));
+        assert_eq!(p.renew(&lid(1), &is(1), 20_000, 20, TTL), Ok(()));
         assert!(matches!(ask(&mut p, 2, 2, 49_999, false, None), Checkout::Full { .. }));
         assert_eq!(ask(&mut p, 2, 2, 50_000, false, None), Checkout::Granted, "lapsed one TTL after renewal");
-        assert_eq!(p.renew(&lid(1), &sh(1), 50_001, 50, TTL), Err(RenewError::Unknown));
+        assert_eq!(p.renew(&lid(1), &is(1), 50_001, 50, TTL), Err(RenewError::Unknown));
     }
 
     #[test]
     fn a_wrong_secret_is_an_unknown_lease() {
         let mut p = Pool::new(1, SeatUnit::Computer);
         ask(&mut p, 1, 1, 0, false, None);
-        assert_eq!(p.renew(&lid(1), &[9; 32], 1, 0, TTL), Err(RenewError::Unknown));
-        assert!(p.release(&lid(1), &[9; 32]).is_none());
+        assert_eq!(p.renew(&lid(1), &|s: &[u8; 32]| s == &[9; 32], 1, 0, TTL), Err(RenewError::Unknown));
+        assert!(p.release(&lid(1), &|s: &[u8; 32]| s == &[9; 32]).is_none());
         assert_eq!(p.in_use(), 1);
     }
 
@@ -401,7 +446,7 @@ mod tests {
         let mut p = Pool::new(1, SeatUnit::Computer);
         ask(&mut p, 1, 1, 0, false, None);
         assert!(p.revoke(&lid(1)).is_some());
-        assert_eq!(p.renew(&lid(1), &sh(1), 1, 0, TTL), Err(RenewError::Revoked));
+        assert_eq!(p.renew(&lid(1), &is(1), 1, 0, TTL), Err(RenewError::Revoked));
         assert!(matches!(ask(&mut p, 2, 2, TTL - 1, false, None), Checkout::Full { .. }));
         assert_eq!(ask(&mut p, 2, 2, TTL, false, None), Checkout::Granted);
     }
@@ -412,7 +457,7 @@ mod tests {
         ask(&mut p, 1, 1, 0, false, None);
         let Checkout::Queued { ticket: t2, position: 1 } = ask(&mut p, 2, 2, 0, true, None) else { panic!() };
         let Checkout::Queued { ticket: t3, position: 2 } = ask(&mut p, 3, 3, 0, true, None) else { panic!() };
-        p.release(&lid(1), &sh(1));
+        p.release(&lid(1), &is(1));
         // A newcomer, waiting or not, and the second in line, do not get it.
         assert!(matches!(ask(&mut p, 4, 4, 1, false, None), Checkout::Full { .. }));
         assert!(matches!(ask(&mut p, 3, 3, 1, true, Some(t3)), Checkout::Queued { position: 2, .. }));
@@ -426,11 +471,40 @@ mod tests {
         let mut p = Pool::new(1, SeatUnit::Computer);
         ask(&mut p, 1, 1, 0, false, None);
         let Checkout::Queued { ticket, .. } = ask(&mut p, 2, 2, 0, true, None) else { panic!() };
-        p.release(&lid(1), &sh(1));
+        p.release(&lid(1), &is(1));
         // The first in line vanished: after its ticket lapses a newcomer gets the seat.
-        let late = 10 * TTL;
+        let late = TICKET_KEEP + 1;
         assert_eq!(ask(&mut p, 3, 3, late, false, None), Checkout::Granted);
         assert!(matches!(ask(&mut p, 2, 2, late, true, Some(ticket)), Checkout::Queued { position: 1, .. }));
+    }
+
+    #[test]
+    fn a_revoked_computer_gets_no_free_lease_and_hears_revoked_after_the_lapse() {
+        let mut p = Pool::new(1, SeatUnit::Computer);
+        ask(&mut p, 1, 1, 0, false, None);
+        p.revoke(&lid(1));
+        // The same computer does not ride on its revoked lease's seat.
+        assert!(matches!(ask(&mut p, 1, 2, 1, false, None), Checkout::Full { .. }));
+        p.expire(TTL);
+        assert_eq!(p.renew(&lid(1), &is(1), TTL + 1, 0, TTL), Err(RenewError::Revoked), "remembered after the lapse");
+        assert_eq!(ask(&mut p, 1, 3, TTL + 1, false, None), Checkout::Granted, "a new run may check out");
+        p.expire(TTL + REVOKED_MEMORY + 1);
+        assert!(!p.knows(&lid(1)));
+    }
+
+    #[test]
+    fn floods_are_bounded() {
+        let mut p = Pool::new(1, SeatUnit::Computer);
+        for i in 0..MAX_LEASES_PER_DEVICE as u32 {
+            assert_eq!(ask(&mut p, 1, i, 0, false, None), Checkout::Granted);
+        }
+        assert_eq!(ask(&mut p, 1, 999, 0, false, None), Checkout::TooMany);
+        let mut q = Pool::new(1, SeatUnit::Process);
+        ask(&mut q, 1, 0, 0, false, None);
+        for i in 1..=MAX_QUEUE as u32 {
+            assert!(matches!(ask(&mut q, (i % 200) as u8 + 2, i, 0, true, None), Checkout::Queued { .. }));
+        }
+        assert_eq!(ask(&mut q, 250, 1_000_000, 0, true, None), Checkout::TooMany);
     }
 
     /// Random checkouts, renewals, releases, revocations and lapses: the
@@ -458,10 +532,10 @@ mod tests {
                         }
                     }
                     2 => {
-                        let _ = p.renew(&lid(old), &sh(old), now, now / 1000, TTL);
+                        let _ = p.renew(&lid(old), &is(old), now, now / 1000, TTL);
                     }
                     3 => {
-                        p.release(&lid(old), &sh(old));
+                        p.release(&lid(old), &is(old));
                     }
                     _ => {
                         p.revoke(&lid(old));

@@ -5,6 +5,10 @@
 //! may still be in use (and perhaps a few that are not, which only delays
 //! their seats by one TTL). Renewals are written in batches: after a
 //! restart every stored lease gets a full TTL anyway (see `daemon.rs`).
+//!
+//! The lease secrets are stored as they are: the daemon needs them to check
+//! proofs and to prove its renewals. They let one renew or give back a
+//! lease, nothing more, and the state directory is the daemon's alone (0700).
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -19,7 +23,8 @@ use crate::seats::{Holder, Lease, SeatKey};
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY,
     product TEXT NOT NULL,
-    secret_hash BLOB NOT NULL,
+    secret BLOB NOT NULL,
+    ttl_ms INTEGER NOT NULL,
     device TEXT NOT NULL,
     host TEXT NOT NULL,
     user_name TEXT NOT NULL,
@@ -68,18 +73,20 @@ impl Store {
     /// Stores a new lease.
     pub async fn insert(&self, product: &str, lease: &Lease) -> Result<(), FloatdError> {
         sqlx::query(
-            "INSERT INTO leases (id, product, secret_hash, device, host, user_name, pid, since, last_heartbeat, revoked)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            "INSERT INTO leases (id, product, secret, ttl_ms, device, host, user_name, pid, since, last_heartbeat, revoked)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(lease.id.to_string())
         .bind(product)
-        .bind(lease.secret_hash.to_vec())
+        .bind(lease.secret.to_vec())
+        .bind(lease.ttl as i64)
         .bind(lease.holder.device.to_string())
         .bind(&lease.holder.host)
         .bind(&lease.holder.user)
         .bind(i64::from(lease.holder.pid))
         .bind(lease.since as i64)
         .bind(lease.last_heartbeat as i64)
+        .bind(i64::from(lease.revoked))
         .execute(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
@@ -112,15 +119,16 @@ impl Store {
         Ok(())
     }
 
-    /// Records renewals (lease, Unix seconds), in one transaction.
-    pub async fn renewed(&self, renewals: &[(LeaseId, u64)]) -> Result<(), FloatdError> {
+    /// Records renewals (lease, Unix seconds, lease time), in one transaction.
+    pub async fn renewed(&self, renewals: &[(LeaseId, u64, u64)]) -> Result<(), FloatdError> {
         if renewals.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
-        for (id, at) in renewals {
-            sqlx::query("UPDATE leases SET last_heartbeat = ? WHERE id = ?")
+        for (id, at, ttl) in renewals {
+            sqlx::query("UPDATE leases SET last_heartbeat = ?, ttl_ms = ? WHERE id = ?")
                 .bind(*at as i64)
+                .bind(*ttl as i64)
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await
@@ -133,7 +141,7 @@ impl Store {
     /// is an error: dropping it silently could free a seat in use.
     pub async fn all(&self) -> Result<Vec<Stored>, FloatdError> {
         let rows = sqlx::query(
-            "SELECT id, product, secret_hash, device, host, user_name, pid, since, last_heartbeat, revoked FROM leases",
+            "SELECT id, product, secret, device, host, user_name, pid, since, last_heartbeat, revoked, ttl_ms FROM leases",
         )
         .fetch_all(&self.pool)
         .await
@@ -146,8 +154,9 @@ impl Store {
             };
             let id: String = row.try_get(0).map_err(|e| self.error(e))?;
             let id = LeaseId::from_str(&id).map_err(|_| bad())?;
-            let hash: Vec<u8> = row.try_get(2).map_err(|e| self.error(e))?;
-            let secret_hash: [u8; 32] = hash.try_into().map_err(|_| bad())?;
+            let secret: Vec<u8> = row.try_get(2).map_err(|e| self.error(e))?;
+            let secret: [u8; 32] = secret.try_into().map_err(|_| bad())?;
+            let ttl: i64 = row.try_get(10).map_err(|e| self.error(e))?;
             let device: String = row.try_get(3).map_err(|e| self.error(e))?;
             let device = DeviceCode::from_str(&device).map_err(|_| bad())?;
             let pid: i64 = row.try_get(6).map_err(|e| self.error(e))?;
@@ -158,7 +167,8 @@ impl Store {
                 product: row.try_get(1).map_err(|e| self.error(e))?,
                 lease: Lease {
                     id,
-                    secret_hash,
+                    secret,
+                    ttl: u64::try_from(ttl).unwrap_or(0),
                     seat: SeatKey::Lease(id),
                     holder: Holder {
                         device,

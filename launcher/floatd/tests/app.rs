@@ -12,7 +12,7 @@ use sealrun_floatd::app::app;
 use sealrun_floatd::config::Config;
 use sealrun_floatd::daemon::Daemon;
 use sealrun_format::device::DeviceSecret;
-use sealrun_format::lease::{LeaseId, LeaseKey, open_lent};
+use sealrun_format::lease::{LeaseId, LeaseKey, Proof, check_proof, open_lent, open_lent_secret, prove};
 use sealrun_format::license::{Binding, Holder, License, LicenseSigner, SeatUnit, Terms, issue};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{ContentKey, Release, VendorPublicKey, VendorSigningKey};
@@ -94,12 +94,30 @@ async fn checkout_lends_a_key_for_the_asking_device_only() {
     let (status, _) = call(&f.router, "POST", "/v1/checkout", checkout_body(&f, b"ws1").to_string()).await;
     assert_eq!(status, StatusCode::OK);
 
-    let lease_req = json!({"lease": v["lease"], "secret": v["secret"]}).to_string();
-    let (status, r) = call(&f.router, "POST", "/v1/heartbeat", lease_req.clone()).await;
+    // The lease secret opens on the client only; requests prove it, and so
+    // does the daemon's answer to a heartbeat.
+    let wrapped = LeaseKey::from_bytes(&b64.decode(v["secret"].as_str().unwrap()).unwrap()).unwrap();
+    let secret = open_lent_secret(&wrapped, &license, &lease, &f.client, &code).unwrap();
+    let nonce = [4u8; 16];
+    let req = |proof: [u8; 32]| {
+        json!({"lease": v["lease"], "nonce": hex::encode(nonce), "proof": hex::encode(proof)}).to_string()
+    };
+    let forged = req([0; 32]);
+    let (status, r) = call(&f.router, "POST", "/v1/heartbeat", forged).await;
+    assert_eq!((status, r["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_lease")), "no proof, no renewal");
+    let heartbeat = req(prove(&secret, Proof::Heartbeat, &lease, &nonce));
+    let (status, r) = call(&f.router, "POST", "/v1/heartbeat", heartbeat.clone()).await;
     assert_eq!((status, r["ttl_ms"].as_u64()), (StatusCode::OK, Some(30_000)));
-    let (status, _) = call(&f.router, "POST", "/v1/release", lease_req.clone()).await;
+    let answer = hex::decode(r["proof"].as_str().unwrap()).unwrap();
+    assert!(check_proof(&secret, Proof::Renewed { ttl_ms: 30_000 }, &lease, &nonce, &answer));
+    // A heartbeat's proof does not release.
+    let (status, _) = call(&f.router, "POST", "/v1/release", heartbeat).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let release = req(prove(&secret, Proof::Release, &lease, &nonce));
+    let (status, _) = call(&f.router, "POST", "/v1/release", release).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, r) = call(&f.router, "POST", "/v1/heartbeat", lease_req).await;
+    let again = req(prove(&secret, Proof::Heartbeat, &lease, &nonce));
+    let (status, r) = call(&f.router, "POST", "/v1/heartbeat", again).await;
     assert_eq!((status, r["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_lease")));
     let (status, s) = call(&f.router, "GET", "/v1/status", String::new()).await;
     assert_eq!(
@@ -115,6 +133,12 @@ async fn bad_requests_get_json_refusals() {
     for (path, body, status, error) in [
         ("/v1/checkout", "{".to_owned(), StatusCode::BAD_REQUEST, "bad_request"),
         ("/v1/checkout", "x".repeat(20_000), StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        (
+            "/v1/heartbeat",
+            r#"{"lease":"zz","nonce":"00","proof":"00"}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
         ("/v1/heartbeat", r#"{"lease":"zz","secret":"00"}"#.to_owned(), StatusCode::BAD_REQUEST, "bad_request"),
         ("/v1/admin/revoke", r#"{"lease":"00"}"#.to_owned(), StatusCode::UNAUTHORIZED, "unauthorized"),
         ("/nowhere", String::new(), StatusCode::NOT_FOUND, "not_found"),

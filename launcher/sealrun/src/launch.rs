@@ -554,6 +554,9 @@ fn check_sealed(
     };
     let plain = dongle::decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(token_failed)?;
     let license = sealed.open(&plain).map_err(LaunchError::bad_file(path))?;
+    if matches!(license.terms.binding, Binding::Floating { .. }) {
+        return Err(LaunchError::FloatingLicense { path: path.to_owned() });
+    }
     check_terms(path, &license, manifest, now)?;
     let probe = license.dongle_key_request(&manifest.key_id).map_err(|_| unwrap_failed())?;
     let raw = dongle::decrypt(&session, &sealed.dongle, &probe).map_err(token_failed)?;

@@ -369,7 +369,14 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     // Held until the process ends: one of the runs the license's count allows.
     let _run_slot = dongle::RunSlot::claim(&opened.license)?;
     let engine = runner::engine()?;
+    // A floating seat is renewed while the app decrypts and compiles, and
+    // once more just before it starts.
+    let keep_alive = seat.clone().map(floating::KeepAlive::start);
     let mut loaded = opened.load(&device, engine, cache.as_ref(), &Stderr)?;
+    drop(keep_alive);
+    if let Some(seat) = &seat {
+        seat.ensure_live()?;
+    }
     let on_loss = match a.on_seat_loss {
         SeatLoss::Pause => floating::OnSeatLoss::Pause,
         SeatLoss::Stop => floating::OnSeatLoss::Stop,

@@ -128,11 +128,19 @@ fn deadline(timeout: Option<std::time::Duration>) -> Option<RunThread> {
 /// compiling, and the memory of a non-dumpable process goes with it.
 pub fn stop_process(why: LaunchError) -> ! {
     say(&why.to_string());
+    // A watched app is held before the hooks run: giving its seat back
+    // must not let it run on meanwhile.
+    if let Some(guest) = *WATCHED_GUEST.lock().unwrap_or_else(|p| p.into_inner()) {
+        hold::hold(guest);
+    }
     run_stop_hooks();
     std::process::exit(i32::from(why.exit_code()))
 }
 
 type StopHook = Box<dyn Fn() + Send>;
+
+/// The guest thread of a watched run, while it runs.
+static WATCHED_GUEST: std::sync::Mutex<Option<hold::Thread>> = std::sync::Mutex::new(None);
 
 /// Work that must happen however the process ends (giving a floating seat
 /// back): run by [`stop_process`] before it exits, and by the caller after
@@ -335,18 +343,9 @@ fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
                     say(&watch.resumed());
                     hold::release(guest);
                 }
-                (Err(Lost::Gone(why)), held) => {
-                    // Held first: stopping may take a moment (giving a seat
-                    // back), and the app must not run on meanwhile.
-                    if held.is_none() {
-                        hold::hold(guest);
-                    }
-                    stop_process(watch.give_up(&why))
-                }
-                (Err(Lost::Away(why)), None) if watch.grace().is_zero() => {
-                    hold::hold(guest);
-                    stop_process(watch.give_up(&why))
-                }
+                // stop_process holds the app before it gives anything back.
+                (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
+                (Err(Lost::Away(why)), None) if watch.grace().is_zero() => stop_process(watch.give_up(&why)),
                 (Err(Lost::Away(why)), None) => {
                     lost_since = Some(std::time::Instant::now());
                     hold::hold(guest);
@@ -485,12 +484,14 @@ pub fn run_watched(
         Some(w) => {
             let guest = hold::install()
                 .map_err(|e| LaunchError::GuestStart(format!("cannot install the pause signal handlers: {e}")))?;
+            *WATCHED_GUEST.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);
             Some(watcher(w, guest))
         }
         None => None,
     };
     let result = start.call(&mut store, ());
     drop((watcher, signals, deadline));
+    *WATCHED_GUEST.lock().unwrap_or_else(|p| p.into_inner()) = None;
     match result {
         Ok(()) => Ok(0),
         Err(e) => {

@@ -158,7 +158,7 @@ impl FromStr for DeviceCode {
 }
 
 /// The device's X25519 secret key. Zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct DeviceSecret([u8; 32]);
 
 impl DeviceSecret {

@@ -9,7 +9,11 @@
 use core::fmt;
 use core::str::FromStr;
 
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
 use rand_core::CryptoRng;
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use crate::device::{DeviceCode, DeviceSecret};
 use crate::keys::{ContentKey, KeyId};
@@ -21,6 +25,10 @@ use crate::{Artifact, Error, Result};
 pub const LEASE_ID_LEN: usize = 16;
 /// Bytes of a [`LeaseKey`]: the HPKE encapsulated key and the wrapped key.
 pub const LEASE_KEY_LEN: usize = ENC_LEN + WRAPPED_LEN;
+/// Bytes of a lease nonce (fresh for every heartbeat and release).
+pub const LEASE_NONCE_LEN: usize = 16;
+/// Bytes of a proof (HMAC-SHA256).
+pub const PROOF_LEN: usize = 32;
 
 /// A lease's public id (shown by the manager's status, named to revoke).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,6 +155,119 @@ pub fn open_lent(
         return Err(Error::UnwrapFailed);
     }
     Ok(key)
+}
+
+/// A lease's secret: known only to the license manager and the one device
+/// the lease is for (it travels wrapped to that device, like a lent key).
+/// Heartbeats and releases prove knowledge of it, and the manager's answer
+/// to a heartbeat is authenticated with it, so whoever sits between them
+/// can neither give the seat back nor pretend it was renewed.
+pub struct LeaseSecret(Zeroizing<[u8; 32]>);
+
+impl LeaseSecret {
+    /// A fresh random secret.
+    pub fn generate(rng: &mut impl CryptoRng) -> LeaseSecret {
+        let mut s = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(s.as_mut());
+        LeaseSecret(s)
+    }
+
+    /// The secret from its bytes (the manager's lease table).
+    pub fn from_bytes(bytes: &[u8; 32]) -> LeaseSecret {
+        LeaseSecret(Zeroizing::new(*bytes))
+    }
+
+    /// The raw bytes, to store.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LeaseSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LeaseSecret(..)")
+    }
+}
+
+fn secret_aad(license: &License, lease: &LeaseId) -> Vec<u8> {
+    let mut aad = b"sealrun/v1/lease-secret\0".to_vec();
+    aad.extend_from_slice(&license.terms.license_id);
+    aad.extend_from_slice(&lease.0);
+    aad
+}
+
+/// Wraps a lease's secret to `device` (HPKE, as [`lend`] does, with its own
+/// label so a wrapped secret can never pass for a wrapped key).
+pub fn lend_secret(
+    secret: &LeaseSecret,
+    license: &License,
+    lease: &LeaseId,
+    device: &DeviceCode,
+    rng: &mut impl CryptoRng,
+) -> Result<LeaseKey> {
+    let as_key = ContentKey::from_bytes(secret.as_bytes());
+    let (enc, wrapped) = wrap_to_device(&as_key, device, &secret_aad(license, lease), rng)?;
+    Ok(LeaseKey { enc, wrapped })
+}
+
+/// Opens a lease secret wrapped by [`lend_secret`] on this device. Any
+/// failure is the coarse [`Error::UnwrapFailed`].
+pub fn open_lent_secret(
+    lent: &LeaseKey,
+    license: &License,
+    lease: &LeaseId,
+    secret: &DeviceSecret,
+    device: &DeviceCode,
+) -> Result<LeaseSecret> {
+    let key = unwrap_on_device(&lent.enc, &lent.wrapped, secret, device, &secret_aad(license, lease))?;
+    Ok(LeaseSecret::from_bytes(key.as_bytes()))
+}
+
+/// What a proof is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The holder asks to renew.
+    Heartbeat,
+    /// The holder gives the seat back.
+    Release,
+    /// The manager renewed the lease for `ttl_ms` milliseconds.
+    Renewed {
+        /// The lease's time from now.
+        ttl_ms: u64,
+    },
+}
+
+fn proof_mac(secret: &LeaseSecret, what: Proof, lease: &LeaseId, nonce: &[u8; LEASE_NONCE_LEN]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256>>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"sealrun/v1/lease-proof\0");
+    match what {
+        Proof::Heartbeat => mac.update(&[1]),
+        Proof::Release => mac.update(&[2]),
+        Proof::Renewed { ttl_ms } => {
+            mac.update(&[3]);
+            mac.update(&ttl_ms.to_be_bytes());
+        }
+    }
+    mac.update(&lease.0);
+    mac.update(nonce);
+    mac
+}
+
+/// HMAC-SHA256 under the lease secret of `what`, for `lease` and `nonce`.
+pub fn prove(secret: &LeaseSecret, what: Proof, lease: &LeaseId, nonce: &[u8; LEASE_NONCE_LEN]) -> [u8; PROOF_LEN] {
+    proof_mac(secret, what, lease, nonce).finalize().into_bytes().into()
+}
+
+/// Whether `proof` is [`prove`]'s output for these inputs (compared in
+/// constant time).
+pub fn check_proof(
+    secret: &LeaseSecret,
+    what: Proof,
+    lease: &LeaseId,
+    nonce: &[u8; LEASE_NONCE_LEN],
+    proof: &[u8],
+) -> bool {
+    proof_mac(secret, what, lease, nonce).verify_slice(proof).is_ok()
 }
 
 #[cfg(test)]
@@ -295,6 +416,35 @@ mod tests {
             );
             assert!(r.is_err(), "{seats} seats");
         }
+    }
+
+    #[test]
+    fn lease_secrets_travel_to_their_device_only_and_prove_each_step() {
+        let s = setup(SeatUnit::Computer);
+        let mut rng = rng();
+        let lease = LeaseId::generate(&mut rng);
+        let secret = LeaseSecret::generate(&mut rng);
+        let lent = lend_secret(&secret, &s.license, &lease, &s.client_code, &mut rng).unwrap();
+        let opened = open_lent_secret(&lent, &s.license, &lease, &s.client, &s.client_code).unwrap();
+        assert_eq!(opened.as_bytes(), secret.as_bytes());
+        // A wrapped secret is not a lent key, and the other way round.
+        assert!(open_lent(&lent, &s.license, &lease, &s.content.id(), &s.client, &s.client_code).is_err());
+        let key = lend(&s.content, &s.license, &lease, &s.client_code, &mut rng).unwrap();
+        assert!(open_lent_secret(&key, &s.license, &lease, &s.client, &s.client_code).is_err());
+        let other = DeviceSecret::generate(&mut rng);
+        assert!(open_lent_secret(&lent, &s.license, &lease, &other, &other.device_code(b"client")).is_err());
+
+        let nonce = [9u8; LEASE_NONCE_LEN];
+        let p = prove(&secret, Proof::Heartbeat, &lease, &nonce);
+        assert!(check_proof(&secret, Proof::Heartbeat, &lease, &nonce, &p));
+        assert!(!check_proof(&secret, Proof::Release, &lease, &nonce, &p), "a heartbeat proof does not release");
+        assert!(!check_proof(&secret, Proof::Heartbeat, &lease, &[8; LEASE_NONCE_LEN], &p));
+        assert!(!check_proof(&secret, Proof::Heartbeat, &LeaseId([1; 16]), &nonce, &p));
+        assert!(!check_proof(&LeaseSecret::generate(&mut rng), Proof::Heartbeat, &lease, &nonce, &p));
+        let r = prove(&secret, Proof::Renewed { ttl_ms: 30_000 }, &lease, &nonce);
+        assert!(check_proof(&secret, Proof::Renewed { ttl_ms: 30_000 }, &lease, &nonce, &r));
+        assert!(!check_proof(&secret, Proof::Renewed { ttl_ms: 86_400_000 }, &lease, &nonce, &r), "the ttl is bound");
+        assert!(!check_proof(&secret, Proof::Renewed { ttl_ms: 30_000 }, &lease, &nonce, &r[..31]));
     }
 
     #[test]

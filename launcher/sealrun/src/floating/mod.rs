@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use sealrun_format::lease::{LeaseId, LeaseKey, open_lent};
+use sealrun_format::device::{DeviceCode, DeviceSecret};
+use sealrun_format::lease::{
+    LEASE_NONCE_LEN, LeaseId, LeaseKey, LeaseSecret, Proof, check_proof, open_lent, open_lent_secret, prove,
+};
 use sealrun_format::license::{Binding, License};
 use sealrun_format::package::Manifest;
 use sealrun_format::{ContentKey, UnixTime};
@@ -283,22 +286,46 @@ impl Client {
     }
 }
 
-/// A seat held: the lease, renewed by [`SeatWatch`] and given back by
-/// [`Seat::release`] (also when the process is stopped).
+/// The time since boot, counting suspend (CLOCK_BOOTTIME): a lease keeps
+/// running at the daemon while this computer sleeps, so a deadline must
+/// too. (`Instant` stops during suspend on Linux.)
+#[allow(unsafe_code)]
+fn boot_now() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given; CLOCK_BOOTTIME
+    // exists on every Linux this runs on.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } == 0;
+    if !ok {
+        // Never expected; fall back to a clock that at least moves.
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        return START.get_or_init(Instant::now).elapsed();
+    }
+    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+/// A seat held: the lease, renewed by [`SeatWatch`] (or [`KeepAlive`]
+/// while the app loads) and given back by [`Seat::release`] (also when the
+/// process is stopped).
 pub struct Seat {
     client: Client,
     product: String,
     checkout: wire::CheckoutRequest,
+    license: License,
+    device_secret: DeviceSecret,
+    device: DeviceCode,
     state: Mutex<LeaseState>,
 }
 
 struct LeaseState {
-    lease: String,
-    secret: Zeroizing<String>,
+    lease: LeaseId,
+    secret: LeaseSecret,
     ttl: Duration,
     renew: Duration,
-    /// The app may run until then (the daemon's expiry, less the margin).
-    deadline: Instant,
+    /// The app may run until then, on [`boot_now`]'s clock (the daemon's
+    /// expiry, less the margin).
+    deadline: Duration,
+    /// When the next renewal is due, on [`boot_now`]'s clock.
+    next_renewal: Duration,
     released: bool,
 }
 
@@ -314,6 +341,10 @@ fn margin(ttl: Duration) -> Duration {
 fn heartbeat_timeout(ttl: Duration) -> Duration {
     (ttl / 6).clamp(Duration::from_millis(300), Duration::from_secs(5))
 }
+
+/// The longest lease time the launcher accepts from a server (as the
+/// daemon's configuration allows).
+const MAX_TTL: Duration = Duration::from_secs(86_400);
 
 /// A seat checked out, with the license and content key it unlocked.
 pub struct CheckedOut {
@@ -334,6 +365,13 @@ fn whoami() -> (String, String) {
 
 fn refused(spec: &ServerSpec, r: &wire::Refusal) -> LaunchError {
     LaunchError::LicenseServerRefused { server: spec.url.clone(), reason: r.message.clone() }
+}
+
+fn not_floatd(spec: &ServerSpec) -> LaunchError {
+    LaunchError::LicenseServerUnreachable {
+        server: spec.url.clone(),
+        reason: "its answer is not from sealrun-floatd".into(),
+    }
 }
 
 /// Checks out a seat of `manifest`'s product for `device` from `spec`.
@@ -361,31 +399,25 @@ pub fn checkout(
     };
     let timeout = Duration::from_secs(wire::MAX_WAIT_POLL_SECS + 10);
     loop {
-        let sent = Instant::now();
+        let sent = boot_now();
         match client.post("/v1/checkout", &req, timeout) {
             Answer::Ok(202, body) => {
-                let q: wire::Queued =
-                    serde_json::from_value(body).map_err(|_| LaunchError::LicenseServerUnreachable {
-                        server: spec.url.clone(),
-                        reason: "its answer is not from sealrun-floatd".into(),
-                    })?;
+                let q: wire::Queued = serde_json::from_value(body).map_err(|_| not_floatd(spec))?;
                 on_queued(q.position, q.seats);
                 req.ticket = Some(q.ticket);
             }
             Answer::Ok(_, body) => {
-                let granted: wire::Granted =
-                    serde_json::from_value(body).map_err(|_| LaunchError::LicenseServerUnreachable {
-                        server: spec.url.clone(),
-                        reason: "its answer is not from sealrun-floatd".into(),
-                    })?;
-                let (license, key) = accept(spec, &granted, manifest, device, now)?;
-                let ttl = Duration::from_millis(granted.ttl_ms);
+                let granted: wire::Granted = serde_json::from_value(body).map_err(|_| not_floatd(spec))?;
+                let (license, key, lease, secret) = accept(spec, &granted, manifest, device, now)?;
+                let ttl = Duration::from_millis(granted.ttl_ms).min(MAX_TTL);
+                let renew = Duration::from_millis(granted.renew_ms).min(ttl / 2);
                 let state = LeaseState {
-                    lease: granted.lease,
-                    secret: Zeroizing::new(granted.secret),
+                    lease,
+                    secret,
                     ttl,
-                    renew: Duration::from_millis(granted.renew_ms).min(ttl / 2),
+                    renew,
                     deadline: sent + ttl.saturating_sub(margin(ttl)),
+                    next_renewal: boot_now() + renew,
                     released: false,
                 };
                 req.wait_secs = 0;
@@ -394,6 +426,9 @@ pub fn checkout(
                     client,
                     product: manifest.product.clone(),
                     checkout: req,
+                    license: license.clone(),
+                    device_secret: device.secret.clone(),
+                    device: device.code,
                     state: Mutex::new(state),
                 });
                 return Ok(CheckedOut { license, key, seat });
@@ -415,15 +450,15 @@ pub fn checkout(
 }
 
 /// Checks what the daemon sent: a floating license for this package,
-/// signed under its vendor key and valid now, and a key lent to this
-/// device that opens.
+/// signed under its vendor key and valid now, a key lent to this device
+/// that opens, and the lease's secret wrapped to this device.
 fn accept(
     spec: &ServerSpec,
     granted: &wire::Granted,
     manifest: &Manifest,
     device: &Device,
     now: UnixTime,
-) -> Result<(License, ContentKey), LaunchError> {
+) -> Result<(License, ContentKey, LeaseId, LeaseSecret), LaunchError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let bad = |what: String| LaunchError::LicenseServerRefused {
         server: spec.url.clone(),
@@ -449,16 +484,27 @@ fn accept(
     let lent = LeaseKey::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
     let key = open_lent(&lent, &license, &lease, &manifest.key_id, &device.secret, &device.code)
         .map_err(|_| bad("the lent key does not open on this device".into()))?;
-    Ok((license, key))
+    let raw = Zeroizing::new(b64.decode(&granted.secret).map_err(|_| bad("the secret is not base64".into()))?);
+    let lent = LeaseKey::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
+    let secret = open_lent_secret(&lent, &license, &lease, &device.secret, &device.code)
+        .map_err(|_| bad("the lease secret does not open on this device".into()))?;
+    Ok((license, key, lease, secret))
 }
 
 /// How a renewal went.
 enum Renewal {
     Renewed,
     Revoked,
+    Expired,
     Full,
     Unreachable(String),
     Refused(String),
+}
+
+fn nonce() -> [u8; LEASE_NONCE_LEN] {
+    let mut n = [0u8; LEASE_NONCE_LEN];
+    rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut n);
+    n
 }
 
 impl Seat {
@@ -471,24 +517,47 @@ impl Seat {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A proven request about the current lease.
+    fn request(&self, what: Proof) -> (wire::LeaseRequest, LeaseId, LeaseSecret, [u8; LEASE_NONCE_LEN], Duration) {
+        let s = self.state();
+        let n = nonce();
+        let proof = prove(&s.secret, what, &s.lease, &n);
+        let req = wire::LeaseRequest { lease: s.lease.to_string(), nonce: hex::encode(n), proof: hex::encode(proof) };
+        (req, s.lease, LeaseSecret::from_bytes(s.secret.as_bytes()), n, s.ttl)
+    }
+
     /// Renews the lease, or, if it lapsed at the daemon, checks out the
     /// seat again (never a second one: per computer it is the same seat).
+    /// A renewal counts only if the answer proves it came from the daemon.
     fn renew(&self) -> Renewal {
-        let (lease, secret, ttl) = {
-            let s = self.state();
-            (s.lease.clone(), s.secret.clone(), s.ttl)
-        };
-        let sent = Instant::now();
-        let body = wire::LeaseRequest { lease, secret: secret.to_string() };
+        if self.license.terms.expires.is_some_and(|e| crate::now() >= e) {
+            return Renewal::Expired;
+        }
+        let (body, lease, secret, n, ttl) = self.request(Proof::Heartbeat);
+        let sent = boot_now();
         match self.client.post("/v1/heartbeat", &body, heartbeat_timeout(ttl)) {
             Answer::Ok(_, v) => {
-                let ttl = v["ttl_ms"].as_u64().map_or(ttl, Duration::from_millis);
+                let Ok(r) = serde_json::from_value::<wire::Renewed>(v) else {
+                    return Renewal::Unreachable("the answer is not from sealrun-floatd".into());
+                };
+                let ttl_ms = r.ttl_ms;
+                let proven = hex::decode(&r.proof)
+                    .is_ok_and(|p| check_proof(&secret, Proof::Renewed { ttl_ms }, &lease, &n, &p));
+                if !proven {
+                    return Renewal::Unreachable(
+                        "the answer to a renewal does not prove it came from the license server".into(),
+                    );
+                }
+                let ttl = Duration::from_millis(ttl_ms).min(MAX_TTL);
                 let mut s = self.state();
                 s.ttl = ttl;
+                s.renew = s.renew.min(ttl / 2);
                 s.deadline = sent + ttl.saturating_sub(margin(ttl));
+                s.next_renewal = boot_now() + s.renew;
                 Renewal::Renewed
             }
             Answer::Refused(r) if r.error == "revoked" => Renewal::Revoked,
+            Answer::Refused(r) if r.error == "license_not_valid" => Renewal::Expired,
             Answer::Refused(r) if r.error == "unknown_lease" => self.checkout_again(),
             Answer::Refused(r) => Renewal::Refused(r.message),
             Answer::Unreachable(why) => Renewal::Unreachable(why),
@@ -497,39 +566,81 @@ impl Seat {
 
     fn checkout_again(&self) -> Renewal {
         let ttl = self.state().ttl;
-        let sent = Instant::now();
-        match self.client.post("/v1/checkout", &self.checkout, heartbeat_timeout(ttl).max(Duration::from_secs(2))) {
-            Answer::Ok(200, v) => match serde_json::from_value::<wire::Granted>(v) {
-                Ok(g) => {
-                    let ttl = Duration::from_millis(g.ttl_ms);
-                    let mut s = self.state();
-                    s.lease = g.lease;
-                    s.secret = Zeroizing::new(g.secret);
-                    s.ttl = ttl;
-                    s.deadline = sent + ttl.saturating_sub(margin(ttl));
-                    Renewal::Renewed
-                }
-                Err(_) => Renewal::Unreachable("the answer is not from sealrun-floatd".into()),
-            },
+        let sent = boot_now();
+        let timeout = heartbeat_timeout(ttl).max(Duration::from_secs(2));
+        match self.client.post("/v1/checkout", &self.checkout, timeout) {
+            Answer::Ok(200, v) => {
+                let Ok(g) = serde_json::from_value::<wire::Granted>(v) else {
+                    return Renewal::Unreachable("the answer is not from sealrun-floatd".into());
+                };
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let opened = g.lease.parse::<LeaseId>().ok().and_then(|lease| {
+                    let raw = Zeroizing::new(b64.decode(&g.secret).ok()?);
+                    let lent = LeaseKey::from_bytes(&raw).ok()?;
+                    let secret = open_lent_secret(&lent, &self.license, &lease, &self.device_secret, &self.device);
+                    Some((lease, secret.ok()?))
+                });
+                let Some((lease, secret)) = opened else {
+                    return Renewal::Unreachable("the new lease does not check out".into());
+                };
+                let ttl = Duration::from_millis(g.ttl_ms).min(MAX_TTL);
+                let mut s = self.state();
+                s.lease = lease;
+                s.secret = secret;
+                s.ttl = ttl;
+                s.renew = Duration::from_millis(g.renew_ms).min(ttl / 2);
+                s.deadline = sent + ttl.saturating_sub(margin(ttl));
+                s.next_renewal = boot_now() + s.renew;
+                Renewal::Renewed
+            }
             Answer::Ok(..) => Renewal::Full,
             Answer::Refused(r) if r.error == "seats_in_use" => Renewal::Full,
+            Answer::Refused(r) if r.error == "license_not_valid" => Renewal::Expired,
             Answer::Refused(r) => Renewal::Refused(r.message),
             Answer::Unreachable(why) => Renewal::Unreachable(why),
+        }
+    }
+
+    /// Renews now, before the app starts: after a long load the lease must
+    /// be live again, and a checkout that waited in line counted its
+    /// deadline from the start of the wait.
+    pub fn ensure_live(&self) -> Result<(), LaunchError> {
+        let outcome = self.renew();
+        let deadline = self.state().deadline;
+        let ttl = self.state().ttl;
+        match outcome {
+            Renewal::Renewed => Ok(()),
+            // Still certainly live: the watcher keeps trying.
+            Renewal::Unreachable(_) | Renewal::Refused(_) if boot_now() + heartbeat_timeout(ttl) < deadline => Ok(()),
+            Renewal::Revoked => Err(LaunchError::SeatLost {
+                product: self.product.clone(),
+                why: "was revoked by the site administrator".into(),
+            }),
+            Renewal::Expired => Err(LaunchError::SeatLost {
+                product: self.product.clone(),
+                why: "ended: the floating license expired".into(),
+            }),
+            Renewal::Full => Err(LaunchError::SeatLost {
+                product: self.product.clone(),
+                why: "lapsed while the app loaded, and every seat is taken now".into(),
+            }),
+            Renewal::Unreachable(reason) | Renewal::Refused(reason) => {
+                Err(LaunchError::LicenseServerUnreachable { server: self.server().to_owned(), reason })
+            }
         }
     }
 
     /// Gives the seat back (once; later calls do nothing). Best effort: a
     /// seat not given back returns when its lease lapses.
     pub fn release(&self) {
-        let (lease, secret, ttl) = {
+        {
             let mut s = self.state();
             if s.released {
                 return;
             }
             s.released = true;
-            (s.lease.clone(), s.secret.clone(), s.ttl)
-        };
-        let body = wire::LeaseRequest { lease, secret: secret.to_string() };
+        }
+        let (body, _, _, _, ttl) = self.request(Proof::Release);
         if let Answer::Unreachable(why) = self.client.post("/v1/release", &body, heartbeat_timeout(ttl)) {
             tracing::debug!(%why, "could not give the seat back; it returns when the lease lapses");
         }
@@ -546,6 +657,47 @@ impl Drop for SeatGuard {
     }
 }
 
+/// Renews a seat from a thread of its own while the app loads (a large
+/// module may compile for longer than a lease lasts); stops when dropped.
+pub struct KeepAlive {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeepAlive {
+    /// Starts renewing `seat`.
+    pub fn start(seat: Arc<Seat>) -> KeepAlive {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            loop {
+                let wait = {
+                    let s = seat.state();
+                    s.next_renewal.saturating_sub(boot_now()).min(LOST_RETRY)
+                };
+                if !matches!(rx.recv_timeout(wait), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                    return;
+                }
+                if boot_now() >= seat.state().next_renewal {
+                    // Failures are for `ensure_live` and the watcher to judge.
+                    let _ = seat.renew();
+                    let mut s = seat.state();
+                    s.next_renewal = s.next_renewal.max(boot_now() + LOST_RETRY);
+                }
+            }
+        });
+        KeepAlive { stop: Some(tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// What to do when the seat is lost while the app runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnSeatLoss {
@@ -557,7 +709,9 @@ pub enum OnSeatLoss {
 
 /// Keeps a seat while the app runs: renews it every renewal interval, and
 /// reports it lost (the app is paused) once the deadline is near without a
-/// renewal getting through.
+/// renewal getting through. It looks at the clock every second, without
+/// network traffic unless a renewal is due, so a computer waking from
+/// suspend with a lapsed lease pauses the app within a second.
 pub struct SeatWatch {
     seat: Arc<Seat>,
     on_loss: OnSeatLoss,
@@ -576,15 +730,12 @@ impl SeatWatch {
 impl Watch for SeatWatch {
     fn interval(&self) -> Duration {
         let s = self.seat.state();
-        if self.lost {
-            return LOST_RETRY.min(s.renew);
-        }
-        if self.trouble {
-            // Try again soon, and in any case just before the deadline.
-            let left = s.deadline.saturating_duration_since(Instant::now());
-            return LOST_RETRY.min(s.renew).min(left.saturating_sub(heartbeat_timeout(s.ttl)));
-        }
-        s.renew
+        let now = boot_now();
+        // Wake for the next renewal, and in any case just before the app
+        // would have to pause, and at least every second.
+        let until_renewal = s.next_renewal.saturating_sub(now);
+        let until_pause = s.deadline.saturating_sub(now + heartbeat_timeout(s.ttl));
+        LOST_RETRY.min(until_renewal).min(until_pause).max(Duration::from_millis(10))
     }
 
     fn grace(&self) -> Duration {
@@ -596,15 +747,19 @@ impl Watch for SeatWatch {
 
     fn check(&mut self) -> Result<(), Lost> {
         let server = self.seat.server().to_owned();
-        let (deadline, ttl) = {
+        let (deadline, ttl, due) = {
             let s = self.seat.state();
-            (s.deadline, s.ttl)
+            (s.deadline, s.ttl, s.next_renewal)
         };
+        let now = boot_now();
         // A renewal that might answer after the deadline cannot be waited
         // for with the app running: pause first, then keep trying.
-        if !self.lost && Instant::now() + heartbeat_timeout(ttl) >= deadline {
+        if !self.lost && now + heartbeat_timeout(ttl) >= deadline {
             self.lost = true;
             return Err(Lost::Away(format!("the license server {server} did not renew the seat in time")));
+        }
+        if !self.lost && !self.trouble && now < due {
+            return Ok(());
         }
         let outcome = self.seat.renew();
         match outcome {
@@ -617,6 +772,7 @@ impl Watch for SeatWatch {
                 Ok(())
             }
             Renewal::Revoked => Err(Lost::Gone("was revoked by the site administrator".into())),
+            Renewal::Expired => Err(Lost::Gone("ended: the floating license expired".into())),
             Renewal::Full | Renewal::Unreachable(_) | Renewal::Refused(_) if self.lost => {
                 Err(Lost::Away(describe(&outcome, &server, &self.seat.product)))
             }
@@ -627,7 +783,7 @@ impl Watch for SeatWatch {
             Renewal::Unreachable(_) | Renewal::Refused(_) => {
                 if !self.trouble {
                     self.trouble = true;
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let left = deadline.saturating_sub(boot_now());
                     runner::say(&format!(
                         "cannot renew the seat with the license server {server} ({}); the app keeps running for up to {} s while it retries",
                         describe(&outcome, &server, &self.seat.product),
@@ -650,7 +806,11 @@ impl Watch for SeatWatch {
     }
 
     fn give_up(&self, why: &str) -> LaunchError {
-        let why = if why.starts_with("was ") { why.to_owned() } else { format!("was lost: {why}") };
+        let why = if why.starts_with("was ") || why.starts_with("ended") {
+            why.to_owned()
+        } else {
+            format!("was lost: {why}")
+        };
         LaunchError::SeatLost { product: self.seat.product.clone(), why }
     }
 }
@@ -662,6 +822,7 @@ fn describe(r: &Renewal, server: &str, product: &str) -> String {
         Renewal::Refused(why) => format!("the license server {server} refused: {why}"),
         Renewal::Renewed => "renewed".into(),
         Renewal::Revoked => "revoked".into(),
+        Renewal::Expired => "the floating license expired".into(),
     }
 }
 

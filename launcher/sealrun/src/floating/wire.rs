@@ -48,7 +48,10 @@ pub struct CheckoutRequest {
 pub struct Granted {
     /// The lease id (public: the status shows it, an admin revokes it).
     pub lease: String,
-    /// The lease's secret, hex: heartbeats and the release must carry it.
+    /// The lease's secret wrapped to the client device, base64 (80 bytes,
+    /// `sealrun_format::lease::lend_secret`): heartbeats and the release
+    /// prove knowledge of it, and renewals are answered with a proof made
+    /// with it.
     pub secret: String,
     /// The lease lasts this long after each renewal, in milliseconds.
     pub ttl_ms: u64,
@@ -82,8 +85,11 @@ pub struct Queued {
 pub struct LeaseRequest {
     /// The lease id.
     pub lease: String,
-    /// The lease's secret.
-    pub secret: String,
+    /// A fresh random nonce, hex (16 bytes).
+    pub nonce: String,
+    /// HMAC-SHA256 under the lease secret of the request (heartbeat or
+    /// release), the lease id and the nonce, hex (`lease::prove`).
+    pub proof: String,
 }
 
 /// The answer to a heartbeat (HTTP 200).
@@ -91,6 +97,10 @@ pub struct LeaseRequest {
 pub struct Renewed {
     /// The lease now lasts this long, in milliseconds.
     pub ttl_ms: u64,
+    /// HMAC-SHA256 under the lease secret of "renewed for `ttl_ms`", the
+    /// lease id and the request's nonce, hex: only the license server can
+    /// make it.
+    pub proof: String,
 }
 
 /// `POST /v1/admin/revoke` (with the admin token).
@@ -106,7 +116,7 @@ pub struct RevokeRequest {
 pub struct Refusal {
     /// What went wrong: `seats_in_use`, `unknown_product`, `unknown_lease`,
     /// `revoked`, `bad_request`, `not_covered`, `license_not_valid`,
-    /// `unavailable`, `unauthorized`, `too_large`.
+    /// `unavailable`, `unauthorized`, `too_large`, `too_many`.
     pub error: String,
     /// For people.
     pub message: String,
