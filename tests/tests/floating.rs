@@ -85,6 +85,14 @@ impl Watched {
     }
 }
 
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // A launcher left running (paused, or ticking on) ends with its test.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn ticks(n: usize) -> String {
     let mut s: String = (0..n).map(|i| format!("tick {i}\n")).collect();
     s.push_str(&format!("done {n}\n"));
@@ -697,4 +705,92 @@ fn after_its_lease_lapsed_a_client_gets_its_own_seat_back() {
         [("checkout", code_a.as_str()), ("expiry", &code_a), ("checkout", &code_a), ("release", &code_a)],
         "the lapsed lease, then the same device's new one"
     );
+}
+
+/// Serves one HTTP/1.1 request on `stream` with `answer(path, body)`.
+fn serve_one(mut stream: std::net::TcpStream, answer: &dyn Fn(&str, &[u8]) -> (u16, String)) {
+    use std::io::{Read, Write};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = stream.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let (status, body) = answer(&path, &buf[head_end..]);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A rogue "license server" in the middle, on plain HTTP: it passes
+/// checkouts on to the real daemon, then tries to give the seat back at
+/// once and answers heartbeats itself, so one seat would serve any number
+/// of users. Neither works: it cannot prove a release (the lease secret
+/// reached the workstation wrapped to its device key), and its renewals do
+/// not prove they came from the daemon, so the app pauses.
+#[test]
+fn a_proxy_in_the_middle_can_neither_free_the_seat_nor_fake_renewals() {
+    let ttl = 3;
+    let s = site("ticker", 1, ttl, &[]);
+    let real = s.floatd.url();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap().to_string();
+    let release_statuses: Arc<Mutex<Vec<u16>>> = Arc::default();
+    {
+        let statuses = release_statuses.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (real, statuses) = (real.clone(), statuses.clone());
+                std::thread::spawn(move || {
+                    serve_one(stream, &|path, body| {
+                        if path == "/v1/heartbeat" {
+                            return (200, format!(r#"{{"ttl_ms":3600000,"proof":"{}"}}"#, "00".repeat(32)));
+                        }
+                        let (status, v) = raw(&real, path, body);
+                        if path == "/v1/checkout" && status == 200 {
+                            let forged = format!(
+                                r#"{{"lease":"{}","nonce":"{}","proof":"{}"}}"#,
+                                v["lease"].as_str().unwrap(),
+                                "00".repeat(16),
+                                "00".repeat(32)
+                            );
+                            statuses.lock().unwrap().push(raw(&real, "/v1/release", forged.as_bytes()).0);
+                        }
+                        (status, v.to_string())
+                    });
+                });
+            }
+        });
+    }
+    let a = s.world.device("a");
+    let mut cmd = a.sealrun(s.world.path());
+    cmd.args(["run", "--license-server", &proxy]).arg(&s.package).args(["--", "1000", "100"]);
+    let holder = Watched::spawn(&mut cmd);
+    holder.wait_for("tick 0", Duration::from_secs(30));
+    assert_eq!(*release_statuses.lock().unwrap(), vec![404], "the daemon refused the proxy's release");
+    assert_eq!(s.floatd.in_use(), 1, "the seat stays taken");
+    holder.wait_for("the app is paused", Duration::from_secs(ttl + 5));
+    assert!(holder.text().contains("does not prove it came from the license server"), "{}", holder.text());
+    drop(holder);
 }

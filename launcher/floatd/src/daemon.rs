@@ -348,7 +348,7 @@ impl Daemon {
                     Metrics::inc(&self.metrics.refused_full);
                     self.usage.log(
                         "refusal",
-                        json!({"error": "seats_in_use", "product": req.product, "device": req.device,
+                        json!({"error": "seats_in_use", "product": served.product(), "device": device.to_string(),
                                "host": req.host, "user": req.user}),
                     );
                     let all = if served.seats == 1 {
@@ -391,6 +391,11 @@ impl Daemon {
             Some(l) => self.store.insert(product, l).await,
             None => Ok(()),
         };
+        // A revocation that came between the grant and the insert found no
+        // row to mark: mark it now.
+        if stored.is_ok() && self.pools()[index].get(&id).is_some_and(|l| l.revoked) {
+            let _ = self.store.revoke(&id).await;
+        }
         if let Err(e) = stored {
             // Not stored, not granted: a crash now must not forget a seat in use.
             tracing::error!(error = %e, "cannot store a lease");

@@ -11,12 +11,17 @@ use std::sync::mpsc;
 pub const USAGE_LOG_MAX_BYTES: u64 = 64 << 20;
 /// Rotated files kept (`usage.jsonl.1` is the newest).
 pub const USAGE_LOG_KEEP: u32 = 8;
+/// Lines queued for the writer at most: a burst larger than this (the disk
+/// stalled) drops lines rather than memory without bound; drops are counted
+/// and logged.
+pub const USAGE_QUEUE: usize = 100_000;
 /// Lines written before the file is flushed, at the latest.
 const FLUSH_EVERY: usize = 256;
 
 /// The log's writer.
 pub struct UsageLog {
-    tx: Option<mpsc::Sender<String>>,
+    tx: Option<mpsc::SyncSender<String>>,
+    dropped: std::sync::atomic::AtomicU64,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -24,10 +29,10 @@ impl UsageLog {
     /// Opens (appending to) the log at `path`.
     pub fn open(path: &Path) -> std::io::Result<UsageLog> {
         let file = open_append(path)?;
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::sync_channel::<String>(USAGE_QUEUE);
         let path = path.to_owned();
         let thread = std::thread::Builder::new().name("usage-log".into()).spawn(move || write_loop(&path, file, rx))?;
-        Ok(UsageLog { tx: Some(tx), thread: Some(thread) })
+        Ok(UsageLog { tx: Some(tx), dropped: Default::default(), thread: Some(thread) })
     }
 
     /// Logs one event (`event` names it; `fields` is a JSON object).
@@ -36,8 +41,13 @@ impl UsageLog {
             map.insert("ts".into(), now_rfc3339().into());
             map.insert("event".into(), event.into());
         }
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(fields.to_string());
+        if let Some(tx) = &self.tx
+            && let Err(mpsc::TrySendError::Full(_)) = tx.try_send(fields.to_string())
+        {
+            let n = self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "the usage log cannot keep up; lines were dropped");
+            }
         }
     }
 }
