@@ -707,8 +707,11 @@ fn after_its_lease_lapsed_a_client_gets_its_own_seat_back() {
     );
 }
 
+/// How a test server answers a request: (path, body) to (status, body).
+type Answer<'a> = &'a dyn Fn(&str, &[u8]) -> (u16, String);
+
 /// Serves one HTTP/1.1 request on `stream` with `answer(path, body)`.
-fn serve_one(mut stream: std::net::TcpStream, answer: &dyn Fn(&str, &[u8]) -> (u16, String)) {
+fn serve_one(mut stream: std::net::TcpStream, answer: Answer<'_>) {
     use std::io::{Read, Write};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
