@@ -2,7 +2,7 @@
 //! each with a device of its own, check out seats, renew them by heartbeat,
 //! and give them back and check out again (churn), from a pool of worker
 //! threads on keep-alive connections. A sampler asks the daemon for its seat
-//! count all the while: it must never exceed N.
+//! count (the `/metrics` gauge) every 20 ms: it must never exceed N.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -133,9 +133,16 @@ pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usiz
         std::thread::spawn(move || {
             let a = agent();
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(mut r) = a.get(&format!("{url}/v1/status")).call()
-                    && let Ok(v) = r.body_mut().read_json::<Value>()
-                    && let Some(n) = v["products"][0]["in_use"].as_u64()
+                // The metrics' gauge: computed under the seat table's lock,
+                // and cheap enough to ask for often (the JSON status lists
+                // every lease).
+                if let Ok(mut r) = a.get(&format!("{url}/metrics")).call()
+                    && let Ok(text) = r.body_mut().read_to_string()
+                    && let Some(n) = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("sealrun_floatd_seats_in_use{"))
+                        .and_then(|l| l.rsplit_once(' '))
+                        .and_then(|(_, n)| n.trim().parse::<u64>().ok())
                 {
                     max_in_use.fetch_max(n, Ordering::Relaxed);
                     samples.fetch_add(1, Ordering::Relaxed);

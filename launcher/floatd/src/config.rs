@@ -5,6 +5,7 @@
 //! licenses = ["acme-tool.license"]     # relative to this file
 //! state_dir = "/var/lib/sealrun-floatd"
 //! lease_ttl_secs = 30                  # a lease lapses this long after its last heartbeat
+//! # heartbeat_secs = 10                # clients renew this often [default: a third of the lease time]
 //! # pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so"   # for a license sealed to a dongle
 //! # pkcs11_slot = 0                    # only this slot (among slots with a token) [default: any]
 //! # pin_file = "/etc/sealrun-floatd/pin"
@@ -38,6 +39,7 @@ struct File {
     licenses: Vec<PathBuf>,
     state_dir: PathBuf,
     lease_ttl_secs: Option<u64>,
+    heartbeat_secs: Option<u64>,
     pkcs11_module: Option<PathBuf>,
     pkcs11_slot: Option<usize>,
     pin_file: Option<PathBuf>,
@@ -58,6 +60,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// How long a lease lasts after its last renewal.
     pub lease_ttl: Duration,
+    /// How often clients renew.
+    pub heartbeat: Duration,
     /// The PKCS#11 module for a license sealed to a dongle.
     pub pkcs11_module: Option<PathBuf>,
     /// Only this slot of the module (counted among slots with a token);
@@ -99,6 +103,17 @@ impl Config {
                 "lease_ttl_secs = {ttl} is outside {MIN_LEASE_TTL_SECS}..={MAX_LEASE_TTL_SECS} seconds"
             )));
         }
+        // At most half the lease time: a renewal that fails can be retried
+        // before the lease lapses.
+        let heartbeat = match file.heartbeat_secs {
+            None => Duration::from_millis(ttl * 1000 / 3),
+            Some(h) if h >= 1 && h * 2 <= ttl => Duration::from_secs(h),
+            Some(h) => {
+                return Err(bad(format!(
+                    "heartbeat_secs = {h} must be at least 1 and at most half of lease_ttl_secs ({ttl})"
+                )));
+            }
+        };
         let tls = match (file.tls_cert, file.tls_key) {
             (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
             (None, None) => None,
@@ -110,6 +125,7 @@ impl Config {
             licenses: file.licenses.into_iter().map(resolve).collect(),
             state_dir: resolve(file.state_dir),
             lease_ttl: Duration::from_secs(ttl),
+            heartbeat,
             pkcs11_module: file.pkcs11_module.map(resolve),
             pkcs11_slot: file.pkcs11_slot,
             pin_file: file.pin_file.map(resolve),
@@ -175,6 +191,7 @@ mod tests {
         for (text, expect) in [
             ("licenses = []\nstate_dir = \"s\"\n", "licenses is empty"),
             ("licenses = [\"a\"]\nstate_dir = \"s\"\nlease_ttl_secs = 1\n", "lease_ttl_secs = 1"),
+            ("licenses = [\"a\"]\nstate_dir = \"s\"\nheartbeat_secs = 20\n", "at most half"),
             ("licenses = [\"a\"]\nstate_dir = \"s\"\nlisten = \"nowhere\"\n", "not an address"),
             ("licenses = [\"a\"]\nstate_dir = \"s\"\ntls_cert = \"c\"\n", "both tls_cert and tls_key"),
             ("licenses = [\"a\"]\nstate_dir = \"s\"\nseats = 3\n", "unknown field"),

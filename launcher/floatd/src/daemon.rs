@@ -65,6 +65,7 @@ struct Product {
 /// The running daemon.
 pub struct Daemon {
     ttl: Duration,
+    heartbeat: Duration,
     clock: Instant,
     products: Vec<Product>,
     pools: Mutex<Vec<Pool>>,
@@ -220,6 +221,7 @@ impl Daemon {
         let products = served.into_iter().map(|served| Product { served, dongle_ok: AtomicBool::new(true) }).collect();
         Ok(Daemon {
             ttl: config.lease_ttl,
+            heartbeat: config.heartbeat,
             clock,
             products,
             pools: Mutex::new(pools),
@@ -431,7 +433,7 @@ impl Daemon {
             lease: id.to_string(),
             secret: b64.encode(lent_secret.to_bytes()),
             ttl_ms: self.ttl_ms(),
-            renew_ms: self.ttl_ms() / 3,
+            renew_ms: self.heartbeat.as_millis() as u64,
             license: b64.encode(&served.bytes),
             key: b64.encode(lent.to_bytes()),
             seats: served.seats,

@@ -683,7 +683,7 @@ fn floating_load(o: &Opts, world: &World) {
         );
     }
     println!(
-        "\nSeats in use, sampled {} times from the daemon's status during the run: at most {} of {FLOAT_SEATS}{}.",
+        "\nSeats in use, sampled {} times from the daemon's metrics during the run: at most {} of {FLOAT_SEATS}{}.",
         r.samples,
         r.max_in_use,
         if r.max_in_use <= u64::from(FLOAT_SEATS) { "" } else { " -- MORE THAN N" }
