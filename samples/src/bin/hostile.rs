@@ -1,0 +1,99 @@
+//! `hostile`: a guest that misbehaves on purpose, to show the launcher stays
+//! in control and reports clearly.
+//!
+//! Usage: `hostile MODE [ARG]`:
+//! - `recurse`: recurses without end (the wasm call stack runs out: a trap);
+//! - `flood`: writes 1 MiB blocks to stdout without end, and exits 3 when a
+//!   write fails (stdout closed), printing how much went out to stderr;
+//! - `escape DIR`: tries to leave the granted DIR with `..`, an absolute
+//!   path and a symlink inside DIR that points outside; prints one line per
+//!   try (`refused …` or `ESCAPED …`);
+//! - `spin N`: reads the clock and asks for random bytes N times, then
+//!   prints `spun N`.
+//!
+//! Host tests check each mode's outcome, sealed and plain.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    // black_box keeps the compiler from turning this into a loop.
+    let next = std::hint::black_box(depth + 1);
+    std::hint::black_box(recurse(next)) ^ depth
+}
+
+fn try_read(what: &str, path: &str) {
+    match std::fs::read(path) {
+        Ok(b) => println!("ESCAPED {what}: read {} bytes of {path}", b.len()),
+        Err(e) => println!("refused {what}: {e}"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("recurse") => {
+            let n = recurse(0);
+            println!("returned {n}");
+            ExitCode::SUCCESS
+        }
+        Some("flood") => {
+            let block = vec![b'x'; 1 << 20];
+            let mut out = std::io::stdout().lock();
+            let mut sent: u64 = 0;
+            loop {
+                if out.write_all(&block).is_err() {
+                    eprintln!("flood: stdout closed after {sent} bytes");
+                    return ExitCode::from(3);
+                }
+                sent += block.len() as u64;
+            }
+        }
+        Some("escape") => {
+            let dir = args.get(1).map(String::as_str).unwrap_or("/data");
+            try_read("dot-dot", &format!("{dir}/../../../../etc/passwd"));
+            try_read("absolute", "/etc/passwd");
+            try_read("symlink", &format!("{dir}/outside"));
+            try_read("symlinked dir", &format!("{dir}/outside-dir/secret.txt"));
+            match std::fs::write(format!("{dir}/../planted.txt"), b"x") {
+                Ok(()) => println!("ESCAPED write: planted a file next to {dir}"),
+                Err(e) => println!("refused write: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Some("spin") => {
+            let n: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+            let mut acc = 0u64;
+            let mut buf = [0u8; 8];
+            for _ in 0..n {
+                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos());
+                acc = acc.wrapping_add(t.unwrap_or(0) as u64);
+                // std's HashMap seeds come from WASI random_get; read it directly.
+                if getrandom(&mut buf).is_err() {
+                    eprintln!("spin: random_get failed");
+                    return ExitCode::from(1);
+                }
+                acc = acc.wrapping_add(u64::from_le_bytes(buf));
+            }
+            println!("spun {n}");
+            std::hint::black_box(acc);
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("usage: hostile recurse | flood | escape DIR | spin N");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// WASI preview 1 `random_get`, without a crate.
+fn getrandom(buf: &mut [u8]) -> Result<(), ()> {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        fn random_get(buf: *mut u8, len: usize) -> u16;
+    }
+    // SAFETY: the buffer is valid for `len` bytes for the call.
+    if unsafe { random_get(buf.as_mut_ptr(), buf.len()) } == 0 { Ok(()) } else { Err(()) }
+}

@@ -1,0 +1,115 @@
+//! Guests that misbehave on purpose (the `hostile` sample): the launcher
+//! stays in control and says clearly what happened. (The memory bomb,
+//! Ctrl-C, SIGTERM and `--timeout` on an endless loop are in
+//! guest_failures.rs; files outside granted directories in sandbox.rs.)
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sealrun_tests::{World, sample, stderr, stdout, wasmtime_cli};
+
+fn setup() -> (World, sealrun_tests::Device, std::path::PathBuf) {
+    let world = World::new();
+    let (a, package) = world.licensed_sample("hostile");
+    (world, a, package)
+}
+
+#[test]
+fn endless_recursion_is_a_clear_crash() {
+    let (world, a, package) = setup();
+    let out = a.sealrun(world.path()).arg(&package).args(["--", "recurse"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
+    // wasmtime's call stack runs out (or, for a guest whose frames live in
+    // its linear memory, its own stack does): a trap either way.
+    let e = stderr(&out);
+    let why = ["call stack exhausted", "out of bounds memory access"];
+    assert!(e.contains("the app crashed") && why.iter().any(|w| e.contains(w)), "{e}");
+    let plain = Command::new(wasmtime_cli().expect("wasmtime CLI 48.x (scripts/test installs it)"))
+        .arg("run")
+        .arg(sample("hostile"))
+        .arg("recurse")
+        .output()
+        .unwrap();
+    assert!(!plain.status.success() && why.iter().any(|w| stderr(&plain).contains(w)), "{}", stderr(&plain));
+}
+
+#[test]
+fn flooding_a_closed_pipe_ends_promptly() {
+    let (world, a, package) = setup();
+    let mut child = a
+        .sealrun(world.path())
+        .arg(&package)
+        .args(["--", "flood"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read some of the flood, then close the pipe, as `| head` does.
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0;
+    while got < 16 << 20 {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "the flood stopped early");
+        got += n;
+    }
+    drop(out);
+    let closed = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(closed.elapsed() < Duration::from_secs(30), "the launcher kept running after its stdout closed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    // The guest saw the write fail and exited with its own code; no signal,
+    // no hang, and the launcher's memory did not grow with the flood.
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("flood: stdout closed after"), "{err}");
+}
+
+#[test]
+fn dot_dot_absolute_paths_and_symlinks_do_not_leave_a_granted_dir() {
+    let (world, a, package) = setup();
+    let root = world.path().join("escape");
+    let data = root.join("data");
+    let outside = root.join("outside");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), data.join("outside")).unwrap();
+    std::os::unix::fs::symlink(&outside, data.join("outside-dir")).unwrap();
+    let out = a
+        .sealrun(world.path())
+        .arg("run")
+        .arg("--dir")
+        .arg(format!("{}::/data", data.display()))
+        .arg(&package)
+        .args(["--", "escape", "/data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().filter(|l| l.starts_with("refused ")).count(), 5, "{text}");
+    assert!(!text.contains("ESCAPED"), "{text}");
+    assert!(!root.join("planted.txt").exists());
+}
+
+#[test]
+fn spinning_on_the_clock_and_random_bytes_works_and_stays_stoppable() {
+    let (world, a, package) = setup();
+    let out = a.sealrun(world.path()).arg(&package).args(["--", "spin", "200000"]).output().unwrap();
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "spun 200000\n"), "{}", stderr(&out));
+    let started = Instant::now();
+    let out = a
+        .sealrun(world.path())
+        .args(["run", "--timeout", "1"])
+        .arg(&package)
+        .args(["--", "spin", "100000000000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(213), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}
