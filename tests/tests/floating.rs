@@ -99,16 +99,19 @@ fn ticks(n: usize) -> String {
     s
 }
 
+/// The start and end (Unix nanoseconds) a `seat` guest recorded.
+fn run_record(text: &str) -> Option<(u128, u128)> {
+    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u128>().ok());
+    Some((get("start ")?, get("end ")?))
+}
+
 /// The most guests whose [start, end] intervals overlap at one instant.
 fn max_overlap(files: &[PathBuf]) -> (usize, usize) {
     let mut events = Vec::new();
     let mut ran = 0;
     for f in files {
         let Ok(text) = std::fs::read_to_string(f) else { continue };
-        let get =
-            |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().parse::<u128>().expect("nanos"));
-        let (start, end) = (get("start "), get("end "));
-        let (Some(start), Some(end)) = (start, end) else { panic!("{}: incomplete run record {text:?}", f.display()) };
+        let Some((start, end)) = run_record(&text) else { panic!("{}: incomplete run record {text:?}", f.display()) };
         assert!(end > start);
         // Ends sort before starts at the same instant.
         events.push((start, 1i32));
@@ -599,8 +602,8 @@ fn seat_guest_records_its_run() {
     std::fs::create_dir_all(&dir).unwrap();
     let check = |file: &Path| {
         let text = std::fs::read_to_string(file).unwrap();
-        let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap().parse::<u128>().unwrap();
-        assert!(get("end ") - get("start ") >= 200_000_000, "{text}");
+        let (start, end) = run_record(&text).expect("a complete run record");
+        assert!(end - start >= 200_000_000, "{text}");
     };
     let out = dev
         .sealrun(world.path())

@@ -256,6 +256,23 @@ impl Daemon {
         Reply::refuse(status, error, message)
     }
 
+    /// Why product `index` cannot lend or renew a seat at `now_wall`: its
+    /// license is not valid then, or its dongle is away.
+    fn not_lendable(&self, index: usize, now_wall: UnixTime) -> Option<Reply> {
+        let p = &self.products[index];
+        let terms = &p.served.license.terms;
+        if now_wall < terms.not_before || terms.expires.is_some_and(|e| now_wall >= e) {
+            let message =
+                format!("the floating license for {} is not valid now (expired or not yet valid)", p.served.product());
+            return Some(self.refuse_other(403, "license_not_valid", message));
+        }
+        if !p.dongle_ok.load(Ordering::SeqCst) {
+            let message = "the license server's dongle is not attached; ask the site administrator";
+            return Some(self.refuse_other(503, "unavailable", message));
+        }
+        None
+    }
+
     /// `POST /v1/checkout`.
     pub async fn checkout(&self, req: CheckoutRequest) -> Reply {
         let Some(index) = self.products.iter().position(|p| p.served.product() == req.product) else {
@@ -313,21 +330,9 @@ impl Daemon {
             changed.as_mut().enable();
             // Checked on every turn: a waiting request must not get a seat
             // the license or its dongle no longer allows.
-            let terms = &served.license.terms;
             let now_wall = wall();
-            if now_wall < terms.not_before || terms.expires.is_some_and(|e| now_wall >= e) {
-                return self.refuse_other(
-                    403,
-                    "license_not_valid",
-                    format!("the floating license for {} is not valid now (expired or not yet valid)", req.product),
-                );
-            }
-            if !product.dongle_ok.load(Ordering::SeqCst) {
-                return self.refuse_other(
-                    503,
-                    "unavailable",
-                    "the license server's dongle is not attached; ask the site administrator",
-                );
+            if let Some(refused) = self.not_lendable(index, now_wall) {
+                return refused;
             }
             let request =
                 Request { id, secret: *secret.as_bytes(), holder: &holder, wait: !wait.is_zero(), ticket, new_ticket };
@@ -481,18 +486,8 @@ impl Daemon {
         let product = served.product();
         // Neither a missing dongle nor a lapsed license renews anything: the
         // lease lapses at its old time.
-        if !self.products[i].dongle_ok.load(Ordering::SeqCst) {
-            drop(pools);
-            return self.refuse_other(
-                503,
-                "unavailable",
-                "the license server's dongle is not attached; ask the site administrator",
-            );
-        }
-        let terms = &served.license.terms;
-        if now_wall < terms.not_before || terms.expires.is_some_and(|e| now_wall >= e) {
-            drop(pools);
-            return self.refuse_other(403, "license_not_valid", format!("the floating license for {product} expired"));
+        if let Some(refused) = self.not_lendable(i, now_wall) {
+            return refused;
         }
         let renewed = pools[i].renew(&id, &proven, now, now_wall, ttl);
         let secret = pools[i].get(&id).map(|l| LeaseSecret::from_bytes(&l.secret));
