@@ -21,6 +21,40 @@ ensure_wasmtime_cli() {
     cargo install --locked --quiet wasmtime-cli --version "$WASMTIME_VERSION"
 }
 
+# cargo-deny, for scripts/supply-chain (a fixed version: its config format
+# and checks change between releases).
+CARGO_DENY_VERSION=0.20.2
+ensure_cargo_deny() {
+    export PATH="$HOME/.cargo/bin:$PATH"
+    if cargo deny --version 2>/dev/null | grep -q "cargo-deny $CARGO_DENY_VERSION"; then
+        return 0
+    fi
+    step "installing cargo-deny $CARGO_DENY_VERSION (once; takes about five minutes)"
+    cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+}
+
+# cargo-fuzz and a nightly toolchain, for scripts/fuzz.
+CARGO_FUZZ_VERSION=0.13.2
+ensure_cargo_fuzz() {
+    export PATH="$HOME/.cargo/bin:$PATH"
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+        step "installing the nightly toolchain (for cargo-fuzz)"
+        rustup toolchain install nightly --profile minimal >/dev/null
+    fi
+    if ! cargo fuzz --version 2>/dev/null | grep -q "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+        step "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+        cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+    fi
+}
+
+# The toolchain pinned in rust-toolchain.toml; rustup fetches it on first
+# use, but asking up front gives one clear step (and error) for it.
+ensure_toolchain() {
+    if command -v rustup >/dev/null 2>&1; then
+        (cd "$root" && rustup toolchain install >/dev/null)
+    fi
+}
+
 # Starts a throwaway PostgreSQL server for the tests (installing Debian's
 # postgresql package if missing) and exports SEALRUN_TEST_POSTGRES. It runs
 # from a temporary directory on a free port and is stopped on exit.

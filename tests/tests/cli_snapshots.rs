@@ -179,3 +179,30 @@ fn server_facing_output() {
             .unwrap(),
     );
 }
+
+/// What end users read when the clock is wrong: set back (224), a damaged
+/// last-seen record (224), and ahead past a license's expiry (203). The
+/// launcher's clock is set with `SEALRUN_TEST_NOW` (debug builds only).
+#[test]
+fn clock_facing_output() {
+    use sealrun::clock::TEST_NOW_ENV;
+    /// 2030-06-01T00:00:00Z.
+    const T: u64 = 1_906_502_400;
+    let world = World::new();
+    let a = world.device("a");
+    let package = world.seal("hello", "1.0.0");
+    let lic = world.license("hello", &a, "hello.license", &["--not-before", "2030-01-01", "--expires", "2030-12-31"]);
+    let run = |t: u64| {
+        let mut c = a.sealrun(world.path());
+        c.env(TEST_NOW_ENV, t.to_string()).arg("run").arg("--license").arg(&lic).arg(&package);
+        c.output().unwrap()
+    };
+    assert_eq!(run(T).status.code(), Some(0));
+    check(&world, "sealrun_clock_set_back", &run(T - 2 * 3600 - 5 * 60));
+    check(&world, "sealrun_clock_ahead_expired", &run(T + 365 * 86_400));
+    let record = a.key_file().with_file_name("last-seen");
+    let mut bytes = std::fs::read(&record).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&record, &bytes).unwrap();
+    check(&world, "sealrun_clock_record_damaged", &run(T));
+}

@@ -12,6 +12,8 @@ pub mod app;
 pub mod config;
 pub mod daemon;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod licenses;
 pub mod metrics;
 pub mod seats;

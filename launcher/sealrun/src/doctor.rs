@@ -87,18 +87,28 @@ pub fn report() -> String {
         Err(e) => format!("MISSING: {e}"),
     };
     let _ = writeln!(s, "machine id:    {machine}");
-    let this = match device::load_or_create() {
+    let device = match device::load_or_create() {
         Ok(d) => {
             let _ = writeln!(s, "device code:   {}", d.code);
             let _ = writeln!(s, "device key:    {}", d.key_file.display());
-            Some(d.code)
+            Some(d)
         }
         Err(e) => {
             let _ = writeln!(s, "device:        PROBLEM: {e}");
             None
         }
     };
+    let this = device.as_ref().map(|d| d.code);
     let _ = writeln!(s, "data dir:      {}", paths::data_dir().display());
+    let clock = match device.as_ref().map(crate::clock::read) {
+        None => String::new(),
+        Some(Ok(None)) => "; no time-limited license has been used here yet".into(),
+        Some(Ok(Some(seen))) => {
+            format!("; a time-limited license was last used here at {}", fmt_time(seen.at_ms / 1000))
+        }
+        Some(Err(e)) => format!("; PROBLEM: {}", e.to_string().lines().next().unwrap_or_default()),
+    };
+    let _ = writeln!(s, "clock:         {}{clock}", fmt_time(crate::now()));
     let licenses = store::all();
     let _ = writeln!(s, "licenses:      {} installed", licenses.len());
     for path in licenses {

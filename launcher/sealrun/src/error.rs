@@ -63,6 +63,10 @@ pub mod exit {
     /// The app's floating seat was lost (revoked, or not regained with
     /// `--on-seat-loss stop`), and the app was stopped.
     pub const SEAT_LOST: u8 = 223;
+    /// A time-limited license was not used: this computer's clock is behind
+    /// the last time a time-limited app ran here by more than the tolerance,
+    /// or the record of that time is damaged or from another device.
+    pub const CLOCK_SET_BACK: u8 = 224;
     /// Interrupted by SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// Terminated by SIGTERM (128 + 15).
@@ -108,6 +112,29 @@ pub enum LaunchError {
         expired: bool,
         /// The instant concerned, RFC 3339.
         when: String,
+        /// What this computer's clock says, RFC 3339.
+        now: String,
+    },
+    /// A time-limited license was not used: the clock is behind the last
+    /// time a time-limited license was accepted here, by more than
+    /// [`crate::clock::CLOCK_SETBACK_TOLERANCE`].
+    ClockSetBack {
+        /// The license file.
+        license: PathBuf,
+        /// What the clock says (Unix seconds).
+        now: sealrun_format::UnixTime,
+        /// When this device last accepted a time-limited license (Unix seconds).
+        last_seen: sealrun_format::UnixTime,
+        /// How far the clock is behind that.
+        by: std::time::Duration,
+    },
+    /// The record of when a time-limited license was last accepted does not
+    /// open: damaged, edited, copied from another device, or of another version.
+    ClockRecord {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: sealrun_format::Error,
     },
     /// A file is damaged, tampered with, truncated, of another version or not ours.
     BadFile {
@@ -327,6 +354,7 @@ impl LaunchError {
             LaunchError::WrongDevice { .. } => exit::WRONG_DEVICE,
             LaunchError::WrongProduct { .. } => exit::WRONG_PRODUCT,
             LaunchError::NotValidNow { .. } => exit::NOT_VALID_NOW,
+            LaunchError::ClockSetBack { .. } | LaunchError::ClockRecord { .. } => exit::CLOCK_SET_BACK,
             LaunchError::BadFile { source, .. } => match source {
                 F::Truncated { .. } => exit::TRUNCATED,
                 F::UnsupportedVersion { .. } => exit::UNSUPPORTED_VERSION,
@@ -416,14 +444,55 @@ impl fmt::Display for LaunchError {
                 "the license {} does not cover this package: {source}.\nAsk the vendor for a license that covers it.",
                 path.display()
             ),
-            LaunchError::NotValidNow { path, expired: true, when } => {
-                write!(f, "the license {} expired on {when}.\nAsk the vendor to renew it.", path.display())
-            }
-            LaunchError::NotValidNow { path, expired: false, when } => write!(
+            LaunchError::NotValidNow { path, expired: true, when, now } => write!(
                 f,
-                "the license {} is not valid before {when}.\nWait until then, or check this computer's clock.",
+                "the license {} expired on {when}; this computer's clock says it is {now}.\n\
+                 If the clock is wrong, set it right (turn on network time, e.g. `timedatectl set-ntp true`) and run the app again;\n\
+                 otherwise ask the vendor to renew the license.",
                 path.display()
             ),
+            LaunchError::NotValidNow { path, expired: false, when, now } => write!(
+                f,
+                "the license {} is not valid before {when}; this computer's clock says it is {now}.\n\
+                 Wait until then, or if the clock is wrong, set it right (turn on network time, e.g. `timedatectl set-ntp true`) and run the app again.",
+                path.display()
+            ),
+            LaunchError::ClockSetBack { license, now, last_seen, by } => write!(
+                f,
+                "this computer's clock says it is {}, but a time-limited app last ran here at {}:\n\
+                 the clock was set back by {} (more than the {} allowed), so the time-limited license {} is not used.\n\
+                 Set the clock right (turn on network time, e.g. `timedatectl set-ntp true`) and run the app again.\n\
+                 (If the clock is right now and was ahead before, time-limited apps run again from {}.)",
+                crate::fmt_time(*now),
+                crate::fmt_time(*last_seen),
+                crate::clock::fmt_duration(*by),
+                crate::clock::fmt_duration(crate::clock::CLOCK_SETBACK_TOLERANCE),
+                license.display(),
+                crate::fmt_time(last_seen.saturating_sub(crate::clock::CLOCK_SETBACK_TOLERANCE.as_secs())),
+            ),
+            LaunchError::ClockRecord { path, source: source @ sealrun_format::Error::UnsupportedVersion { .. } } => {
+                write!(
+                    f,
+                    "{}, the record of when a time-limited app last ran on this computer, cannot be read: {source}.\n\
+                     It was written by a newer sealrun: update sealrun, then run the app again.",
+                    path.display()
+                )
+            }
+            LaunchError::ClockRecord { path, source } => {
+                // A tag that does not verify says nothing more than the next line.
+                let detail = match source {
+                    sealrun_format::Error::BadSignature(_) => String::new(),
+                    other => format!(" ({other})"),
+                };
+                write!(
+                    f,
+                    "{}, the record of when a time-limited app last ran on this computer, does not check out{detail}:\n\
+                     it was damaged, edited or copied from another computer, so time-limited licenses cannot be checked against this computer's clock.\n\
+                     Make sure the clock is right (turn on network time), then move {} aside and run the app again: sealrun starts a new record.",
+                    path.display(),
+                    path.display()
+                )
+            }
             LaunchError::BadFile { path, source } => {
                 write!(f, "{}: {source}.\n{}", path.display(), next_step_for_format(source))
             }

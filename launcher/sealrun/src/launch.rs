@@ -17,7 +17,7 @@ use crate::error::LaunchError;
 use crate::native::{self, TrustPolicy};
 use crate::secure_buf::SecretBuffer;
 use crate::ui::Ui;
-use crate::{fmt_time, runner, store};
+use crate::{clock, fmt_time, runner, store};
 
 /// Modules at least this large are decrypted on every core: below it one
 /// core takes about a millisecond, less than starting the threads is worth.
@@ -135,6 +135,11 @@ pub fn open_with(
     let manifest = pkg.manifest().clone();
     let mut tokens = Tokens { opts: dongles, libs: None, pins: Vec::new() };
     let s = select_license(package, license, &manifest, device, now, &mut tokens)?;
+    // Accepted: a time-limited license moves the last-seen record forward
+    // (refused ones never do, see `clock`).
+    if s.license.terms.expires.is_some() {
+        clock::advance(device, now)?;
+    }
     let header = pkg.header().as_bytes().to_vec();
     Ok(Opened {
         path: package.to_owned(),
@@ -189,6 +194,8 @@ pub fn open_for_run(
                 LaunchError::NoLicense { .. }
                 | LaunchError::WrongDevice { .. }
                 | LaunchError::NotValidNow { .. }
+                | LaunchError::ClockSetBack { .. }
+                | LaunchError::ClockRecord { .. }
                 | LaunchError::WrongProduct { .. }
                 | LaunchError::FloatingLicense { .. },
             ) => {}
@@ -203,6 +210,11 @@ pub fn open_for_run(
 
 /// Opens `package` with a seat of its floating license, checked out from
 /// the license server `spec` (waiting in line with `wait`).
+///
+/// No clock-tampering check here (`clock`): a floating license's validity
+/// is decided by the license server's clock (it refuses to lend or renew a
+/// seat of an expired license), so setting this computer's clock back gains
+/// nothing. The server's own clock is the site administrator's to keep.
 pub fn open_floating(
     package: &Path,
     device: &Device,
@@ -557,7 +569,8 @@ fn check_sealed(
     if matches!(license.terms.binding, Binding::Floating { .. }) {
         return Err(LaunchError::FloatingLicense { path: path.to_owned() });
     }
-    check_terms(path, &license, manifest, now)?;
+    let invalid_now = check_terms(path, &license, manifest, now)?;
+    check_time(path, &license, device, now, invalid_now)?;
     let probe = license.dongle_key_request(&manifest.key_id).map_err(|_| unwrap_failed())?;
     let raw = dongle::decrypt(&session, &sealed.dongle, &probe).map_err(token_failed)?;
     let key = license.key_from_dongle(&manifest.key_id, &raw).map_err(|_| unwrap_failed())?;
@@ -599,12 +612,12 @@ fn check_plain(
     device: &Device,
     now: UnixTime,
 ) -> Result<(), LaunchError> {
-    check_terms(path, license, manifest, now)?;
+    let invalid_now = check_terms(path, license, manifest, now)?;
     match license.terms.binding {
         Binding::Device(licensed) if licensed != device.code => {
             Err(LaunchError::WrongDevice { path: path.to_owned(), licensed, this: device.code })
         }
-        Binding::Device(_) => Ok(()),
+        Binding::Device(_) => check_time(path, license, device, now, invalid_now),
         Binding::Floating { .. } => Err(LaunchError::FloatingLicense { path: path.to_owned() }),
         // A readable license that names a dongle was not sealed to it: no
         // token would ever be asked, so it is not a valid dongle license.
@@ -619,19 +632,49 @@ fn check_plain(
     }
 }
 
-/// The signature chain up to the package's vendor key, product, release
-/// and validity period.
-fn check_terms(path: &Path, license: &License, manifest: &Manifest, now: UnixTime) -> Result<(), LaunchError> {
+/// Why a license is not valid at the time checked: expired (true) or not
+/// yet valid (false), and the instant concerned.
+type InvalidNow = Option<(bool, UnixTime)>;
+
+/// The signature chain up to the package's vendor key, product and
+/// release. Whether the validity period holds `now` is returned for
+/// [`check_time`], which must follow once the binding checks out.
+fn check_terms(path: &Path, license: &License, manifest: &Manifest, now: UnixTime) -> Result<InvalidNow, LaunchError> {
     use sealrun_format::Error as F;
     license.verify_signature(&manifest.vendor_key).map_err(|e| match e {
         e @ F::OtherVendor { .. } => LaunchError::WrongProduct { path: path.to_owned(), source: e },
         other => LaunchError::BadFile { path: path.to_owned(), source: other },
     })?;
-    license.check_covers(manifest, now).map_err(|e| match e {
-        F::Expired(t) => LaunchError::NotValidNow { path: path.to_owned(), expired: true, when: fmt_time(t) },
-        F::NotYetValid(t) => LaunchError::NotValidNow { path: path.to_owned(), expired: false, when: fmt_time(t) },
-        other => LaunchError::WrongProduct { path: path.to_owned(), source: other },
-    })
+    // Another product or release is reported as such, whatever the clock.
+    match license.check_covers(manifest, now) {
+        Ok(()) => Ok(None),
+        Err(F::Expired(t)) => Ok(Some((true, t))),
+        Err(F::NotYetValid(t)) => Ok(Some((false, t))),
+        Err(other) => Err(LaunchError::WrongProduct { path: path.to_owned(), source: other }),
+    }
+}
+
+/// The validity period, for a license that is otherwise right for this
+/// package and this device. For a time-limited license (one with an
+/// expiry) the clock is first checked against this device's last-seen
+/// record (`clock`): set back too far, the license is refused whatever its
+/// period says. A license without an expiry never reads the record.
+fn check_time(
+    path: &Path,
+    license: &License,
+    device: &Device,
+    now: UnixTime,
+    invalid_now: InvalidNow,
+) -> Result<(), LaunchError> {
+    if license.terms.expires.is_some() {
+        clock::check(device, path, now)?;
+    }
+    match invalid_now {
+        None => Ok(()),
+        Some((expired, t)) => {
+            Err(LaunchError::NotValidNow { path: path.to_owned(), expired, when: fmt_time(t), now: fmt_time(now) })
+        }
+    }
 }
 
 fn select_license(
@@ -675,7 +718,7 @@ fn rank(e: &LaunchError) -> u8 {
         // A sealed license is tried only when its product tag names this
         // product: "plug in the dongle" beats a stale device license.
         LaunchError::NoDongle { .. } | LaunchError::DongleWrongDevice { .. } => 5,
-        LaunchError::NotValidNow { .. } => 4,
+        LaunchError::ClockSetBack { .. } | LaunchError::ClockRecord { .. } | LaunchError::NotValidNow { .. } => 4,
         LaunchError::WrongProduct { .. } => 3,
         LaunchError::WrongDevice { .. } => 2,
         LaunchError::BadFile { .. } => 1,

@@ -3,6 +3,7 @@
 //! The `sealrun` binary is a thin command-line front end over this library.
 
 pub mod cache;
+pub mod clock;
 pub mod code_mem;
 pub mod config;
 pub mod device;
@@ -22,9 +23,9 @@ pub mod ui;
 
 pub use error::LaunchError;
 
-/// Now, in Unix seconds.
+/// Now, in Unix seconds (in debug builds, [`clock::TEST_NOW_ENV`] when set).
 pub fn now() -> sealrun_format::UnixTime {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    clock::now_ms() / 1000
 }
 
 /// An instant as RFC 3339 (UTC), for messages.

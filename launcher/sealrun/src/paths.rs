@@ -9,7 +9,8 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
     home.join(fallback).join("sealrun")
 }
 
-/// `$XDG_DATA_HOME/sealrun`: the device key and installed licenses.
+/// `$XDG_DATA_HOME/sealrun`: the device key, the last-seen time record
+/// (`clock.rs`) and installed licenses.
 pub fn data_dir() -> PathBuf {
     xdg("XDG_DATA_HOME", ".local/share")
 }

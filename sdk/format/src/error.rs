@@ -19,6 +19,8 @@ pub enum Artifact {
     DongleRecord,
     /// A content key lent with a floating license's lease.
     LeaseKey,
+    /// The launcher's sealed record of when it last accepted a time-limited license.
+    LastSeen,
 }
 
 impl fmt::Display for Artifact {
@@ -31,6 +33,7 @@ impl fmt::Display for Artifact {
             Artifact::CacheEntry => "compiled-code cache entry",
             Artifact::DongleRecord => "dongle record",
             Artifact::LeaseKey => "floating lease key",
+            Artifact::LastSeen => "last-seen record",
         })
     }
 }

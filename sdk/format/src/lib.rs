@@ -1,8 +1,8 @@
 //! Sealrun file formats: packages (`*.sealed`), licenses (`*.license`),
 //! device codes, hardware-key (dongle) records and sealed licenses,
 //! content-key wrapping (also for the leases of floating licenses), the STREAM chunk cipher and the
-//! launcher's compiled-code cache entries, and the licensing server's
-//! billing ledger.
+//! launcher's compiled-code cache entries and its sealed last-seen time, and
+//! the licensing server's billing ledger.
 //!
 //! Everything here is pure: it parses from byte slices and writes into
 //! buffers or `Write`rs handed in by the caller, and never touches files or
@@ -12,11 +12,14 @@
 //! artifact is documented in `docs/format.md`.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod code_cache;
 mod cursor;
 pub mod device;
 pub mod dongle;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod keys;
 pub mod lease;
 pub mod ledger;

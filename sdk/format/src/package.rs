@@ -534,10 +534,15 @@ impl<'a> Package<'a> {
     /// finished, and on any failure `out` is zeroed.
     pub fn decrypt_into_parallel(&self, key: &ContentKey, out: &mut [u8], threads: usize) -> Result<()> {
         let m = self.manifest();
+        // Zeroed on these early refusals too, as promised: a caller that
+        // reuses its buffer never sees earlier bytes after an error
+        // (found by the `package` fuzz target).
         if key.id() != m.key_id {
+            out.fill(0);
             return Err(Error::UnwrapFailed);
         }
         if out.len() as u64 != m.plaintext_len {
+            out.fill(0);
             return Err(Error::InvalidInput { field: "output buffer", problem: "is not the module length" });
         }
         let opener = ChunkOpener::new(key, m.nonce_prefix, m.layout(), self.header.digest());
@@ -562,16 +567,21 @@ impl<'a> Package<'a> {
     pub fn decrypt_native_into(&self, key: &ContentKey, index: usize, out: &mut [u8], threads: usize) -> Result<()> {
         let m = self.manifest();
         let Some(n) = m.native.get(index) else {
+            out.fill(0);
             return Err(Error::InvalidInput { field: "native code", problem: "no artifact with that index" });
         };
         if key.id() != m.key_id {
+            out.fill(0);
             return Err(Error::UnwrapFailed);
         }
         if out.len() as u64 != n.len {
+            out.fill(0);
             return Err(Error::InvalidInput { field: "output buffer", problem: "is not the artifact length" });
         }
-        self.verify_module_signature()?;
-        self.verify_native_digests(Some(index))?;
+        if let Err(e) = self.verify_module_signature().and_then(|()| self.verify_native_digests(Some(index))) {
+            out.fill(0);
+            return Err(e);
+        }
         let start: u64 = m.native[..index].iter().map(|o| o.layout(m.chunk_size_log2).ciphertext_len()).sum();
         let layout = n.layout(m.chunk_size_log2);
         let ct = &self.native[start as usize..(start + layout.ciphertext_len()) as usize];

@@ -14,6 +14,8 @@ pub mod config;
 pub mod db;
 pub mod dongles;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod hot;
 pub mod ledger;
 pub mod licensing;

@@ -471,12 +471,18 @@ fn accept(
         return Err(bad("the license is not a floating license".into()));
     }
     license.check_covers(manifest, now).map_err(|e| match e {
-        sealrun_format::Error::Expired(t) => {
-            LaunchError::NotValidNow { path: PathBuf::from(&spec.url), expired: true, when: crate::fmt_time(t) }
-        }
-        sealrun_format::Error::NotYetValid(t) => {
-            LaunchError::NotValidNow { path: PathBuf::from(&spec.url), expired: false, when: crate::fmt_time(t) }
-        }
+        sealrun_format::Error::Expired(t) => LaunchError::NotValidNow {
+            path: PathBuf::from(&spec.url),
+            expired: true,
+            when: crate::fmt_time(t),
+            now: crate::fmt_time(now),
+        },
+        sealrun_format::Error::NotYetValid(t) => LaunchError::NotValidNow {
+            path: PathBuf::from(&spec.url),
+            expired: false,
+            when: crate::fmt_time(t),
+            now: crate::fmt_time(now),
+        },
         other => bad(other.to_string()),
     })?;
     let lease: LeaseId = granted.lease.parse().map_err(|_| bad("the lease id".into()))?;
