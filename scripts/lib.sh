@@ -47,6 +47,21 @@ ensure_cargo_fuzz() {
     fi
 }
 
+# gdb's gcore for the core-dump test, which needs root to attach to the
+# not-dumpable launcher; as root the test is required, not skippable.
+ensure_gdb() {
+    if ! command -v gcore >/dev/null; then
+        step "installing gdb (Debian package gdb)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq gdb >/dev/null
+    fi
+    if [ "$(id -u)" = 0 ]; then
+        export SEALRUN_REQUIRE_GCORE=1
+    fi
+}
+
 # The toolchain pinned in rust-toolchain.toml; rustup fetches it on first
 # use, but asking up front gives one clear step (and error) for it.
 ensure_toolchain() {

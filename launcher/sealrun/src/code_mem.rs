@@ -33,14 +33,20 @@ pub unsafe fn load_trusted(
         let code = code.fill(fill)?;
         tracing::debug!(len, "compiled code mapped from a sealed memfd");
         // SAFETY: the caller's contract covers the bytes; the memfd is sealed.
-        return unsafe { code.deserialize(engine) };
+        return unsafe { code.deserialize(engine) }.inspect(excluded);
     }
     let mut code = SecretBuffer::new(len).map_err(|e| format!("cannot allocate memory: {e}"))?;
     fill(&mut code)?;
     // SAFETY: the caller's contract covers the bytes. wasmtime checks the
     // compatibility fingerprint again and copies the code into its own
     // executable memory; `code` is zeroed when dropped.
-    unsafe { Module::deserialize(engine, &code[..]) }.map_err(|e| format!("wasmtime refused it: {e}"))
+    unsafe { Module::deserialize(engine, &code[..]) }.map_err(|e| format!("wasmtime refused it: {e}")).inspect(excluded)
+}
+
+/// Keeps the loaded code out of core dumps (see `hardening`).
+fn excluded(module: &Module) {
+    let excluded = crate::hardening::exclude_from_core_dumps(module);
+    tracing::debug!(excluded, "compiled code excluded from core dumps");
 }
 
 /// Authenticated compiled code in a sealed memfd, which wasmtime maps

@@ -23,3 +23,32 @@ pub fn harden_process() -> bool {
         false
     }
 }
+
+/// Marks the compiled code image of `module` `MADV_DONTDUMP`, so that a
+/// core dump leaves it out even when the dump is forced past the
+/// not-dumpable flag (a debugger's `gcore` run as root honours it too).
+/// Best effort, like [`harden_process`]; returns whether it took.
+#[allow(unsafe_code)]
+pub fn exclude_from_core_dumps(module: &wasmtime::Module) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let range = module.image_range();
+        // SAFETY: sysconf has no memory inputs.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+        let start = range.start as usize / page * page;
+        let end = (range.end as usize).div_ceil(page) * page;
+        if end <= start {
+            return false;
+        }
+        // SAFETY: MADV_DONTDUMP changes only whether these pages go into a
+        // core dump, never their contents or protections. The range lies in
+        // wasmtime's page-aligned mapping of the module's code; rounding out
+        // to whole pages adds nothing outside it.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTDUMP) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = module;
+        false
+    }
+}

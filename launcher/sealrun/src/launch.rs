@@ -39,7 +39,9 @@ pub struct Opened {
     pub dongle: Option<Attached>,
     map: memmap2::Mmap,
     header: Vec<u8>,
-    key: ContentKey,
+    /// Boxed, so that moving an `Opened` moves a pointer and leaves no copy
+    /// of the key in the frames it passes through.
+    key: Box<ContentKey>,
 }
 
 /// A package whose module has been verified and decrypted.
@@ -236,7 +238,7 @@ pub fn open_floating(
         dongle: None,
         map,
         header,
-        key: out.key,
+        key: Box::new(out.key),
     };
     Ok((opened, out.seat))
 }
@@ -434,7 +436,8 @@ pub fn unlock(package: &Path, license: Option<&Path>, device: &Device, now: Unix
 struct Selected {
     path: PathBuf,
     license: License,
-    key: ContentKey,
+    /// Boxed as in [`Opened`].
+    key: Box<ContentKey>,
     dongle: Option<Attached>,
 }
 
@@ -575,7 +578,7 @@ fn check_sealed(
     let raw = dongle::decrypt(&session, &sealed.dongle, &probe).map_err(token_failed)?;
     let key = license.key_from_dongle(&manifest.key_id, &raw).map_err(|_| unwrap_failed())?;
     let attached = Attached::new(lib, &view, &record, pin, probe, manifest.key_id);
-    Ok(Selected { path: path.to_owned(), license, key, dongle: Some(attached) })
+    Ok(Selected { path: path.to_owned(), license, key: Box::new(key), dongle: Some(attached) })
 }
 
 /// Checks one license file of either kind and unlocks its content key.
@@ -592,7 +595,7 @@ fn check_any(
         AnyLicense::Plain(license) => {
             check_plain(path, &license, manifest, device, now)?;
             let key = license.unwrap_key(&manifest.key_id, &device.secret).map_err(LaunchError::bad_file(path))?;
-            Ok(Selected { path: path.to_owned(), license: *license, key, dongle: None })
+            Ok(Selected { path: path.to_owned(), license: *license, key: Box::new(key), dongle: None })
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod native;
 pub mod online;
 pub mod paths;
 pub mod runner;
+pub mod scrub;
 pub mod secure_buf;
 pub mod store;
 pub mod ui;

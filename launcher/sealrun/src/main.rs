@@ -221,6 +221,10 @@ fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
     args
 }
 
+/// Zeroes freed memory while a launch handles secrets (see `scrub`).
+#[global_allocator]
+static ALLOC: sealrun::scrub::ScrubbingAlloc = sealrun::scrub::ScrubbingAlloc;
+
 fn main() -> ExitCode {
     if std::env::var_os("SEALRUN_LOG").is_some() {
         tracing_subscriber::fmt()
@@ -354,6 +358,10 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
         tracing::debug!("process hardening is not available on this system");
     }
     let cache = if a.no_cache { None } else { Some(CodeCache::from_env()?) };
+    // Keys, plaintext and compiled code pass through the heap and the stack
+    // until the module is loaded: freed blocks are zeroed until then, and
+    // the stack below this frame right after.
+    let scrubbing = sealrun::scrub::Scrubbing::start();
     let device = device::load_or_create()?;
     let (opened, seat) = open_for_run(&a, &device)?;
     // The seat goes back however the run ends: normally (the guard), or
@@ -374,6 +382,8 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     let keep_alive = seat.clone().map(floating::KeepAlive::start);
     let mut loaded = opened.load(&device, engine, cache.as_ref(), &Stderr)?;
     drop(keep_alive);
+    drop(scrubbing);
+    sealrun::scrub::scrub_stack();
     if let Some(seat) = &seat {
         seat.ensure_live()?;
     }

@@ -367,7 +367,10 @@ fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
 
 /// Compiles a module from memory. Nothing is written to disk.
 pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
-    Module::new(engine, module).map_err(|e| LaunchError::GuestStart(format!("{e}")))
+    let module = Module::new(engine, module).map_err(|e| LaunchError::GuestStart(format!("{e}")))?;
+    let excluded = crate::hardening::exclude_from_core_dumps(&module);
+    tracing::debug!(excluded, "compiled code excluded from core dumps");
+    Ok(module)
 }
 
 struct Limits {

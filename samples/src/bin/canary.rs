@@ -8,6 +8,8 @@
 //!   `i64.const` immediate (signed LEB128 encoded, so not plain bytes).
 //!
 //! Output: `canary: <marker>`, `code marker: 0x...`, then `canary ok`; exit 0.
+//! With `--spin` it then prints `spinning` and loops until killed, so a test
+//! can look at the running launcher (the core-dump test).
 //!
 //! Host tests check: the plain module contains the marker, the sealed file
 //! does not, and running the sealed file prints the marker and `canary ok`.
@@ -31,4 +33,11 @@ fn main() {
     println!("code marker: {:#x}", code_marker(arg_derived));
 
     println!("canary ok");
+    if std::env::args().nth(1).as_deref() == Some("--spin") {
+        println!("spinning");
+        let mut x = 0u64;
+        loop {
+            x = black_box(code_marker(x));
+        }
+    }
 }

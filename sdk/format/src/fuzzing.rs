@@ -267,3 +267,12 @@ pub fn lease(data: &[u8]) {
     }
     let _ = Release::from_str(std::str::from_utf8(data).unwrap_or(""));
 }
+
+/// The launcher's sealed last-seen record: only the device's own record
+/// opens, and what opens seals back to the same bytes.
+pub fn clock(data: &[u8]) {
+    let k = keys();
+    if let Ok(seen) = crate::clock::open_last_seen(&k.device, data) {
+        assert_eq!(crate::clock::seal_last_seen(&k.device, seen.at_ms), data, "a last-seen record is not canonical");
+    }
+}

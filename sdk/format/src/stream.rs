@@ -239,6 +239,8 @@ where
     F: Fn(&[u8], &[u8; TAG_LEN]) -> T + Sync,
 {
     if ciphertext.len() as u64 != opener.layout.ciphertext_len() {
+        // Zeroed here too, as on every failure (found by the `stream` fuzz target).
+        out.fill(0);
         return Err(Error::InvalidInput { field: "stream", problem: "does not match its chunk layout" });
     }
     let read = |at: u64, buf: &mut [u8]| {
@@ -266,10 +268,13 @@ where
 {
     let layout = opener.layout;
     if out.len() as u64 != layout.plaintext_len() {
+        out.fill(0);
         return Err(Error::InvalidInput { field: "stream", problem: "does not match its chunk layout" });
     }
-    let count = usize::try_from(layout.chunk_count())
-        .map_err(|_| Error::InvalidInput { field: "stream", problem: "has too many chunks" })?;
+    let Ok(count) = usize::try_from(layout.chunk_count()) else {
+        out.fill(0);
+        return Err(Error::InvalidInput { field: "stream", problem: "has too many chunks" });
+    };
     let chunk_size = layout.chunk_size() as usize;
     let mut results = vec![T::default(); count];
     let run = |first: usize, run_out: &mut [u8], run_results: &mut [T]| -> Result<()> {

@@ -40,3 +40,27 @@ fn issue8_every_refused_decryption_zeroes_the_buffer() {
         assert!(short.iter().all(|&b| b == 0), "{name}: a wrong-length refusal left bytes behind");
     }
 }
+
+/// Issue 8: `open_all` refused a ciphertext of the wrong length before
+/// reading a chunk and left the output buffer as the caller had it, although
+/// it promises a zeroed buffer on every failure. The `stream` target's input
+/// is (chunk size, change, two parameter bytes, plaintext); the regression
+/// file cuts or extends the sealed stream.
+#[test]
+fn issue8_open_all_zeroes_the_buffer_on_a_length_mismatch() {
+    use sealrun_format::stream::{ChunkLayout, ChunkOpener, open_all};
+    let key = ContentKey::from_bytes(&common::hex32(common::shared_key("content.key")));
+    let cases = regressions("stream");
+    assert!(!cases.is_empty(), "no stream regressions found");
+    for (name, bytes) in cases {
+        let plaintext = &bytes[4..];
+        let layout = ChunkLayout::new(12, plaintext.len() as u64);
+        let opener = ChunkOpener::new(&key, [0; 7], layout, [0; 32]);
+        for extra in [-1i64, 1] {
+            let len = (layout.ciphertext_len() as i64 + extra) as usize;
+            let mut out = vec![0xA5; plaintext.len()];
+            assert!(open_all(&opener, &vec![0u8; len], &mut out, 2, |_, _| ()).is_err());
+            assert!(out.iter().all(|&b| b == 0), "{name}: a refusal ({extra:+} bytes) left bytes behind");
+        }
+    }
+}
