@@ -1,5 +1,6 @@
 //! Issue 8, secrets in memory: a core dump of a running launcher holds
-//! neither the content key nor the guest's compiled code. The dump is forced
+//! neither the content key, nor the device key, nor the guest's compiled
+//! code. The dump is forced
 //! with gdb's `gcore` as root, past the launcher's not-dumpable flag (which
 //! already stops ordinary core dumps, see `process_hardening.rs`); gcore
 //! honours `MADV_DONTDUMP`, which the launcher sets on its plaintext buffers
@@ -74,7 +75,8 @@ fn gcore_usable() -> bool {
     if is_root && has_gcore {
         return true;
     }
-    let why = if has_gcore { "not root (gcore cannot attach to a not-dumpable process)" } else { "gcore (gdb) missing" };
+    let why =
+        if has_gcore { "not root (gcore cannot attach to a not-dumpable process)" } else { "gcore (gdb) missing" };
     assert!(std::env::var_os(REQUIRE_ENV).is_none(), "{REQUIRE_ENV} is set but {why}");
     eprintln!("SKIPPED: {why}; scripts/test runs this as root with gdb installed");
     false
@@ -96,7 +98,17 @@ fn a_core_dump_holds_no_content_key_and_no_code() {
         return;
     }
     let world = World::new();
-    let (a, package) = world.licensed_sample("canary");
+    let a = world.device("a");
+    // The device key, made here so that the test knows its bytes.
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let mut device_secret = [0u8; 32];
+    rand_core::Rng::fill_bytes(&mut rng, &mut device_secret);
+    let secret = sealrun_format::device::DeviceSecret::from_bytes(&device_secret);
+    let sealed = sealrun_format::device::seal_device_key(&secret, a.machine_id.as_bytes(), &mut rng);
+    fs::create_dir_all(a.key_file().parent().unwrap()).unwrap();
+    fs::write(a.key_file(), sealed).unwrap();
+    let package = world.seal("canary", "1.0.0");
+    world.license("canary", &a, "canary.license", &[]);
     let key = content_key(&world);
     let scratch = tempfile::tempdir().unwrap();
     // First launch: the module is compiled in this process. Second: its
@@ -110,6 +122,7 @@ fn a_core_dump_holds_no_content_key_and_no_code() {
         assert!(core.len() > 1 << 20, "{round}: a dump of {} bytes is too small to be real", core.len());
         assert!(contains(&core, MARKER), "{round}: the guest's linear memory is missing from the dump");
         assert!(!contains(&core, &key), "{round}: the content key is in the core dump");
+        assert!(!contains(&core, &device_secret), "{round}: the device key is in the core dump");
         let segments = memory(&core);
         assert!(segments.len() > 10, "{round}: only {} memory segments in the dump", segments.len());
         assert!(!segments.iter().any(|m| holds_code(m)), "{round}: the compiled code is in the core dump");

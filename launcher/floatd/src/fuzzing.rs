@@ -73,7 +73,7 @@ fn fixture() -> &'static Fixture {
         std::fs::write(&config, "licenses = [\"floating.license\"]\nstate_dir = \"state\"\nlisten = \"127.0.0.1:0\"\n")
             .expect("write the config");
         let config = Config::load(&config).expect("the config loads");
-        let device = Device { secret: host, code: host_code, key_file: dir.join("unused") };
+        let device = Device::new(host, host_code, dir.join("unused"));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let daemon = rt.block_on(Daemon::start_as(&config, &device)).expect("the daemon starts");
         let client = DeviceSecret::from_bytes(&[5; 32]);

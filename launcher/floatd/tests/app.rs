@@ -51,7 +51,7 @@ async fn fixture(seats: u32) -> Fixture {
     std::fs::write(&config, "licenses = [\"floating.license\"]\nstate_dir = \"state\"\nlisten = \"127.0.0.1:0\"\n")
         .unwrap();
     let config = Config::load(&config).unwrap();
-    let device = Device { secret: host, code, key_file: dir.path().join("unused") };
+    let device = Device::new(host, code, dir.path().join("unused"));
     let daemon = Arc::new(Daemon::start_as(&config, &device).await.unwrap());
     Fixture { _dir: dir, router: app(daemon), content, client: DeviceSecret::generate(&mut rng) }
 }

@@ -362,7 +362,7 @@ mod tests {
         let cache = CodeCache::new(dir.path().to_owned(), DEFAULT_CACHE_CAP_BYTES);
         let secret = sealrun_format::device::DeviceSecret::from_bytes(&[7; 32]);
         let code = secret.device_code(b"machine");
-        let device = Device { secret, code, key_file: dir.path().join("device.key") };
+        let device = Device::new(secret, code, dir.path().join("device.key"));
         let content = ContentKey::from_bytes(&[9; 32]);
         let identity = [3u8; 32];
 

@@ -170,7 +170,7 @@ mod tests {
     fn device(dir: &Path) -> Device {
         let secret = DeviceSecret::from_bytes(&[4; 32]);
         let code = secret.device_code(b"machine");
-        Device { secret, code, key_file: dir.join("device.key") }
+        Device::new(secret, code, dir.join("device.key"))
     }
 
     #[test]

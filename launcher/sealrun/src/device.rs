@@ -9,12 +9,14 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sealrun_format::device::{DeviceCode, DeviceSecret, open_device_key, seal_device_key};
 use zeroize::Zeroizing;
 
 use crate::error::LaunchError;
 use crate::paths;
+use crate::secure_buf::SecretBox;
 
 /// Environment variable that supplies the machine ID where the OS has none.
 pub const MACHINE_ID_ENV: &str = "SEALRUN_MACHINE_ID";
@@ -33,12 +35,20 @@ pub fn machine_id() -> Result<Zeroizing<Vec<u8>>, LaunchError> {
 
 /// This device: its secret key and its device code.
 pub struct Device {
-    /// The device secret.
-    pub secret: DeviceSecret,
+    /// The device secret, in a locked page kept out of core dumps (shared
+    /// with a floating seat's watcher, which renews with it).
+    pub secret: Arc<SecretBox<DeviceSecret>>,
     /// The device code.
     pub code: DeviceCode,
     /// Where the key is stored.
     pub key_file: PathBuf,
+}
+
+impl Device {
+    /// This device from its secret (moved into a page of its own).
+    pub fn new(secret: DeviceSecret, code: DeviceCode, key_file: PathBuf) -> Device {
+        Device { secret: Arc::new(SecretBox::new(secret)), code, key_file }
+    }
 }
 
 /// Loads this device's key, making it on first use.
@@ -57,7 +67,7 @@ pub fn load_or_create_at(path: PathBuf) -> Result<Device, LaunchError> {
                 // device's key, and the way out is the same.
                 let secret = open_device_key(&bytes, &id).map_err(|_| LaunchError::ForeignDeviceKey(path.clone()))?;
                 let code = secret.device_code(&id);
-                return Ok(Device { secret, code, key_file: path });
+                return Ok(Device::new(secret, code, path));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path, &id)?,
             Err(e) => return Err(LaunchError::io("cannot read", &path)(e)),

@@ -761,7 +761,7 @@ mod tests {
         assert_eq!(first.len(), second.len());
         let secret = DeviceSecret::from_bytes(&[3; 32]);
         let code = secret.device_code(b"machine");
-        let device = Device { secret, code, key_file: dir.path().join("device.key") };
+        let device = Device::new(secret, code, dir.path().join("device.key"));
         let terms = Terms {
             license_id: [0; 16],
             vendor_key: vendor.public(),

@@ -311,7 +311,7 @@ pub struct Seat {
     product: String,
     checkout: wire::CheckoutRequest,
     license: License,
-    device_secret: DeviceSecret,
+    device_secret: std::sync::Arc<crate::secure_buf::SecretBox<DeviceSecret>>,
     device: DeviceCode,
     state: Mutex<LeaseState>,
 }
