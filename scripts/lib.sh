@@ -6,6 +6,14 @@ WASMTIME_VERSION=48.0.8
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# Installs Debian packages (with sudo unless root).
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 # rustup's cargo, even when the caller's PATH lacks ~/.cargo/bin.
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
@@ -52,10 +60,7 @@ ensure_cargo_fuzz() {
 ensure_gdb() {
     if ! command -v gcore >/dev/null; then
         step "installing gdb (Debian package gdb)"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq gdb >/dev/null
+        apt_install gdb
     fi
     if [ "$(id -u)" = 0 ]; then
         export SEALRUN_REQUIRE_GCORE=1
@@ -79,10 +84,7 @@ ensure_toolchain() {
 ensure_softhsm() {
     if ! command -v softhsm2-util >/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so ]; then
         step "installing SoftHSM2 and OpenSC (Debian packages softhsm2, opensc)"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq softhsm2 opensc >/dev/null
+        apt_install softhsm2 opensc
     fi
     export SEALRUN_REQUIRE_SOFTHSM=1
 }
@@ -92,10 +94,7 @@ start_test_postgres() {
     bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
     if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
         step "installing PostgreSQL (Debian package postgresql)"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+        apt_install postgresql
         bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
     fi
     PG_DIR="$(mktemp -d /tmp/sealrun-pg.XXXXXX)"

@@ -15,7 +15,7 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use common::{NOW, hex32, key_file};
+use common::{NOW, hex32};
 use sealrun_format::Error;
 use sealrun_format::clock::{LAST_SEEN_LEN, LastSeen, open_last_seen, seal_last_seen};
 use sealrun_format::device::DeviceSecret;
@@ -77,14 +77,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn expected() -> Vec<(String, String)> {
-    key_file(dir().join("EXPECTED"))
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (f, o) = l.split_once('\t').expect("FILE<TAB>OUTCOME");
-            (f.to_owned(), o.to_owned())
-        })
-        .collect()
+    common::expected_outcomes(&dir())
 }
 
 #[test]

@@ -128,15 +128,7 @@ fn readers(k: &Keys, name: &str, bytes: &[u8]) -> Result<Result<(), Error>, Stri
 }
 
 fn read_expected() -> Vec<(String, String)> {
-    fs::read_to_string(dir().join("EXPECTED"))
-        .expect("EXPECTED")
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (f, o) = l.split_once('\t').expect("FILE<TAB>OUTCOME");
-            (f.to_owned(), o.to_owned())
-        })
-        .collect()
+    common::expected_outcomes(&dir())
 }
 
 #[test]

@@ -205,14 +205,7 @@ fn cases(k: &Keys) -> (Vec<Case>, Vec<Case>) {
 }
 
 fn expected() -> Vec<(String, String)> {
-    key_file(dir().join("EXPECTED"))
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (f, o) = l.split_once('\t').expect("FILE<TAB>OUTCOME");
-            (f.to_owned(), o.to_owned())
-        })
-        .collect()
+    common::expected_outcomes(&dir())
 }
 
 #[test]

@@ -33,3 +33,16 @@ pub(crate) fn hex32(path: PathBuf) -> [u8; 32] {
     hex::decode_to_slice(key_file(path), &mut k).expect("32 hex bytes");
     k
 }
+
+/// The `FILE<TAB>OUTCOME` lines of a vector directory's `EXPECTED` file
+/// (comments and blank lines skipped).
+pub(crate) fn expected_outcomes(dir: &std::path::Path) -> Vec<(String, String)> {
+    key_file(dir.join("EXPECTED"))
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (f, o) = l.split_once('\t').expect("FILE<TAB>OUTCOME");
+            (f.to_owned(), o.to_owned())
+        })
+        .collect()
+}
