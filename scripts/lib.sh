@@ -19,40 +19,39 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
-# Installs the wasmtime CLI of the launcher's version with cargo if missing.
-ensure_wasmtime_cli() {
+# Installs CRATE at VERSION with cargo unless `COMMAND... --version`
+# already reports "NAME VERSION": ensure_cargo_install CRATE VERSION NAME COMMAND...
+ensure_cargo_install() {
+    local crate="$1" version="$2" name="$3"
+    shift 3
     export PATH="$HOME/.cargo/bin:$PATH"
-    if wasmtime --version 2>/dev/null | grep -q "wasmtime $WASMTIME_VERSION"; then
+    if "$@" --version 2>/dev/null | grep -q "$name $version"; then
         return 0
     fi
-    step "installing the wasmtime CLI $WASMTIME_VERSION (once; takes several minutes)"
-    cargo install --locked --quiet wasmtime-cli --version "$WASMTIME_VERSION"
+    step "installing $crate $version with cargo (once; this takes minutes)"
+    cargo install --locked --quiet "$crate" --version "$version"
+}
+
+# The wasmtime CLI of the launcher's version.
+ensure_wasmtime_cli() {
+    ensure_cargo_install wasmtime-cli "$WASMTIME_VERSION" wasmtime wasmtime
 }
 
 # cargo-deny, for scripts/supply-chain (a fixed version: its config format
 # and checks change between releases).
 CARGO_DENY_VERSION=0.20.2
 ensure_cargo_deny() {
-    export PATH="$HOME/.cargo/bin:$PATH"
-    if cargo deny --version 2>/dev/null | grep -q "cargo-deny $CARGO_DENY_VERSION"; then
-        return 0
-    fi
-    step "installing cargo-deny $CARGO_DENY_VERSION (once; takes about five minutes)"
-    cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+    ensure_cargo_install cargo-deny "$CARGO_DENY_VERSION" cargo-deny cargo deny
 }
 
 # cargo-fuzz and a nightly toolchain, for scripts/fuzz.
 CARGO_FUZZ_VERSION=0.13.2
 ensure_cargo_fuzz() {
-    export PATH="$HOME/.cargo/bin:$PATH"
     if ! rustup run nightly rustc --version >/dev/null 2>&1; then
         step "installing the nightly toolchain (for cargo-fuzz)"
         rustup toolchain install nightly --profile minimal >/dev/null
     fi
-    if ! cargo fuzz --version 2>/dev/null | grep -q "cargo-fuzz $CARGO_FUZZ_VERSION"; then
-        step "installing cargo-fuzz $CARGO_FUZZ_VERSION"
-        cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
-    fi
+    ensure_cargo_install cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz cargo fuzz
 }
 
 # gdb's gcore for the core-dump test, which needs root to attach to the

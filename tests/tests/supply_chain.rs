@@ -25,7 +25,15 @@ fn the_pinned_toolchain_is_the_msrv() {
 
 #[test]
 fn every_cargo_command_in_the_scripts_is_locked() {
-    for script in ["scripts/test", "scripts/demo", "scripts/bench", "scripts/build-samples"] {
+    for script in [
+        "scripts/test",
+        "scripts/lib.sh",
+        "scripts/demo",
+        "scripts/bench",
+        "scripts/build-samples",
+        "scripts/fuzz",
+        "scripts/supply-chain",
+    ] {
         for line in repo_file(script).lines().map(str::trim) {
             let builds = ["cargo build", "cargo test", "cargo clippy", "cargo run", "cargo install"]
                 .iter()
