@@ -89,13 +89,7 @@ fn every_clock_vector_gives_its_expected_outcome() {
         let bytes = fs::read(dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(outcome(&open_last_seen(&this, &bytes)), want, "{file}");
     }
-    let listed: Vec<&String> = exp.iter().map(|(f, _)| f).collect();
-    for e in fs::read_dir(dir()).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name != "EXPECTED" {
-            assert!(listed.contains(&&name), "{name} is not in EXPECTED");
-        }
-    }
+    common::assert_every_file_listed(&dir(), &exp);
 }
 
 /// The files are exactly what the writer makes today: the format is pinned

@@ -223,14 +223,7 @@ fn every_floating_vector_gives_its_expected_outcome() {
         };
         assert_eq!(got, want, "{file}");
     }
-    // Every file in the folder is listed.
-    let listed: Vec<&String> = exp.iter().map(|(f, _)| f).collect();
-    for e in fs::read_dir(dir()).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name != "EXPECTED" {
-            assert!(listed.contains(&&name), "{name} is not in EXPECTED");
-        }
-    }
+    common::assert_every_file_listed(&dir(), &exp);
 }
 
 /// Every single-bit flip and every cut of the good files is refused.

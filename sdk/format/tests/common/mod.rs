@@ -46,3 +46,14 @@ pub(crate) fn expected_outcomes(dir: &std::path::Path) -> Vec<(String, String)> 
         })
         .collect()
 }
+
+/// Fails unless every file of a vector directory (but `EXPECTED`) is one of
+/// the `expected` outcomes' files: a new vector must say what it expects.
+pub(crate) fn assert_every_file_listed(dir: &std::path::Path, expected: &[(String, String)]) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name != "EXPECTED" {
+            assert!(expected.iter().any(|(f, _)| *f == name), "{name} is not in EXPECTED");
+        }
+    }
+}
