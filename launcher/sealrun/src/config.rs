@@ -7,7 +7,17 @@
 //! dongle_grace_secs = 120
 //! license_server = "floatd.example.lan:27580"
 //! license_server_ca = "/etc/ssl/site-ca.pem"
+//! activation_server = "https://licenses.example"
+//!
+//! # What an app gets on every launch, also from a double-click (the
+//! # command line adds to the directories and variables; its arguments
+//! # replace these).
+//! [apps."com.example.wordfreq"]
+//! dirs = ["/home/me/Documents::/in:ro", "/home/me/out::/out"]
+//! env = ["LANG", "MODE=fast"]
+//! args = ["/in", "/out/freq.tsv"]
 //! ```
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -32,6 +42,28 @@ pub struct Config {
     pub license_server: Option<String>,
     /// CA certificates (PEM) for an `https://` license server.
     pub license_server_ca: Option<PathBuf>,
+    /// The licensing server the "Activate…" button of the missing-license
+    /// dialog (and `sealrun activate`) uses when `$SEALRUN_SERVER` is unset.
+    pub activation_server: Option<String>,
+    /// Grants and arguments per product id, for launches that have no
+    /// command line of their own (a double-click).
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSettings>,
+}
+
+/// What one app gets on every launch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// Directories, as `--dir` takes them: `HOST[::GUEST][:ro]`.
+    #[serde(default)]
+    pub dirs: Vec<String>,
+    /// Variables, as `--env` takes them: `NAME=VALUE` or `NAME`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Arguments, used when the command line gives none.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// Where the settings file is.

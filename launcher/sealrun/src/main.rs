@@ -11,8 +11,8 @@ use sealrun::launch::Source;
 use sealrun::native::TrustPolicy;
 use sealrun::package_hints;
 use sealrun::runner::{self, DirGrant, GuestConfig};
-use sealrun::ui::{Stderr, human_bytes};
-use sealrun::{LaunchError, device, doctor, dongle, floating, online, store};
+use sealrun::ui::{Stderr, Ui, human_bytes};
+use sealrun::{LaunchError, desktop, device, doctor, dongle, floating, gui, online, store};
 use sealrun_format::VendorPublicKey;
 
 #[derive(Parser)]
@@ -55,6 +55,9 @@ enum Command {
         /// Folder for the package [default: $XDG_DATA_HOME/sealrun/apps]
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Also add the app to the desktop's menu, with its name and icon
+        #[arg(long)]
+        menu: bool,
     },
     /// Give this device's activation back, so the license can move to another device
     Deactivate {
@@ -82,6 +85,17 @@ enum Command {
     Dongle(DongleCommand),
     /// Show what the launcher sees (for support tickets)
     Doctor,
+    /// Open packages with a double-click: register sealrun with this user's desktop
+    #[command(subcommand)]
+    Desktop(DesktopCommand),
+}
+
+#[derive(Subcommand)]
+enum DesktopCommand {
+    /// Register sealrun as the handler of *.sealed packages, with its icon (for this user, no root)
+    Install,
+    /// Remove that registration and the menu entries of apps
+    Uninstall,
 }
 
 #[derive(Subcommand)]
@@ -138,7 +152,7 @@ enum CacheCommand {
     Clear,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct RunArgs {
     /// The package (*.sealed)
     package: PathBuf,
@@ -171,6 +185,10 @@ struct RunArgs {
     /// What to do when the floating seat is lost while the app runs
     #[arg(long, value_enum, default_value_t = SeatLoss::Pause)]
     on_seat_loss: SeatLoss,
+    /// Started from a desktop (the file manager's double-click): show messages in dialogs as well,
+    /// log them, and open console apps in a terminal window
+    #[arg(long)]
+    desktop: bool,
     /// Arguments for the app (after --)
     #[arg(last = true)]
     args: Vec<String>,
@@ -190,6 +208,9 @@ enum LicenseCommand {
     Add {
         /// The license file, or a *.floating file naming the site's license server
         file: PathBuf,
+        /// Also add this package's app to the desktop's menu, with its name and icon
+        #[arg(long, value_name = "PACKAGE")]
+        menu: Option<PathBuf>,
     },
     /// List installed licenses
     List,
@@ -207,6 +228,7 @@ const SUBCOMMANDS: &[&str] = &[
     "trust",
     "dongle",
     "doctor",
+    "desktop",
     "help",
 ];
 
@@ -244,13 +266,14 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
     match command {
-        Command::Run(a) => run(a),
+        Command::Run(a) if a.desktop => Ok(run_from_desktop(a)),
+        Command::Run(a) => run(a, &Stderr),
         Command::Id => {
             let d = device::load_or_create()?;
             println!("{}", d.code);
             Ok(ExitCode::SUCCESS)
         }
-        Command::License(LicenseCommand::Add { file })
+        Command::License(LicenseCommand::Add { file, .. })
             if file.extension().is_some_and(|e| e == sealrun::floating::FLOATING_EXT) =>
         {
             let (dest, f) = sealrun::floating::install(&file)?;
@@ -258,8 +281,10 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             println!("installed the floating license server {} for {what} as {}", f.server, dest.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::License(LicenseCommand::Add { file }) => {
+        Command::License(LicenseCommand::Add { file, menu }) => {
             let d = device::load_or_create()?;
+            // The package is checked before the license is stored.
+            let header = menu.as_deref().map(launch::read_header).transpose()?;
             match store::add_any(&file, &d)? {
                 (dest, store::Added::Plain(l)) => println!(
                     "installed license {} for {} {} ({}) as {}",
@@ -275,6 +300,9 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
                     dest.display()
                 ),
             }
+            if let (Some(package), Some(h)) = (menu, header) {
+                add_menu_entry(&package, &h.manifest)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::License(LicenseCommand::List) => {
@@ -288,23 +316,17 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Activate { code, server } => {
-            let server = server.ok_or_else(|| {
+            let server = server.or_else(configured_activation_server).ok_or_else(|| {
                 LaunchError::Usage(
-                    "which licensing server? Pass --server URL (the vendor tells you), or set SEALRUN_SERVER".into(),
+                    "which licensing server? Pass --server URL (the vendor tells you), set SEALRUN_SERVER, \
+                     or activation_server in the config file"
+                        .into(),
                 )
             })?;
-            let d = device::load_or_create()?;
-            let (dest, l) = online::activate(&server, &code, &d)?;
-            println!(
-                "activated: license {} for {} {} installed as {}",
-                l.terms.license_id_hex(),
-                l.terms.product,
-                l.terms.releases,
-                dest.display()
-            );
+            println!("{}", activate(&server, &code)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Install { url, code, dir } => {
+        Command::Install { url, code, dir, menu } => {
             use std::io::IsTerminal;
             let d = device::load_or_create()?;
             let dir = dir.unwrap_or_else(online::apps_dir);
@@ -312,6 +334,10 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             println!("installed {} {} as {}", i.name, i.release, i.package.display());
             println!("license: {}", i.license.display());
             println!("run it with: sealrun {}", i.package.display());
+            if menu {
+                let header = launch::read_header(&i.package)?;
+                add_menu_entry(&i.package, &header.manifest)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Deactivate { package } => {
@@ -330,10 +356,156 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             print!("{}", doctor::report());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Desktop(c) => desktop_command(c),
     }
 }
 
-fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
+/// This launcher's own path, for desktop entries.
+fn current_exe() -> Result<PathBuf, LaunchError> {
+    std::env::current_exe().map_err(|source| LaunchError::Io {
+        action: "cannot find",
+        path: PathBuf::from("this program's own path"),
+        source,
+    })
+}
+
+fn add_menu_entry(package: &std::path::Path, m: &sealrun_format::package::Manifest) -> Result<(), LaunchError> {
+    let entry = desktop::add_app_entry(&current_exe()?, package, &m.product, &m.display_name, None)?;
+    println!("added {} to the menu ({})", m.display_name, entry.display());
+    Ok(())
+}
+
+fn desktop_command(c: DesktopCommand) -> Result<ExitCode, LaunchError> {
+    let done = match c {
+        DesktopCommand::Install => {
+            let exe = current_exe()?;
+            let r = desktop::install(&exe)?;
+            println!("*.sealed packages now open with {} for this user", exe.display());
+            r
+        }
+        DesktopCommand::Uninstall => {
+            let r = desktop::uninstall()?;
+            if r.files.is_empty() {
+                println!("sealrun was not registered with this user's desktop");
+            } else {
+                println!("removed sealrun's desktop registration for this user");
+            }
+            r
+        }
+    };
+    for f in &done.files {
+        println!("  {}", f.display());
+    }
+    for n in &done.notes {
+        eprintln!("sealrun: note: {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A launch from a file manager: the same run and the same messages and
+/// exit code, with the messages also in dialogs and the log, and console
+/// apps in a terminal window.
+fn run_from_desktop(a: RunArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let mut front = gui::Desktop::new(&a.package);
+    let header = launch::read_header(&a.package).ok();
+    if let Some(h) = &header {
+        front.set_app(&h.manifest.display_name);
+    }
+    let console = header.as_ref().is_some_and(|h| h.manifest.kind == sealrun_format::package::AppKind::Console);
+    let attended = std::io::stdin().is_terminal() || std::io::stdout().is_terminal();
+    if console && !attended && !gui::in_terminal() {
+        match gui::Terminal::find() {
+            Some(term) => {
+                front.log(&format!("opening in a terminal window ({})", term.program().display()));
+                let args: Vec<OsString> = normalise_args(std::env::args_os().collect()).into_iter().skip(1).collect();
+                match current_exe().map_err(|e| e.to_string()).and_then(|exe| term.run(&exe, &args).map_err(|e| e.to_string())) {
+                    Ok(status) => return ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(u8::MAX)),
+                    Err(e) => front.log(&format!("cannot open {}: {e}; running without a terminal", term.program().display())),
+                }
+            }
+            None => front.log(&format!(
+                "no terminal emulator found (set ${} or $TERMINAL); running without one",
+                gui::TERMINAL_ENV
+            )),
+        }
+    }
+    let mut activated = false;
+    loop {
+        let code = match run(a.clone(), &front) {
+            Ok(code) => {
+                front.log("the app ended");
+                code
+            }
+            Err(e) => {
+                eprintln!("sealrun: {e}");
+                let text = e.to_string();
+                match &e {
+                    LaunchError::NoLicense { device, .. } if !activated => {
+                        let server = activation_server();
+                        match front.no_license(&text, &device.to_string(), server.as_deref()) {
+                            gui::LicenseChoice::Activate(code) => match activate(server.as_deref().unwrap_or_default(), &code) {
+                                Ok(message) => {
+                                    println!("{message}");
+                                    front.info(&message);
+                                    activated = true;
+                                    continue;
+                                }
+                                Err(e) => {
+                                    eprintln!("sealrun: {e}");
+                                    front.error(&e.to_string());
+                                    ExitCode::from(e.exit_code())
+                                }
+                            },
+                            gui::LicenseChoice::Close => ExitCode::from(e.exit_code()),
+                        }
+                    }
+                    _ => {
+                        front.error(&text);
+                        ExitCode::from(e.exit_code())
+                    }
+                }
+            }
+        };
+        return code;
+    }
+}
+
+/// The licensing server for activations: `$SEALRUN_SERVER`, else the
+/// config file's `activation_server`.
+fn activation_server() -> Option<String> {
+    std::env::var(online::SERVER_ENV).ok().filter(|s| !s.is_empty()).or_else(configured_activation_server)
+}
+
+fn configured_activation_server() -> Option<String> {
+    sealrun::config::Config::load().ok().and_then(|c| c.activation_server)
+}
+
+/// Redeems an activation code; the line that says what was installed.
+fn activate(server: &str, code: &str) -> Result<String, LaunchError> {
+    let d = device::load_or_create()?;
+    let (dest, l) = online::activate(server, code, &d)?;
+    Ok(format!(
+        "activated: license {} for {} {} installed as {}",
+        l.terms.license_id_hex(),
+        l.terms.product,
+        l.terms.releases,
+        dest.display()
+    ))
+}
+
+fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<ExitCode, LaunchError> {
+    // What the user set for this app in the config file comes first.
+    if let Ok(h) = launch::read_header(&a.package) {
+        let mut config = sealrun::config::Config::load()?;
+        if let Some(app) = config.apps.remove(&h.manifest.product) {
+            a.dirs.splice(0..0, app.dirs);
+            a.env.splice(0..0, app.env);
+            if a.args.is_empty() {
+                a.args = app.args;
+            }
+        }
+    }
     let dirs = a.dirs.iter().map(|d| DirGrant::parse(d)).collect::<Result<Vec<_>, _>>().map_err(LaunchError::Usage)?;
     let mut env = Vec::new();
     for e in &a.env {
@@ -380,7 +552,7 @@ fn run(a: RunArgs) -> Result<ExitCode, LaunchError> {
     // A floating seat is renewed while the app decrypts and compiles, and
     // once more just before it starts.
     let keep_alive = seat.clone().map(floating::KeepAlive::start);
-    let mut loaded = opened.load(&device, engine, cache.as_ref(), &Stderr)?;
+    let mut loaded = opened.load(&device, engine, cache.as_ref(), ui)?;
     drop(keep_alive);
     drop(scrubbing);
     sealrun::scrub::scrub_stack();

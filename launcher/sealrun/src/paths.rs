@@ -1,12 +1,33 @@
 //! Where the launcher keeps its files (XDG base directories).
 use std::path::PathBuf;
 
-fn xdg(var: &str, fallback: &str) -> PathBuf {
-    if let Some(d) = std::env::var_os(var).filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("sealrun");
+/// An XDG base directory: `$var` when set and absolute, else `$HOME/fallback`
+/// (the base directory spec ignores relative values).
+pub fn xdg_base(var: &str, fallback: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os(var).map(PathBuf::from).filter(|d| d.is_absolute()) {
+        return d;
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    home.join(fallback).join("sealrun")
+    home.join(fallback)
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    xdg_base(var, fallback).join("sealrun")
+}
+
+/// `$XDG_DATA_HOME` itself, where desktop entries, MIME types and icons go.
+pub fn data_home() -> PathBuf {
+    xdg_base("XDG_DATA_HOME", ".local/share")
+}
+
+/// `$XDG_CONFIG_HOME` itself, where `mimeapps.list` is.
+pub fn config_home() -> PathBuf {
+    xdg_base("XDG_CONFIG_HOME", ".config")
+}
+
+/// `$XDG_STATE_HOME/sealrun`: the log of launches from the desktop.
+pub fn state_dir() -> PathBuf {
+    xdg("XDG_STATE_HOME", ".local/state")
 }
 
 /// `$XDG_DATA_HOME/sealrun`: the device key, the last-seen time record

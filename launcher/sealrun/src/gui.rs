@@ -1,0 +1,440 @@
+//! The front end of launches from a file manager (`sealrun run --desktop`),
+//! where nobody sees stderr: console apps move into a terminal window, every
+//! message the launcher prints is also shown in a dialog (zenity, kdialog,
+//! or at least a notification) and always written to the log in
+//! `$XDG_STATE_HOME/sealrun/launcher.log`. What is printed, and the exit
+//! code, are the same as from a terminal.
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::paths;
+use crate::ui::{COMPILE_NOTICE_AFTER, Ui, human_bytes, report_compile};
+
+/// Set by the launcher on the copy of itself it starts in a terminal
+/// window, so that copy neither opens another one nor closes the window
+/// before the user has read it.
+pub const IN_TERMINAL_ENV: &str = "SEALRUN_IN_TERMINAL";
+/// Which dialog program to use: `zenity`, `kdialog`, `notify-send`, or
+/// `none` (log only). Unset: the first of them that is installed.
+pub const DIALOG_ENV: &str = "SEALRUN_DIALOG";
+/// The terminal emulator console apps open in (a program taking `-e
+/// COMMAND…`), or `none` to run them without one. Unset: `$TERMINAL`, then
+/// the usual emulators.
+pub const TERMINAL_ENV: &str = "SEALRUN_TERMINAL";
+
+/// The log is cut over to `launcher.log.1` past this size: a few thousand
+/// launches, and a log that never grows without bound.
+const MAX_LOG_LEN: u64 = 1024 * 1024;
+/// How long a closed progress dialog may take to go away before it is
+/// killed: it only has to read one line.
+const PROGRESS_CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Dialog width in pixels: wide enough for a device code on one line.
+const DIALOG_WIDTH: &str = "560";
+
+/// A program on `$PATH`, if there is one.
+pub fn which(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = Path::new(name);
+    if path.is_absolute() {
+        return path.is_file().then(|| path.to_owned());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// How messages reach the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// GNOME's and most desktops' dialog tool.
+    Zenity(PathBuf),
+    /// KDE's.
+    Kdialog(PathBuf),
+    /// Only a notification (no way to answer).
+    Notify(PathBuf),
+    /// Nothing on screen: the log only.
+    LogOnly,
+}
+
+impl Backend {
+    /// The backend from [`DIALOG_ENV`], else the first one installed; none
+    /// without a display.
+    pub fn detect() -> Backend {
+        let display = ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+        if !display {
+            return Backend::LogOnly;
+        }
+        let wanted = std::env::var(DIALOG_ENV).ok().filter(|s| !s.is_empty());
+        let candidates: Vec<&str> = match wanted.as_deref() {
+            Some("none") => return Backend::LogOnly,
+            Some(one) => vec![one],
+            None => vec!["zenity", "kdialog", "notify-send"],
+        };
+        for name in candidates {
+            if let Some(p) = which(name) {
+                return match Path::new(name).file_name().and_then(|n| n.to_str()) {
+                    Some("kdialog") => Backend::Kdialog(p),
+                    Some("notify-send") => Backend::Notify(p),
+                    _ => Backend::Zenity(p),
+                };
+            }
+        }
+        Backend::LogOnly
+    }
+}
+
+/// The desktop front end of one launch.
+#[derive(Debug)]
+pub struct Desktop {
+    backend: Backend,
+    app: String,
+    package: PathBuf,
+}
+
+/// What the user chose in the missing-license dialog.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LicenseChoice {
+    /// Closed it.
+    Close,
+    /// Typed this activation code.
+    Activate(String),
+}
+
+impl Desktop {
+    /// The front end for `package`, with the dialog program found.
+    pub fn new(package: &Path) -> Desktop {
+        let app = package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "The app".into());
+        Desktop { backend: Backend::detect(), app, package: package.to_owned() }
+    }
+
+    /// Names the app in titles by its display name.
+    pub fn set_app(&mut self, display_name: &str) {
+        self.app = display_name.to_owned();
+    }
+
+    /// The dialog program in use.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Appends `message` to the log; a log that cannot be written is not a
+    /// reason to stop the app.
+    pub fn log(&self, message: &str) {
+        let dir = paths::state_dir();
+        let file = dir.join("launcher.log");
+        let _ = std::fs::create_dir_all(&dir);
+        if file.metadata().is_ok_and(|m| m.len() > MAX_LOG_LEN) {
+            let _ = std::fs::rename(&file, dir.join("launcher.log.1"));
+        }
+        let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&file) else { return };
+        let when = crate::fmt_time(crate::now());
+        let body = message.trim_end().replace('\n', "\n    ");
+        let _ = writeln!(f, "{when} [{}] {}: {body}", std::process::id(), self.package.display());
+    }
+
+    fn zenity(&self, path: &Path, title: &str, args: &[&str]) -> Option<std::process::Output> {
+        Command::new(path)
+            .arg(format!("--title={title}"))
+            .arg(format!("--width={DIALOG_WIDTH}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .inspect_err(|e| self.log(&format!("cannot show a dialog with {}: {e}", path.display())))
+            .ok()
+    }
+
+    fn notify(&self, path: &Path, title: &str, text: &str) {
+        let _ = Command::new(path)
+            .args(["--app-name=Sealrun", "--icon=sealrun", "--urgency=critical", title, text])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Shows an error the launcher printed (and logs it).
+    pub fn error(&self, text: &str) {
+        self.log(text);
+        let title = format!("{} cannot start", self.app);
+        match &self.backend {
+            Backend::Zenity(z) => {
+                self.zenity(z, &title, &["--error", "--no-markup", &format!("--text={text}")]);
+            }
+            Backend::Kdialog(k) => {
+                let _ = Command::new(k).args(["--title", &title, "--error", text]).stdin(Stdio::null()).status();
+            }
+            Backend::Notify(n) => self.notify(n, &title, text),
+            Backend::LogOnly => {}
+        }
+    }
+
+    /// Shows something that went well (after an activation).
+    pub fn info(&self, text: &str) {
+        self.log(text);
+        match &self.backend {
+            Backend::Zenity(z) => {
+                self.zenity(z, &self.app, &["--info", "--no-markup", "--timeout=10", &format!("--text={text}")]);
+            }
+            Backend::Kdialog(k) => {
+                let _ = Command::new(k).args(["--title", &self.app, "--passivepopup", text, "10"]).status();
+            }
+            Backend::Notify(n) => self.notify(n, &self.app, text),
+            Backend::LogOnly => {}
+        }
+    }
+
+    /// The missing-license dialog: the message, the device code in a field
+    /// ready to copy, and, when a licensing server is known, an
+    /// "Activate…" button that asks for an activation code.
+    pub fn no_license(&self, text: &str, device_code: &str, server: Option<&str>) -> LicenseChoice {
+        self.log(text);
+        let title = format!("{} needs a license", self.app);
+        let mut prompt = format!(
+            "{}\n\nThis computer's device code is in the field below, selected: press Ctrl+C to copy it.",
+            first_paragraph(text)
+        );
+        if let Some(s) = server {
+            prompt.push_str(&format!("\nIf you have an activation code from the vendor, choose Activate… ({s})."));
+        }
+        let activate = match &self.backend {
+            Backend::Zenity(z) => {
+                let mut args = vec![
+                    "--entry".to_owned(),
+                    format!("--text={prompt}"),
+                    format!("--entry-text={device_code}"),
+                    "--cancel-label=Close".to_owned(),
+                ];
+                args.push(if server.is_some() { "--ok-label=Activate…" } else { "--ok-label=Done" }.to_owned());
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                server.is_some() && self.zenity(z, &title, &args).is_some_and(|o| o.status.success())
+            }
+            Backend::Kdialog(k) => {
+                let status = Command::new(k)
+                    .args(["--title", &title, "--inputbox", &prompt, device_code])
+                    .stdout(Stdio::null())
+                    .status();
+                server.is_some() && status.is_ok_and(|s| s.success())
+            }
+            Backend::Notify(n) => {
+                self.notify(n, &title, text);
+                false
+            }
+            Backend::LogOnly => false,
+        };
+        if !activate {
+            return LicenseChoice::Close;
+        }
+        let title = format!("Activate {}", self.app);
+        let ask = "The activation code from the vendor:";
+        let answer = match &self.backend {
+            Backend::Zenity(z) => self
+                .zenity(z, &title, &["--entry", &format!("--text={ask}"), "--ok-label=Activate"])
+                .filter(|o| o.status.success())
+                .map(|o| o.stdout),
+            Backend::Kdialog(k) => Command::new(k)
+                .args(["--title", &title, "--inputbox", ask])
+                .stdin(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| o.stdout),
+            _ => None,
+        };
+        match answer.map(|a| String::from_utf8_lossy(&a).trim().to_owned()) {
+            Some(code) if !code.is_empty() => LicenseChoice::Activate(code),
+            _ => LicenseChoice::Close,
+        }
+    }
+
+    /// Starts the progress dialog for a long first compile.
+    fn start_progress(&self, text: &str) -> Option<Child> {
+        let title = format!("Preparing {}", self.app);
+        match &self.backend {
+            Backend::Zenity(z) => Command::new(z)
+                .args([
+                    &format!("--title={title}"),
+                    &format!("--width={DIALOG_WIDTH}"),
+                    "--progress",
+                    "--pulsate",
+                    "--auto-close",
+                    "--no-cancel",
+                    "--no-markup",
+                    &format!("--text={text}"),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok(),
+            Backend::Kdialog(k) => {
+                let _ = Command::new(k).args(["--title", &title, "--passivepopup", text, "30"]).spawn();
+                None
+            }
+            Backend::Notify(n) => {
+                let _ = Command::new(n).args(["--app-name=Sealrun", "--icon=sealrun", &title, text]).status();
+                None
+            }
+            Backend::LogOnly => None,
+        }
+    }
+}
+
+/// The first paragraph of a launcher message: the problem, without the
+/// lists that follow it.
+fn first_paragraph(text: &str) -> &str {
+    text.split("\n\n").next().unwrap_or(text).trim_end()
+}
+
+fn close_progress(mut child: Child) {
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = writeln!(stdin, "100");
+    }
+    let until = std::time::Instant::now() + PROGRESS_CLOSE_WAIT;
+    while std::time::Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Ui for Desktop {
+    fn warn(&self, message: &str) {
+        eprintln!("sealrun: warning: {message}");
+        self.log(&format!("warning: {message}"));
+    }
+
+    /// Prints as from a terminal, and, when nobody sees stderr, shows a
+    /// progress dialog once the compile has taken [`COMPILE_NOTICE_AFTER`].
+    fn compiling(&self, what: &str, module_len: u64, cached: bool, compile: &mut dyn FnMut()) {
+        let tty = std::io::stderr().is_terminal();
+        let text = format!(
+            "Compiling {what} for this computer ({}).{}",
+            human_bytes(module_len),
+            if cached { " This happens once: later launches start at once." } else { "" }
+        );
+        let (done, wait) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            if !tty {
+                s.spawn(move || {
+                    if wait.recv_timeout(COMPILE_NOTICE_AFTER) == Err(mpsc::RecvTimeoutError::Timeout) {
+                        self.log(&text);
+                        let dialog = self.start_progress(&text);
+                        let _ = wait.recv();
+                        if let Some(d) = dialog {
+                            close_progress(d);
+                        }
+                    }
+                });
+            }
+            report_compile(&mut std::io::stderr(), tty, what, module_len, cached, compile);
+            drop(done);
+        });
+    }
+}
+
+/// Whether this launcher is the copy started in a terminal window.
+pub fn in_terminal() -> bool {
+    std::env::var_os(IN_TERMINAL_ENV).is_some()
+}
+
+/// A terminal emulator and how it takes a command.
+#[derive(Debug)]
+pub struct Terminal {
+    program: PathBuf,
+    /// Arguments between the program and the command.
+    before_command: Vec<&'static str>,
+}
+
+/// The emulators tried when none is configured, and how each takes a
+/// command (Debian's `x-terminal-emulator` alternative takes `-e`).
+const TERMINALS: [(&str, &[&str]); 8] = [
+    ("x-terminal-emulator", &["-e"]),
+    ("gnome-terminal", &["--wait", "--"]),
+    ("konsole", &["-e"]),
+    ("xfce4-terminal", &["-x"]),
+    ("kitty", &[]),
+    ("alacritty", &["-e"]),
+    ("foot", &[]),
+    ("xterm", &["-e"]),
+];
+
+impl Terminal {
+    /// The terminal from [`TERMINAL_ENV`], `$TERMINAL`, or the first known
+    /// one installed; `None` when told `none` or nothing is there.
+    pub fn find() -> Option<Terminal> {
+        for var in [TERMINAL_ENV, "TERMINAL"] {
+            match std::env::var(var).ok().filter(|s| !s.is_empty()).as_deref() {
+                Some("none") => return None,
+                Some(t) => {
+                    let program = which(t)?;
+                    let name = program.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+                    let before_command =
+                        TERMINALS.iter().find(|(n, _)| *n == name).map_or_else(|| vec!["-e"], |(_, a)| a.to_vec());
+                    return Some(Terminal { program, before_command });
+                }
+                None => {}
+            }
+        }
+        TERMINALS
+            .iter()
+            .find_map(|(name, args)| which(name).map(|program| Terminal { program, before_command: args.to_vec() }))
+    }
+
+    /// The emulator's path.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Runs `exe args…` in a new window of this terminal, marked with
+    /// [`IN_TERMINAL_ENV`], and waits for the window to close.
+    pub fn run(&self, exe: &Path, args: &[std::ffi::OsString]) -> std::io::Result<ExitStatus> {
+        Command::new(&self.program)
+            .args(&self.before_command)
+            .arg(exe)
+            .args(args)
+            .env(IN_TERMINAL_ENV, "1")
+            .stdin(Stdio::null())
+            .status()
+    }
+}
+
+/// In the terminal window: keeps it open until the user has read how the
+/// app ended.
+pub fn hold(app: &str, code: u8) {
+    if !in_terminal() || !std::io::stdin().is_terminal() {
+        return;
+    }
+    let how = if code == 0 { "ended".to_owned() } else { format!("ended with exit code {code}") };
+    eprint!("\n[{app} {how}; press Enter to close this window]");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dialog_gets_the_problem_without_the_search_list() {
+        let text = "no license for Hello (com.example.hello) was found on this device.\nSend this device code to the vendor to get a license:\n\n    abcd\n\nThen install it.";
+        assert_eq!(
+            first_paragraph(text),
+            "no license for Hello (com.example.hello) was found on this device.\nSend this device code to the vendor to get a license:"
+        );
+    }
+
+    #[test]
+    fn which_finds_executables_only() {
+        assert!(which("sh").is_some());
+        assert!(which("/bin/sh").is_some());
+        assert!(which("no-such-program-sealrun").is_none());
+    }
+}
