@@ -50,7 +50,7 @@ pub struct Registered {
 /// Entry spec says when it holds anything beyond a plain path, with `%`
 /// doubled (field codes) and the string-value escape for backslashes.
 pub fn exec_arg(arg: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._+-,:=@".contains(c);
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._+-,:=@%".contains(c);
     let arg = arg.replace('%', "%%");
     if !arg.is_empty() && arg.chars().all(plain) {
         return arg;
