@@ -330,7 +330,9 @@ pub fn app_entries() -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(APP_ENTRY_PREFIX) && n.ends_with(".desktop"))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(APP_ENTRY_PREFIX) && n.ends_with(".desktop"))
         })
         .collect();
     out.sort();
@@ -409,7 +411,8 @@ mod tests {
 
     #[test]
     fn mimeapps_keeps_other_lines() {
-        let old = "[Added Associations]\ntext/plain=gedit.desktop;\n\n[Default Applications]\ntext/html=firefox.desktop;\n";
+        let old =
+            "[Added Associations]\ntext/plain=gedit.desktop;\n\n[Default Applications]\ntext/html=firefox.desktop;\n";
         let set = edit_mimeapps(old, MIME_TYPE, DESKTOP_FILE, true);
         assert_eq!(
             set,

@@ -32,7 +32,7 @@ const MAX_LOG_LEN: u64 = 1024 * 1024;
 /// killed: it only has to read one line.
 const PROGRESS_CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Dialog width in pixels: wide enough for a device code on one line.
-const DIALOG_WIDTH: &str = "560";
+const DIALOG_WIDTH: &str = "760";
 
 /// A program on `$PATH`, if there is one.
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -115,6 +115,11 @@ impl Desktop {
         self.app = display_name.to_owned();
     }
 
+    /// The app's name, as titles show it.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
     /// The dialog program in use.
     pub fn backend(&self) -> &Backend {
         &self.backend
@@ -193,12 +198,9 @@ impl Desktop {
     pub fn no_license(&self, text: &str, device_code: &str, server: Option<&str>) -> LicenseChoice {
         self.log(text);
         let title = format!("{} needs a license", self.app);
-        let mut prompt = format!(
-            "{}\n\nThis computer's device code is in the field below, selected: press Ctrl+C to copy it.",
-            first_paragraph(text)
-        );
+        let mut prompt = dialog_text(text, "The device code is in the field below, selected: press Ctrl+C to copy it.");
         if let Some(s) = server {
-            prompt.push_str(&format!("\nIf you have an activation code from the vendor, choose Activate… ({s})."));
+            prompt.push_str(&format!("\n\nIf the vendor gave you an activation code, choose Activate… ({s})."));
         }
         let activate = match &self.backend {
             Backend::Zenity(z) => {
@@ -210,14 +212,16 @@ impl Desktop {
                 ];
                 args.push(if server.is_some() { "--ok-label=Activate…" } else { "--ok-label=Done" }.to_owned());
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                server.is_some() && self.zenity(z, &title, &args).is_some_and(|o| o.status.success())
+                let chose = self.zenity(z, &title, &args).is_some_and(|o| o.status.success());
+                server.is_some() && chose
             }
             Backend::Kdialog(k) => {
                 let status = Command::new(k)
                     .args(["--title", &title, "--inputbox", &prompt, device_code])
                     .stdout(Stdio::null())
                     .status();
-                server.is_some() && status.is_ok_and(|s| s.success())
+                let chose = status.is_ok_and(|s| s.success());
+                server.is_some() && chose
             }
             Backend::Notify(n) => {
                 self.notify(n, &title, text);
@@ -283,10 +287,22 @@ impl Desktop {
     }
 }
 
-/// The first paragraph of a launcher message: the problem, without the
-/// lists that follow it.
-fn first_paragraph(text: &str) -> &str {
-    text.split("\n\n").next().unwrap_or(text).trim_end()
+/// A launcher message for a dialog: the indented block (the device code,
+/// which the dialog shows in a field of its own) becomes `hint`, and the
+/// list of places searched is left to the log.
+fn dialog_text(text: &str, hint: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for paragraph in text.split("\n\n") {
+        if paragraph.starts_with("    ") {
+            out.push(hint.to_owned());
+            continue;
+        }
+        let kept: Vec<&str> = paragraph.lines().filter(|l| !l.starts_with("Looked in: ")).collect();
+        if !kept.is_empty() {
+            out.push(kept.join("\n"));
+        }
+    }
+    out.join("\n\n")
 }
 
 fn close_progress(mut child: Child) {
@@ -423,11 +439,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_dialog_gets_the_problem_without_the_search_list() {
-        let text = "no license for Hello (com.example.hello) was found on this device.\nSend this device code to the vendor to get a license:\n\n    abcd\n\nThen install it.";
+    fn the_dialog_gets_the_problem_and_the_next_step() {
+        let text = "no license for Hello was found on this device.\nSend this device code to the vendor to get a license:\n\n    abcd\n\nThen install it.\nLooked in: a, b";
         assert_eq!(
-            first_paragraph(text),
-            "no license for Hello (com.example.hello) was found on this device.\nSend this device code to the vendor to get a license:"
+            dialog_text(text, "HINT"),
+            "no license for Hello was found on this device.\nSend this device code to the vendor to get a license:\n\nHINT\n\nThen install it."
         );
     }
 

@@ -267,7 +267,7 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
     match command {
         Command::Run(a) if a.desktop => Ok(run_from_desktop(a)),
-        Command::Run(a) => run(a, &Stderr),
+        Command::Run(a) => run(a, &Stderr).map(ExitCode::from),
         Command::Id => {
             let d = device::load_or_create()?;
             println!("{}", d.code);
@@ -419,9 +419,16 @@ fn run_from_desktop(a: RunArgs) -> ExitCode {
             Some(term) => {
                 front.log(&format!("opening in a terminal window ({})", term.program().display()));
                 let args: Vec<OsString> = normalise_args(std::env::args_os().collect()).into_iter().skip(1).collect();
-                match current_exe().map_err(|e| e.to_string()).and_then(|exe| term.run(&exe, &args).map_err(|e| e.to_string())) {
-                    Ok(status) => return ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(u8::MAX)),
-                    Err(e) => front.log(&format!("cannot open {}: {e}; running without a terminal", term.program().display())),
+                match current_exe()
+                    .map_err(|e| e.to_string())
+                    .and_then(|exe| term.run(&exe, &args).map_err(|e| e.to_string()))
+                {
+                    Ok(status) => {
+                        return ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(u8::MAX));
+                    }
+                    Err(e) => {
+                        front.log(&format!("cannot open {}: {e}; running without a terminal", term.program().display()))
+                    }
                 }
             }
             None => front.log(&format!(
@@ -434,7 +441,7 @@ fn run_from_desktop(a: RunArgs) -> ExitCode {
     loop {
         let code = match run(a.clone(), &front) {
             Ok(code) => {
-                front.log("the app ended");
+                front.log(&format!("the app ended with exit code {code}"));
                 code
             }
             Err(e) => {
@@ -444,30 +451,33 @@ fn run_from_desktop(a: RunArgs) -> ExitCode {
                     LaunchError::NoLicense { device, .. } if !activated => {
                         let server = activation_server();
                         match front.no_license(&text, &device.to_string(), server.as_deref()) {
-                            gui::LicenseChoice::Activate(code) => match activate(server.as_deref().unwrap_or_default(), &code) {
-                                Ok(message) => {
-                                    println!("{message}");
-                                    front.info(&message);
-                                    activated = true;
-                                    continue;
+                            gui::LicenseChoice::Activate(code) => {
+                                match activate(server.as_deref().unwrap_or_default(), &code) {
+                                    Ok(message) => {
+                                        println!("{message}");
+                                        front.info(&message);
+                                        activated = true;
+                                        continue;
+                                    }
+                                    Err(e) => {
+                                        eprintln!("sealrun: {e}");
+                                        front.error(&e.to_string());
+                                        e.exit_code()
+                                    }
                                 }
-                                Err(e) => {
-                                    eprintln!("sealrun: {e}");
-                                    front.error(&e.to_string());
-                                    ExitCode::from(e.exit_code())
-                                }
-                            },
-                            gui::LicenseChoice::Close => ExitCode::from(e.exit_code()),
+                            }
+                            gui::LicenseChoice::Close => e.exit_code(),
                         }
                     }
                     _ => {
                         front.error(&text);
-                        ExitCode::from(e.exit_code())
+                        e.exit_code()
                     }
                 }
             }
         };
-        return code;
+        gui::hold(front.app(), code);
+        return ExitCode::from(code);
     }
 }
 
@@ -494,7 +504,8 @@ fn activate(server: &str, code: &str) -> Result<String, LaunchError> {
     ))
 }
 
-fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<ExitCode, LaunchError> {
+/// Runs the app; its exit code.
+fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<u8, LaunchError> {
     // What the user set for this app in the config file comes first.
     if let Ok(h) = launch::read_header(&a.package) {
         let mut config = sealrun::config::Config::load()?;
@@ -578,7 +589,7 @@ fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<ExitCode, LaunchError> {
     let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout };
     let code = runner::run_watched(&loaded.engine, &loaded.module, &cfg, watch)?;
     // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
+    Ok(u8::try_from(code).unwrap_or(u8::MAX))
 }
 
 /// The package opened with a local license or a floating seat, telling the
