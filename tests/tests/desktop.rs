@@ -353,3 +353,81 @@ fn issue7_an_unlicensed_package_opened_from_the_desktop_shows_what_to_do() {
     assert!(log.contains("no license for Hello (com.example.hello) was found on this device."), "{log}");
     assert!(log.contains(&code), "the log keeps the device code: {log}");
 }
+
+/// Types into whatever window is under the pointer: with no window manager,
+/// X gives the keyboard to the window the pointer is in.
+fn type_into(dev: &Device, x: &Display, window: &str, keys: &[&str]) {
+    let moved = tool(dev, Some(x), "xdotool", &["mousemove", "--window", window, "40", "40"]);
+    assert!(moved.status.success(), "xdotool mousemove: {}", stderr(&moved));
+    for k in keys {
+        let args: Vec<&str> = match k.strip_prefix("text:") {
+            Some(t) => vec!["type", "--delay", "20", t],
+            None => vec!["key", k],
+        };
+        let out = tool(dev, Some(x), "xdotool", &args);
+        assert!(out.status.success(), "xdotool {args:?}: {}", stderr(&out));
+    }
+}
+
+fn window_named(dev: &Device, x: &Display, name: &str) -> String {
+    wait_for(name, || {
+        let ids = tool_out(dev, Some(x), "xdotool", &["search", "--name", name]);
+        ids.lines().next().map(str::to_owned)
+    })
+}
+
+#[test]
+fn issue7_activate_from_the_missing_license_dialog() {
+    use sealrun_tests::server::{Server, certify_and_seal};
+    if !tools_present() {
+        return;
+    }
+    let w = World::new();
+    let mut srv = Server::init(&w.path().join("server"), None);
+    let token = srv.vendor("acme");
+    srv.start();
+    let env = [("SEALSDK_SERVER", srv.url.as_str()), ("SEALSDK_TOKEN", token.as_str())];
+    let (package, _) = certify_and_seal(&w, &env, "hello", "com.acme.hello", &[]);
+    let out = w.sealsdk_with(&["server", "code", "create", "--product", "com.acme.hello"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let code = stdout(&out).trim().to_owned();
+
+    let dev = w.device("a");
+    let x = Display::start();
+    let mut launch = dev
+        .sealrun(&dev.root)
+        .envs(session_env(&dev, Some(&x)))
+        .env("SEALRUN_TERMINAL", "none")
+        .env("SEALRUN_SERVER", &srv.url)
+        .args(["run", "--desktop"])
+        .arg(&package)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dialog = wait_for("the missing-license dialog", || {
+        if let Some(status) = launch.try_wait().unwrap() {
+            let log = fs::read_to_string(dev.root.join("home/.local/state/sealrun/launcher.log")).unwrap_or_default();
+            panic!("the launcher ended ({status}) without a dialog; its log:\n{log}");
+        }
+        let ids = tool_out(&dev, Some(&x), "xdotool", &["search", "--name", "needs a license"]);
+        ids.lines().next().map(str::to_owned)
+    });
+    let pid = tool_out(&dev, Some(&x), "xdotool", &["getwindowpid", &dialog]);
+    let args = String::from_utf8(fs::read(format!("/proc/{pid}/cmdline")).unwrap()).unwrap();
+    assert!(args.contains("--ok-label=Activate…"), "{args}");
+    assert!(args.contains(&format!("choose Activate… ({})", srv.url)), "{args}");
+    // Activate… is the default button.
+    type_into(&dev, &x, &dialog, &["Return"]);
+    let ask = window_named(&dev, &x, "Activate ");
+    type_into(&dev, &x, &ask, &[&format!("text:{code}"), "Return"]);
+
+    let out = launch.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("activated: license "), "{}", stdout(&out));
+    assert!(stdout(&out).contains("hello from a sealed app"), "the app ran after activating: {}", stdout(&out));
+    // The license stays: the next launch needs no dialog.
+    let again = dev.sealrun(&dev.root).arg(&package).output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+}

@@ -46,6 +46,22 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
+/// A dialog program's command. Its text is UTF-8 ("Activate…", names): a
+/// session without a UTF-8 locale gets one for the dialog, or GTK refuses
+/// the arguments.
+fn dialog_command(program: &Path) -> Command {
+    let mut c = Command::new(program);
+    let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !locale.contains("utf-8") && !locale.contains("utf8") {
+        c.env_remove("LC_ALL").env("LC_CTYPE", "C.UTF-8");
+    }
+    c
+}
+
 /// How messages reach the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
@@ -141,19 +157,26 @@ impl Desktop {
     }
 
     fn zenity(&self, path: &Path, title: &str, args: &[&str]) -> Option<std::process::Output> {
-        Command::new(path)
+        dialog_command(path)
             .arg(format!("--title={title}"))
             .arg(format!("--width={DIALOG_WIDTH}"))
             .args(args)
             .stdin(Stdio::null())
-            .stderr(Stdio::null())
             .output()
             .inspect_err(|e| self.log(&format!("cannot show a dialog with {}: {e}", path.display())))
             .ok()
+            .inspect(|o| {
+                // 0 and 1 are the buttons, 5 the timeout; anything else is
+                // the dialog failing, which the log should say.
+                if !matches!(o.status.code(), Some(0 | 1 | 5)) {
+                    let why = String::from_utf8_lossy(&o.stderr);
+                    self.log(&format!("the dialog failed ({}): {}", o.status, why.trim()));
+                }
+            })
     }
 
     fn notify(&self, path: &Path, title: &str, text: &str) {
-        let _ = Command::new(path)
+        let _ = dialog_command(path)
             .args(["--app-name=Sealrun", "--icon=sealrun", "--urgency=critical", title, text])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -170,25 +193,39 @@ impl Desktop {
                 self.zenity(z, &title, &["--error", "--no-markup", &format!("--text={text}")]);
             }
             Backend::Kdialog(k) => {
-                let _ = Command::new(k).args(["--title", &title, "--error", text]).stdin(Stdio::null()).status();
+                let _ = dialog_command(k).args(["--title", &title, "--error", text]).stdin(Stdio::null()).status();
             }
             Backend::Notify(n) => self.notify(n, &title, text),
             Backend::LogOnly => {}
         }
     }
 
-    /// Shows something that went well (after an activation).
+    /// Shows something that went well (after an activation) without
+    /// waiting for it to be read: the app starts meanwhile.
     pub fn info(&self, text: &str) {
         self.log(text);
-        match &self.backend {
-            Backend::Zenity(z) => {
-                self.zenity(z, &self.app, &["--info", "--no-markup", "--timeout=10", &format!("--text={text}")]);
+        let shown = match &self.backend {
+            Backend::Zenity(z) => dialog_command(z)
+                .args([
+                    &format!("--title={}", self.app),
+                    &format!("--width={DIALOG_WIDTH}"),
+                    "--info",
+                    "--no-markup",
+                    "--timeout=10",
+                    &format!("--text={text}"),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn(),
+            Backend::Kdialog(k) => dialog_command(k).args(["--title", &self.app, "--passivepopup", text, "10"]).spawn(),
+            Backend::Notify(n) => {
+                dialog_command(n).args(["--app-name=Sealrun", "--icon=sealrun", &self.app, text]).spawn()
             }
-            Backend::Kdialog(k) => {
-                let _ = Command::new(k).args(["--title", &self.app, "--passivepopup", text, "10"]).status();
-            }
-            Backend::Notify(n) => self.notify(n, &self.app, text),
-            Backend::LogOnly => {}
+            Backend::LogOnly => return,
+        };
+        if let Err(e) = shown {
+            self.log(&format!("cannot show a message: {e}"));
         }
     }
 
@@ -216,7 +253,7 @@ impl Desktop {
                 server.is_some() && chose
             }
             Backend::Kdialog(k) => {
-                let status = Command::new(k)
+                let status = dialog_command(k)
                     .args(["--title", &title, "--inputbox", &prompt, device_code])
                     .stdout(Stdio::null())
                     .status();
@@ -239,7 +276,7 @@ impl Desktop {
                 .zenity(z, &title, &["--entry", &format!("--text={ask}"), "--ok-label=Activate"])
                 .filter(|o| o.status.success())
                 .map(|o| o.stdout),
-            Backend::Kdialog(k) => Command::new(k)
+            Backend::Kdialog(k) => dialog_command(k)
                 .args(["--title", &title, "--inputbox", ask])
                 .stdin(Stdio::null())
                 .output()
@@ -258,7 +295,7 @@ impl Desktop {
     fn start_progress(&self, text: &str) -> Option<Child> {
         let title = format!("Preparing {}", self.app);
         match &self.backend {
-            Backend::Zenity(z) => Command::new(z)
+            Backend::Zenity(z) => dialog_command(z)
                 .args([
                     &format!("--title={title}"),
                     &format!("--width={DIALOG_WIDTH}"),
@@ -275,11 +312,11 @@ impl Desktop {
                 .spawn()
                 .ok(),
             Backend::Kdialog(k) => {
-                let _ = Command::new(k).args(["--title", &title, "--passivepopup", text, "30"]).spawn();
+                let _ = dialog_command(k).args(["--title", &title, "--passivepopup", text, "30"]).spawn();
                 None
             }
             Backend::Notify(n) => {
-                let _ = Command::new(n).args(["--app-name=Sealrun", "--icon=sealrun", &title, text]).status();
+                let _ = dialog_command(n).args(["--app-name=Sealrun", "--icon=sealrun", &title, text]).status();
                 None
             }
             Backend::LogOnly => None,
