@@ -36,6 +36,7 @@ pub const MAX_LEASE_TTL_SECS: u64 = 86_400;
 #[serde(deny_unknown_fields)]
 struct File {
     listen: Option<String>,
+    #[serde(default)]
     licenses: Vec<PathBuf>,
     state_dir: PathBuf,
     lease_ttl_secs: Option<u64>,
@@ -74,6 +75,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether there is something to serve. Checked by `serve` only: `id`
+    /// must work on a fresh configuration, since the host's code is what
+    /// the vendor needs to issue the first license.
+    pub fn check_serving(&self) -> Result<(), FloatdError> {
+        if self.licenses.is_empty() {
+            return Err(FloatdError::Config {
+                path: self.path.clone(),
+                problem: "licenses is empty: list the floating license files to serve (the vendor issues them to the \
+                          code `sealrun-floatd id` prints)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, FloatdError> {
         use std::io::Read;
@@ -94,9 +110,6 @@ impl Config {
                 l.parse().map_err(|_| bad(format!("listen = {l:?} is not an address like 0.0.0.0:{DEFAULT_PORT}")))?
             }
         };
-        if file.licenses.is_empty() {
-            return Err(bad("licenses is empty: list the floating license files to serve".into()));
-        }
         let ttl = file.lease_ttl_secs.unwrap_or(DEFAULT_LEASE_TTL_SECS);
         if !(MIN_LEASE_TTL_SECS..=MAX_LEASE_TTL_SECS).contains(&ttl) {
             return Err(bad(format!(
@@ -187,9 +200,16 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_configuration_loads_but_does_not_serve() {
+        let c = load("state_dir = \"s\"\n").unwrap();
+        assert!(c.licenses.is_empty());
+        assert!(c.check_serving().unwrap_err().to_string().contains("licenses is empty"));
+        assert!(load("licenses = [\"a\"]\nstate_dir = \"s\"\n").unwrap().check_serving().is_ok());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         for (text, expect) in [
-            ("licenses = []\nstate_dir = \"s\"\n", "licenses is empty"),
             ("licenses = [\"a\"]\nstate_dir = \"s\"\nlease_ttl_secs = 1\n", "lease_ttl_secs = 1"),
             ("licenses = [\"a\"]\nstate_dir = \"s\"\nheartbeat_secs = 20\n", "at most half"),
             ("licenses = [\"a\"]\nstate_dir = \"s\"\nlisten = \"nowhere\"\n", "not an address"),

@@ -86,6 +86,7 @@ fn run(command: Command) -> Result<(), FloatdError> {
     match command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
+            config.check_serving()?;
             let rt = tokio::runtime::Runtime::new().map_err(|source| FloatdError::Io {
                 action: "cannot start the runtime for",
                 path: config.path.clone(),
