@@ -66,6 +66,29 @@ ensure_gdb() {
     fi
 }
 
+# The desktop tests run in a private X server (Xvfb) with the desktop's own
+# tools; the packaging tests build, lint and install the .deb packages.
+ensure_desktop_tools() {
+    local missing=()
+    local tool package
+    for pair in Xvfb:xvfb xdotool:xdotool zenity:zenity xdg-mime:xdg-utils \
+        update-mime-database:shared-mime-info update-desktop-database:desktop-file-utils \
+        gio:libglib2.0-bin import:imagemagick xterm:xterm lintian:lintian \
+        dpkg-shlibdeps:dpkg-dev strip:binutils adduser:adduser; do
+        tool="${pair%%:*}"
+        package="${pair#*:}"
+        command -v "$tool" >/dev/null || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        step "installing the desktop and packaging tools (Debian packages ${missing[*]})"
+        apt_install "${missing[@]}"
+    fi
+    export SEALRUN_REQUIRE_DESKTOP=1
+    if [ "$(id -u)" = 0 ]; then
+        export SEALRUN_REQUIRE_PACKAGING=1
+    fi
+}
+
 # The toolchain pinned in rust-toolchain.toml; rustup fetches it on first
 # use, but asking up front gives one clear step (and error) for it.
 ensure_toolchain() {

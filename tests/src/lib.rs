@@ -226,6 +226,49 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Writes a valid WASI command whose bulk is code: `functions` functions of
+/// `ops` small arithmetic steps each (the first is `_start`), for tests
+/// that need a first compile that takes a while.
+pub fn write_code_module(path: &Path, functions: u32, ops: u32) {
+    fn leb(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len() as u64, out);
+        out.extend_from_slice(body);
+    }
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut m); // type: () -> ()
+    let mut funcs = Vec::new();
+    leb(u64::from(functions), &mut funcs);
+    funcs.extend(std::iter::repeat_n(0u8, functions as usize));
+    section(3, &funcs, &mut m);
+    section(7, &[1, 6, b'_', b's', b't', b'a', b'r', b't', 0, 0], &mut m); // export _start
+    // One i32 local; `local.get 0; i32.const 7; i32.add; local.set 0` per op.
+    let mut body = vec![1, 1, 0x7f];
+    for _ in 0..ops {
+        body.extend_from_slice(&[0x20, 0, 0x41, 7, 0x6a, 0x21, 0]);
+    }
+    body.push(0x0b);
+    let mut code = Vec::new();
+    leb(u64::from(functions), &mut code);
+    for _ in 0..functions {
+        leb(body.len() as u64, &mut code);
+        code.extend_from_slice(&body);
+    }
+    section(10, &code, &mut m);
+    std::fs::write(path, m).unwrap();
+}
+
 /// Writes a valid WASI command (its `_start` does nothing) whose bulk is one
 /// passive data segment of `data_len` bytes (a multiple of 1 MiB),
 /// streaming, so this process never holds it: a forked child inherits its

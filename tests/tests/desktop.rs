@@ -431,3 +431,59 @@ fn issue7_activate_from_the_missing_license_dialog() {
     let again = dev.sealrun(&dev.root).arg(&package).output().unwrap();
     assert!(again.status.success(), "{}", stderr(&again));
 }
+
+#[test]
+fn issue7_a_long_first_compile_shows_progress_from_the_desktop() {
+    if !tools_present() {
+        return;
+    }
+    let w = World::new();
+    let dev = w.device("a");
+    // About 14 MB of code: seconds to compile on the test machine, so the
+    // progress dialog (shown after one second) is up for a while.
+    let module = w.path().join("big.wasm");
+    sealrun_tests::write_code_module(&module, 2000, 1000);
+    let package = w.seal_module(&module, "com.example.big", "1.0.0", "big.sealed", &["--name", "Big App"]);
+    w.license_product("com.example.big", &dev, "big.license", &[]);
+    let x = Display::start();
+    let mut launch = dev
+        .sealrun(&dev.root)
+        .envs(session_env(&dev, Some(&x)))
+        .env("SEALRUN_TERMINAL", "none")
+        .args(["run", "--desktop"])
+        .arg(&package)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dialog = wait_for("the progress dialog", || {
+        if let Some(status) = launch.try_wait().unwrap() {
+            panic!("the launcher ended ({status}) before a progress dialog appeared");
+        }
+        let ids = tool_out(&dev, Some(&x), "xdotool", &["search", "--name", "Preparing Big App"]);
+        ids.lines().next().map(str::to_owned)
+    });
+    let pid = tool_out(&dev, Some(&x), "xdotool", &["getwindowpid", &dialog]);
+    let args = String::from_utf8(fs::read(format!("/proc/{pid}/cmdline")).unwrap()).unwrap();
+    assert!(args.contains("--progress"), "{args}");
+    assert!(args.contains("for this computer (13.4 MiB). This happens once"), "{args}");
+    let out = launch.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The same lines as from a terminal, and the dialog is gone.
+    assert!(stderr(&out).contains("sealrun: compiled Big App in "), "{}", stderr(&out));
+    let left = tool_out(&dev, Some(&x), "xdotool", &["search", "--name", "Preparing Big App"]);
+    assert!(left.is_empty(), "the progress dialog closed");
+    // A second launch starts from the cache: no dialog, no compile.
+    let again = dev
+        .sealrun(&dev.root)
+        .envs(session_env(&dev, Some(&x)))
+        .env("SEALRUN_TERMINAL", "none")
+        .args(["run", "--desktop"])
+        .arg(&package)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(!stderr(&again).contains("compil"), "{}", stderr(&again));
+}
