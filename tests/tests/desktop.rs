@@ -194,12 +194,32 @@ fn issue7_a_menu_entry_comes_with_the_license() {
     }
     let w = World::new();
     let dev = w.device("a");
+    // The vendor's icon, carried unencrypted in the manifest.
+    let icon = repo_root().join("packaging/icons/sealrun-48.png");
+    // One that cannot go into a manifest is refused with what to do.
+    let big = repo_root().join("packaging/icons/sealrun-256.png");
+    let refused = w.sealsdk(&[
+        "seal",
+        sealrun_tests::sample("hello").to_str().unwrap(),
+        "--product",
+        "com.example.hello",
+        "--release",
+        "1.0.0",
+        "--icon",
+        big.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("is empty or above 7 KiB: give a PNG or SVG of at most 7 KiB"),
+        "{}",
+        stderr(&refused)
+    );
     let package = w.seal_module(
         &sealrun_tests::sample("hello"),
         "com.example.hello",
         "1.0.0",
         "hello.sealed",
-        &["--name", "Hello, World"],
+        &["--name", "Hello, World", "--icon", icon.to_str().unwrap()],
     );
     let license = w.license("hello", &dev, "hello.license", &[]);
     let out =
@@ -209,6 +229,14 @@ fn issue7_a_menu_entry_comes_with_the_license() {
     assert!(stdout(&out).contains(&format!("added Hello, World to the menu ({})", path.display())), "{}", stdout(&out));
     let entry = fs::read_to_string(&path).unwrap();
     assert!(entry.contains("\nName=Hello, World\n"), "{entry}");
+    let icon_file = entry.lines().find_map(|l| l.strip_prefix("Icon=")).expect("an Icon line");
+    assert_eq!(fs::read(icon_file).unwrap(), fs::read(&icon).unwrap(), "the manifest's icon");
+    let inspect = w.sealsdk_ok(&["inspect", package.to_str().unwrap()]);
+    assert!(
+        stdout(&inspect).contains("icon:          PNG, 2128 bytes (for menus, not encrypted)"),
+        "{}",
+        stdout(&inspect)
+    );
     assert!(entry.contains(&format!(" run --desktop {}\n", package.display())), "{entry}");
     if have("desktop-file-validate") {
         let v = tool(&dev, None, "desktop-file-validate", &[path.to_str().unwrap()]);

@@ -81,6 +81,7 @@ fn seal_with(world: &World, name: &str, target: &str, runtime: [u8; 32], code: &
         capabilities: vec![],
         chunk_size_log2: limits::DEFAULT_CHUNK_SIZE_LOG2,
         plaintext_len: module.len() as u64,
+        icon: None,
     };
     let native = [NativeInput { target, runtime, code }];
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);

@@ -755,6 +755,7 @@ mod tests {
             capabilities: vec![],
             chunk_size_log2: 12,
             plaintext_len: module.len() as u64,
+            icon: None,
         };
         let first = seal_to_vec(spec("App A"), &module, &content, &vendor, &mut rng).unwrap();
         let second = seal_to_vec(spec("App B"), &module, &content, &vendor, &mut rng).unwrap();

@@ -370,7 +370,7 @@ fn current_exe() -> Result<PathBuf, LaunchError> {
 }
 
 fn add_menu_entry(package: &std::path::Path, m: &sealrun_format::package::Manifest) -> Result<(), LaunchError> {
-    let entry = desktop::add_app_entry(&current_exe()?, package, &m.product, &m.display_name, None)?;
+    let entry = desktop::add_app_entry(&current_exe()?, package, &m.product, &m.display_name, m.icon.as_deref())?;
     println!("added {} to the menu ({})", m.display_name, entry.display());
     Ok(())
 }

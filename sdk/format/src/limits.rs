@@ -41,6 +41,10 @@ pub const MAX_CACHE_LABEL_LEN: usize = 512;
 /// Most precompiled artifacts one package may carry: one per target a vendor
 /// supports natively (x86-64 and AArch64 on two OSes fit).
 pub const MAX_NATIVE_CODE: usize = 4;
+/// Largest icon a manifest may carry: a 48- or 64-pixel PNG is 2–3 KiB and
+/// an SVG icon a few KiB; 7 KiB keeps the largest manifest (8 714 bytes
+/// without an icon, plus 3 + 7 168) under [`MAX_MANIFEST_LEN`].
+pub const MAX_ICON_LEN: usize = 7 * 1024;
 /// Longest target name, e.g. `x86_64-linux`.
 pub const MAX_TARGET_NAME_LEN: usize = 32;
 /// Largest dongle record body: ids, keys, the device and an issuer

@@ -131,6 +131,27 @@ pub struct Manifest {
     /// Precompiled native code the vendor ships for named targets (optional,
     /// used only where the user trusts this vendor with native code).
     pub native: Vec<NativeCode>,
+    /// The app's icon, a PNG or SVG image (optional, not encrypted: the
+    /// desktop shows it in menus before any license is checked).
+    pub icon: Option<Vec<u8>>,
+}
+
+/// Marks the optional icon after the capabilities. Above
+/// [`MAX_NATIVE_CODE`], so it can never be read as a native list's count.
+pub const ICON_TAG: u8 = 0x80;
+
+/// What is wrong with an icon, if anything: its size, or not being a PNG
+/// or SVG image (by their first bytes).
+pub fn icon_problem(icon: &[u8]) -> Option<&'static str> {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if icon.is_empty() || icon.len() > MAX_ICON_LEN {
+        return Some("is empty or above 7 KiB");
+    }
+    let svg = icon.starts_with(b"<svg") || icon.starts_with(b"<?xml");
+    if !icon.starts_with(PNG) && !svg {
+        return Some("is not a PNG or SVG image");
+    }
+    None
 }
 
 /// One precompiled artifact: the module compiled ahead of time by the vendor
@@ -218,6 +239,9 @@ impl Manifest {
         if dirs.iter().enumerate().any(|(i, d)| dirs[..i].contains(d)) {
             return Some(("capabilities", "ask for the same directory twice"));
         }
+        if let Some(p) = self.icon.as_deref().and_then(icon_problem) {
+            return Some(("icon", p));
+        }
         if self.native.len() > MAX_NATIVE_CODE {
             return Some(("native code", "lists more targets than allowed"));
         }
@@ -254,7 +278,13 @@ impl Manifest {
             m.put_u8(c.tag());
             m.put_str16(c.value());
         }
-        // Present only when there is native code: one spelling for "none".
+        // Each optional part is present only when there is one: one
+        // spelling for "none".
+        if let Some(icon) = &self.icon {
+            m.put_u8(ICON_TAG);
+            m.put_u16(icon.len() as u16);
+            m.extend_from_slice(icon);
+        }
         if !self.native.is_empty() {
             m.put_u8(self.native.len() as u8);
             for n in &self.native {
@@ -309,6 +339,15 @@ impl Manifest {
                 _ => return Err(c.malformed("capability", "has an unknown kind")),
             });
         }
+        let mut icon = None;
+        if c.remaining() > 0 && bytes[c.position()] == ICON_TAG {
+            c.u8()?;
+            let len = c.u16()? as usize;
+            if len == 0 || len > MAX_ICON_LEN {
+                return Err(c.malformed("icon", "is empty or above 7 KiB"));
+            }
+            icon = Some(c.bytes(len)?.to_vec());
+        }
         let mut native = Vec::new();
         if c.remaining() > 0 {
             let count = c.u8()? as usize;
@@ -343,6 +382,7 @@ impl Manifest {
             key_id,
             capabilities,
             native,
+            icon,
         };
         if let Some((field, problem)) = m.problem() {
             return Err(Error::Malformed { artifact: A, field, problem });
@@ -628,6 +668,9 @@ pub struct PackageSpec {
     pub chunk_size_log2: u8,
     /// Exact module length.
     pub plaintext_len: u64,
+    /// The app's icon (PNG or SVG, at most [`MAX_ICON_LEN`] bytes), shown
+    /// unencrypted in menus.
+    pub icon: Option<Vec<u8>>,
 }
 
 /// A precompiled artifact to seal into a package.
@@ -718,6 +761,7 @@ impl PackageSealer {
             key_id: key.id(),
             capabilities: spec.capabilities,
             native,
+            icon: spec.icon,
         })?;
         let stream = StreamSealer::new(key, nonce_prefix, header.manifest.layout(), header.digest());
         Ok(PackageSealer { header, stream, digests: ChunkDigests::new(), native: native_ct })

@@ -17,6 +17,7 @@ fn spec(len: u64) -> PackageSpec {
         capabilities: vec![Capability::Env("LANG".into()), Capability::Dir { writable: false, guest: "/data".into() }],
         chunk_size_log2: 12,
         plaintext_len: len,
+        icon: None,
     }
 }
 
@@ -169,4 +170,86 @@ fn license_issue_rejects_bad_terms() {
     let t = terms(&device);
     let outside = license::issue(t, &[(Release::new(2, 0, 0), &key)], &LicenseSigner::Vendor(&vendor), &mut rng());
     assert!(matches!(outside, Err(Error::InvalidInput { field: "content keys", .. })));
+}
+
+/// A PNG as the format sees one: the signature bytes, then anything.
+fn png(len: usize) -> Vec<u8> {
+    let mut icon = b"\x89PNG\r\n\x1a\n".to_vec();
+    icon.resize(len, 0x42);
+    icon
+}
+
+#[test]
+fn issue7_an_icon_travels_in_the_manifest_unencrypted() {
+    use sealrun_format::limits::MAX_ICON_LEN;
+    use sealrun_format::package::Header;
+    let vendor = VendorSigningKey::generate(&mut rng());
+    let key = ContentKey::generate(&mut rng());
+    let module = vec![7u8; 5000];
+    for icon in [png(2000), png(MAX_ICON_LEN), b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec()] {
+        let sealed =
+            seal_to_vec(PackageSpec { icon: Some(icon.clone()), ..spec(5000) }, &module, &key, &vendor, &mut rng())
+                .unwrap();
+        let pkg = Package::parse(&sealed).unwrap();
+        pkg.verify_signature().unwrap();
+        assert_eq!(pkg.manifest().icon.as_deref(), Some(&icon[..]));
+        // Readable without any key, from the header alone.
+        assert_eq!(Header::parse_prefix(&sealed).unwrap().manifest.icon, Some(icon.clone()));
+        let mut out = vec![0u8; module.len()];
+        pkg.decrypt_into(&key, &mut out).unwrap();
+        assert_eq!(out, module);
+    }
+    // The icon costs its bytes and three more (tag, length); without one
+    // the manifest is what it always was.
+    let header_len = |icon: Option<Vec<u8>>| {
+        let sealed = seal_to_vec(PackageSpec { icon, ..spec(5000) }, &module, &key, &vendor, &mut rng()).unwrap();
+        Header::parse_prefix(&sealed).unwrap().as_bytes().len()
+    };
+    assert_eq!(header_len(Some(png(2000))), header_len(None) + 3 + 2000);
+
+    // The sealer refuses what the parser would.
+    for (icon, problem) in [
+        (vec![], "is empty or above 7 KiB"),
+        (png(MAX_ICON_LEN + 1), "is empty or above 7 KiB"),
+        (b"GIF89a.....".to_vec(), "is not a PNG or SVG image"),
+    ] {
+        let e = seal_to_vec(PackageSpec { icon: Some(icon), ..spec(5000) }, &module, &key, &vendor, &mut rng())
+            .unwrap_err();
+        assert_eq!(e, Error::InvalidInput { field: "icon", problem });
+    }
+}
+
+#[test]
+fn issue7_a_damaged_icon_is_refused_by_name() {
+    use sealrun_format::package::ICON_TAG;
+    let vendor = VendorSigningKey::generate(&mut rng());
+    let key = ContentKey::generate(&mut rng());
+    let module = vec![7u8; 5000];
+    let icon = png(300);
+    let sealed =
+        seal_to_vec(PackageSpec { icon: Some(icon.clone()), ..spec(5000) }, &module, &key, &vendor, &mut rng())
+            .unwrap();
+    let at = sealed.windows(icon.len()).position(|w| w == icon).unwrap();
+    assert_eq!(sealed[at - 3], ICON_TAG);
+    // Not an image any more.
+    let mut bad = sealed.clone();
+    bad[at] = b'G';
+    assert_eq!(
+        Package::parse(&bad).err().unwrap(),
+        Error::Malformed { artifact: Artifact::Package, field: "icon", problem: "is not a PNG or SVG image" }
+    );
+    // A length of zero.
+    let mut bad = sealed.clone();
+    bad[at - 2..at].copy_from_slice(&[0, 0]);
+    assert_eq!(
+        Package::parse(&bad).err().unwrap(),
+        Error::Malformed { artifact: Artifact::Package, field: "icon", problem: "is empty or above 7 KiB" }
+    );
+    // Every damage is caught: by the parser or by the signature.
+    for i in at - 3..at + icon.len() {
+        let mut bad = sealed.clone();
+        bad[i] ^= 0x01;
+        let refused = Package::parse(&bad).map_or(true, |p| p.verify_signature().is_err());
+        assert!(refused, "a flip at byte {i} of the icon went unnoticed");
+    }
 }

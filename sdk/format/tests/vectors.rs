@@ -535,6 +535,7 @@ fn spec() -> PackageSpec {
         capabilities: vec![Capability::Env("LANG".into()), Capability::Dir { writable: false, guest: "/data".into() }],
         chunk_size_log2: CHUNK_LOG2,
         plaintext_len: MODULE_LEN as u64,
+        icon: None,
     }
 }
 

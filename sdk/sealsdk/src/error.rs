@@ -60,6 +60,14 @@ pub enum SdkError {
         /// Why.
         reason: String,
     },
+    /// The icon given to `seal --icon` cannot go into a manifest.
+    #[error("the icon {path} {problem}: give a PNG or SVG of at most 7 KiB (a 48- or 64-pixel PNG fits)")]
+    BadIcon {
+        /// The icon file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The file is neither a Sealrun package nor a license.
     #[error("{0} is not a Sealrun package or license (they start with the bytes SEALPKG, SEALLIC or SEALDLC)")]
     NotSealrun(PathBuf),

@@ -57,12 +57,20 @@ pub fn package_text(h: &Header) -> String {
             let _ = writeln!(s, "{label} {}", capability_text(c));
         }
     }
-    // Only shown when present, so packages without it read as before.
+    // Only shown when present, so packages without them read as before.
+    if let Some(icon) = &m.icon {
+        let _ = writeln!(s, "  icon:          {}, {} bytes (for menus, not encrypted)", icon_kind(icon), icon.len());
+    }
     for (i, n) in m.native.iter().enumerate() {
         let label = if i == 0 { "  native code:  " } else { "                " };
         let _ = writeln!(s, "{label} {} ({} bytes, runs only where users trust this vendor key)", n.target, n.len);
     }
     s
+}
+
+/// "PNG" or "SVG", by the icon's first bytes (the format checked which).
+fn icon_kind(icon: &[u8]) -> &'static str {
+    if icon.starts_with(b"\x89PNG") { "PNG" } else { "SVG" }
 }
 
 /// Describes a package as JSON.
@@ -84,6 +92,7 @@ pub fn package_json(h: &Header) -> Value {
         "package_len": h.package_len(),
         "capabilities": m.capabilities.iter().map(capability_text).collect::<Vec<_>>(),
         "native_code": m.native.iter().map(|n| json!({"target": n.target, "len": n.len})).collect::<Vec<_>>(),
+        "icon": m.icon.as_ref().map(|i| json!({"type": icon_kind(i), "len": i.len()})),
     })
 }
 

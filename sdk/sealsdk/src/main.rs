@@ -87,6 +87,9 @@ struct SealArgs {
     /// Name shown to end users [default: the product id]
     #[arg(long)]
     name: Option<String>,
+    /// The app's icon for desktop menus: a PNG or SVG of at most 7 KiB, carried unencrypted
+    #[arg(long, value_name = "FILE")]
+    icon: Option<PathBuf>,
     /// Output package [default: INPUT with .sealed]
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -490,6 +493,16 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
     }
     capabilities.extend(a.request_env.into_iter().map(Capability::Env));
     let output = a.output.clone().unwrap_or_else(|| a.input.with_extension("sealed"));
+    let icon = match &a.icon {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(SdkError::io("cannot read", path))?;
+            if let Some(problem) = sealrun_format::package::icon_problem(&bytes) {
+                return Err(SdkError::BadIcon { path: path.clone(), problem });
+            }
+            Some(bytes)
+        }
+    };
     let opts = SealOptions {
         product: a.product,
         release: a.release,
@@ -498,6 +511,7 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
         chunk_size_log2: log2 as u8 + 10,
         progress: true,
         precompile: a.precompile,
+        icon,
     };
     let report = match &a.server {
         Some(url) => {

@@ -41,6 +41,8 @@ pub struct SealOptions {
     pub progress: bool,
     /// Targets to ship precompiled native code for (e.g. `x86_64-linux`).
     pub precompile: Vec<String>,
+    /// The app's icon for menus (PNG or SVG), carried unencrypted.
+    pub icon: Option<Vec<u8>>,
 }
 
 /// What a seal produced.
@@ -93,6 +95,7 @@ pub fn seal_bytes(
         capabilities: opts.capabilities.clone(),
         chunk_size_log2: opts.chunk_size_log2,
         plaintext_len: module.len() as u64,
+        icon: opts.icon.clone(),
     };
     let mut sealer = PackageSealer::with_native(spec, key, signer.public(), &native, &mut rng())?;
     let header = sealer.header().clone();

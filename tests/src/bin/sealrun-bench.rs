@@ -152,6 +152,7 @@ fn crypto(o: &Opts) {
         capabilities: vec![],
         chunk_size_log2: sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2,
         plaintext_len: len as u64,
+        icon: None,
     };
     println!("## Throughput on {size_mib} MiB, median of {runs} runs (min..max), {cores} cores\n");
     println!("| operation | MB/s | time |");
@@ -170,6 +171,7 @@ fn crypto(o: &Opts) {
         chunk_size_log2: sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2,
         progress: false,
         precompile: vec![],
+        icon: None,
     };
     let seal_file = measure(runs, || {
         sealrun_sdk::seal::seal_bytes(&module, &key, &vendor, &out, &opts).expect("seal to file");

@@ -176,6 +176,7 @@ pub async fn sealed_package(env: &Env, v: &Vendor, product: &str, release: &str)
         capabilities: vec![],
         chunk_size_log2: 12,
         plaintext_len: module.len() as u64,
+        icon: None,
     };
     seal_to_vec(spec, &module, &ContentKey::from_bytes(&k), &v.key, &mut rng()).unwrap()
 }
