@@ -176,17 +176,18 @@ pub fn edit_mimeapps(text: &str, mime: &str, entry: &str, set: bool) -> String {
             }
             in_section = trimmed == SECTION;
             seen_section |= in_section;
-        } else if in_section && let Some((key, value)) = trimmed.split_once('=') {
-            if key.trim() == mime {
-                let ours = value.split(';').any(|v| v.trim() == entry);
-                if set && !done {
-                    out.push(format!("{mime}={entry};"));
-                    done = true;
-                    continue;
-                }
-                if !set && ours {
-                    continue;
-                }
+        } else if in_section
+            && let Some((key, value)) = trimmed.split_once('=')
+            && key.trim() == mime
+        {
+            let ours = value.split(';').any(|v| v.trim() == entry);
+            if set && !done {
+                out.push(format!("{mime}={entry};"));
+                done = true;
+                continue;
+            }
+            if !set && ours {
+                continue;
             }
         }
         out.push(line.to_owned());

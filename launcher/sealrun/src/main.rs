@@ -318,7 +318,7 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
         Command::Activate { code, server } => {
             let server = server.or_else(configured_activation_server).ok_or_else(|| {
                 LaunchError::Usage(
-                    "which licensing server? Pass --server URL (the vendor tells you), set SEALRUN_SERVER, \
+                    "which licensing server? Pass --server URL (the vendor tells you), or set SEALRUN_SERVER \
                      or activation_server in the config file"
                         .into(),
                 )
