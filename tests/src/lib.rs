@@ -226,26 +226,30 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Appends `v` as unsigned LEB128, as wasm encodes lengths.
+fn leb(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Appends a wasm section: its id, its length, its body.
+fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb(body.len() as u64, out);
+    out.extend_from_slice(body);
+}
+
 /// Writes a valid WASI command whose bulk is code: `functions` functions of
 /// `ops` small arithmetic steps each (the first is `_start`), for tests
 /// that need a first compile that takes a while.
 pub fn write_code_module(path: &Path, functions: u32, ops: u32) {
-    fn leb(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        leb(body.len() as u64, out);
-        out.extend_from_slice(body);
-    }
     let mut m = b"\0asm\x01\0\0\0".to_vec();
     section(1, &[1, 0x60, 0, 0], &mut m); // type: () -> ()
     let mut funcs = Vec::new();
@@ -275,22 +279,6 @@ pub fn write_code_module(path: &Path, functions: u32, ops: u32) {
 /// parent's peak RSS on Linux, which would spoil memory measurements.
 pub fn write_data_module(path: &Path, data_len: usize) {
     use std::io::Write;
-    fn leb(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        leb(body.len() as u64, out);
-        out.extend_from_slice(body);
-    }
     let mut m = b"\0asm\x01\0\0\0".to_vec();
     section(1, &[1, 0x60, 0, 0], &mut m); // type: () -> ()
     section(3, &[1, 0], &mut m); // one function of type 0

@@ -115,6 +115,35 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// `sealrun run --desktop PACKAGE` as the file manager starts it (no
+/// terminal on stdin), with the dialogs on their own: no terminal window.
+fn launch_from_desktop(dev: &Device, x: &Display, package: &Path, env: &[(&str, &str)]) -> Child {
+    dev.sealrun(&dev.root)
+        .envs(session_env(dev, Some(x)))
+        .env("SEALRUN_TERMINAL", "none")
+        .envs(env.iter().copied())
+        .args(["run", "--desktop"])
+        .arg(package)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The first window named like `name`, while `launch` runs; a launcher
+/// that ends first fails the test with its log.
+fn window_of(dev: &Device, x: &Display, launch: &mut Child, name: &str) -> String {
+    wait_for(name, || {
+        if let Some(status) = launch.try_wait().unwrap() {
+            let log = fs::read_to_string(dev.root.join("home/.local/state/sealrun/launcher.log")).unwrap_or_default();
+            panic!("the launcher ended ({status}) before a window named {name:?}; its log:\n{log}");
+        }
+        let ids = tool_out(dev, Some(x), "xdotool", &["search", "--name", name]);
+        ids.lines().next().map(str::to_owned)
+    })
+}
+
 /// Every file under `dir`, relative to it.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -327,22 +356,8 @@ fn issue7_an_unlicensed_package_opened_from_the_desktop_shows_what_to_do() {
     assert_eq!(term.status.code(), Some(200), "{}", stderr(&term));
 
     let x = Display::start();
-    let mut launch = dev
-        .sealrun(&dev.root)
-        .envs(session_env(&dev, Some(&x)))
-        // The dialog on its own, without a terminal window around it.
-        .env("SEALRUN_TERMINAL", "none")
-        .args(["run", "--desktop"])
-        .arg(&package)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let window = wait_for("the missing-license dialog", || {
-        let ids = tool_out(&dev, Some(&x), "xdotool", &["search", "--name", "needs a license"]);
-        ids.lines().next().map(str::to_owned)
-    });
+    let mut launch = launch_from_desktop(&dev, &x, &package, &[]);
+    let window = window_of(&dev, &x, &mut launch, "needs a license");
     assert_eq!(tool_out(&dev, Some(&x), "xdotool", &["getwindowname", &window]), "Hello needs a license");
     // The dialog's text, as zenity was given it.
     let pid = tool_out(&dev, Some(&x), "xdotool", &["getwindowpid", &window]);
@@ -397,13 +412,6 @@ fn type_into(dev: &Device, x: &Display, window: &str, keys: &[&str]) {
     }
 }
 
-fn window_named(dev: &Device, x: &Display, name: &str) -> String {
-    wait_for(name, || {
-        let ids = tool_out(dev, Some(x), "xdotool", &["search", "--name", name]);
-        ids.lines().next().map(str::to_owned)
-    })
-}
-
 #[test]
 fn issue7_activate_from_the_missing_license_dialog() {
     use sealrun_tests::server::{Server, certify_and_seal};
@@ -422,33 +430,15 @@ fn issue7_activate_from_the_missing_license_dialog() {
 
     let dev = w.device("a");
     let x = Display::start();
-    let mut launch = dev
-        .sealrun(&dev.root)
-        .envs(session_env(&dev, Some(&x)))
-        .env("SEALRUN_TERMINAL", "none")
-        .env("SEALRUN_SERVER", &srv.url)
-        .args(["run", "--desktop"])
-        .arg(&package)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let dialog = wait_for("the missing-license dialog", || {
-        if let Some(status) = launch.try_wait().unwrap() {
-            let log = fs::read_to_string(dev.root.join("home/.local/state/sealrun/launcher.log")).unwrap_or_default();
-            panic!("the launcher ended ({status}) without a dialog; its log:\n{log}");
-        }
-        let ids = tool_out(&dev, Some(&x), "xdotool", &["search", "--name", "needs a license"]);
-        ids.lines().next().map(str::to_owned)
-    });
+    let mut launch = launch_from_desktop(&dev, &x, &package, &[("SEALRUN_SERVER", &srv.url)]);
+    let dialog = window_of(&dev, &x, &mut launch, "needs a license");
     let pid = tool_out(&dev, Some(&x), "xdotool", &["getwindowpid", &dialog]);
     let args = String::from_utf8(fs::read(format!("/proc/{pid}/cmdline")).unwrap()).unwrap();
     assert!(args.contains("--ok-label=Activate…"), "{args}");
     assert!(args.contains(&format!("choose Activate… ({})", srv.url)), "{args}");
     // Activate… is the default button.
     type_into(&dev, &x, &dialog, &["Return"]);
-    let ask = window_named(&dev, &x, "Activate ");
+    let ask = window_of(&dev, &x, &mut launch, "Activate ");
     type_into(&dev, &x, &ask, &[&format!("text:{code}"), "Return"]);
 
     let out = launch.wait_with_output().unwrap();
@@ -474,24 +464,8 @@ fn issue7_a_long_first_compile_shows_progress_from_the_desktop() {
     let package = w.seal_module(&module, "com.example.big", "1.0.0", "big.sealed", &["--name", "Big App"]);
     w.license_product("com.example.big", &dev, "big.license", &[]);
     let x = Display::start();
-    let mut launch = dev
-        .sealrun(&dev.root)
-        .envs(session_env(&dev, Some(&x)))
-        .env("SEALRUN_TERMINAL", "none")
-        .args(["run", "--desktop"])
-        .arg(&package)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let dialog = wait_for("the progress dialog", || {
-        if let Some(status) = launch.try_wait().unwrap() {
-            panic!("the launcher ended ({status}) before a progress dialog appeared");
-        }
-        let ids = tool_out(&dev, Some(&x), "xdotool", &["search", "--name", "Preparing Big App"]);
-        ids.lines().next().map(str::to_owned)
-    });
+    let mut launch = launch_from_desktop(&dev, &x, &package, &[]);
+    let dialog = window_of(&dev, &x, &mut launch, "Preparing Big App");
     let pid = tool_out(&dev, Some(&x), "xdotool", &["getwindowpid", &dialog]);
     let args = String::from_utf8(fs::read(format!("/proc/{pid}/cmdline")).unwrap()).unwrap();
     assert!(args.contains("--progress"), "{args}");

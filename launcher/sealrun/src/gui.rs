@@ -241,9 +241,11 @@ impl Desktop {
         }
         let activate = match &self.backend {
             Backend::Zenity(z) => {
+                // An entry dialog's text is a mnemonic label: "_" would
+                // mark an access key and vanish; "__" shows as one.
                 let mut args = vec![
                     "--entry".to_owned(),
-                    format!("--text={prompt}"),
+                    format!("--text={}", prompt.replace('_', "__")),
                     format!("--entry-text={device_code}"),
                     "--cancel-label=Close".to_owned(),
                 ];
