@@ -74,7 +74,7 @@ ensure_desktop_tools() {
     for pair in Xvfb:xvfb xdotool:xdotool zenity:zenity xdg-mime:xdg-utils \
         update-mime-database:shared-mime-info update-desktop-database:desktop-file-utils \
         gio:libglib2.0-bin import:imagemagick xterm:xterm lintian:lintian \
-        dpkg-shlibdeps:dpkg-dev strip:binutils adduser:adduser; do
+        dpkg-shlibdeps:dpkg-dev strip:binutils adduser:adduser help2man:help2man; do
         tool="${pair%%:*}"
         package="${pair#*:}"
         command -v "$tool" >/dev/null || missing+=("$package")
