@@ -448,6 +448,25 @@ fn issue7_activate_from_the_missing_license_dialog() {
     // The license stays: the next launch needs no dialog.
     let again = dev.sealrun(&dev.root).arg(&package).output().unwrap();
     assert!(again.status.success(), "{}", stderr(&again));
+
+    // `sealrun install --menu` on another device: the app, its license and
+    // its menu entry in one step.
+    let out = w.sealsdk_with(&["server", "code", "create", "--product", "com.acme.hello"], &env);
+    let code = stdout(&out).trim().to_owned();
+    let b = w.device("b");
+    let apps = b.root.join("apps");
+    let url = format!("{}/products/com.acme.hello", srv.url);
+    let out = b
+        .sealrun(&b.root)
+        .args(["install", &url, "--code", &code, "--menu", "--dir", apps.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entry_path = b.root.join("home/.local/share/applications/sealrun-app-com.acme.hello.desktop");
+    assert!(stdout(&out).contains(&format!("to the menu ({})", entry_path.display())), "{}", stdout(&out));
+    let entry = fs::read_to_string(&entry_path).unwrap();
+    let installed = apps.join("com.acme.hello.sealed");
+    assert!(entry.contains(&format!(" run --desktop {}\n", installed.display())), "{entry}");
 }
 
 #[test]
