@@ -203,6 +203,8 @@ fn issue7_desktop_install_registers_the_package_type_and_uninstall_removes_it() 
             stderr(&v)
         );
     }
+    let doctor = dev.sealrun(&dev.root).arg("doctor").output().unwrap();
+    assert!(stdout(&doctor).contains("desktop:       registered for this user ("), "{}", stdout(&doctor));
     // Installing twice changes nothing.
     desktop(&dev, "install");
     assert_eq!(fs::read_to_string(home.join(".config/mimeapps.list")).unwrap().matches("x-sealrun-package").count(), 1);

@@ -34,6 +34,31 @@ fn cpu_features() -> String {
     }
 }
 
+/// How a double-click reaches the launcher, and where its messages go.
+fn desktop(s: &mut String) {
+    use crate::gui::{Backend, Terminal};
+    let user = paths::data_home().join("applications").join(crate::desktop::DESKTOP_FILE);
+    let system = std::path::Path::new("/usr/share/applications").join(crate::desktop::DESKTOP_FILE);
+    let handler = if user.is_file() {
+        format!("registered for this user ({})", user.display())
+    } else if system.is_file() {
+        format!("registered system-wide ({})", system.display())
+    } else {
+        "not registered (`sealrun desktop install` makes a double-click run packages)".to_owned()
+    };
+    let _ = writeln!(s, "desktop:       {handler}");
+    let dialogs = match Backend::detect() {
+        Backend::Zenity(p) | Backend::Kdialog(p) | Backend::Notify(p) => p.display().to_string(),
+        Backend::LogOnly => {
+            "none (no display, or no zenity, kdialog or notify-send): messages go to the log".to_owned()
+        }
+    };
+    let _ = writeln!(s, "  dialogs:     {dialogs}");
+    let terminal = Terminal::find().map_or_else(|| "none found".to_owned(), |t| t.program().display().to_string());
+    let _ = writeln!(s, "  terminal:    {terminal}");
+    let _ = writeln!(s, "  log:         {}", paths::state_dir().join("launcher.log").display());
+}
+
 /// The floating license servers the launcher knows of, without asking
 /// them anything.
 fn floating_servers(s: &mut String) {
@@ -187,6 +212,7 @@ pub fn report() -> String {
         Err(e) => format!("PROBLEM: {e}"),
     };
     let _ = writeln!(s, "native code:   {native}");
+    desktop(&mut s);
     match sysinfo::System::new() {
         Ok(mut sys) => {
             sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
