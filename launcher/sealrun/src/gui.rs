@@ -18,7 +18,8 @@ use crate::ui::{COMPILE_NOTICE_AFTER, Ui, human_bytes, report_compile};
 /// before the user has read it.
 pub const IN_TERMINAL_ENV: &str = "SEALRUN_IN_TERMINAL";
 /// Which dialog program to use: `zenity`, `kdialog`, `notify-send`, or
-/// `none` (log only). Unset: the first of them that is installed.
+/// `none` (log only); any other program is run as a zenity-compatible one
+/// (e.g. `yad`). Unset: the first of the three that is installed.
 pub const DIALOG_ENV: &str = "SEALRUN_DIALOG";
 /// The terminal emulator console apps open in (a program taking `-e
 /// COMMAND…`), or `none` to run them without one. Unset: `$TERMINAL`, then
