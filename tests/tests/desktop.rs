@@ -358,8 +358,14 @@ fn issue7_an_unlicensed_package_opened_from_the_desktop_shows_what_to_do() {
     assert_eq!(term.status.code(), Some(200), "{}", stderr(&term));
 
     let x = Display::start();
-    let mut launch = launch_from_desktop(&dev, &x, &package, &[]);
+    // With a terminal emulator at hand, as on a desktop: the license is
+    // checked before a window is opened for the console app, so the dialog
+    // comes alone.
+    let terminal = if have("xterm") { "xterm" } else { "none" };
+    let mut launch = launch_from_desktop(&dev, &x, &package, &[("SEALRUN_TERMINAL", terminal)]);
     let window = window_of(&dev, &x, &mut launch, "needs a license");
+    let terminals = tool_out(&dev, Some(&x), "xdotool", &["search", "--class", "xterm"]);
+    assert!(terminals.is_empty(), "no terminal window for an app that cannot start");
     assert_eq!(tool_out(&dev, Some(&x), "xdotool", &["getwindowname", &window]), "Hello needs a license");
     // The dialog's text, as zenity was given it.
     let pid = tool_out(&dev, Some(&x), "xdotool", &["getwindowpid", &window]);

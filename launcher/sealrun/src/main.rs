@@ -414,7 +414,15 @@ fn run_from_desktop(a: RunArgs) -> ExitCode {
     }
     let console = header.as_ref().is_some_and(|h| h.manifest.kind == sealrun_format::package::AppKind::Console);
     let attended = std::io::stdin().is_terminal() || std::io::stdout().is_terminal();
+    let mut activated = false;
     if console && !attended && !gui::in_terminal() {
+        // A license problem is told here, in a dialog alone, rather than
+        // in a terminal window opened only to say it.
+        if let Err(e) = license_precheck(&a)
+            && let Some(code) = handle_launch_error(&front, e, &mut activated)
+        {
+            return ExitCode::from(code);
+        }
         match gui::Terminal::find() {
             Some(term) => {
                 front.log(&format!("opening in a terminal window ({})", term.program().display()));
@@ -437,48 +445,75 @@ fn run_from_desktop(a: RunArgs) -> ExitCode {
             )),
         }
     }
-    let mut activated = false;
     loop {
         let code = match run(a.clone(), &front) {
             Ok(code) => {
                 front.log(&format!("the app ended with exit code {code}"));
                 code
             }
-            Err(e) => {
-                eprintln!("sealrun: {e}");
-                let text = e.to_string();
-                match &e {
-                    LaunchError::NoLicense { device, .. } if !activated => {
-                        let server = activation_server();
-                        match front.no_license(&text, &device.to_string(), server.as_deref()) {
-                            gui::LicenseChoice::Activate(code) => {
-                                match activate(server.as_deref().unwrap_or_default(), &code) {
-                                    Ok(message) => {
-                                        println!("{message}");
-                                        front.info(&message);
-                                        activated = true;
-                                        continue;
-                                    }
-                                    Err(e) => {
-                                        eprintln!("sealrun: {e}");
-                                        front.error(&e.to_string());
-                                        e.exit_code()
-                                    }
-                                }
-                            }
-                            gui::LicenseChoice::Close => e.exit_code(),
-                        }
-                    }
-                    _ => {
-                        front.error(&text);
-                        e.exit_code()
-                    }
-                }
-            }
+            Err(e) => match handle_launch_error(&front, e, &mut activated) {
+                Some(code) => code,
+                None => continue,
+            },
         };
         gui::hold(front.app(), code);
         return ExitCode::from(code);
     }
+}
+
+/// Prints a launch error and shows it; a missing license gets its own
+/// dialog, whose Activate… may mend it (once). `None`: activated, try
+/// again; else the exit code.
+fn handle_launch_error(front: &gui::Desktop, e: LaunchError, activated: &mut bool) -> Option<u8> {
+    eprintln!("sealrun: {e}");
+    let text = e.to_string();
+    match &e {
+        LaunchError::NoLicense { device, .. } if !*activated => {
+            let server = activation_server();
+            match front.no_license(&text, &device.to_string(), server.as_deref()) {
+                gui::LicenseChoice::Activate(code) => match activate(server.as_deref().unwrap_or_default(), &code) {
+                    Ok(message) => {
+                        println!("{message}");
+                        front.info(&message);
+                        *activated = true;
+                        None
+                    }
+                    Err(e) => {
+                        eprintln!("sealrun: {e}");
+                        front.error(&e.to_string());
+                        Some(e.exit_code())
+                    }
+                },
+                gui::LicenseChoice::Close => Some(e.exit_code()),
+            }
+        }
+        _ => {
+            front.error(&text);
+            Some(e.exit_code())
+        }
+    }
+}
+
+/// Whether a local license opens `a.package`, checked before a terminal
+/// window is opened for it. Skipped (Ok) where the check would have to ask
+/// something: a floating license server (a seat), or licenses sealed to
+/// dongles (a PIN); the launch in the window deals with those.
+fn license_precheck(a: &RunArgs) -> Result<(), LaunchError> {
+    let product = launch::read_header(&a.package)?.manifest.product;
+    let dongle_licenses = std::fs::read_dir(store::dongle_licenses_dir()).is_ok_and(|mut d| d.next().is_some());
+    if dongle_licenses || floating::find_server(a.license_server.as_deref(), &a.package, &product)?.is_some() {
+        return Ok(());
+    }
+    // The key is unwrapped and dropped at once; this process then waits for
+    // the window, so it is hardened and scrubbed as a launch is.
+    sealrun::hardening::harden_process();
+    let scrubbing = sealrun::scrub::Scrubbing::start();
+    let checked = device::load_or_create().and_then(|device| {
+        launch::open_with(&a.package, a.license.as_deref(), &device, sealrun::now(), &a.token.options()).map(drop)
+    });
+    drop(scrubbing);
+    sealrun::scrub::scrub_stack();
+    checked
 }
 
 /// The licensing server for activations: `$SEALRUN_SERVER`, else the
