@@ -17,7 +17,8 @@ use sealrun_tests::{Device, World, repo_root, stderr, stdout};
 /// failure, not a skip.
 const REQUIRE_ENV: &str = "SEALRUN_REQUIRE_DESKTOP";
 /// The tools these tests drive.
-const TOOLS: [&str; 7] = ["Xvfb", "xdotool", "zenity", "xdg-mime", "gio", "import", "update-mime-database"];
+const TOOLS: [&str; 8] =
+    ["Xvfb", "xdotool", "zenity", "xdg-mime", "gio", "import", "update-mime-database", "desktop-file-validate"];
 /// Ample for a window to appear or a debug-build launcher to compile a
 /// sample under load; the tests poll and stop as soon as it is there.
 const WAIT: Duration = Duration::from_secs(90);
@@ -38,7 +39,7 @@ fn tools_present() -> bool {
     let why = format!("{} not installed", missing.join(", "));
     assert!(std::env::var_os(REQUIRE_ENV).is_none(), "{REQUIRE_ENV} is set but {why}");
     eprintln!(
-        "SKIPPED: {why}; scripts/test installs them (xvfb, xdotool, zenity, xdg-utils, libglib2.0-bin, imagemagick)"
+        "SKIPPED: {why}; scripts/test installs them (xvfb, xdotool, zenity, xdg-utils, libglib2.0-bin, imagemagick, desktop-file-utils)"
     );
     false
 }
@@ -144,6 +145,12 @@ fn window_of(dev: &Device, x: &Display, launch: &mut Child, name: &str) -> Strin
     })
 }
 
+/// `desktop-file-validate` finds nothing to say about the entry.
+fn assert_valid_entry(dev: &Device, entry: &Path) {
+    let v = tool(dev, None, "desktop-file-validate", &[entry.to_str().unwrap()]);
+    assert!(v.status.success() && stdout(&v).trim().is_empty(), "desktop-file-validate: {}{}", stdout(&v), stderr(&v));
+}
+
 /// Every file under `dir`, relative to it.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -189,20 +196,7 @@ fn issue7_desktop_install_registers_the_package_type_and_uninstall_removes_it() 
     let entry = fs::read_to_string(home.join(".local/share/applications/sealrun.desktop")).unwrap();
     let exe = sealrun_tests::bin("sealrun");
     assert!(entry.contains(&format!("Exec={} run --desktop %f\n", exe.display())), "{entry}");
-    if have("desktop-file-validate") {
-        let v = tool(
-            &dev,
-            None,
-            "desktop-file-validate",
-            &[home.join(".local/share/applications/sealrun.desktop").to_str().unwrap()],
-        );
-        assert!(
-            v.status.success() && stdout(&v).trim().is_empty(),
-            "desktop-file-validate: {}{}",
-            stdout(&v),
-            stderr(&v)
-        );
-    }
+    assert_valid_entry(&dev, &home.join(".local/share/applications/sealrun.desktop"));
     let doctor = dev.sealrun(&dev.root).arg("doctor").output().unwrap();
     assert!(stdout(&doctor).contains("desktop:       registered for this user ("), "{}", stdout(&doctor));
     // Installing twice changes nothing.
@@ -269,15 +263,7 @@ fn issue7_a_menu_entry_comes_with_the_license() {
         stdout(&inspect)
     );
     assert!(entry.contains(&format!(" run --desktop {}\n", package.display())), "{entry}");
-    if have("desktop-file-validate") {
-        let v = tool(&dev, None, "desktop-file-validate", &[path.to_str().unwrap()]);
-        assert!(
-            v.status.success() && stdout(&v).trim().is_empty(),
-            "desktop-file-validate: {}{}",
-            stdout(&v),
-            stderr(&v)
-        );
-    }
+    assert_valid_entry(&dev, &path);
     // A package that is not one stores no license and makes no entry.
     let bad = dev.root.join("bad.sealed");
     fs::write(&bad, b"not a package").unwrap();

@@ -63,6 +63,23 @@ fn dialog_command(program: &Path) -> Command {
     c
 }
 
+/// A zenity dialog titled `title`, at the dialog width, output discarded
+/// unless the caller asks for it.
+fn zenity_command(zenity: &Path, title: &str) -> Command {
+    let mut c = dialog_command(zenity);
+    c.arg(format!("--title={title}")).arg(format!("--width={DIALOG_WIDTH}"));
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
+/// A notification from Sealrun, with its icon.
+fn notify_command(notify_send: &Path, title: &str, text: &str) -> Command {
+    let mut c = dialog_command(notify_send);
+    c.args(["--app-name=Sealrun", "--icon=sealrun", title, text]);
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
 /// How messages reach the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
@@ -158,11 +175,10 @@ impl Desktop {
     }
 
     fn zenity(&self, path: &Path, title: &str, args: &[&str]) -> Option<std::process::Output> {
-        dialog_command(path)
-            .arg(format!("--title={title}"))
-            .arg(format!("--width={DIALOG_WIDTH}"))
+        zenity_command(path, title)
             .args(args)
-            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .output()
             .inspect_err(|e| self.log(&format!("cannot show a dialog with {}: {e}", path.display())))
             .ok()
@@ -177,12 +193,7 @@ impl Desktop {
     }
 
     fn notify(&self, path: &Path, title: &str, text: &str) {
-        let _ = dialog_command(path)
-            .args(["--app-name=Sealrun", "--icon=sealrun", "--urgency=critical", title, text])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = notify_command(path, title, text).arg("--urgency=critical").status();
     }
 
     /// Shows an error the launcher printed (and logs it).
@@ -206,23 +217,11 @@ impl Desktop {
     pub fn info(&self, text: &str) {
         self.log(text);
         let shown = match &self.backend {
-            Backend::Zenity(z) => dialog_command(z)
-                .args([
-                    &format!("--title={}", self.app),
-                    &format!("--width={DIALOG_WIDTH}"),
-                    "--info",
-                    "--no-markup",
-                    "--timeout=10",
-                    &format!("--text={text}"),
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+            Backend::Zenity(z) => zenity_command(z, &self.app)
+                .args(["--info", "--no-markup", "--timeout=10", &format!("--text={text}")])
                 .spawn(),
             Backend::Kdialog(k) => dialog_command(k).args(["--title", &self.app, "--passivepopup", text, "10"]).spawn(),
-            Backend::Notify(n) => {
-                dialog_command(n).args(["--app-name=Sealrun", "--icon=sealrun", &self.app, text]).spawn()
-            }
+            Backend::Notify(n) => notify_command(n, &self.app, text).spawn(),
             Backend::LogOnly => return,
         };
         if let Err(e) = shown {
@@ -298,10 +297,8 @@ impl Desktop {
     fn start_progress(&self, text: &str) -> Option<Child> {
         let title = format!("Preparing {}", self.app);
         match &self.backend {
-            Backend::Zenity(z) => dialog_command(z)
+            Backend::Zenity(z) => zenity_command(z, &title)
                 .args([
-                    &format!("--title={title}"),
-                    &format!("--width={DIALOG_WIDTH}"),
                     "--progress",
                     "--pulsate",
                     "--auto-close",
@@ -310,8 +307,6 @@ impl Desktop {
                     &format!("--text={text}"),
                 ])
                 .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
                 .spawn()
                 .ok(),
             Backend::Kdialog(k) => {
@@ -319,7 +314,7 @@ impl Desktop {
                 None
             }
             Backend::Notify(n) => {
-                let _ = dialog_command(n).args(["--app-name=Sealrun", "--icon=sealrun", &title, text]).status();
+                let _ = notify_command(n, &title, text).status();
                 None
             }
             Backend::LogOnly => None,
