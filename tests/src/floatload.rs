@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use sealrun_format::KeyId;
 use sealrun_format::device::{DeviceCode, DeviceSecret};
-use sealrun_format::lease::{LeaseId, LeaseKey, LeaseSecret, Proof, open_lent_secret, prove};
+use sealrun_format::lease::{LeaseId, LeaseKey, LeaseRoot, Proof, ProofKey, open_lent, open_lent_secret, prove};
 use sealrun_format::license::License;
 use serde_json::{Value, json};
 
@@ -55,27 +56,33 @@ pub struct Report {
 struct Client {
     secret: DeviceSecret,
     code: DeviceCode,
-    lease: Option<(LeaseId, LeaseSecret)>,
+    /// The lease held: its id, proof key and the last request number.
+    lease: Option<(LeaseId, ProofKey, u64)>,
 }
 
 impl Client {
-    /// A heartbeat or release body proving the lease's secret.
-    fn proven(&self, what: Proof) -> Value {
-        let (id, secret) = self.lease.as_ref().expect("a lease");
+    /// A heartbeat or release body (`what` for the next request number),
+    /// proven with the lease's proof key.
+    fn proven(&mut self, what: fn(u64) -> Proof) -> Value {
+        let (id, key, seq) = self.lease.as_mut().expect("a lease");
+        *seq += 1;
         let mut nonce = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut rand_core::UnwrapErr(getrandom::SysRng), &mut nonce);
-        json!({"lease": id.to_string(), "nonce": hex::encode(nonce), "proof": hex::encode(prove(secret, what, id, &nonce))})
+        let proof = prove(key, what(*seq), id, &nonce);
+        json!({"lease": id.to_string(), "seq": *seq, "nonce": hex::encode(nonce), "proof": hex::encode(proof)})
     }
 
-    /// Takes the lease a checkout granted.
-    fn take(&mut self, v: &Value) -> bool {
+    /// Takes the lease a checkout granted (for the package's key `key_id`).
+    fn take(&mut self, v: &Value, key_id: &KeyId) -> bool {
         let b64 = base64::engine::general_purpose::STANDARD;
         let got = (|| {
             let license = License::parse(&b64.decode(v["license"].as_str()?).ok()?).ok()?;
             let lease: LeaseId = v["lease"].as_str()?.parse().ok()?;
+            let lent = LeaseKey::from_bytes(&b64.decode(v["key"].as_str()?).ok()?).ok()?;
+            let key = open_lent(&lent, &license, &lease, key_id, &self.secret, &self.code).ok()?;
             let lent = LeaseKey::from_bytes(&b64.decode(v["secret"].as_str()?).ok()?).ok()?;
             let secret = open_lent_secret(&lent, &license, &lease, &self.secret, &self.code).ok()?;
-            Some((lease, secret))
+            Some((lease, LeaseRoot::derive(&key, &license).proof_key(&lease, &secret), 0))
         })();
         let ok = got.is_some();
         self.lease = got;
@@ -165,13 +172,16 @@ pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usiz
                 let (url, product, key_id) = (url.to_owned(), product.to_owned(), key_id.to_owned());
                 std::thread::spawn(move || {
                     let a = agent();
+                    let key = KeyId(
+                        hex::decode(&key_id).ok().and_then(|k| k.try_into().ok()).expect("key_id is 64 hex digits"),
+                    );
                     let (mut lat, mut ok, mut full, mut failed) = (Vec::new(), 0, 0, 0);
                     let checkout = |a: &ureq::Agent, c: &Client| {
                         post(
                             a,
                             &format!("{url}/v1/checkout"),
                             &json!({"product": product, "key_id": key_id, "device": c.code.to_string(),
-                                    "host": "load", "user": "load", "pid": 1}),
+                                    "host": "load", "user": "load", "pid": 1, "nonce": hex::encode([1u8; 16])}),
                         )
                     };
                     let deadline = Instant::now() + window;
@@ -191,11 +201,13 @@ pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usiz
                         let result = match (step, &c.lease) {
                             (Step::Heartbeat, None) => continue,
                             (Step::Heartbeat, Some(_)) => {
-                                post(&a, &format!("{url}/v1/heartbeat"), &c.proven(Proof::Heartbeat)).0 == 200
+                                post(&a, &format!("{url}/v1/heartbeat"), &c.proven(|seq| Proof::Heartbeat { seq })).0
+                                    == 200
                             }
                             (Step::Churn, Some(_)) => {
                                 let released =
-                                    post(&a, &format!("{url}/v1/release"), &c.proven(Proof::Release)).0 == 200;
+                                    post(&a, &format!("{url}/v1/release"), &c.proven(|seq| Proof::Release { seq })).0
+                                        == 200;
                                 if released {
                                     c.lease = None;
                                 }
@@ -204,7 +216,7 @@ pub fn run(url: &str, product: &str, key_id: &str, clients: usize, workers: usiz
                             (_, None) | (Step::Checkout, Some(_)) => {
                                 let (status, v) = checkout(&a, c);
                                 match status {
-                                    200 => c.take(&v),
+                                    200 => c.take(&v, &key),
                                     409 => {
                                         full += 1;
                                         lat.push(t.elapsed());

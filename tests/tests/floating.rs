@@ -800,3 +800,229 @@ fn a_proxy_in_the_middle_can_neither_free_the_seat_nor_fake_renewals() {
     assert!(holder.text().contains("does not prove it came from the license server"), "{}", holder.text());
     drop(holder);
 }
+
+/// What a proxy does with one request: (path, body) to (status, body).
+type Handler = dyn Fn(&str, &[u8]) -> (u16, String) + Send + Sync;
+
+/// Starts a proxy on loopback that answers every request with `handler`;
+/// returns its address for `--license-server`.
+fn proxy(handler: Arc<Handler>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let handler = handler.clone();
+            std::thread::spawn(move || serve_one(stream, &*handler));
+        }
+    });
+    addr
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn field_bytes<const N: usize>(v: &serde_json::Value, name: &str) -> [u8; N] {
+    <[u8; N]>::try_from(hex::decode(v[name].as_str().unwrap()).unwrap()).unwrap()
+}
+
+/// The strongest proxy a user can put between the workstations and the
+/// daemon without the content key. It passes each checkout on, then swaps
+/// the lease secret for one of its own, validly wrapped to the device code
+/// (which is public, so HPKE base mode opens it), raises the lease time to
+/// a day, and proves the grant's terms under the key it would derive if
+/// it had a content key (it can only guess one). It would then answer
+/// every heartbeat with proofs under that key and swallow every release,
+/// so that the daemon's lease lapses while the app runs on. Before
+/// protocol 2 three workstations ran at once this way on a one-seat
+/// license while the daemon counted none in use. Now each launcher refuses
+/// the grant (222) before the app starts, and the daemon's count is true:
+/// the seat it lent returns when that lease lapses.
+#[test]
+fn a_proxy_that_wraps_its_own_lease_secret_gets_no_app_running() {
+    use base64::Engine as _;
+    use sealrun_format::ContentKey;
+    use sealrun_format::device::DeviceCode;
+    use sealrun_format::lease::{LeaseId, LeaseRoot, LeaseSecret, Proof, ProofKey, lend_secret, prove};
+    use sealrun_format::license::License;
+    use std::collections::HashMap;
+
+    let ttl = 2;
+    let s = site("ticker", 1, ttl, &[]);
+    let real = s.floatd.url();
+    let keys: Arc<Mutex<HashMap<LeaseId, ProofKey>>> = Arc::default();
+    let forged = Arc::new(Mutex::new(0u32));
+    let handler: Arc<Handler> = {
+        let (keys, forged) = (keys.clone(), forged.clone());
+        Arc::new(move |path: &str, body: &[u8]| {
+            let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+            let req: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            match path {
+                "/v1/checkout" => {
+                    let (status, mut v) = raw(&real, path, body);
+                    if status != 200 {
+                        return (status, v.to_string());
+                    }
+                    let device: DeviceCode = req["device"].as_str().unwrap().parse().unwrap();
+                    let nonce: [u8; 16] = field_bytes(&req, "nonce");
+                    let license = License::parse(&b64().decode(v["license"].as_str().unwrap()).unwrap()).unwrap();
+                    let lease: LeaseId = v["lease"].as_str().unwrap().parse().unwrap();
+                    let own = LeaseSecret::generate(&mut rng);
+                    let wrapped = lend_secret(&own, &license, &lease, &device, &mut rng).unwrap();
+                    let guessed = LeaseRoot::derive(&ContentKey::generate(&mut rng), &license).proof_key(&lease, &own);
+                    let (ttl_ms, renew_ms) = (86_400_000u64, 1_000u64);
+                    let proof = prove(&guessed, Proof::Granted { ttl_ms, renew_ms }, &lease, &nonce);
+                    v["secret"] = b64().encode(wrapped.to_bytes()).into();
+                    v["ttl_ms"] = ttl_ms.into();
+                    v["renew_ms"] = renew_ms.into();
+                    v["proof"] = hex::encode(proof).into();
+                    keys.lock().unwrap().insert(lease, guessed);
+                    *forged.lock().unwrap() += 1;
+                    (200, v.to_string())
+                }
+                "/v1/heartbeat" => {
+                    let lease: LeaseId = req["lease"].as_str().unwrap_or_default().parse().unwrap_or(LeaseId([0; 16]));
+                    let nonce: [u8; 16] = field_bytes(&req, "nonce");
+                    let keys = keys.lock().unwrap();
+                    let Some(key) = keys.get(&lease) else {
+                        return (404, r#"{"error":"unknown_lease","message":"-"}"#.into());
+                    };
+                    let proof = prove(key, Proof::Renewed { ttl_ms: 86_400_000 }, &lease, &nonce);
+                    (200, format!(r#"{{"ttl_ms":86400000,"proof":"{}"}}"#, hex::encode(proof)))
+                }
+                "/v1/release" => (200, r#"{"released":"-"}"#.into()),
+                _ => {
+                    let (status, v) = raw(&real, path, body);
+                    (status, v.to_string())
+                }
+            }
+        })
+    };
+    let addr = proxy(handler);
+    for name in ["a", "b", "c"] {
+        // One workstation after another, each once the seat the last one
+        // was lent has lapsed at the daemon.
+        wait_until("the seat to return", Duration::from_secs(ttl + 5), || s.floatd.in_use() == 0);
+        let dev = s.world.device(name);
+        let mut cmd = dev.sealrun(s.world.path());
+        cmd.args(["run", "--license-server", &addr]).arg(&s.package).args(["--", "1000", "100"]);
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(222), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains("the grant's terms are not proven by the license server"), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{name}: the app never started");
+        assert!(s.floatd.in_use() <= 1);
+    }
+    assert_eq!(*forged.lock().unwrap(), 3, "the proxy forged every grant");
+    wait_until("the last lent seat to lapse", Duration::from_secs(ttl + 5), || s.floatd.in_use() == 0);
+}
+
+/// A proxy that only raises the lease time, first in the grant (the
+/// launcher refuses it: 222), then, with the grant left alone, in each
+/// renewal it passes on: the raised renewal does not prove itself, so the
+/// app pauses within one lease time rather than running for a day on a
+/// seat the daemon has freed; with `--on-seat-loss stop` it stops (223).
+#[test]
+fn a_proxy_that_raises_the_lease_time_is_caught() {
+    let ttl = 3;
+    let s = site("ticker", 1, ttl, &[]);
+    let inflate = |in_grant: bool| -> Arc<Handler> {
+        let real = s.floatd.url();
+        Arc::new(move |path: &str, body: &[u8]| {
+            let (status, mut v) = raw(&real, path, body);
+            let raise = if in_grant { path == "/v1/checkout" } else { path == "/v1/heartbeat" };
+            if status == 200 && raise {
+                v["ttl_ms"] = 86_400_000u64.into();
+            }
+            (status, v.to_string())
+        })
+    };
+    let a = s.world.device("a");
+    let addr = proxy(inflate(true));
+    let mut cmd = a.sealrun(s.world.path());
+    let out =
+        cmd.args(["run", "--license-server", &addr]).arg(&s.package).args(["--", "1000", "100"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(222), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not proven by the license server"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+
+    wait_until("the refused grant's seat to lapse", Duration::from_secs(ttl + 5), || s.floatd.in_use() == 0);
+    let addr = proxy(inflate(false));
+    for on_loss in ["pause", "stop"] {
+        let mut cmd = a.sealrun(s.world.path());
+        cmd.args(["run", "--license-server", &addr, "--on-seat-loss", on_loss]).arg(&s.package);
+        let holder = Watched::spawn(cmd.args(["--", "1000", "100"]));
+        holder.wait_for("tick 0", Duration::from_secs(30));
+        let started = Instant::now();
+        if on_loss == "pause" {
+            holder.wait_for("the app is paused", Duration::from_secs(ttl + 2));
+            assert!(holder.text().contains("does not prove it came from the license server"), "{}", holder.text());
+            let ticks = holder.stdout().lines().count();
+            std::thread::sleep(Duration::from_secs(2));
+            assert_eq!(holder.stdout().lines().count(), ticks, "a paused app prints nothing");
+        } else {
+            let (code, holder) = holder.finish();
+            assert_eq!(code, Some(223), "{}", holder.text());
+            assert!(started.elapsed() < Duration::from_secs(ttl + 3), "stopped after {:?}", started.elapsed());
+        }
+    }
+}
+
+/// A proxy that records the daemon's renewals and, after three, stops
+/// passing heartbeats on and answers each with the last real renewal
+/// (valid proof, old nonce). It also sends every heartbeat it passes on a
+/// second time, to keep the lease alive at the daemon on its own later:
+/// the daemon refuses each replay (409), and the launcher refuses each
+/// replayed renewal, so the app pauses within one lease time of the last
+/// real one, and the daemon's count drops to 0 when the lease lapses.
+#[test]
+fn a_proxy_that_replays_renewals_and_heartbeats_gets_nowhere() {
+    let ttl = 3;
+    let s = site("ticker", 1, ttl, &[]);
+    let real = s.floatd.url();
+    let replays: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let recorded: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let handler: Arc<Handler> = {
+        let (replays, recorded) = (replays.clone(), recorded.clone());
+        Arc::new(move |path: &str, body: &[u8]| {
+            if path == "/v1/heartbeat" {
+                let mut recorded = recorded.lock().unwrap();
+                if recorded.len() >= 3 {
+                    return (200, recorded.last().unwrap().1.clone());
+                }
+                let (status, v) = raw(&real, path, body);
+                replays.lock().unwrap().push(raw(&real, path, body).0);
+                if status == 200 {
+                    recorded.push((Instant::now(), v.to_string()));
+                }
+                return (status, v.to_string());
+            }
+            let (status, v) = raw(&real, path, body);
+            (status, v.to_string())
+        })
+    };
+    let addr = proxy(handler);
+    let a = s.world.device("a");
+    let mut cmd = a.sealrun(s.world.path());
+    cmd.args(["run", "--license-server", &addr]).arg(&s.package).args(["--", "1000", "100"]);
+    let holder = Watched::spawn(&mut cmd);
+    holder.wait_for("the app is paused", Duration::from_secs(30));
+    let paused_at = Instant::now();
+    let last_real = recorded.lock().unwrap().last().unwrap().0;
+    assert!(
+        paused_at - last_real <= Duration::from_secs(ttl) + Duration::from_millis(1500),
+        "paused {:?} after the last real renewal",
+        paused_at - last_real
+    );
+    assert!(holder.text().contains("does not prove it came from the license server"), "{}", holder.text());
+    let statuses = replays.lock().unwrap().clone();
+    assert_eq!(statuses, vec![409; statuses.len()], "every replayed heartbeat was refused");
+    assert!(statuses.len() >= 3);
+    wait_until("the lease to lapse at the daemon", Duration::from_secs(ttl + 3), || s.floatd.in_use() == 0);
+    let ticks = holder.stdout().lines().count();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(holder.stdout().lines().count(), ticks, "the app stays paused while the daemon counts no seat");
+    assert!(
+        s.floatd.usage_log().iter().any(|l| l["event"] == "refusal" && l["error"] == "replayed"),
+        "the usage log records the replays"
+    );
+}

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sealrun_format::device::DeviceCode;
-use sealrun_format::lease::{LEASE_NONCE_LEN, LeaseId, LeaseSecret, Proof, check_proof, lend, lend_secret, prove};
+use sealrun_format::lease::{
+    LEASE_NONCE_LEN, LeaseId, LeaseRoot, LeaseSecret, Proof, ProofKey, check_proof, lend, lend_secret, prove,
+};
 use sealrun_format::{KeyId, UnixTime};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -75,12 +77,17 @@ pub struct Daemon {
     /// Counters.
     pub metrics: Metrics,
     admin_hash: [u8; 32],
-    renewed: Mutex<Vec<(LeaseId, u64, u64)>>,
+    renewed: Mutex<Vec<(LeaseId, u64, u64, u64)>>,
     _lock: std::fs::File,
 }
 
 fn hash(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
+}
+
+/// 16 bytes as 32 hex digits, or nothing.
+fn parse_nonce(text: &str) -> Option<[u8; LEASE_NONCE_LEN]> {
+    hex::decode(text).ok().and_then(|n| <[u8; LEASE_NONCE_LEN]>::try_from(n).ok())
 }
 
 fn wall() -> UnixTime {
@@ -298,6 +305,20 @@ impl Daemon {
                 ),
             );
         };
+        let nonce = match req.nonce.as_deref().map(parse_nonce) {
+            Some(Some(n)) => n,
+            Some(None) => return self.refuse_other(400, "bad_request", "nonce is not 32 hex digits"),
+            None => {
+                return self.refuse_other(
+                    400,
+                    wire::TOO_OLD,
+                    format!(
+                        "this sealrun is too old for this license server (it speaks floating protocol {}); update sealrun",
+                        wire::PROTOCOL
+                    ),
+                );
+            }
+        };
         let Ok(device) = DeviceCode::from_str(&req.device) else {
             return self.refuse_other(400, "bad_request", "device is not a device code (sealrun id prints one)");
         };
@@ -319,6 +340,7 @@ impl Daemon {
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let id = LeaseId::generate(&mut rng);
         let secret = LeaseSecret::generate(&mut rng);
+        let proof_key = LeaseRoot::derive(key, &served.license).proof_key(&id, &secret);
         let mut new_ticket = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut rng, &mut new_ticket);
         let wait = Duration::from_secs(req.wait_secs.min(wire::MAX_WAIT_POLL_SECS));
@@ -334,8 +356,14 @@ impl Daemon {
             if let Some(refused) = self.not_lendable(index, now_wall) {
                 return refused;
             }
-            let request =
-                Request { id, secret: *secret.as_bytes(), holder: &holder, wait: !wait.is_zero(), ticket, new_ticket };
+            let request = Request {
+                id,
+                proof_key: *proof_key.as_bytes(),
+                holder: &holder,
+                wait: !wait.is_zero(),
+                ticket,
+                new_ticket,
+            };
             let (outcome, seats_in_use) = {
                 let mut pools = self.pools();
                 let pool = &mut pools[index];
@@ -343,7 +371,10 @@ impl Daemon {
                 (o, pool.in_use())
             };
             match outcome {
-                Checkout::Granted => return self.grant(index, id, &secret, key, &holder, seats_in_use).await,
+                Checkout::Granted => {
+                    let proven = (&secret, &proof_key, &nonce);
+                    return self.grant(index, id, proven, key, &holder, seats_in_use).await;
+                }
                 Checkout::TooMany => {
                     return self.refuse_other(
                         429,
@@ -382,11 +413,13 @@ impl Daemon {
         }
     }
 
+    /// Stores and answers a granted lease; `proven` is its secret, its
+    /// proof key and the checkout's nonce.
     async fn grant(
         &self,
         index: usize,
         id: LeaseId,
-        secret: &LeaseSecret,
+        proven: (&LeaseSecret, &ProofKey, &[u8; LEASE_NONCE_LEN]),
         key: &sealrun_format::ContentKey,
         holder: &Holder,
         in_use: u32,
@@ -414,6 +447,7 @@ impl Daemon {
                 "the license server cannot store leases right now; try again",
             );
         }
+        let (secret, proof_key, nonce) = proven;
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let lent = lend(key, &served.license, &id, &holder.device, &mut rng)
             .and_then(|k| Ok((k, lend_secret(secret, &served.license, &id, &holder.device, &mut rng)?)));
@@ -434,30 +468,40 @@ impl Daemon {
                    "host": holder.host, "user": holder.user, "pid": holder.pid, "seats_in_use": in_use}),
         );
         let b64 = base64::engine::general_purpose::STANDARD;
+        let (ttl_ms, renew_ms) = (self.ttl_ms(), self.heartbeat.as_millis() as u64);
+        let proof = prove(proof_key, Proof::Granted { ttl_ms, renew_ms }, &id, nonce);
         Reply::ok(Granted {
             lease: id.to_string(),
             secret: b64.encode(lent_secret.to_bytes()),
-            ttl_ms: self.ttl_ms(),
-            renew_ms: self.heartbeat.as_millis() as u64,
+            ttl_ms,
+            renew_ms,
             license: b64.encode(&served.bytes),
             key: b64.encode(lent.to_bytes()),
             seats: served.seats,
             unit: served.unit.as_str().into(),
+            proof: Some(hex::encode(proof)),
         })
     }
 
     fn parse_lease(&self, req: &LeaseRequest) -> Result<(LeaseId, [u8; LEASE_NONCE_LEN], Vec<u8>), Reply> {
         let id = LeaseId::from_str(&req.lease)
             .map_err(|_| self.refuse_other(400, "bad_request", "lease is not 32 hex digits"))?;
-        let nonce = hex::decode(&req.nonce)
-            .ok()
-            .and_then(|n| <[u8; LEASE_NONCE_LEN]>::try_from(n).ok())
+        let nonce = parse_nonce(&req.nonce)
             .ok_or_else(|| self.refuse_other(400, "bad_request", "nonce is not 32 hex digits"))?;
         let proof = hex::decode(&req.proof)
             .ok()
             .filter(|p| p.len() == 32)
             .ok_or_else(|| self.refuse_other(400, "bad_request", "proof is not 64 hex digits"))?;
         Ok((id, nonce, proof))
+    }
+
+    /// A proven request about a lease whose number was seen before.
+    fn replayed(&self) -> Reply {
+        self.refuse_other(
+            409,
+            "replayed",
+            "this request was answered before (a replay); a launcher numbers each request afresh",
+        )
     }
 
     fn unknown_lease(&self) -> Reply {
@@ -474,8 +518,9 @@ impl Daemon {
             Ok(x) => x,
             Err(r) => return r,
         };
+        let seq = req.seq;
         let proven =
-            |secret: &[u8; 32]| check_proof(&LeaseSecret::from_bytes(secret), Proof::Heartbeat, &id, &nonce, &proof);
+            |key: &[u8; 32]| check_proof(&ProofKey::from_bytes(key), Proof::Heartbeat { seq }, &id, &nonce, &proof);
         let (now, now_wall, ttl) = (self.now(), wall(), self.ttl_ms());
         let mut pools = self.pools();
         let Some(i) = pools.iter().position(|p| p.knows(&id)) else {
@@ -489,21 +534,22 @@ impl Daemon {
         if let Some(refused) = self.not_lendable(i, now_wall) {
             return refused;
         }
-        let renewed = pools[i].renew(&id, &proven, now, now_wall, ttl);
-        let secret = pools[i].get(&id).map(|l| LeaseSecret::from_bytes(&l.secret));
+        let renewed = pools[i].renew(&id, &proven, seq, now, now_wall, ttl);
+        let key = pools[i].get(&id).map(|l| ProofKey::from_bytes(&l.proof_key));
         drop(pools);
-        match (renewed, secret) {
-            (Ok(()), Some(secret)) => {
+        match (renewed, key) {
+            (Ok(()), Some(key)) => {
                 Metrics::inc(&self.metrics.renewals);
-                self.renewed.lock().unwrap_or_else(|p| p.into_inner()).push((id, now_wall, ttl));
+                self.renewed.lock().unwrap_or_else(|p| p.into_inner()).push((id, now_wall, ttl, seq));
                 tracing::debug!(%product, lease = %id, "renewal");
                 self.usage.log("renewal", json!({"product": product, "lease": id.to_string()}));
-                let proof = prove(&secret, Proof::Renewed { ttl_ms: ttl }, &id, &nonce);
+                let proof = prove(&key, Proof::Renewed { ttl_ms: ttl }, &id, &nonce);
                 Reply::ok(Renewed { ttl_ms: ttl, proof: hex::encode(proof) })
             }
             (Err(RenewError::Revoked), _) => {
                 self.refuse_other(410, "revoked", format!("the site administrator revoked this seat of {product}"))
             }
+            (Err(RenewError::Replayed), _) => self.replayed(),
             _ => self.unknown_lease(),
         }
     }
@@ -514,13 +560,21 @@ impl Daemon {
             Ok(x) => x,
             Err(r) => return r,
         };
+        let seq = req.seq;
         let proven =
-            |secret: &[u8; 32]| check_proof(&LeaseSecret::from_bytes(secret), Proof::Release, &id, &nonce, &proof);
+            |key: &[u8; 32]| check_proof(&ProofKey::from_bytes(key), Proof::Release { seq }, &id, &nonce, &proof);
         let released = {
             let mut pools = self.pools();
-            pools.iter_mut().enumerate().find_map(|(i, p)| p.release(&id, &proven).map(|l| (i, l, p.in_use())))
+            match pools.iter().position(|p| p.knows(&id)) {
+                Some(i) => pools[i].release(&id, &proven, seq).map(|l| (i, l, pools[i].in_use())),
+                None => Err(RenewError::Unknown),
+            }
         };
-        let Some((i, lease, in_use)) = released else { return self.unknown_lease() };
+        let (i, lease, in_use) = match released {
+            Ok(r) => r,
+            Err(RenewError::Replayed) => return self.replayed(),
+            Err(_) => return self.unknown_lease(),
+        };
         self.changed.notify_waiters();
         if let Err(e) = self.store.delete(&[id]).await {
             // The row stays: after a restart it holds its seat one TTL more.
@@ -662,12 +716,16 @@ impl Daemon {
         let renewals = std::mem::take(&mut *self.renewed.lock().unwrap_or_else(|p| p.into_inner()));
         // Only the last renewal of each lease matters, and only for leases
         // still held.
-        let mut last: std::collections::HashMap<LeaseId, (u64, u64)> = std::collections::HashMap::new();
-        for (id, at, ttl) in renewals {
-            last.insert(id, (at, ttl));
+        let mut last: std::collections::HashMap<LeaseId, (u64, u64, u64)> = std::collections::HashMap::new();
+        for (id, at, ttl, seq) in renewals {
+            let e = last.entry(id).or_insert((at, ttl, seq));
+            *e = (at, ttl, e.2.max(seq));
         }
-        let batch: Vec<(LeaseId, u64, u64)> =
-            last.into_iter().filter(|(id, _)| !ids.contains(id)).map(|(id, (at, ttl))| (id, at, ttl)).collect();
+        let batch: Vec<(LeaseId, u64, u64, u64)> = last
+            .into_iter()
+            .filter(|(id, _)| !ids.contains(id))
+            .map(|(id, (at, ttl, seq))| (id, at, ttl, seq))
+            .collect();
         if let Err(e) = self.store.renewed(&batch).await {
             tracing::error!(error = %e, "cannot record renewals");
         }

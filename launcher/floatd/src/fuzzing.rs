@@ -4,8 +4,9 @@
 //! with the rest as its body. Placeholders in the body let the fuzzer reach
 //! past the signatures and MACs it cannot forge: `@device@` (a valid device
 //! code), `@key@` (the license's key id), `@lease@` (the last lease granted),
-//! `@nonce@` and `@proof@` (a fresh nonce and a valid heartbeat proof for
-//! `@lease@`; `@release@` the same for a release).
+//! `@seq@`, `@nonce@` and `@proof@` (a fresh request number, a nonce and a
+//! valid heartbeat proof for them and `@lease@`; `@release@` the same for
+//! a release).
 //!
 //! Whatever the body: no 5xx, every refusal is JSON, and never more seats
 //! in use than the license has.
@@ -17,7 +18,7 @@ use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use sealrun::device::Device;
 use sealrun_format::device::{DeviceCode, DeviceSecret};
-use sealrun_format::lease::{LeaseId, LeaseKey, LeaseSecret, Proof, open_lent_secret, prove};
+use sealrun_format::lease::{LeaseId, LeaseKey, LeaseRoot, Proof, ProofKey, open_lent, open_lent_secret, prove};
 use sealrun_format::license::{Binding, Holder, License, LicenseSigner, SeatUnit, Terms, issue};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{ContentKey, Release, VendorPublicKey, VendorSigningKey};
@@ -40,8 +41,10 @@ struct Fixture {
     code: DeviceCode,
     license: License,
     key_id: String,
-    /// The last lease granted, with its secret.
-    last: Mutex<Option<(LeaseId, LeaseSecret)>>,
+    content: ContentKey,
+    /// The last lease granted, with its proof key and the next request
+    /// number.
+    last: Mutex<Option<(LeaseId, ProofKey, u64)>>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -85,6 +88,7 @@ fn fixture() -> &'static Fixture {
             code,
             license,
             key_id: hex::encode(content.id().0),
+            content,
             last: Mutex::new(None),
         }
     })
@@ -95,19 +99,26 @@ fn substitute(f: &Fixture, body: &[u8]) -> Vec<u8> {
     if !text.contains('@') {
         return body.to_vec();
     }
-    let last = f.last.lock().expect("not poisoned");
+    let mut last = f.last.lock().expect("not poisoned");
     let nonce = [9u8; sealrun_format::lease::LEASE_NONCE_LEN];
-    let (lease, heartbeat, release) = match last.as_ref() {
-        Some((id, secret)) => (
-            id.to_string(),
-            hex::encode(prove(secret, Proof::Heartbeat, id, &nonce)),
-            hex::encode(prove(secret, Proof::Release, id, &nonce)),
-        ),
-        None => (String::new(), String::new(), String::new()),
+    let (lease, seq, heartbeat, release) = match last.as_mut() {
+        Some((id, key, seq)) => {
+            // A fresh number for each substituted body (both proofs are
+            // made for it: one body is a heartbeat or a release).
+            *seq += 1;
+            (
+                id.to_string(),
+                *seq,
+                hex::encode(prove(key, Proof::Heartbeat { seq: *seq }, id, &nonce)),
+                hex::encode(prove(key, Proof::Release { seq: *seq }, id, &nonce)),
+            )
+        }
+        None => (String::new(), 0, String::new(), String::new()),
     };
     text.replace("@device@", &f.code.to_string())
         .replace("@key@", &f.key_id)
         .replace("@lease@", &lease)
+        .replace("@seq@", &seq.to_string())
         .replace("@nonce@", &hex::encode(nonce))
         .replace("@proof@", &heartbeat)
         .replace("@release@", &release)
@@ -145,7 +156,13 @@ pub fn request(data: &[u8]) {
         let lent = LeaseKey::from_bytes(&raw).expect("a lent secret");
         let secret =
             open_lent_secret(&lent, &f.license, &lease, &f.client, &f.code).expect("the secret opens on the client");
-        *f.last.lock().expect("not poisoned") = Some((lease, secret));
+        let raw = b64.decode(json["key"].as_str().expect("a lent key")).expect("base64");
+        let lent = LeaseKey::from_bytes(&raw).expect("a lent key");
+        let key = open_lent(&lent, &f.license, &lease, &f.content.id(), &f.client, &f.code)
+            .expect("the key opens on the client");
+        assert_eq!(key.as_bytes(), f.content.as_bytes(), "the lent key is the license's");
+        let proof_key = LeaseRoot::derive(&key, &f.license).proof_key(&lease, &secret);
+        *f.last.lock().expect("not poisoned") = Some((lease, proof_key, 0));
     }
     let (_, status) = f.rt.block_on(send(&f.app, "GET", "/v1/status", Vec::new()));
     let status: serde_json::Value = serde_json::from_slice(&status).expect("status is JSON");

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use sealrun_format::device::DeviceCode;
-use sealrun_format::lease::LeaseId;
+use sealrun_format::lease::{LeaseId, SeenSeqs};
 use sealrun_format::license::SeatUnit;
 
 /// Milliseconds on the daemon's monotonic clock.
@@ -59,8 +59,11 @@ pub struct Holder {
 pub struct Lease {
     /// Its id.
     pub id: LeaseId,
-    /// Its secret (heartbeats and releases prove knowledge of it).
-    pub secret: [u8; 32],
+    /// Its proof key (`lease::LeaseRoot::proof_key`): heartbeats and
+    /// releases are proven with it, and so are the daemon's answers.
+    pub proof_key: [u8; 32],
+    /// The request numbers accepted for it (a replayed one is refused).
+    pub seen: SeenSeqs,
     /// The lease time it was last given, in milliseconds.
     pub ttl: Millis,
     /// The seat it holds.
@@ -110,8 +113,10 @@ pub enum Checkout {
 /// Why a renewal failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewError {
-    /// No such lease, or the secret is wrong (the two are not told apart).
+    /// No such lease, or the proof is wrong (the two are not told apart).
     Unknown,
+    /// A proven request whose number was seen before: a replay.
+    Replayed,
     /// Revoked by an admin.
     Revoked,
 }
@@ -149,8 +154,8 @@ pub struct Pool {
 pub struct Request<'a> {
     /// The new lease's id.
     pub id: LeaseId,
-    /// Its secret.
-    pub secret: [u8; 32],
+    /// Its proof key.
+    pub proof_key: [u8; 32],
     /// Who asks.
     pub holder: &'a Holder,
     /// Wait in line if no seat is free.
@@ -244,7 +249,8 @@ impl Pool {
             }
             let lease = Lease {
                 id: req.id,
-                secret: req.secret,
+                proof_key: req.proof_key,
+                seen: SeenSeqs::default(),
                 ttl,
                 seat,
                 holder: req.holder.clone(),
@@ -285,8 +291,15 @@ impl Pool {
         self.leases.values().map(|l| l.since).max().unwrap_or(0)
     }
 
-    fn find(&mut self, id: &LeaseId, proven: &dyn Fn(&[u8; 32]) -> bool) -> Option<&mut Lease> {
-        self.leases.get_mut(id).filter(|l| proven(&l.secret))
+    /// The lease `id`, if `proven` accepts its proof key and `seq` is a
+    /// number not seen for it before (which is then recorded).
+    fn find(&mut self, id: &LeaseId, proven: &dyn Fn(&[u8; 32]) -> bool, seq: u64) -> Result<&mut Lease, RenewError> {
+        let lease = self.leases.get_mut(id).filter(|l| proven(&l.proof_key)).ok_or(RenewError::Unknown)?;
+        if !lease.seen.is_fresh(seq) {
+            return Err(RenewError::Replayed);
+        }
+        lease.seen.accept(seq);
+        Ok(lease)
     }
 
     /// Whether `id` is a lease of this pool, or a revoked one it remembers.
@@ -294,12 +307,13 @@ impl Pool {
         self.leases.contains_key(id) || self.revoked.contains_key(id)
     }
 
-    /// Renews a lease for another `ttl`, if `proven` accepts its secret
-    /// (the request proves knowledge of it).
+    /// Renews a lease for another `ttl`, if `proven` accepts its proof key
+    /// (the request was made with it) and the request's number `seq` is new.
     pub fn renew(
         &mut self,
         id: &LeaseId,
         proven: &dyn Fn(&[u8; 32]) -> bool,
+        seq: u64,
         now: Millis,
         wall: u64,
         ttl: Millis,
@@ -309,7 +323,10 @@ impl Pool {
         }
         // A lease past its time is gone, even if the sweep has not run yet:
         // its seat may already be promised to the line.
-        let lease = self.find(id, proven).filter(|l| l.expires > now).ok_or(RenewError::Unknown)?;
+        if self.leases.get(id).is_none_or(|l| l.expires <= now) {
+            return Err(RenewError::Unknown);
+        }
+        let lease = self.find(id, proven, seq)?;
         if lease.revoked {
             return Err(RenewError::Revoked);
         }
@@ -319,10 +336,11 @@ impl Pool {
         Ok(())
     }
 
-    /// Ends a lease at its holder's request (`proven` accepts its secret).
-    pub fn release(&mut self, id: &LeaseId, proven: &dyn Fn(&[u8; 32]) -> bool) -> Option<Lease> {
-        self.find(id, proven)?;
-        self.leases.remove(id)
+    /// Ends a lease at its holder's request (`proven` accepts its proof
+    /// key, and the request's number `seq` is new).
+    pub fn release(&mut self, id: &LeaseId, proven: &dyn Fn(&[u8; 32]) -> bool, seq: u64) -> Result<Lease, RenewError> {
+        self.find(id, proven, seq)?;
+        self.leases.remove(id).ok_or(RenewError::Unknown)
     }
 
     /// Marks a lease revoked: it is not renewed again, and its seat returns
@@ -385,14 +403,14 @@ mod tests {
         b
     }
 
-    /// Accepts the secret of lease `n`.
+    /// Accepts the proof key of lease `n`.
     fn is(n: u32) -> impl Fn(&[u8; 32]) -> bool {
         move |s| s == &sh(n)
     }
 
     fn ask(pool: &mut Pool, n: u8, lease: u32, now: Millis, wait: bool, ticket: Option<[u8; 16]>) -> Checkout {
         let h = holder(n);
-        let req = Request { id: lid(lease), secret: sh(lease), holder: &h, wait, ticket, new_ticket: lid(lease).0 };
+        let req = Request { id: lid(lease), proof_key: sh(lease), holder: &h, wait, ticket, new_ticket: lid(lease).0 };
         pool.checkout(&req, now, now / 1000, TTL)
     }
 
@@ -408,9 +426,9 @@ mod tests {
         assert_eq!(ask(&mut p, 2, 5, 0, false, None), Checkout::Granted);
         assert_eq!(p.in_use(), 2);
         // The seat stays while any of the device's leases lives.
-        assert!(p.release(&lid(1), &is(1)).is_some());
+        assert!(p.release(&lid(1), &is(1), 1).is_ok());
         assert!(matches!(ask(&mut p, 3, 6, 0, false, None), Checkout::Full { .. }));
-        assert!(p.release(&lid(2), &is(2)).is_some());
+        assert!(p.release(&lid(2), &is(2), 1).is_ok());
         assert_eq!(ask(&mut p, 3, 7, 0, false, None), Checkout::Granted);
     }
 
@@ -426,19 +444,40 @@ mod tests {
     fn leases_lapse_without_renewal_and_renewal_keeps_them() {
         let mut p = Pool::new(1, SeatUnit::Computer);
         assert_eq!(ask(&mut p, 1, 1, 0, false, None), Checkout::Granted);
-        assert_eq!(p.renew(&lid(1), &is(1), 20_000, 20, TTL), Ok(()));
+        assert_eq!(p.renew(&lid(1), &is(1), 1, 20_000, 20, TTL), Ok(()));
         assert!(matches!(ask(&mut p, 2, 2, 49_999, false, None), Checkout::Full { .. }));
         assert_eq!(ask(&mut p, 2, 2, 50_000, false, None), Checkout::Granted, "lapsed one TTL after renewal");
-        assert_eq!(p.renew(&lid(1), &is(1), 50_001, 50, TTL), Err(RenewError::Unknown));
+        assert_eq!(p.renew(&lid(1), &is(1), 2, 50_001, 50, TTL), Err(RenewError::Unknown));
     }
 
     #[test]
     fn a_wrong_secret_is_an_unknown_lease() {
         let mut p = Pool::new(1, SeatUnit::Computer);
         ask(&mut p, 1, 1, 0, false, None);
-        assert_eq!(p.renew(&lid(1), &|s: &[u8; 32]| s == &[9; 32], 1, 0, TTL), Err(RenewError::Unknown));
-        assert!(p.release(&lid(1), &|s: &[u8; 32]| s == &[9; 32]).is_none());
+        assert_eq!(p.renew(&lid(1), &|s: &[u8; 32]| s == &[9; 32], 1, 1, 0, TTL), Err(RenewError::Unknown));
+        assert!(p.release(&lid(1), &|s: &[u8; 32]| s == &[9; 32], 1).is_err());
         assert_eq!(p.in_use(), 1);
+    }
+
+    /// A proven heartbeat or release sent again (a proxy replaying what
+    /// it recorded) is refused, and so is any number at or below one seen,
+    /// beyond the reordering window; requests that overtake each other
+    /// within it are fine.
+    #[test]
+    fn a_replayed_request_is_refused() {
+        let mut p = Pool::new(1, SeatUnit::Computer);
+        ask(&mut p, 1, 1, 0, false, None);
+        assert_eq!(p.renew(&lid(1), &is(1), 1, 10, 0, TTL), Ok(()));
+        assert_eq!(p.renew(&lid(1), &is(1), 1, 20, 0, TTL), Err(RenewError::Replayed));
+        assert_eq!(p.renew(&lid(1), &is(1), 3, 30, 0, TTL), Ok(()));
+        assert_eq!(p.renew(&lid(1), &is(1), 2, 40, 0, TTL), Ok(()), "overtaken within the window");
+        assert_eq!(p.renew(&lid(1), &is(1), 0, 50, 0, TTL), Err(RenewError::Replayed), "0 is no number");
+        // A replayed number does not renew: the lease lapses as it would.
+        assert_eq!(p.get(&lid(1)).unwrap().expires, 40 + TTL);
+        assert_eq!(p.release(&lid(1), &is(1), 3).unwrap_err(), RenewError::Replayed);
+        assert_eq!(p.in_use(), 1, "a replayed release gives nothing back");
+        assert!(p.release(&lid(1), &is(1), 4).is_ok());
+        assert_eq!(p.in_use(), 0);
     }
 
     #[test]
@@ -446,7 +485,7 @@ mod tests {
         let mut p = Pool::new(1, SeatUnit::Computer);
         ask(&mut p, 1, 1, 0, false, None);
         assert!(p.revoke(&lid(1)).is_some());
-        assert_eq!(p.renew(&lid(1), &is(1), 1, 0, TTL), Err(RenewError::Revoked));
+        assert_eq!(p.renew(&lid(1), &is(1), 1, 1, 0, TTL), Err(RenewError::Revoked));
         assert!(matches!(ask(&mut p, 2, 2, TTL - 1, false, None), Checkout::Full { .. }));
         assert_eq!(ask(&mut p, 2, 2, TTL, false, None), Checkout::Granted);
     }
@@ -457,7 +496,7 @@ mod tests {
         ask(&mut p, 1, 1, 0, false, None);
         let Checkout::Queued { ticket: t2, position: 1 } = ask(&mut p, 2, 2, 0, true, None) else { panic!() };
         let Checkout::Queued { ticket: t3, position: 2 } = ask(&mut p, 3, 3, 0, true, None) else { panic!() };
-        p.release(&lid(1), &is(1));
+        p.release(&lid(1), &is(1), 1).unwrap();
         // A newcomer, waiting or not, and the second in line, do not get it.
         assert!(matches!(ask(&mut p, 4, 4, 1, false, None), Checkout::Full { .. }));
         assert!(matches!(ask(&mut p, 3, 3, 1, true, Some(t3)), Checkout::Queued { position: 2, .. }));
@@ -471,7 +510,7 @@ mod tests {
         let mut p = Pool::new(1, SeatUnit::Computer);
         ask(&mut p, 1, 1, 0, false, None);
         let Checkout::Queued { ticket, .. } = ask(&mut p, 2, 2, 0, true, None) else { panic!() };
-        p.release(&lid(1), &is(1));
+        p.release(&lid(1), &is(1), 1).unwrap();
         // The first in line vanished: after its ticket lapses a newcomer gets the seat.
         let late = TICKET_KEEP + 1;
         assert_eq!(ask(&mut p, 3, 3, late, false, None), Checkout::Granted);
@@ -486,7 +525,11 @@ mod tests {
         // The same computer does not ride on its revoked lease's seat.
         assert!(matches!(ask(&mut p, 1, 2, 1, false, None), Checkout::Full { .. }));
         p.expire(TTL);
-        assert_eq!(p.renew(&lid(1), &is(1), TTL + 1, 0, TTL), Err(RenewError::Revoked), "remembered after the lapse");
+        assert_eq!(
+            p.renew(&lid(1), &is(1), 2, TTL + 1, 0, TTL),
+            Err(RenewError::Revoked),
+            "remembered after the lapse"
+        );
         assert_eq!(ask(&mut p, 1, 3, TTL + 1, false, None), Checkout::Granted, "a new run may check out");
         p.expire(TTL + REVOKED_MEMORY + 1);
         assert!(!p.knows(&lid(1)));
@@ -532,10 +575,10 @@ mod tests {
                         }
                     }
                     2 => {
-                        let _ = p.renew(&lid(old), &is(old), now, now / 1000, TTL);
+                        let _ = p.renew(&lid(old), &is(old), u64::from(i) + 1, now, now / 1000, TTL);
                     }
                     3 => {
-                        p.release(&lid(old), &is(old));
+                        let _ = p.release(&lid(old), &is(old), u64::from(i) + 1);
                     }
                     _ => {
                         p.revoke(&lid(old));

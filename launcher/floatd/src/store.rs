@@ -6,14 +6,19 @@
 //! their seats by one TTL). Renewals are written in batches: after a
 //! restart every stored lease gets a full TTL anyway (see `daemon.rs`).
 //!
-//! The lease secrets are stored as they are: the daemon needs them to check
-//! proofs and to prove its renewals. They let one renew or give back a
-//! lease, nothing more, and the state directory is the daemon's alone (0700).
+//! Each lease's proof key is stored (in the column `secret`, which held the
+//! lease secret itself before protocol 2): the daemon needs it to check
+//! proofs and to prove its renewals after a restart. It lets one renew or
+//! give back that lease, nothing more; the state directory is the daemon's
+//! alone (0700) and the database file is 0600. With it, the highest request
+//! number accepted for the lease, so a request recorded before a restart
+//! cannot be replayed after it (numbers accepted in the last batch before a
+//! crash, at most [`crate::daemon::TICK`], are the exception).
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sealrun_format::device::DeviceCode;
-use sealrun_format::lease::LeaseId;
+use sealrun_format::lease::{LeaseId, SeenSeqs};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
@@ -31,8 +36,12 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS leases (
     pid INTEGER NOT NULL,
     since INTEGER NOT NULL,
     last_heartbeat INTEGER NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
+    revoked INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 0
 )";
+
+/// Tables from before protocol 2 lack the request number.
+const ADD_SEQ: &str = "ALTER TABLE leases ADD COLUMN seq INTEGER NOT NULL DEFAULT 0";
 
 /// The lease table.
 #[derive(Clone)]
@@ -53,6 +62,18 @@ impl Store {
     /// Opens (creating) the database at `path`.
     pub async fn open(path: &Path) -> Result<Store, FloatdError> {
         let db = |source| FloatdError::Database { path: path.to_owned(), source };
+        // Made 0600 before SQLite opens it: SQLite gives its WAL and
+        // shared-memory files the database's mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| FloatdError::Io { action: "cannot create", path: path.to_owned(), source })?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -63,6 +84,15 @@ impl Store {
         // One connection: SQLite writes one transaction at a time anyway.
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db)?;
         sqlx::query(SCHEMA).execute(&pool).await.map_err(db)?;
+        let has_seq: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM pragma_table_info('leases') WHERE name = 'seq'")
+                .fetch_optional(&pool)
+                .await
+                .map_err(db)?;
+        if has_seq.is_none() {
+            sqlx::query(ADD_SEQ).execute(&pool).await.map_err(db)?;
+        }
+        restrict_to_owner(path)?;
         Ok(Store { pool, path: path.to_owned() })
     }
 
@@ -78,7 +108,7 @@ impl Store {
         )
         .bind(lease.id.to_string())
         .bind(product)
-        .bind(lease.secret.to_vec())
+        .bind(lease.proof_key.to_vec())
         .bind(lease.ttl as i64)
         .bind(lease.holder.device.to_string())
         .bind(&lease.holder.host)
@@ -119,16 +149,18 @@ impl Store {
         Ok(())
     }
 
-    /// Records renewals (lease, Unix seconds, lease time), in one transaction.
-    pub async fn renewed(&self, renewals: &[(LeaseId, u64, u64)]) -> Result<(), FloatdError> {
+    /// Records renewals (lease, Unix seconds, lease time, the request
+    /// number), in one transaction.
+    pub async fn renewed(&self, renewals: &[(LeaseId, u64, u64, u64)]) -> Result<(), FloatdError> {
         if renewals.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
-        for (id, at, ttl) in renewals {
-            sqlx::query("UPDATE leases SET last_heartbeat = ?, ttl_ms = ? WHERE id = ?")
+        for (id, at, ttl, seq) in renewals {
+            sqlx::query("UPDATE leases SET last_heartbeat = ?, ttl_ms = ?, seq = MAX(seq, ?) WHERE id = ?")
                 .bind(*at as i64)
                 .bind(*ttl as i64)
+                .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await
@@ -141,7 +173,7 @@ impl Store {
     /// is an error: dropping it silently could free a seat in use.
     pub async fn all(&self) -> Result<Vec<Stored>, FloatdError> {
         let rows = sqlx::query(
-            "SELECT id, product, secret, device, host, user_name, pid, since, last_heartbeat, revoked, ttl_ms FROM leases",
+            "SELECT id, product, secret, device, host, user_name, pid, since, last_heartbeat, revoked, ttl_ms, seq FROM leases",
         )
         .fetch_all(&self.pool)
         .await
@@ -154,8 +186,9 @@ impl Store {
             };
             let id: String = row.try_get(0).map_err(|e| self.error(e))?;
             let id = LeaseId::from_str(&id).map_err(|_| bad())?;
-            let secret: Vec<u8> = row.try_get(2).map_err(|e| self.error(e))?;
-            let secret: [u8; 32] = secret.try_into().map_err(|_| bad())?;
+            let proof_key: Vec<u8> = row.try_get(2).map_err(|e| self.error(e))?;
+            let proof_key: [u8; 32] = proof_key.try_into().map_err(|_| bad())?;
+            let seq: i64 = row.try_get(11).map_err(|e| self.error(e))?;
             let ttl: i64 = row.try_get(10).map_err(|e| self.error(e))?;
             let device: String = row.try_get(3).map_err(|e| self.error(e))?;
             let device = DeviceCode::from_str(&device).map_err(|_| bad())?;
@@ -167,7 +200,8 @@ impl Store {
                 product: row.try_get(1).map_err(|e| self.error(e))?,
                 lease: Lease {
                     id,
-                    secret,
+                    proof_key,
+                    seen: SeenSeqs::restored(u64::try_from(seq).unwrap_or(0)),
                     ttl: u64::try_from(ttl).unwrap_or(0),
                     seat: SeatKey::Lease(id),
                     holder: Holder {
@@ -190,4 +224,25 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The lease database holds every lease's proof key: only the daemon's
+/// user may read it (and its WAL and shared-memory files, made by SQLite
+/// with the database's mode). Made 0600 whatever the umask was.
+fn restrict_to_owner(path: &Path) -> Result<(), FloatdError> {
+    use std::os::unix::fs::PermissionsExt;
+    for file in [path.to_owned(), wal_file(path, "-wal"), wal_file(path, "-shm")] {
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(FloatdError::Io { action: "cannot restrict", path: file, source }),
+        }
+    }
+    Ok(())
+}
+
+fn wal_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }

@@ -12,7 +12,7 @@ use sealrun_floatd::app::app;
 use sealrun_floatd::config::Config;
 use sealrun_floatd::daemon::Daemon;
 use sealrun_format::device::DeviceSecret;
-use sealrun_format::lease::{LeaseId, LeaseKey, Proof, check_proof, open_lent, open_lent_secret, prove};
+use sealrun_format::lease::{LeaseId, LeaseKey, LeaseRoot, Proof, check_proof, open_lent, open_lent_secret, prove};
 use sealrun_format::license::{Binding, Holder, License, LicenseSigner, SeatUnit, Terms, issue};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{ContentKey, Release, VendorPublicKey, VendorSigningKey};
@@ -67,8 +67,12 @@ async fn call(router: &axum::Router, method: &str, path: &str, body: String) -> 
 
 fn checkout_body(f: &Fixture, machine: &[u8]) -> Value {
     json!({"product": "com.example.app", "key_id": hex::encode(f.content.id().0),
-           "device": f.client.device_code(machine).to_string(), "host": "ws1", "user": "ann", "pid": 7})
+           "device": f.client.device_code(machine).to_string(), "host": "ws1", "user": "ann", "pid": 7,
+           "nonce": hex::encode(CHECKOUT_NONCE)})
 }
+
+/// The nonce every checkout of these tests sends.
+const CHECKOUT_NONCE: [u8; 16] = [6; 16];
 
 #[tokio::test]
 async fn checkout_lends_a_key_for_the_asking_device_only() {
@@ -94,29 +98,46 @@ async fn checkout_lends_a_key_for_the_asking_device_only() {
     let (status, _) = call(&f.router, "POST", "/v1/checkout", checkout_body(&f, b"ws1").to_string()).await;
     assert_eq!(status, StatusCode::OK);
 
-    // The lease secret opens on the client only; requests prove it, and so
-    // does the daemon's answer to a heartbeat.
+    // The lease secret opens on the client only; with the lent content key
+    // it gives the proof key, under which the grant's terms are proven for
+    // the checkout's nonce, every request is proven, and so is the
+    // daemon's answer to a heartbeat.
     let wrapped = LeaseKey::from_bytes(&b64.decode(v["secret"].as_str().unwrap()).unwrap()).unwrap();
     let secret = open_lent_secret(&wrapped, &license, &lease, &f.client, &code).unwrap();
+    let proof_key = LeaseRoot::derive(&key, &license).proof_key(&lease, &secret);
+    let grant = hex::decode(v["proof"].as_str().unwrap()).unwrap();
+    let terms = Proof::Granted { ttl_ms: v["ttl_ms"].as_u64().unwrap(), renew_ms: v["renew_ms"].as_u64().unwrap() };
+    assert!(check_proof(&proof_key, terms, &lease, &CHECKOUT_NONCE, &grant), "the grant's terms are proven");
+    assert!(!check_proof(&proof_key, terms, &lease, &[0; 16], &grant), "for this checkout only");
     let nonce = [4u8; 16];
-    let req = |proof: [u8; 32]| {
-        json!({"lease": v["lease"], "nonce": hex::encode(nonce), "proof": hex::encode(proof)}).to_string()
+    let req = |seq: u64, proof: [u8; 32]| {
+        json!({"lease": v["lease"], "seq": seq, "nonce": hex::encode(nonce), "proof": hex::encode(proof)}).to_string()
     };
-    let forged = req([0; 32]);
+    let forged = req(1, [0; 32]);
     let (status, r) = call(&f.router, "POST", "/v1/heartbeat", forged).await;
     assert_eq!((status, r["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_lease")), "no proof, no renewal");
-    let heartbeat = req(prove(&secret, Proof::Heartbeat, &lease, &nonce));
+    // The secret alone (protocol 1's key) proves nothing.
+    let v1 = sealrun_format::lease::ProofKey::from_bytes(secret.as_bytes());
+    let (status, _) =
+        call(&f.router, "POST", "/v1/heartbeat", req(1, prove(&v1, Proof::Heartbeat { seq: 1 }, &lease, &nonce))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the secret without the content key proves nothing");
+    let heartbeat = req(1, prove(&proof_key, Proof::Heartbeat { seq: 1 }, &lease, &nonce));
     let (status, r) = call(&f.router, "POST", "/v1/heartbeat", heartbeat.clone()).await;
     assert_eq!((status, r["ttl_ms"].as_u64()), (StatusCode::OK, Some(30_000)));
     let answer = hex::decode(r["proof"].as_str().unwrap()).unwrap();
-    assert!(check_proof(&secret, Proof::Renewed { ttl_ms: 30_000 }, &lease, &nonce, &answer));
+    assert!(check_proof(&proof_key, Proof::Renewed { ttl_ms: 30_000 }, &lease, &nonce, &answer));
+    // The same heartbeat again is a replay.
+    let (status, r) = call(&f.router, "POST", "/v1/heartbeat", heartbeat.clone()).await;
+    assert_eq!((status, r["error"].as_str()), (StatusCode::CONFLICT, Some("replayed")), "{r}");
     // A heartbeat's proof does not release.
-    let (status, _) = call(&f.router, "POST", "/v1/release", heartbeat).await;
+    let (status, _) =
+        call(&f.router, "POST", "/v1/release", req(2, prove(&proof_key, Proof::Heartbeat { seq: 2 }, &lease, &nonce)))
+            .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let release = req(prove(&secret, Proof::Release, &lease, &nonce));
+    let release = req(3, prove(&proof_key, Proof::Release { seq: 3 }, &lease, &nonce));
     let (status, _) = call(&f.router, "POST", "/v1/release", release).await;
     assert_eq!(status, StatusCode::OK);
-    let again = req(prove(&secret, Proof::Heartbeat, &lease, &nonce));
+    let again = req(4, prove(&proof_key, Proof::Heartbeat { seq: 4 }, &lease, &nonce));
     let (status, r) = call(&f.router, "POST", "/v1/heartbeat", again).await;
     assert_eq!((status, r["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_lease")));
     let (status, s) = call(&f.router, "GET", "/v1/status", String::new()).await;
@@ -158,4 +179,14 @@ async fn bad_requests_get_json_refusals() {
     v["device"] = json!("SR1-NOT-A-CODE");
     let (got, r) = call(&f.router, "POST", "/v1/checkout", v.to_string()).await;
     assert_eq!((got, r["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
+    // A launcher of protocol 1 sends no nonce: told to update, not served
+    // (its proofs could be forged by a proxy).
+    let mut old = checkout_body(&f, b"m");
+    old.as_object_mut().unwrap().remove("nonce");
+    let (got, r) = call(&f.router, "POST", "/v1/checkout", old.to_string()).await;
+    assert_eq!((got, r["error"].as_str()), (StatusCode::BAD_REQUEST, Some("client_too_old")), "{r}");
+    assert!(r["message"].as_str().unwrap().contains("update sealrun"), "{r}");
+    old["nonce"] = json!("abcd");
+    let (got, r) = call(&f.router, "POST", "/v1/checkout", old.to_string()).await;
+    assert_eq!((got, r["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{r}");
 }

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use crate::device::{DeviceCode, DeviceSecret, open_device_key};
 use crate::dongle::{AnyLicense, DongleId, DongleKey, DongleRecord};
-use crate::lease::{LeaseId, LeaseKey, LeaseSecret, Proof, check_proof, open_lent, open_lent_secret};
+use crate::lease::{LeaseId, LeaseKey, LeaseRoot, LeaseSecret, Proof, check_proof, open_lent, open_lent_secret};
 use crate::license::License;
 use crate::package::{Header, Manifest, Package};
 use crate::stream::{ChunkLayout, ChunkOpener, StreamOpener, StreamSealer, TAG_LEN, open_all};
@@ -242,8 +242,9 @@ pub fn dongle_record(data: &[u8]) {
 
 /// What a floating-license manager sends: a lent key and a lent lease
 /// secret (opened against the vector floating license when the input
-/// carries one), a lease id as text, and a proof checked against a fixed
-/// secret (which must be refused: the fuzzer cannot know the MAC).
+/// carries one), a lease id as text, a proof checked against a fixed
+/// proof key (which must be refused: the fuzzer cannot know the MAC), and
+/// the replay window fed the input as request numbers.
 pub fn lease(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data)
         && let Ok(id) = LeaseId::from_str(text)
@@ -261,9 +262,25 @@ pub fn lease(data: &[u8]) {
         let _ = open_lent_secret(&lent, &license, &lease, &k.device, &code);
     }
     let secret = LeaseSecret::from_bytes(&[7; 32]);
+    let key = LeaseRoot::derive(&ContentKey::from_bytes(&[8; 32]), &license).proof_key(&lease, &secret);
     let nonce = [3; crate::lease::LEASE_NONCE_LEN];
-    for what in [Proof::Heartbeat, Proof::Release, Proof::Renewed { ttl_ms: u64::from(data.len() as u32) }] {
-        assert!(!check_proof(&secret, what, &lease, &nonce, data), "a guessed proof was accepted");
+    let n = u64::from(data.len() as u32);
+    for what in [
+        Proof::Heartbeat { seq: n },
+        Proof::Release { seq: n },
+        Proof::Renewed { ttl_ms: n },
+        Proof::Granted { ttl_ms: n, renew_ms: n / 3 },
+    ] {
+        assert!(!check_proof(&key, what, &lease, &nonce, data), "a guessed proof was accepted");
+    }
+    // The replay window: a number accepted once is never fresh again.
+    let mut seen = crate::lease::SeenSeqs::default();
+    for pair in data.chunks_exact(2) {
+        let seq = u64::from(u16::from_be_bytes([pair[0], pair[1]]));
+        if seen.is_fresh(seq) {
+            seen.accept(seq);
+            assert!(!seen.is_fresh(seq), "{seq} is fresh after it was accepted");
+        }
     }
     let _ = Release::from_str(std::str::from_utf8(data).unwrap_or(""));
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sealrun_format::device::{DeviceCode, DeviceSecret};
 use sealrun_format::lease::{
-    LEASE_NONCE_LEN, LeaseId, LeaseKey, LeaseSecret, Proof, check_proof, open_lent, open_lent_secret, prove,
+    LEASE_NONCE_LEN, LeaseId, LeaseKey, LeaseRoot, Proof, ProofKey, check_proof, open_lent, open_lent_secret, prove,
 };
 use sealrun_format::license::{Binding, License};
 use sealrun_format::package::Manifest;
@@ -313,12 +313,20 @@ pub struct Seat {
     license: License,
     device_secret: std::sync::Arc<crate::secure_buf::SecretBox<DeviceSecret>>,
     device: DeviceCode,
+    /// Derives the proof key of a new lease after a lapse (from the lent
+    /// content key; the content key itself is not kept here).
+    root: crate::secure_buf::SecretBox<LeaseRoot>,
     state: Mutex<LeaseState>,
 }
 
 struct LeaseState {
     lease: LeaseId,
-    secret: LeaseSecret,
+    /// The lease's proof key: every request is proven with it, and every
+    /// answer that counts must be.
+    proof_key: ProofKey,
+    /// The number of the last request sent about this lease (the daemon
+    /// refuses one it has seen).
+    seq: u64,
     ttl: Duration,
     renew: Duration,
     /// The app may run until then, on [`boot_now`]'s clock (the daemon's
@@ -396,10 +404,13 @@ pub fn checkout(
         pid: std::process::id(),
         wait_secs: if wait { wire::MAX_WAIT_POLL_SECS } else { 0 },
         ticket: None,
+        nonce: None,
     };
     let timeout = Duration::from_secs(wire::MAX_WAIT_POLL_SECS + 10);
     loop {
         let sent = boot_now();
+        let n = nonce();
+        req.nonce = Some(hex::encode(n));
         match client.post("/v1/checkout", &req, timeout) {
             Answer::Ok(202, body) => {
                 let q: wire::Queued = serde_json::from_value(body).map_err(|_| not_floatd(spec))?;
@@ -408,12 +419,14 @@ pub fn checkout(
             }
             Answer::Ok(_, body) => {
                 let granted: wire::Granted = serde_json::from_value(body).map_err(|_| not_floatd(spec))?;
-                let (license, key, lease, secret) = accept(spec, &granted, manifest, device, now)?;
+                let (license, key, lease, proof_key) = accept(spec, &granted, manifest, device, now, &n)?;
+                let root = crate::secure_buf::SecretBox::new(LeaseRoot::derive(&key, &license));
                 let ttl = Duration::from_millis(granted.ttl_ms).min(MAX_TTL);
                 let renew = Duration::from_millis(granted.renew_ms).min(ttl / 2);
                 let state = LeaseState {
                     lease,
-                    secret,
+                    proof_key,
+                    seq: 0,
                     ttl,
                     renew,
                     deadline: sent + ttl.saturating_sub(margin(ttl)),
@@ -429,6 +442,7 @@ pub fn checkout(
                     license: license.clone(),
                     device_secret: device.secret.clone(),
                     device: device.code,
+                    root,
                     state: Mutex::new(state),
                 });
                 return Ok(CheckedOut { license, key, seat });
@@ -451,14 +465,17 @@ pub fn checkout(
 
 /// Checks what the daemon sent: a floating license for this package,
 /// signed under its vendor key and valid now, a key lent to this device
-/// that opens, and the lease's secret wrapped to this device.
+/// that opens, the lease's secret wrapped to this device, and a proof of
+/// the grant's terms for the checkout's `nonce` under the proof key they
+/// give (which a proxy, lacking the content key, cannot make).
 fn accept(
     spec: &ServerSpec,
     granted: &wire::Granted,
     manifest: &Manifest,
     device: &Device,
     now: UnixTime,
-) -> Result<(License, ContentKey, LeaseId, LeaseSecret), LaunchError> {
+    nonce: &[u8; LEASE_NONCE_LEN],
+) -> Result<(License, ContentKey, LeaseId, ProofKey), LaunchError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let bad = |what: String| LaunchError::LicenseServerRefused {
         server: spec.url.clone(),
@@ -494,7 +511,41 @@ fn accept(
     let lent = LeaseKey::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
     let secret = open_lent_secret(&lent, &license, &lease, &device.secret, &device.code)
         .map_err(|_| bad("the lease secret does not open on this device".into()))?;
-    Ok((license, key, lease, secret))
+    let proof_key = LeaseRoot::derive(&key, &license).proof_key(&lease, &secret);
+    check_grant(spec, granted, &proof_key, &lease, nonce)?;
+    Ok((license, key, lease, proof_key))
+}
+
+/// Whether the grant's terms (lease time, renewal interval) are proven for
+/// this checkout: a proxy that raised the lease time, swapped the lease
+/// secret or replayed an older grant is caught here.
+fn check_grant(
+    spec: &ServerSpec,
+    granted: &wire::Granted,
+    proof_key: &ProofKey,
+    lease: &LeaseId,
+    nonce: &[u8; LEASE_NONCE_LEN],
+) -> Result<(), LaunchError> {
+    let Some(proof) = &granted.proof else {
+        return Err(LaunchError::LicenseServerRefused {
+            server: spec.url.clone(),
+            reason: format!(
+                "it speaks an older floating protocol than {}; ask the site administrator to update sealrun-floatd",
+                wire::PROTOCOL
+            ),
+        });
+    };
+    let what = Proof::Granted { ttl_ms: granted.ttl_ms, renew_ms: granted.renew_ms };
+    if hex::decode(proof).is_ok_and(|p| check_proof(proof_key, what, lease, nonce, &p)) {
+        Ok(())
+    } else {
+        Err(LaunchError::LicenseServerRefused {
+            server: spec.url.clone(),
+            reason: "what it sent does not check out (the grant's terms are not proven by the license server: \
+                     something between this computer and the license server altered them)"
+                .into(),
+        })
+    }
 }
 
 /// How a renewal went.
@@ -523,13 +574,23 @@ impl Seat {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A proven request about the current lease.
-    fn request(&self, what: Proof) -> (wire::LeaseRequest, LeaseId, LeaseSecret, [u8; LEASE_NONCE_LEN], Duration) {
-        let s = self.state();
+    /// A proven, numbered request about the current lease: `what` is
+    /// [`Proof::Heartbeat`] or [`Proof::Release`] for the number.
+    fn request(
+        &self,
+        what: fn(u64) -> Proof,
+    ) -> (wire::LeaseRequest, LeaseId, ProofKey, [u8; LEASE_NONCE_LEN], Duration) {
+        let mut s = self.state();
+        s.seq += 1;
         let n = nonce();
-        let proof = prove(&s.secret, what, &s.lease, &n);
-        let req = wire::LeaseRequest { lease: s.lease.to_string(), nonce: hex::encode(n), proof: hex::encode(proof) };
-        (req, s.lease, LeaseSecret::from_bytes(s.secret.as_bytes()), n, s.ttl)
+        let proof = prove(&s.proof_key, what(s.seq), &s.lease, &n);
+        let req = wire::LeaseRequest {
+            lease: s.lease.to_string(),
+            seq: s.seq,
+            nonce: hex::encode(n),
+            proof: hex::encode(proof),
+        };
+        (req, s.lease, ProofKey::from_bytes(s.proof_key.as_bytes()), n, s.ttl)
     }
 
     /// Renews the lease, or, if it lapsed at the daemon, checks out the
@@ -539,7 +600,7 @@ impl Seat {
         if self.license.terms.expires.is_some_and(|e| crate::now() >= e) {
             return Renewal::Expired;
         }
-        let (body, lease, secret, n, ttl) = self.request(Proof::Heartbeat);
+        let (body, lease, key, n, ttl) = self.request(|seq| Proof::Heartbeat { seq });
         let sent = boot_now();
         match self.client.post("/v1/heartbeat", &body, heartbeat_timeout(ttl)) {
             Answer::Ok(_, v) => {
@@ -547,8 +608,8 @@ impl Seat {
                     return Renewal::Unreachable("the answer is not from sealrun-floatd".into());
                 };
                 let ttl_ms = r.ttl_ms;
-                let proven = hex::decode(&r.proof)
-                    .is_ok_and(|p| check_proof(&secret, Proof::Renewed { ttl_ms }, &lease, &n, &p));
+                let proven =
+                    hex::decode(&r.proof).is_ok_and(|p| check_proof(&key, Proof::Renewed { ttl_ms }, &lease, &n, &p));
                 if !proven {
                     return Renewal::Unreachable(
                         "the answer to a renewal does not prove it came from the license server".into(),
@@ -574,7 +635,10 @@ impl Seat {
         let ttl = self.state().ttl;
         let sent = boot_now();
         let timeout = heartbeat_timeout(ttl).max(Duration::from_secs(2));
-        match self.client.post("/v1/checkout", &self.checkout, timeout) {
+        let n = nonce();
+        let mut req = self.checkout.clone();
+        req.nonce = Some(hex::encode(n));
+        match self.client.post("/v1/checkout", &req, timeout) {
             Answer::Ok(200, v) => {
                 let Ok(g) = serde_json::from_value::<wire::Granted>(v) else {
                     return Renewal::Unreachable("the answer is not from sealrun-floatd".into());
@@ -584,15 +648,20 @@ impl Seat {
                     let raw = Zeroizing::new(b64.decode(&g.secret).ok()?);
                     let lent = LeaseKey::from_bytes(&raw).ok()?;
                     let secret = open_lent_secret(&lent, &self.license, &lease, &self.device_secret, &self.device);
-                    Some((lease, secret.ok()?))
+                    let proof_key = self.root.proof_key(&lease, &secret.ok()?);
+                    check_grant(&self.client.spec, &g, &proof_key, &lease, &n).ok()?;
+                    Some((lease, proof_key))
                 });
-                let Some((lease, secret)) = opened else {
-                    return Renewal::Unreachable("the new lease does not check out".into());
+                let Some((lease, proof_key)) = opened else {
+                    return Renewal::Unreachable(
+                        "the new lease does not check out (its terms are not proven by the license server)".into(),
+                    );
                 };
                 let ttl = Duration::from_millis(g.ttl_ms).min(MAX_TTL);
                 let mut s = self.state();
                 s.lease = lease;
-                s.secret = secret;
+                s.proof_key = proof_key;
+                s.seq = 0;
                 s.ttl = ttl;
                 s.renew = Duration::from_millis(g.renew_ms).min(ttl / 2);
                 s.deadline = sent + ttl.saturating_sub(margin(ttl));
@@ -646,7 +715,7 @@ impl Seat {
             }
             s.released = true;
         }
-        let (body, _, _, _, ttl) = self.request(Proof::Release);
+        let (body, _, _, _, ttl) = self.request(|seq| Proof::Release { seq });
         if let Answer::Unreachable(why) = self.client.post("/v1/release", &body, heartbeat_timeout(ttl)) {
             tracing::debug!(%why, "could not give the seat back; it returns when the lease lapses");
         }

@@ -3,7 +3,20 @@
 //!
 //! Every key the daemon sends is wrapped to the one device that asked
 //! (see `sealrun_format::lease`), so the transport needs no secrecy for
-//! keys; TLS only hides who uses what.
+//! keys. Every term the launcher acts on (the lease time, the renewal
+//! interval, each renewal) is proven with an HMAC under the lease's proof
+//! key, which only the daemon and the device holding the lent content key
+//! can derive; a proxy can drop or delay messages (the app then pauses),
+//! but not alter one that counts. TLS also hides who uses what.
+
+/// The protocol version this launcher and daemon speak: 2 since lease
+/// proofs are keyed by the content key and every request is numbered
+/// (docs/floating.md, "Transport"). A launcher of version 1 sends no
+/// checkout nonce and is refused with [`TOO_OLD`].
+pub const PROTOCOL: u32 = 2;
+/// The refusal code for a launcher whose checkout lacks the nonce of
+/// protocol 2.
+pub const TOO_OLD: &str = "client_too_old";
 use serde::{Deserialize, Serialize};
 
 /// The daemon's default port (TCP), for firewall rules.
@@ -41,6 +54,12 @@ pub struct CheckoutRequest {
     /// The ticket of an earlier answer that said "queued": keeps the place.
     #[serde(default)]
     pub ticket: Option<String>,
+    /// A fresh random nonce, hex (16 bytes), that the grant's proof binds,
+    /// so an old grant cannot be replayed. Required since protocol 2;
+    /// optional here only so the daemon can tell an old launcher what to
+    /// do instead of refusing it as malformed.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 /// The answer to a checkout that got a seat (HTTP 200).
@@ -49,9 +68,8 @@ pub struct Granted {
     /// The lease id (public: the status shows it, an admin revokes it).
     pub lease: String,
     /// The lease's secret wrapped to the client device, base64 (80 bytes,
-    /// `sealrun_format::lease::lend_secret`): heartbeats and the release
-    /// prove knowledge of it, and renewals are answered with a proof made
-    /// with it.
+    /// `sealrun_format::lease::lend_secret`). With the lent content key it
+    /// gives the lease's proof key (`LeaseRoot::proof_key`).
     pub secret: String,
     /// The lease lasts this long after each renewal, in milliseconds.
     pub ttl_ms: u64,
@@ -66,6 +84,11 @@ pub struct Granted {
     pub seats: u32,
     /// What a seat is: "computer" or "process".
     pub unit: String,
+    /// HMAC-SHA256 under the lease's proof key of "granted for `ttl_ms`,
+    /// renew every `renew_ms`", the lease id and the checkout's nonce, hex.
+    /// Absent from daemons before protocol 2, which the launcher refuses.
+    #[serde(default)]
+    pub proof: Option<String>,
 }
 
 /// The answer to a checkout that waits in line (HTTP 202).
@@ -85,10 +108,16 @@ pub struct Queued {
 pub struct LeaseRequest {
     /// The lease id.
     pub lease: String,
-    /// A fresh random nonce, hex (16 bytes).
+    /// The request's number for this lease: 1 for the first heartbeat or
+    /// release after the grant, one more for each request after it. The
+    /// daemon refuses a number it has seen (a replay).
+    #[serde(default)]
+    pub seq: u64,
+    /// A fresh random nonce, hex (16 bytes): the answer's proof binds it.
     pub nonce: String,
-    /// HMAC-SHA256 under the lease secret of the request (heartbeat or
-    /// release), the lease id and the nonce, hex (`lease::prove`).
+    /// HMAC-SHA256 under the lease's proof key of the request (heartbeat or
+    /// release) and its number, the lease id and the nonce, hex
+    /// (`lease::prove`).
     pub proof: String,
 }
 
@@ -97,9 +126,9 @@ pub struct LeaseRequest {
 pub struct Renewed {
     /// The lease now lasts this long, in milliseconds.
     pub ttl_ms: u64,
-    /// HMAC-SHA256 under the lease secret of "renewed for `ttl_ms`", the
-    /// lease id and the request's nonce, hex: only the license server can
-    /// make it.
+    /// HMAC-SHA256 under the lease's proof key of "renewed for `ttl_ms`",
+    /// the lease id and the request's nonce, hex: only the license server
+    /// can make it.
     pub proof: String,
 }
 
@@ -116,7 +145,8 @@ pub struct RevokeRequest {
 pub struct Refusal {
     /// What went wrong: `seats_in_use`, `unknown_product`, `unknown_lease`,
     /// `revoked`, `bad_request`, `not_covered`, `license_not_valid`,
-    /// `unavailable`, `unauthorized`, `too_large`, `too_many`.
+    /// `unavailable`, `unauthorized`, `too_large`, `too_many`, `replayed`,
+    /// [`TOO_OLD`].
     pub error: String,
     /// For people.
     pub message: String,
