@@ -24,6 +24,7 @@ pub struct Floatd {
     pub log: Arc<Mutex<String>>,
     child: Option<Child>,
     extra_env: Vec<(String, String)>,
+    uid: Option<u32>,
 }
 
 impl Floatd {
@@ -39,6 +40,7 @@ impl Floatd {
             log: Arc::default(),
             child: None,
             extra_env: Vec::new(),
+            uid: None,
         };
         f.write_config(ttl_secs, "");
         f
@@ -59,9 +61,34 @@ impl Floatd {
         self.extra_env.extend(vars.iter().cloned());
     }
 
+    /// Runs every later command as `uid` (and group `uid`), owning the
+    /// daemon's directory: a test run as root sees through the
+    /// not-dumpable flag only for a process of another user.
+    pub fn run_as(&mut self, uid: u32) {
+        fn chown_all(path: &Path, uid: u32) {
+            std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+            if path.is_dir() && !path.is_symlink() {
+                for e in std::fs::read_dir(path).unwrap().flatten() {
+                    chown_all(&e.path(), uid);
+                }
+            }
+        }
+        chown_all(&self.dir, uid);
+        self.uid = Some(uid);
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// A `sealrun-floatd` command with this daemon's host identity.
     pub fn command(&self) -> Command {
         let mut c = Command::new(bin("sealrun-floatd"));
+        if let Some(uid) = self.uid {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(uid);
+        }
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.join("home"))

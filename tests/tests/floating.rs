@@ -1026,3 +1026,82 @@ fn a_proxy_that_replays_renewals_and_heartbeats_gets_nowhere() {
         "the usage log records the replays"
     );
 }
+
+/// Anyone on the network can read a workstation's device code from the
+/// daemon's anonymous status page and check out lease after lease under
+/// it. Before, 64 such leases locked that workstation out (`too_many`).
+/// Now leases that no heartbeat confirmed (only the device can: it needs
+/// the lent key) are capped per device and replaced oldest first, so the
+/// squatter never holds more than a few, the seat count does not move, and
+/// the workstation starts another copy as before.
+#[test]
+fn leases_squatted_under_a_listed_device_code_do_not_lock_that_computer_out() {
+    let s = site("ticker", 1, 30, &[]);
+    let a = s.world.device("a");
+    let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "1000", "50"]));
+    holder.wait_for("tick 0", Duration::from_secs(30));
+    let listed = s.floatd.status()["products"][0]["leases"][0]["device"].as_str().unwrap().to_owned();
+    assert_eq!(listed, a.code(), "the status page shows the holder's device code");
+    let key_id = hex::encode(sealrun::launch::read_header(&s.package).unwrap().manifest.key_id.0);
+    let url = s.floatd.url();
+    let mut granted = 0;
+    for i in 0..100 {
+        let body = serde_json::json!({"product": "com.example.ticker", "key_id": key_id, "device": listed,
+            "host": "squatter", "user": "x", "pid": i, "nonce": hex::encode([i as u8; 16])});
+        let (status, v) = raw(&url, "/v1/checkout", body.to_string().as_bytes());
+        assert!(status == 200, "checkout {i}: {status} {v}");
+        granted += 1;
+    }
+    assert_eq!(granted, 100);
+    let status = s.floatd.status();
+    let leases = status["products"][0]["leases"].as_array().unwrap();
+    let squatted = leases.iter().filter(|l| l["host"] == "squatter").count();
+    assert!(squatted <= 16, "{squatted} squatted leases kept");
+    assert_eq!(s.floatd.in_use(), 1, "the squatted leases ride on a's seat");
+    // a starts another copy: it gets a lease (and confirms it).
+    let out = s.sealrun(&a, &[]).args(["--", "2", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(s.floatd.usage_log().iter().any(|l| l["event"] == "replaced"), "the log says which leases were replaced");
+    drop(holder);
+}
+
+/// The daemon holds content keys and lease proof keys: not dumpable, no
+/// core dumps (checked on a daemon run as another user, since root sees
+/// through the flag), and its lease database readable by it alone.
+#[test]
+fn floatd_is_hardened_and_its_lease_database_is_private() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let world = World::new();
+    let package = world.seal("ticker", "1.0.0");
+    let mut floatd = Floatd::new(&world.path().join("floatd"), 30);
+    floatd.license_for(&world, "com.example.ticker", 1, &[]);
+    let nobody = 65534;
+    // The daemon's user must reach its directory inside the test's.
+    std::fs::set_permissions(world.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    floatd.run_as(nobody);
+    floatd.start();
+    let proc = format!("/proc/{}", floatd.pid());
+    let limits = std::fs::read_to_string(format!("{proc}/limits")).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert!(core.split_whitespace().skip(4).take(2).all(|v| v == "0"), "core dumps are on: {core}");
+    let owner = std::fs::metadata(format!("{proc}/mem")).unwrap().uid();
+    assert_eq!(owner, 0, "a dumpable daemon's /proc entries belong to its user ({nobody})");
+    // A lease is stored (with its proof key): the files are 0600.
+    let a = world.device("a");
+    let out = a
+        .sealrun(world.path())
+        .args(["run", "--license-server", &floatd.addr])
+        .arg(&package)
+        .args(["--", "1", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for name in ["leases.sqlite", "leases.sqlite-wal", "leases.sqlite-shm"] {
+        let path = floatd.dir.join("state").join(name);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            assert_ne!(name, "leases.sqlite", "the lease database exists");
+            continue;
+        };
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", path.display());
+    }
+}

@@ -364,12 +364,23 @@ impl Daemon {
                 ticket,
                 new_ticket,
             };
-            let (outcome, seats_in_use) = {
+            let (outcome, seats_in_use, replaced) = {
                 let mut pools = self.pools();
                 let pool = &mut pools[index];
                 let o = pool.checkout(&request, self.now(), now_wall, self.ttl_ms());
-                (o, pool.in_use())
+                (o, pool.in_use(), pool.take_replaced())
             };
+            if !replaced.is_empty() {
+                let ids: Vec<LeaseId> = replaced.iter().map(|l| l.id).collect();
+                if let Err(e) = self.store.delete(&ids).await {
+                    // The rows stay: after a restart they hold their seat one
+                    // lease time more, as a lease whose deletion failed does.
+                    tracing::error!(error = %e, "cannot delete replaced leases");
+                }
+                for lease in &replaced {
+                    self.ended(index, lease, EndReason::Replaced, seats_in_use);
+                }
+            }
             match outcome {
                 Checkout::Granted => {
                     let proven = (&secret, &proof_key, &nonce);
@@ -589,6 +600,7 @@ impl Daemon {
         let (event, counter) = match why {
             EndReason::Released => ("release", &self.metrics.releases),
             EndReason::Lapsed => ("expiry", &self.metrics.expiries),
+            EndReason::Replaced => ("replaced", &self.metrics.expiries),
         };
         Metrics::inc(counter);
         tracing::info!(%product, lease = %lease.id, host = %lease.holder.host, in_use, "{event}");

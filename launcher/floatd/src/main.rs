@@ -87,6 +87,13 @@ fn run(command: Command) -> Result<(), FloatdError> {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
             config.check_serving()?;
+            // The daemon holds the content keys it lends and every lease's
+            // proof key: hardened like the launcher (no core dumps, not
+            // dumpable, so other processes of its user cannot read its
+            // memory), before any key is unwrapped.
+            if !sealrun::hardening::harden_process() {
+                tracing::warn!("process hardening is not available on this system: core dumps may hold keys");
+            }
             let rt = tokio::runtime::Runtime::new().map_err(|source| FloatdError::Io {
                 action: "cannot start the runtime for",
                 path: config.path.clone(),

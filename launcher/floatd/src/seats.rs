@@ -16,10 +16,19 @@ use sealrun_format::license::SeatUnit;
 /// Milliseconds on the daemon's monotonic clock.
 pub type Millis = u64;
 
-/// Most leases one device may hold at once: one per running copy of the
-/// app; more than this on one computer is a client gone wrong (or a flood
-/// with a device code read from the status page).
+/// Most confirmed leases one device may hold at once: one per running copy
+/// of the app; more than this on one computer is a client gone wrong.
+/// Unconfirmed leases are bounded apart ([`MAX_UNCONFIRMED_PER_DEVICE`]).
 pub const MAX_LEASES_PER_DEVICE: usize = 64;
+/// Most leases one device may hold that no heartbeat has confirmed yet.
+/// Anyone who knows a device code (the status page lists them, and a
+/// checkout carries one in the clear) can check out leases under it, but
+/// only the device can confirm one: its first proven heartbeat needs the
+/// proof key, which needs the lent content key. A checkout beyond this
+/// number replaces the device's oldest unconfirmed lease instead of
+/// adding one, so leases made by someone else never lock the device out.
+/// 16: more copies of the app than one computer starts within one load.
+pub const MAX_UNCONFIRMED_PER_DEVICE: usize = 16;
 /// Most requests waiting in line per license: far more computers than any
 /// site has; the line is kept in memory.
 pub const MAX_QUEUE: usize = 10_000;
@@ -80,6 +89,14 @@ pub struct Lease {
     pub revoked: bool,
 }
 
+impl Lease {
+    /// Whether its holder has proven a request about it: only the device it
+    /// was lent to can (see [`MAX_UNCONFIRMED_PER_DEVICE`]).
+    pub fn is_confirmed(&self) -> bool {
+        self.seen.highest > 0
+    }
+}
+
 /// A place in line.
 #[derive(Debug, Clone)]
 struct Ticket {
@@ -137,6 +154,9 @@ pub enum EndReason {
     Released,
     /// It was not renewed in time.
     Lapsed,
+    /// It was never confirmed, and a newer checkout for its device took
+    /// its seat ([`MAX_UNCONFIRMED_PER_DEVICE`]).
+    Replaced,
 }
 
 /// The seats of one floating license.
@@ -148,6 +168,9 @@ pub struct Pool {
     queue: VecDeque<Ticket>,
     /// Revoked leases that lapsed, until when they are remembered.
     revoked: HashMap<LeaseId, Millis>,
+    /// Unconfirmed leases a checkout replaced, for the caller to forget
+    /// (storage, log): [`Pool::take_replaced`].
+    replaced: Vec<Lease>,
 }
 
 /// What a checkout asks for.
@@ -169,7 +192,14 @@ pub struct Request<'a> {
 impl Pool {
     /// An empty pool of `seats` seats.
     pub fn new(seats: u32, unit: SeatUnit) -> Pool {
-        Pool { seats, unit, leases: HashMap::new(), queue: VecDeque::new(), revoked: HashMap::new() }
+        Pool {
+            seats,
+            unit,
+            leases: HashMap::new(),
+            queue: VecDeque::new(),
+            revoked: HashMap::new(),
+            replaced: Vec::new(),
+        }
     }
 
     /// Seats of the license.
@@ -228,10 +258,40 @@ impl Pool {
     /// another lease on the same seat, without waiting. Otherwise free seats
     /// go to the line first, in order: a request that is not in line gets
     /// one only when more seats are free than requests wait.
+    ///
+    /// A device that holds [`MAX_UNCONFIRMED_PER_DEVICE`] unconfirmed
+    /// leases gets the seat of the oldest of them, which ends
+    /// ([`Pool::take_replaced`]). The seat count does not change, and the
+    /// new lease lasts at least as long as the old one would have, so a
+    /// holder still running on the old lease (its deadline lies inside it)
+    /// is covered until it notices.
     pub fn checkout(&mut self, req: &Request<'_>, now: Millis, wall: u64, ttl: Millis) -> Checkout {
         self.expire(now);
+        let mine = |l: &&Lease| l.holder.device == req.holder.device;
+        let mut unconfirmed: Vec<&Lease> =
+            self.leases.values().filter(mine).filter(|l| !l.is_confirmed() && !l.revoked).collect();
+        if unconfirmed.len() >= MAX_UNCONFIRMED_PER_DEVICE {
+            unconfirmed.sort_by_key(|l| (l.expires, l.id));
+            let old_id = unconfirmed[0].id;
+            let old = self.leases.remove(&old_id).expect("listed above");
+            let lease = Lease {
+                id: req.id,
+                proof_key: req.proof_key,
+                seen: SeenSeqs::default(),
+                ttl,
+                seat: old.seat,
+                holder: req.holder.clone(),
+                since: wall,
+                last_heartbeat: wall,
+                expires: now.saturating_add(ttl).max(old.expires),
+                revoked: false,
+            };
+            self.leases.insert(req.id, lease);
+            self.replaced.push(old);
+            return Checkout::Granted;
+        }
         let seat = self.seat_of(req.id, &req.holder.device);
-        if self.leases.values().filter(|l| l.holder.device == req.holder.device).count() >= MAX_LEASES_PER_DEVICE {
+        if self.leases.values().filter(mine).filter(|l| l.is_confirmed()).count() >= MAX_LEASES_PER_DEVICE {
             return Checkout::TooMany;
         }
         // A revoked lease keeps its seat counted, but lends it to no one.
@@ -278,6 +338,11 @@ impl Pool {
             }
         };
         Checkout::Queued { ticket: self.queue[position].id, position: position as u32 + 1 }
+    }
+
+    /// The unconfirmed leases that checkouts replaced since the last call.
+    pub fn take_replaced(&mut self) -> Vec<Lease> {
+        std::mem::take(&mut self.replaced)
     }
 
     /// Undoes a grant whose lease could not be stored.
@@ -540,6 +605,7 @@ mod tests {
         let mut p = Pool::new(1, SeatUnit::Computer);
         for i in 0..MAX_LEASES_PER_DEVICE as u32 {
             assert_eq!(ask(&mut p, 1, i, 0, false, None), Checkout::Granted);
+            assert_eq!(p.renew(&lid(i), &is(i), 1, 1, 0, TTL), Ok(()), "confirmed by its holder");
         }
         assert_eq!(ask(&mut p, 1, 999, 0, false, None), Checkout::TooMany);
         let mut q = Pool::new(1, SeatUnit::Process);
@@ -548,6 +614,76 @@ mod tests {
             assert!(matches!(ask(&mut q, (i % 200) as u8 + 2, i, 0, true, None), Checkout::Queued { .. }));
         }
         assert_eq!(ask(&mut q, 250, 1_000_000, 0, true, None), Checkout::TooMany);
+    }
+
+    /// Someone who knows a device code (the status page lists them) checks
+    /// out lease after lease under it: they can never confirm one, so they
+    /// hold at most [`MAX_UNCONFIRMED_PER_DEVICE`] of them, the device
+    /// still checks out (and confirms) its own, and no seat is added or
+    /// freed by the replacements.
+    #[test]
+    fn leases_squatted_under_a_device_code_never_lock_the_device_out() {
+        for unit in [SeatUnit::Computer, SeatUnit::Process] {
+            // Per process every squatted lease takes a seat of its own, so
+            // the flood is bounded by the replacements only when seats are
+            // plenty (with few, it meets "all seats in use" first: anyone
+            // can take free seats, which is denial of service, not this).
+            let seats = if unit == SeatUnit::Computer { 3 } else { 40 };
+            let mut p = Pool::new(seats, unit);
+            // The device runs one copy (confirmed); another computer too.
+            assert_eq!(ask(&mut p, 1, 1, 0, false, None), Checkout::Granted);
+            assert_eq!(p.renew(&lid(1), &is(1), 1, 0, 0, TTL), Ok(()));
+            assert_eq!(ask(&mut p, 2, 2, 0, false, None), Checkout::Granted);
+            let before = p.in_use();
+            let mut granted = 0;
+            for i in 0..500u32 {
+                let r = ask(&mut p, 1, 1_000 + i, u64::from(i), false, None);
+                granted += u32::from(r == Checkout::Granted);
+                assert!(p.in_use() <= seats);
+                let squatted = p.leases().iter().filter(|l| l.holder.device == device(1) && !l.is_confirmed()).count();
+                assert!(squatted <= MAX_UNCONFIRMED_PER_DEVICE, "{squatted}");
+            }
+            assert!(granted >= MAX_UNCONFIRMED_PER_DEVICE as u32, "{unit:?}: the flood got leases ({granted})");
+            assert!(p.in_use() <= seats);
+            if unit == SeatUnit::Computer {
+                assert_eq!(p.in_use(), before, "the squatted leases ride on the device's seat");
+            }
+            let replaced = p.take_replaced();
+            assert!(!replaced.is_empty() && replaced.iter().all(|l| !l.is_confirmed()), "only unconfirmed leases go");
+            assert!(p.get(&lid(1)).is_some(), "the confirmed lease stays");
+            // The device's next copy gets in, and confirms its lease.
+            let r = ask(&mut p, 1, 9_999, 600, false, None);
+            assert_eq!(r, Checkout::Granted, "{unit:?}");
+            assert_eq!(p.renew(&lid(9_999), &is(9_999), 1, 601, 0, TTL), Ok(()));
+        }
+    }
+
+    /// A replaced lease's seat stays taken at least as long as the old
+    /// lease would have lasted (its holder may still run on it), even when
+    /// the lease time has since been shortened.
+    #[test]
+    fn a_replacement_lasts_at_least_as_long_as_the_lease_it_replaces() {
+        for unit in [SeatUnit::Computer, SeatUnit::Process] {
+            let mut p = Pool::new(MAX_UNCONFIRMED_PER_DEVICE as u32, unit);
+            for i in 0..MAX_UNCONFIRMED_PER_DEVICE as u32 {
+                assert_eq!(ask(&mut p, 1, i, 0, false, None), Checkout::Granted);
+            }
+            let in_use = p.in_use();
+            let h = holder(1);
+            let req = Request {
+                id: lid(500),
+                proof_key: sh(500),
+                holder: &h,
+                wait: false,
+                ticket: None,
+                new_ticket: [0; 16],
+            };
+            assert_eq!(p.checkout(&req, 10, 0, 1_000), Checkout::Granted);
+            let old = p.take_replaced();
+            assert_eq!(old.iter().map(|l| l.id).collect::<Vec<_>>(), vec![lid(0)], "the oldest went");
+            assert!(p.get(&lid(500)).unwrap().expires >= old[0].expires, "{unit:?}");
+            assert_eq!(p.in_use(), in_use, "{unit:?}: the new lease took the old one's seat");
+        }
     }
 
     /// Random checkouts, renewals, releases, revocations and lapses: the
