@@ -84,6 +84,11 @@ fn provisioned_key_is_sensitive_and_cannot_be_read() {
         assert!(attrs.contains(&Attribute::Sensitive(true)), "{attrs:?}");
         assert!(attrs.contains(&Attribute::Extractable(false)), "{attrs:?}");
         assert!(attrs.contains(&Attribute::Encrypt(false)), "{attrs:?}");
+        // Not copyable (issue 24, finding 8): a copy could carry other
+        // attributes, and the token refuses to make one.
+        let copyable = session.get_attributes(keys[0], &[AttributeType::Copyable]).unwrap();
+        assert_eq!(copyable, vec![Attribute::Copyable(false)]);
+        assert!(session.copy_object(keys[0], &[Attribute::Token(false)]).is_err(), "the token copied the dongle key");
         // Asking for the key's value gets nothing: the token refuses to reveal it.
         let value = session.get_attributes(keys[0], &[AttributeType::Value]).unwrap();
         assert!(

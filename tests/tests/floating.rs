@@ -629,11 +629,12 @@ fn seat_guest_records_its_run() {
 }
 
 #[test]
-fn ctrl_c_and_sigterm_give_the_seat_back_at_once() {
+fn ctrl_c_sigterm_and_sighup_give_the_seat_back_at_once() {
     // A long lease: only an explicit release frees the seat in time.
     let s = site("ticker", 1, 300, &[]);
     let a = s.world.device("a");
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    // SIGHUP: the terminal window was closed (issue 24, finding 8).
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "1000", "50"]));
         holder.wait_for("tick 1", Duration::from_secs(30));
         assert_eq!(s.floatd.in_use(), 1);

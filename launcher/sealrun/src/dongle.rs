@@ -34,6 +34,38 @@ pub const PIN_FILE_ENV: &str = "SEALRUN_PIN_FILE";
 pub const CHECK_INTERVAL_ENV: &str = "SEALRUN_DONGLE_CHECK_SECS";
 /// Seconds a removed dongle may stay away before the app is stopped.
 pub const GRACE_ENV: &str = "SEALRUN_DONGLE_GRACE_SECS";
+/// `SEALRUN_PIN` as [`take_pin_from_env`] took it: absent, not UTF-8
+/// (`Err`), or the PIN.
+type EnvPin = Option<Result<Zeroizing<String>, ()>>;
+static ENV_PIN: std::sync::OnceLock<EnvPin> = std::sync::OnceLock::new();
+
+/// Takes `SEALRUN_PIN` out of the process environment, keeping its value
+/// here, so that no program the launcher starts (a dialog, a terminal
+/// window, a PKCS#11 module's helpers) inherits the PIN. `main` calls it
+/// first, before any thread exists.
+#[allow(unsafe_code)]
+pub fn take_pin_from_env() {
+    let value = std::env::var_os(PIN_ENV);
+    if value.is_some() {
+        // SAFETY: called at the start of `main`, while the process has one
+        // thread, so no other thread reads the environment meanwhile.
+        unsafe { std::env::remove_var(PIN_ENV) };
+    }
+    let pin = value.filter(|v| !v.is_empty()).map(|v| v.into_string().map(Zeroizing::new).map_err(|_| ()));
+    let _ = ENV_PIN.set(pin);
+}
+
+/// `SEALRUN_PIN`: as taken at start, or (in a process that did not take
+/// it, such as a test or the license manager) as the environment has it.
+fn env_pin() -> EnvPin {
+    match ENV_PIN.get() {
+        Some(taken) => taken.as_ref().map(|r| r.as_ref().map(|p| Zeroizing::new(p.to_string())).map_err(|()| ())),
+        None => std::env::var_os(PIN_ENV)
+            .filter(|p| !p.is_empty())
+            .map(|v| v.into_string().map(Zeroizing::new).map_err(|_| ())),
+    }
+}
+
 /// Default check interval: a removal is noticed within a few seconds, while
 /// a check (a login and one small decryption) costs the token a few
 /// milliseconds every interval.
@@ -42,6 +74,12 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(3);
 /// back in (or walk to fetch it), short enough that the dongle cannot serve a
 /// second machine for long while this one waits.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
+/// Longest check interval a user may set: the user is who would gain from
+/// a long one (a dongle pulled out and carried to a second computer is
+/// noticed only at the next check), so it is bounded, at a minute.
+pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest grace period a user may set, for the same reason: ten minutes.
+pub const MAX_GRACE: Duration = Duration::from_secs(600);
 /// Label of the attach record (a `CKO_DATA` object, readable without login).
 pub const RECORD_LABEL: &str = "sealrun-dongle-record";
 /// Label of the dongle key (a sensitive, non-extractable AES key).
@@ -121,10 +159,10 @@ impl Options {
     /// The PIN if one was given (flag, environment), without asking.
     pub fn given_pin(&self) -> Result<Option<AuthPin>, LaunchError> {
         if self.pin_file.is_none()
-            && let Some(p) = std::env::var_os(PIN_ENV).filter(|p| !p.is_empty())
+            && let Some(p) = env_pin()
         {
-            let p = p.into_string().map_err(|_| LaunchError::DonglePin(PinProblem::Unreadable(PIN_ENV.into())))?;
-            return checked_pin(Zeroizing::new(p), PIN_ENV).map(Some);
+            let p = p.map_err(|()| LaunchError::DonglePin(PinProblem::Unreadable(PIN_ENV.into())))?;
+            return checked_pin(p, PIN_ENV).map(Some);
         }
         let file = self.pin_file.clone().or_else(|| std::env::var_os(PIN_FILE_ENV).map(PathBuf::from));
         if let Some(f) = file {
@@ -564,6 +602,9 @@ pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<
         Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
+        // Nor may the token copy it into a new object (C_CopyObject) whose
+        // attributes could then differ (PKCS#11 2.40, CKA_COPYABLE).
+        Attribute::Copyable(false),
         Attribute::Decrypt(true),
         // Nothing but decryption: the token cannot be used to make licenses
         // or to wrap the key out.
@@ -624,13 +665,31 @@ pub struct DongleWatch {
     grace: Duration,
 }
 
-fn secs_setting(env: &str, config: Option<u64>, default: Duration) -> Result<Duration, LaunchError> {
-    match std::env::var(env) {
-        Ok(v) => match v.trim().parse::<f64>() {
-            Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
-            _ => Err(LaunchError::Usage(format!("{env}={v:?}: give a number of seconds above 0 and at most 86400"))),
+/// A time setting from the variable `env` (its value `from_env`: seconds,
+/// decimals allowed), else the config file's `key` (whole seconds), else
+/// `default`; above 0 and at most `max`.
+fn secs_setting(
+    (env, from_env): (&str, Option<String>),
+    config: Option<u64>,
+    key: &str,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, LaunchError> {
+    let most = max.as_secs();
+    match from_env {
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 && s <= max.as_secs_f64() => Ok(Duration::from_secs_f64(s)),
+            _ => Err(LaunchError::Usage(format!("{env}={v:?}: give a number of seconds above 0 and at most {most}"))),
         },
-        Err(_) => Ok(config.map(Duration::from_secs).filter(|d| !d.is_zero()).unwrap_or(default)),
+        None => match config.map(Duration::from_secs).filter(|d| !d.is_zero()) {
+            Some(d) if d > max => Err(LaunchError::Usage(format!(
+                "{key} = {} in {}: give at most {most} seconds",
+                d.as_secs(),
+                crate::config::file().display()
+            ))),
+            Some(d) => Ok(d),
+            None => Ok(default),
+        },
     }
 }
 
@@ -640,8 +699,16 @@ impl DongleWatch {
     /// `SEALRUN_DONGLE_GRACE_SECS` (or `dongle_grace_secs`, or [`DEFAULT_GRACE`]).
     pub fn new(attached: Attached) -> Result<DongleWatch, LaunchError> {
         let config = crate::config::Config::load()?;
-        let interval = secs_setting(CHECK_INTERVAL_ENV, config.dongle_check_secs, DEFAULT_CHECK_INTERVAL)?;
-        let grace = secs_setting(GRACE_ENV, config.dongle_grace_secs, DEFAULT_GRACE)?;
+        let var = |name: &'static str| (name, std::env::var(name).ok());
+        let interval = secs_setting(
+            var(CHECK_INTERVAL_ENV),
+            config.dongle_check_secs,
+            "dongle_check_secs",
+            DEFAULT_CHECK_INTERVAL,
+            MAX_CHECK_INTERVAL,
+        )?;
+        let grace =
+            secs_setting(var(GRACE_ENV), config.dongle_grace_secs, "dongle_grace_secs", DEFAULT_GRACE, MAX_GRACE)?;
         Ok(DongleWatch { attached, interval, grace })
     }
 }
@@ -709,5 +776,38 @@ impl RunSlot {
             }
         }
         Err(LaunchError::CountReached { product: license.terms.product.clone(), count })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check interval and grace are bounded (issue 24, finding 8): a
+    /// user who sets a day long one could carry the dongle to a second
+    /// computer and back before the first noticed.
+    #[test]
+    fn presence_check_settings_are_bounded() {
+        let check = |env: Option<&str>, config: Option<u64>| {
+            secs_setting(
+                (CHECK_INTERVAL_ENV, env.map(str::to_owned)),
+                config,
+                "dongle_check_secs",
+                DEFAULT_CHECK_INTERVAL,
+                MAX_CHECK_INTERVAL,
+            )
+        };
+        assert_eq!(check(None, None).unwrap(), DEFAULT_CHECK_INTERVAL);
+        assert_eq!(check(Some("0.5"), None).unwrap(), Duration::from_millis(500));
+        assert_eq!(check(Some("60"), Some(1)).unwrap(), MAX_CHECK_INTERVAL, "the variable wins");
+        assert_eq!(check(None, Some(60)).unwrap(), MAX_CHECK_INTERVAL);
+        for bad in ["86400", "60.5", "0", "-1", "inf", "NaN", "soon"] {
+            let e = check(Some(bad), None).unwrap_err().to_string();
+            assert!(e.contains("at most 60"), "{bad}: {e}");
+        }
+        let e = check(None, Some(86_400)).unwrap_err().to_string();
+        assert!(e.contains("dongle_check_secs = 86400") && e.contains("at most 60"), "{e}");
+        let grace = secs_setting((GRACE_ENV, Some("601".into())), None, "dongle_grace_secs", DEFAULT_GRACE, MAX_GRACE);
+        assert!(grace.unwrap_err().to_string().contains("at most 600"));
     }
 }

@@ -67,6 +67,8 @@ pub mod exit {
     /// the last time a time-limited app ran here by more than the tolerance,
     /// or the record of that time is damaged or from another device.
     pub const CLOCK_SET_BACK: u8 = 224;
+    /// Its terminal closed: SIGHUP (128 + 1).
+    pub const HUNG_UP: u8 = 129;
     /// Interrupted by SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// Terminated by SIGTERM (128 + 15).
@@ -369,6 +371,7 @@ impl LaunchError {
             LaunchError::GuestOutOfMemory { .. } => exit::GUEST_OOM,
             LaunchError::TimedOut { .. } => exit::TIMED_OUT,
             LaunchError::Interrupted { signal } if *signal == libc::SIGTERM => exit::TERMINATED,
+            LaunchError::Interrupted { signal } if *signal == libc::SIGHUP => exit::HUNG_UP,
             LaunchError::Interrupted { .. } => exit::INTERRUPTED,
             LaunchError::ServerRefused { .. } => exit::SERVER_REFUSED,
             LaunchError::ServerUnreachable { .. } => exit::SERVER_UNREACHABLE,
@@ -521,7 +524,11 @@ impl fmt::Display for LaunchError {
                 write!(f, "the app was stopped after its time limit of {} s (--timeout).", limit.as_secs_f64())
             }
             LaunchError::Interrupted { signal } => {
-                let name = if *signal == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" };
+                let name = match *signal {
+                    libc::SIGTERM => "SIGTERM",
+                    libc::SIGHUP => "SIGHUP (its terminal closed)",
+                    _ => "Ctrl-C",
+                };
                 write!(f, "the app was stopped by {name}.")
             }
             LaunchError::ServerRefused { status, detail } => {

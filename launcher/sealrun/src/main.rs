@@ -248,6 +248,8 @@ fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
 static ALLOC: sealrun::scrub::ScrubbingAlloc = sealrun::scrub::ScrubbingAlloc;
 
 fn main() -> ExitCode {
+    // Before anything else, while the process has one thread.
+    dongle::take_pin_from_env();
     if std::env::var_os("SEALRUN_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("SEALRUN_LOG"))
@@ -553,6 +555,8 @@ fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<u8, LaunchError> {
         }
     }
     let dirs = a.dirs.iter().map(|d| DirGrant::parse(d)).collect::<Result<Vec<_>, _>>().map_err(LaunchError::Usage)?;
+    // Checked before anything is decrypted, like every other argument.
+    let timeout = runner::parse_timeout(a.timeout).map_err(LaunchError::Usage)?;
     let mut env = Vec::new();
     for e in &a.env {
         match e.split_once('=') {
@@ -616,11 +620,6 @@ fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<u8, LaunchError> {
     };
     tracing::debug!(source = ?loaded.source, "module ready");
     let program_name = a.package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let timeout = match a.timeout {
-        None => None,
-        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
-        Some(s) => return Err(LaunchError::Usage(format!("--timeout {s}: give a positive number of seconds"))),
-    };
     let cfg = GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout };
     let code = runner::run_watched(&loaded.engine, &loaded.module, &cfg, watch)?;
     // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).

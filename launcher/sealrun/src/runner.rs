@@ -1,13 +1,13 @@
 //! Runs a decrypted WASI preview-1 command under wasmtime, deny by default:
 //! the guest sees only the arguments, environment variables and directories
-//! the user granted, within a memory limit. Ctrl-C, SIGTERM and `--timeout`
+//! the user granted, within a memory limit. Ctrl-C, SIGTERM, SIGHUP and `--timeout`
 //! stop it by ending the process with a message and the documented exit code
 //! (see [`stop_process`]). A run that depends on something outside the
 //! process (a dongle) is watched: while it is missing the guest's thread is
 //! held in a signal handler, and let go when it is back (see [`Watch`]).
 use std::path::PathBuf;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -21,6 +21,22 @@ pub const DEFAULT_MAX_MEMORY_MIB: u64 = 2048;
 /// Cap on table elements (function references). Real programs need
 /// thousands; this stops a hostile guest from growing tables without bound.
 pub const MAX_TABLE_ELEMENTS: usize = 10_000_000;
+/// Longest `--timeout`: a year. Longer is no limit in practice, and a
+/// deadline that far cannot overflow the clock.
+pub const MAX_TIMEOUT_SECS: f64 = 365.0 * 86_400.0;
+
+/// Reads `--timeout SECS`: a positive number of seconds, at most
+/// [`MAX_TIMEOUT_SECS`]; the message names the problem.
+pub fn parse_timeout(secs: Option<f64>) -> Result<Option<std::time::Duration>, String> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_TIMEOUT_SECS => Ok(Some(std::time::Duration::from_secs_f64(s))),
+        Some(s) => Err(format!(
+            "--timeout {s}: give a positive number of seconds, at most {MAX_TIMEOUT_SECS} (a year); leave it out for no limit"
+        )),
+    }
+}
+
 /// Cap on instances, tables and memories: a WASI command needs one each.
 const MAX_INSTANCES: usize = 1;
 /// See [`MAX_INSTANCES`].
@@ -409,7 +425,10 @@ struct Host {
     limits: Limits,
 }
 
-/// Ends the process on SIGINT/SIGTERM while the guest runs.
+/// Ends the process on SIGINT, SIGTERM and SIGHUP while the guest runs: each
+/// gives a floating seat back at once ([`at_stop`]). SIGHUP is what a
+/// terminal window sends when it is closed; left to its default it would
+/// end the launcher without giving the seat back.
 struct SignalGuard {
     handle: signal_hook::iterator::Handle,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -417,7 +436,7 @@ struct SignalGuard {
 
 impl SignalGuard {
     fn install() -> Result<Self, LaunchError> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
             .map_err(|e| LaunchError::GuestStart(format!("cannot install signal handlers: {e}")))?;
         let handle = signals.handle();
         let thread = std::thread::spawn(move || {
