@@ -113,3 +113,42 @@ fn spinning_on_the_clock_and_random_bytes_works_and_stays_stoppable() {
     assert_eq!(out.status.code(), Some(213), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
 }
+
+/// Issue 24, finding 8: a guest that opens file after file (it got 20,000
+/// before this cap, starving the launcher's own connections) stops at the
+/// sandbox's limit with a clear crash; a guest that keeps fewer open runs
+/// as before.
+#[test]
+fn a_guest_cannot_open_more_than_the_sandbox_allows() {
+    let (world, a, package) = setup();
+    let dir = world.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f"), b"x").unwrap();
+    let grant = format!("{}::/data:ro", dir.display());
+    let out = a
+        .sealrun(world.path())
+        .args(["run", "--dir", &grant])
+        .arg(&package)
+        .args(["--", "open", "/data/f", "400"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).ends_with("opened all 400\n"), "{}", stdout(&out));
+    let out = a
+        .sealrun(world.path())
+        .args(["run", "--dir", &grant])
+        .arg(&package)
+        .args(["--", "open", "/data/f", "20000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
+    let cap = sealrun::runner::MAX_GUEST_RESOURCES;
+    assert!(stderr(&out).contains(&format!("more than {cap} files, directories and streams")), "{}", stderr(&out));
+    let opened: usize = stdout(&out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("opened "))
+        .filter_map(|n| n.parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(opened < cap, "the guest opened {opened}");
+}

@@ -37,6 +37,15 @@ pub fn parse_timeout(secs: Option<f64>) -> Result<Option<std::time::Duration>, S
     }
 }
 
+/// Cap on what the guest holds open at once through WASI: files,
+/// directories and streams (each file or directory is a descriptor of the
+/// launcher's). A hostile guest opened 20,000, leaving the launcher none
+/// for its heartbeats and the release of a floating seat. 512 is far more
+/// than programs keep open, and half the usual soft limit of 1024
+/// descriptors, so the launcher keeps the other half. Past it the guest
+/// traps (WASI preview 1 turns a full table into a trap, not an errno).
+pub const MAX_GUEST_RESOURCES: usize = 512;
+
 /// Cap on instances, tables and memories: a WASI command needs one each.
 const MAX_INSTANCES: usize = 1;
 /// See [`MAX_INSTANCES`].
@@ -486,7 +495,9 @@ pub fn run_watched(
             .map_err(|e| LaunchError::GuestStart(format!("cannot grant directory {}: {e}", d.host.display())))?;
     }
     let max_memory = usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-    let host = Host { wasi: b.build_p1(), limits: Limits { max_memory, memory_refused: false } };
+    let mut wasi = b.build_p1();
+    wasmtime_wasi::WasiView::ctx(&mut wasi).table.set_max_capacity(MAX_GUEST_RESOURCES);
+    let host = Host { wasi, limits: Limits { max_memory, memory_refused: false } };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
 
@@ -522,6 +533,11 @@ pub fn run_watched(
             }
             if store.data().limits.memory_refused {
                 return Err(LaunchError::GuestOutOfMemory { limit_mib: cfg.max_memory_mib });
+            }
+            if e.downcast_ref::<wasmtime::component::ResourceTableError>().is_some() {
+                return Err(LaunchError::GuestTrap(format!(
+                    "it held more than {MAX_GUEST_RESOURCES} files, directories and streams open at once (the sandbox's limit)"
+                )));
             }
             let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
             Err(LaunchError::GuestTrap(trap.unwrap_or_else(|| format!("{e}"))))

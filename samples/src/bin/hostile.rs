@@ -9,7 +9,9 @@
 //!   path and a symlink inside DIR that points outside; prints one line per
 //!   try (`refused …` or `ESCAPED …`);
 //! - `spin N`: reads the clock and asks for random bytes N times, then
-//!   prints `spun N`.
+//!   prints `spun N`;
+//! - `open FILE N`: opens FILE N times and keeps every handle, printing
+//!   `opened K` every 100 and `open failed after K: …` if one fails.
 //!
 //! Host tests check each mode's outcome, sealed and plain.
 
@@ -81,8 +83,27 @@ fn main() -> ExitCode {
             std::hint::black_box(acc);
             ExitCode::SUCCESS
         }
+        Some("open") => {
+            let path = args.get(1).map(String::as_str).unwrap_or("/data/f");
+            let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+            let mut held = Vec::new();
+            for i in 0..n {
+                match std::fs::File::open(path) {
+                    Ok(f) => held.push(f),
+                    Err(e) => {
+                        println!("open failed after {i}: {e}");
+                        return ExitCode::from(4);
+                    }
+                }
+                if (i + 1) % 100 == 0 {
+                    println!("opened {}", i + 1);
+                }
+            }
+            println!("opened all {}", held.len());
+            ExitCode::SUCCESS
+        }
         _ => {
-            eprintln!("usage: hostile recurse | flood | escape DIR | spin N");
+            eprintln!("usage: hostile recurse | flood | escape DIR | spin N | open FILE N");
             ExitCode::from(2)
         }
     }
