@@ -273,6 +273,26 @@ pub fn write_code_module(path: &Path, functions: u32, ops: u32) {
     std::fs::write(path, m).unwrap();
 }
 
+/// Writes a valid WASI command (its `_start` does nothing) that declares
+/// `tables` function-reference tables of `elements` elements each and one
+/// page of memory: what the host allocates for it is nearly all tables.
+pub fn write_table_module(path: &Path, tables: u32, elements: u32) {
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut m); // type: () -> ()
+    section(3, &[1, 0], &mut m); // one function of type 0
+    let mut t = Vec::new();
+    leb(u64::from(tables), &mut t);
+    for _ in 0..tables {
+        t.extend_from_slice(&[0x70, 0]); // funcref, min only
+        leb(u64::from(elements), &mut t);
+    }
+    section(4, &t, &mut m);
+    section(5, &[1, 0, 1], &mut m); // memory, min 1 page
+    section(7, &[1, 6, b'_', b's', b't', b'a', b'r', b't', 0, 0], &mut m); // export _start
+    section(10, &[1, 2, 0, 0x0b], &mut m); // body: no locals, end
+    std::fs::write(path, m).unwrap();
+}
+
 /// Writes a valid WASI command (its `_start` does nothing) whose bulk is one
 /// passive data segment of `data_len` bytes (a multiple of 1 MiB),
 /// streaming, so this process never holds it: a forked child inherits its

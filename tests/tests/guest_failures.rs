@@ -40,6 +40,67 @@ fn memory_limit_is_enforced_and_reported() {
     assert!(stdout(&out).contains("alloc ok"));
 }
 
+/// Issue 24, finding 3: tables count against `--max-memory` too, with the
+/// memories, in one budget (16 tables of 10 million function references
+/// took 1.26 GB at `--max-memory 1`), one table is capped far lower, and
+/// the GC proposal is off.
+#[test]
+fn tables_count_against_the_memory_limit() {
+    let world = World::new();
+    let a = world.device("a");
+    let seal = |name: &str, module: &std::path::Path| {
+        let product = format!("com.example.{name}");
+        let package = world.seal_module(module, &product, "1.0.0", &format!("{name}.sealed"), &[]);
+        world.license_product(&product, &a, &format!("{name}.license"), &[]);
+        package
+    };
+    // 16 tables of a million elements: 128 MiB of host memory.
+    let module = world.path().join("tables.wasm");
+    sealrun_tests::write_table_module(&module, 16, 1_000_000);
+    let package = seal("tables", &module);
+    let out = a.sealrun(world.path()).args(["run", "--max-memory", "64"]).arg(&package).output().unwrap();
+    assert_eq!(out.status.code(), Some(211), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ran out of memory") && stderr(&out).contains("64 MiB"), "{}", stderr(&out));
+    let out = a.sealrun(world.path()).args(["run", "--max-memory", "200"]).arg(&package).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "16 tables fit in 200 MiB: {}", stderr(&out));
+    // One table beyond the per-table cap, whatever the budget.
+    let module = world.path().join("big-table.wasm");
+    sealrun_tests::write_table_module(&module, 1, sealrun::runner::MAX_TABLE_ELEMENTS as u32 + 1);
+    let package = seal("bigtable", &module);
+    let out = a.sealrun(world.path()).args(["run", "--max-memory", "4096"]).arg(&package).output().unwrap();
+    assert_eq!(out.status.code(), Some(211), "{}", stderr(&out));
+}
+
+/// The GC proposal is off in the launcher, so `sealsdk seal` refuses a
+/// module that uses it (before, it sealed what the launcher would now
+/// refuse to compile).
+#[test]
+fn a_module_using_the_gc_proposal_is_refused_at_seal_time() {
+    let world = World::new();
+    // Types: an empty struct (GC) and () -> (); one function, `_start`.
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend_from_slice(&[1, 6, 2, 0x5f, 0, 0x60, 0, 0]);
+    m.extend_from_slice(&[3, 2, 1, 1]);
+    m.extend_from_slice(&[7, 10, 1, 6, b'_', b's', b't', b'a', b'r', b't', 0, 0]);
+    m.extend_from_slice(&[10, 4, 1, 2, 0, 0x0b]);
+    let module = world.path().join("gc.wasm");
+    std::fs::write(&module, &m).unwrap();
+    let out = world.path().join("gc.sealed");
+    let sealed = world.sealsdk(&[
+        "seal",
+        module.to_str().unwrap(),
+        "--product",
+        "com.example.gc",
+        "--release",
+        "1.0.0",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!sealed.status.success(), "sealed a GC module");
+    assert!(stderr(&sealed).contains("without the gc feature"), "{}", stderr(&sealed));
+    assert!(!out.exists());
+}
+
 fn interrupt_with(signal: i32, expected: i32, text: &str) {
     let (world, a, package) = setup();
     let child = sealrun_tests::spawn_until(a.sealrun(world.path()).arg(&package).args(["--", "--spin"]), "spinning");

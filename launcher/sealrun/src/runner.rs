@@ -18,9 +18,13 @@ use crate::error::LaunchError;
 /// Default cap on a guest's linear memory, in MiB. wasm32 can address 4 GiB;
 /// 2 GiB leaves room for the launcher and the rest of a small machine.
 pub const DEFAULT_MAX_MEMORY_MIB: u64 = 2048;
-/// Cap on table elements (function references). Real programs need
-/// thousands; this stops a hostile guest from growing tables without bound.
-pub const MAX_TABLE_ELEMENTS: usize = 10_000_000;
+/// Cap on one table's elements (function references). Real programs need
+/// thousands, large C++ ones some hundred thousand; ten million, the cap
+/// before, let 16 tables take 1.26 GB of host memory.
+pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+/// Host bytes one table element costs, counted against `--max-memory`:
+/// a function reference is a pointer.
+pub const TABLE_ELEMENT_BYTES: usize = 8;
 /// Longest `--timeout`: a year. Longer is no limit in practice, and a
 /// deadline that far cannot overflow the clock.
 pub const MAX_TIMEOUT_SECS: f64 = 365.0 * 86_400.0;
@@ -213,6 +217,17 @@ pub fn base_config() -> Config {
     // other processes of the user could open through /proc; without them
     // data segments are copied into the instance's anonymous memory.
     config.memory_init_cow(false);
+    // Deny by default, for proposals too: what no WASI preview-1 toolchain
+    // emits is off. The GC proposal (and function references, which it
+    // builds on) would give the guest a GC heap outside the memory budget;
+    // exceptions allocate their objects there too; 64-bit memories are not
+    // what wasm32 targets make. Reference types and multiple tables stay
+    // on (LLVM emits them for wasm32), bounded by the budget in `Limits`.
+    config.wasm_gc(false);
+    config.wasm_function_references(false);
+    config.wasm_exceptions(false);
+    config.wasm_memory64(false);
+    config.wasm_stack_switching(false);
     config
 }
 
@@ -398,24 +413,69 @@ pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
     Ok(module)
 }
 
+/// One budget, `--max-memory`, over everything the guest makes the host
+/// allocate for it: every linear memory and every table (the GC proposal,
+/// whose heap would be a third, is off: see [`base_config`]). wasmtime asks
+/// before each memory or table is created or grown, with its size before
+/// and after, so the sum of what was granted is what the guest holds.
 struct Limits {
     max_memory: usize,
+    /// Bytes granted so far, over all memories and tables.
+    used: usize,
+    /// The growth last granted, taken back if wasmtime then fails it.
+    pending: usize,
     memory_refused: bool,
 }
 
+impl Limits {
+    fn new(max_memory: usize) -> Limits {
+        Limits { max_memory, used: 0, pending: 0, memory_refused: false }
+    }
+
+    /// Grants growing by `more` bytes if the budget allows.
+    fn grow(&mut self, more: usize) -> bool {
+        match self.used.checked_add(more) {
+            Some(total) if total <= self.max_memory => {
+                self.used = total;
+                self.pending = more;
+                true
+            }
+            _ => {
+                // Refused (the guest sees memory.grow or table.grow fail, or
+                // cannot start) and noted, so a trap that follows is
+                // reported as out of memory.
+                self.memory_refused = true;
+                false
+            }
+        }
+    }
+
+    fn grow_failed(&mut self) {
+        self.used = self.used.saturating_sub(std::mem::take(&mut self.pending));
+    }
+}
+
 impl ResourceLimiter for Limits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            // Refuse the growth (the guest sees memory.grow fail) and note it,
-            // so a trap that follows is reported as out of memory.
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow(desired.saturating_sub(current)))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
             self.memory_refused = true;
             return Ok(false);
         }
-        Ok(true)
+        Ok(self.grow(desired.saturating_sub(current).saturating_mul(TABLE_ELEMENT_BYTES)))
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 
     fn instances(&self) -> usize {
@@ -497,7 +557,7 @@ pub fn run_watched(
     let max_memory = usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     let mut wasi = b.build_p1();
     wasmtime_wasi::WasiView::ctx(&mut wasi).table.set_max_capacity(MAX_GUEST_RESOURCES);
-    let host = Host { wasi, limits: Limits { max_memory, memory_refused: false } };
+    let host = Host { wasi, limits: Limits::new(max_memory) };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
 

@@ -203,7 +203,7 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), String> {
     if wasmparser::Parser::is_component(bytes) {
         return Err("it is a component; Sealrun runs core WASI preview-1 modules (build for wasm32-wasip1)".into());
     }
-    let engine = wasmtime::Engine::new(&wasmtime::Config::new()).map_err(|e| format!("wasmtime: {e}"))?;
+    let engine = wasmtime::Engine::new(&sealrun::runner::base_config()).map_err(|e| format!("wasmtime: {e}"))?;
     wasmtime::Module::validate(&engine, bytes).map_err(|e| format!("{e:#}"))?;
     let mut has_start = false;
     for payload in Parser::new(0).parse_all(bytes) {
