@@ -347,6 +347,18 @@ fn pulled_dongle_pauses_the_app_and_plugging_it_back_resumes_it() {
     let second = run_with(&s.dev, &s.hsm, cwd, &package, &lic, &["1", "1"]);
     assert_eq!(second.status.code(), Some(219), "{}", stderr(&second));
     assert!(stderr(&second).contains("1 copy of com.example.ticker may run at once"), "{}", stderr(&second));
+    // Deleting whatever the launcher keeps in the data folder frees no run
+    // (issue 24, finding 4: the run was a lock file, and `rm` freed it).
+    let data = s.dev.root.join("home/.local/share/sealrun");
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        let keep = ["device.key", "licenses"].iter().any(|k| entry.file_name() == *k);
+        if !keep {
+            let p = entry.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+    let after_rm = run_with(&s.dev, &s.hsm, cwd, &package, &lic, &["1", "1"]);
+    assert_eq!(after_rm.status.code(), Some(219), "a second copy after rm: {}", stderr(&after_rm));
 
     s.hsm.unplug();
     live.wait_for(&live.err, "was removed: the app is paused");

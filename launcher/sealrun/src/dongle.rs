@@ -17,7 +17,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use sealrun_format::device::DeviceCode;
+use sealrun_format::device::{DeviceCode, DeviceSecret};
 use sealrun_format::dongle::{DongleId, DongleRecord, SealedLicense, TAG_LEN, TokenDecrypt};
 use sealrun_format::{KeyId, VendorPublicKey};
 use zeroize::Zeroizing;
@@ -745,34 +745,47 @@ impl crate::runner::Watch for DongleWatch {
     }
 }
 
-/// One of the runs a license's count allows, held while the app runs: a lock
-/// on one of `count` files, which the OS releases when the process ends in
-/// any way (so a crash never leaks a run).
+/// One of the runs a license's count allows, held while the app runs: a
+/// Unix socket bound to one of `count` names in the abstract namespace,
+/// which the kernel frees when the process ends in any way (so a crash
+/// never leaks a run).
+///
+/// Not a lock file: a lock is on a file, and the file's name can be
+/// deleted under its holder, after which a second copy creates and locks a
+/// new file of the same name (an outside review ran two copies on a count
+/// of 1 with one `rm`). An abstract name has no file to delete: only its
+/// holder can give it up. The names are derived from the device secret
+/// ([`DeviceSecret::local_name`]), so another user of the machine cannot
+/// take them first. What is left: abstract names belong to a network
+/// namespace, so a copy started in a namespace of its own (`unshare -rn`,
+/// where user namespaces are allowed) counts apart; docs/hardware-keys.md
+/// says so.
 #[derive(Debug)]
 pub struct RunSlot {
-    _file: std::fs::File,
+    _name: std::os::unix::net::UnixListener,
 }
 
 impl RunSlot {
-    /// Takes a free run of `license` if its binding has a count; `None` for
-    /// licenses without one. A paused run keeps its slot, so a dongle pulled
-    /// and plugged back in never lets one more copy start.
-    pub fn claim(license: &sealrun_format::license::License) -> Result<Option<RunSlot>, LaunchError> {
+    /// Takes a free run of `license` for `device` if its binding has a
+    /// count; `None` for licenses without one. A paused run keeps its slot,
+    /// so a dongle pulled and plugged back in never lets one more copy start.
+    pub fn claim(
+        license: &sealrun_format::license::License,
+        device: &DeviceSecret,
+    ) -> Result<Option<RunSlot>, LaunchError> {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::net::{SocketAddr, UnixListener};
         let sealrun_format::license::Binding::Dongle { count, .. } = license.terms.binding else { return Ok(None) };
-        let dir = crate::paths::data_dir().join("runs");
-        std::fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
         for k in 0..count {
-            let path = dir.join(format!("{}.{k}.lock", license.terms.license_id_hex()));
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(LaunchError::io("cannot open", &path))?;
-            match file.try_lock() {
-                Ok(()) => return Ok(Some(RunSlot { _file: file })),
-                Err(std::fs::TryLockError::WouldBlock) => continue,
-                Err(std::fs::TryLockError::Error(e)) => return Err(LaunchError::io("cannot lock", &path)(e)),
+            let mut data = license.terms.license_id.to_vec();
+            data.extend_from_slice(&k.to_be_bytes());
+            let name = format!("sealrun-run-{}", hex::encode(device.local_name(b"dongle run slot", &data)));
+            let addr = SocketAddr::from_abstract_name(name.as_bytes())
+                .map_err(|e| LaunchError::GuestStart(format!("cannot name a run slot: {e}")))?;
+            match UnixListener::bind_addr(&addr) {
+                Ok(l) => return Ok(Some(RunSlot { _name: l })),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(LaunchError::GuestStart(format!("cannot take a run slot: {e}"))),
             }
         }
         Err(LaunchError::CountReached { product: license.terms.product.clone(), count })

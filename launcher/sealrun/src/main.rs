@@ -597,7 +597,7 @@ fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<u8, LaunchError> {
         eprintln!("sealrun: note: {hint}");
     }
     // Held until the process ends: one of the runs the license's count allows.
-    let _run_slot = dongle::RunSlot::claim(&opened.license)?;
+    let _run_slot = dongle::RunSlot::claim(&opened.license, &device.secret)?;
     let engine = runner::engine()?;
     // A floating seat is renewed while the app decrypts and compiles, and
     // once more just before it starts.

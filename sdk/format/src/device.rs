@@ -178,6 +178,22 @@ impl DeviceSecret {
         &self.0
     }
 
+    /// A name only this device can compute, for `label` and `data`
+    /// (HMAC-SHA256 under a key derived from the secret): for things on
+    /// this machine that other local users must not be able to guess.
+    /// Reveals nothing about the secret.
+    pub fn local_name(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+        use hmac::digest::KeyInit;
+        use hmac::{Hmac, Mac};
+        let mut k = Zeroizing::new([0u8; 32]);
+        Hkdf::<Sha256>::new(Some(b"sealrun/v1/local-name"), &self.0)
+            .expand(label, k.as_mut())
+            .expect("32 bytes is a valid HKDF output length");
+        let mut mac = <Hmac<Sha256>>::new_from_slice(k.as_ref()).expect("HMAC takes any key length");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The matching public key.
     pub fn public_key(&self) -> [u8; 32] {
         PublicKey::from(&StaticSecret::from(self.0)).to_bytes()
