@@ -152,3 +152,52 @@ fn a_guest_cannot_open_more_than_the_sandbox_allows() {
         .unwrap_or(0);
     assert!(opened < cap, "the guest opened {opened}");
 }
+
+/// Issue 24, finding 5: the guest may not leave symlinks in a writable
+/// grant that point out of it (`out/report.txt -> ../../.bashrc`): the
+/// guest cannot follow them, but the next host program that writes the
+/// output would. Only links that lead down are made, also through a link
+/// to `.` that would fool a check of the link's depth.
+#[test]
+fn the_guest_cannot_plant_symlinks_that_leave_its_grant() {
+    let (world, a, package) = setup();
+    let root = world.path().join("plant");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = a
+        .sealrun(world.path())
+        .arg("run")
+        .arg("--dir")
+        .arg(format!("{}::/data", data.display()))
+        .arg(&package)
+        .args(["--", "plant", "/data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for refused in ["out/report.txt", "up.txt", "abs.txt", "loop/loop/deep.txt"] {
+        assert!(text.contains(&format!("refused {refused}: errno 63")), "{refused}: {text}");
+    }
+    assert!(text.contains("planted out/ok.txt") && text.contains("planted loop"), "{text}");
+    // On the host: every link there resolves inside the grant.
+    let data = data.canonicalize().unwrap();
+    let mut links = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            if meta.file_type().is_symlink() {
+                links += 1;
+                let target = std::fs::read_link(e.path()).unwrap();
+                assert!(target.is_relative() && !target.components().any(|c| c.as_os_str() == ".."), "{target:?}");
+                if let Ok(resolved) = e.path().canonicalize() {
+                    assert!(resolved.starts_with(&data), "{} -> {}", e.path().display(), resolved.display());
+                }
+            } else if meta.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    assert_eq!(links, 2, "out/ok.txt and loop");
+    assert_eq!(std::fs::read_to_string(data.join("out/ok.txt")).unwrap(), "inside");
+}

@@ -50,8 +50,10 @@ pub fn parse_timeout(secs: Option<f64>) -> Result<Option<std::time::Duration>, S
 /// traps (WASI preview 1 turns a full table into a trap, not an errno).
 pub const MAX_GUEST_RESOURCES: usize = 512;
 
-/// Cap on instances, tables and memories: a WASI command needs one each.
-const MAX_INSTANCES: usize = 1;
+/// Cap on instances, tables and memories: a WASI command needs one each
+/// (two instances: the guest and the symlink check's trampoline, which
+/// defines no memory or table of its own).
+const MAX_INSTANCES: usize = 2;
 /// See [`MAX_INSTANCES`].
 const MAX_TABLES: usize = 16;
 /// See [`MAX_INSTANCES`].
@@ -492,6 +494,8 @@ impl ResourceLimiter for Limits {
 struct Host {
     wasi: WasiP1Ctx,
     limits: Limits,
+    /// Where an allowed `path_symlink` goes (see [`refuse_escaping_symlinks`]).
+    symlink: Option<SymlinkFn>,
 }
 
 /// Ends the process on SIGINT, SIGTERM and SIGHUP while the guest runs: each
@@ -557,9 +561,10 @@ pub fn run_watched(
     let max_memory = usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     let mut wasi = b.build_p1();
     wasmtime_wasi::WasiView::ctx(&mut wasi).table.set_max_capacity(MAX_GUEST_RESOURCES);
-    let host = Host { wasi, limits: Limits::new(max_memory) };
+    let host = Host { wasi, limits: Limits::new(max_memory), symlink: None };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
+    let symlink = refuse_escaping_symlinks(&mut linker, &mut store)?;
 
     let signals = SignalGuard::install()?;
     let deadline = deadline(cfg.timeout);
@@ -570,6 +575,7 @@ pub fn run_watched(
         }
         Err(e) => return Err(LaunchError::GuestStart(format!("{e}"))),
     };
+    connect_symlink_trampoline(engine, &mut store, &instance, symlink)?;
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
         .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;
@@ -605,9 +611,130 @@ pub fn run_watched(
     }
 }
 
+/// WASI preview 1's `errno` for "operation not permitted".
+const ERRNO_PERM: i32 = 63;
+/// Longest symlink target read from the guest: the host's PATH_MAX.
+const MAX_SYMLINK_TARGET: usize = 4096;
+
+/// Whether the guest may make a symlink pointing at `target`: a relative
+/// path with no `..`, which can only lead down from the link's directory,
+/// so it stays inside the granted directory whatever the link's place and
+/// whatever other links the guest made (none of which climbs either).
+/// wasmtime keeps the guest from *following* a link out of its grant, but
+/// a link it leaves behind (`out/report.txt -> ../../.bashrc`) is followed
+/// by the next host program that writes the output.
+fn symlink_target_allowed(target: &str) -> bool {
+    !target.is_empty() && !target.starts_with('/') && !target.split('/').any(|c| c == "..")
+}
+
+/// A module that calls WASI's `path_symlink` with the guest's memory as its
+/// own: wasmtime's function reads the paths from the memory of the instance
+/// that calls it, so the check in [`refuse_escaping_symlinks`] hands an
+/// allowed call on through this. Imports the function and the memory,
+/// exports the memory and `symlink` (five i32 in, the errno out).
+const SYMLINK_TRAMPOLINE: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x0a, 0x01, 0x60, 0x05, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, // type 0: (i32 x5) -> i32
+    0x02, 0x37, 0x02, // imports: 2
+    0x16, b'w', b'a', b's', b'i', b'_', b's', b'n', b'a', b'p', b's', b'h', b'o', b't', b'_', b'p', b'r', b'e', b'v',
+    b'i', b'e', b'w', b'1', 0x0c, b'p', b'a', b't', b'h', b'_', b's', b'y', b'm', b'l', b'i', b'n', b'k', 0x00,
+    0x00, // func of type 0
+    0x05, b'g', b'u', b'e', b's', b't', 0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00,
+    0x00, // memory, min 0
+    0x03, 0x02, 0x01, 0x00, // one function of type 0
+    0x07, 0x14, 0x02, // exports: 2
+    0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, // "memory": memory 0
+    0x07, b's', b'y', b'm', b'l', b'i', b'n', b'k', 0x00, 0x01, // "symlink": func 1
+    0x0a, 0x10, 0x01, 0x0e, 0x00, // code: 1 body, 14 bytes, no locals
+    0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0x20, 0x03, 0x20, 0x04, 0x10, 0x00, 0x0b, // local.get 0..4; call 0; end
+];
+
+/// What [`refuse_escaping_symlinks`] calls for an allowed link.
+type SymlinkFn = wasmtime::TypedFunc<(i32, i32, i32, i32, i32), i32>;
+
+/// Puts a check before WASI's `path_symlink`: a link whose target could
+/// leave the grant ([`symlink_target_allowed`]) is refused with `EPERM`;
+/// every other call goes to wasmtime's own function unchanged, through
+/// [`SYMLINK_TRAMPOLINE`] (set up by [`connect_symlink_trampoline`] once
+/// the guest's memory exists), which also checks the pointers. Returns
+/// wasmtime's function, for the trampoline.
+fn refuse_escaping_symlinks(linker: &mut Linker<Host>, store: &mut Store<Host>) -> Result<wasmtime::Func, LaunchError> {
+    const WASI: &str = "wasi_snapshot_preview1";
+    let cannot = |e: wasmtime::Error| LaunchError::GuestStart(format!("WASI path_symlink: {e}"));
+    let Ok(wasmtime::Extern::Func(original)) = linker.get(&mut *store, WASI, "path_symlink") else {
+        return Err(LaunchError::GuestStart("WASI has no path_symlink".into()));
+    };
+    linker.allow_shadowing(true);
+    let defined = linker
+        .func_wrap(
+            WASI,
+            "path_symlink",
+            |mut caller: wasmtime::Caller<'_, Host>,
+             target_ptr: i32,
+             target_len: i32,
+             fd: i32,
+             link_ptr: i32,
+             link_len: i32|
+             -> wasmtime::Result<i32> {
+                let target = caller.get_export("memory").and_then(|m| m.into_memory()).and_then(|memory| {
+                    let start = usize::try_from(target_ptr as u32).ok()?;
+                    let len = usize::try_from(target_len as u32).ok().filter(|&l| l <= MAX_SYMLINK_TARGET)?;
+                    let bytes = memory.data(&caller).get(start..start.checked_add(len)?)?;
+                    std::str::from_utf8(bytes).ok().map(str::to_owned)
+                });
+                // A target that cannot be read is left to wasmtime, which
+                // refuses it as it always did.
+                if target.is_some_and(|t| !symlink_target_allowed(&t)) {
+                    return Ok(ERRNO_PERM);
+                }
+                let Some(through) = caller.data().symlink.clone() else {
+                    // No memory to read paths from: nothing to link.
+                    return Ok(ERRNO_PERM);
+                };
+                through.call(&mut caller, (target_ptr, target_len, fd, link_ptr, link_len))
+            },
+        )
+        .map(|_| ())
+        .map_err(cannot);
+    linker.allow_shadowing(false);
+    defined.map(|()| original)
+}
+
+/// Instantiates [`SYMLINK_TRAMPOLINE`] over the guest's memory and
+/// wasmtime's `path_symlink` (`original`), for [`refuse_escaping_symlinks`].
+/// A guest without an exported memory keeps no trampoline (and cannot pass
+/// paths anyway).
+fn connect_symlink_trampoline(
+    engine: &Engine,
+    store: &mut Store<Host>,
+    guest: &wasmtime::Instance,
+    original: wasmtime::Func,
+) -> Result<(), LaunchError> {
+    let Some(memory) = guest.get_memory(&mut *store, "memory") else { return Ok(()) };
+    let cannot = |e: wasmtime::Error| LaunchError::GuestStart(format!("the symlink check: {e}"));
+    let module = Module::new(engine, SYMLINK_TRAMPOLINE).map_err(cannot)?;
+    let mut linker: Linker<Host> = Linker::new(engine);
+    linker.define(&*store, "wasi_snapshot_preview1", "path_symlink", original).map_err(cannot)?;
+    linker.define(&*store, "guest", "memory", memory).map_err(cannot)?;
+    let instance = linker.instantiate(&mut *store, &module).map_err(cannot)?;
+    let through: SymlinkFn = instance.get_typed_func(&mut *store, "symlink").map_err(cannot)?;
+    store.data_mut().symlink = Some(through);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symlink_targets_may_only_lead_down() {
+        for ok in ["file", "sub/file", "./file", "a/./b", "..."] {
+            assert!(symlink_target_allowed(ok), "{ok}");
+        }
+        for bad in ["", "/etc/passwd", "../.bashrc", "sub/../../x", "..", "a/..", "//x"] {
+            assert!(!symlink_target_allowed(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_dir_grants() {

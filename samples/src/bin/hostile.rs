@@ -10,6 +10,10 @@
 //!   try (`refused …` or `ESCAPED …`);
 //! - `spin N`: reads the clock and asks for random bytes N times, then
 //!   prints `spun N`;
+//! - `plant DIR`: tries to leave symlinks in DIR that point out of it
+//!   (`../…`, deeper `../../…`, an absolute path, and through a link to
+//!   `.`) and one that points inside, printing `planted NAME` or
+//!   `refused NAME: …` for each;
 //! - `open FILE N`: opens FILE N times and keeps every handle, printing
 //!   `opened K` every 100 and `open failed after K: …` if one fails.
 //!
@@ -83,6 +87,29 @@ fn main() -> ExitCode {
             std::hint::black_box(acc);
             ExitCode::SUCCESS
         }
+        Some("plant") => {
+            let dir = args.get(1).map(String::as_str).unwrap_or("/data");
+            let _ = std::fs::create_dir_all(format!("{dir}/out/sub"));
+            let _ = std::fs::write(format!("{dir}/out/sub/inside.txt"), b"inside");
+            let Ok(root) = std::fs::File::open(dir) else {
+                eprintln!("plant: cannot open {dir}");
+                return ExitCode::from(1);
+            };
+            for (name, target) in [
+                ("out/report.txt", "../../.bashrc"),
+                ("up.txt", "../.bashrc"),
+                ("abs.txt", "/etc/passwd"),
+                ("loop", "."),
+                ("loop/loop/deep.txt", "../../.profile"),
+                ("out/ok.txt", "sub/inside.txt"),
+            ] {
+                match symlink_at(&root, target, name) {
+                    Ok(()) => println!("planted {name}"),
+                    Err(errno) => println!("refused {name}: errno {errno}"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Some("open") => {
             let path = args.get(1).map(String::as_str).unwrap_or("/data/f");
             let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
@@ -103,10 +130,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("usage: hostile recurse | flood | escape DIR | spin N | open FILE N");
+            eprintln!("usage: hostile recurse | flood | escape DIR | spin N | plant DIR | open FILE N");
             ExitCode::from(2)
         }
     }
+}
+
+/// WASI preview 1 `path_symlink` (std's wrapper is unstable): a link
+/// `link` in the directory `dir` pointing at `target`.
+fn symlink_at(dir: &std::fs::File, target: &str, link: &str) -> Result<(), u16> {
+    use std::os::fd::AsRawFd;
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        fn path_symlink(target: *const u8, target_len: usize, fd: i32, link: *const u8, link_len: usize) -> u16;
+    }
+    // SAFETY: both strings are valid for their lengths for the call.
+    let errno = unsafe { path_symlink(target.as_ptr(), target.len(), dir.as_raw_fd(), link.as_ptr(), link.len()) };
+    if errno == 0 { Ok(()) } else { Err(errno) }
 }
 
 /// WASI preview 1 `random_get`, without a crate.
