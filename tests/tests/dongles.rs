@@ -619,3 +619,16 @@ fn with_two_dongles_attached_the_license_picks_its_own() {
     let text = stdout(&list);
     assert!(text.contains(&format!("dongle {first}")) && text.contains(&format!("dongle {second}")), "{text}");
 }
+
+/// Issue 24, finding 6: a token's label is anyone's text. One that holds
+/// escape sequences (retitle the terminal, clear the screen) is shown
+/// escaped by `sealrun dongle list`, in the PIN prompt and in messages.
+#[test]
+fn token_labels_reach_the_terminal_escaped() {
+    let Some(s) = setup("\u{1b}]0;owned\u{7}\u{1b}[2J") else { return };
+    let out = sealrun(&s.dev, &s.hsm, s.world.path()).args(["dongle", "list"]).output().unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("token \"\\u{1b}]0;owned\\u{7}\\u{1b}[2J\""), "{text:?}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
+}

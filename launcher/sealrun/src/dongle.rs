@@ -235,11 +235,15 @@ impl Library {
                 continue;
             }
             let record = self.read_record(slot).ok().flatten().map(|bytes| DongleRecord::parse(&bytes));
+            // What a token says of itself is anyone's text (a label of
+            // `ESC]0;…` retitled the terminal): escaped once, here, for
+            // every list, prompt and message that shows it.
+            let shown = |s: &str| sealrun_format::text::shown(s.trim()).into_owned();
             out.push(TokenView {
                 slot,
-                label: info.label().trim().to_owned(),
-                serial: info.serial_number().trim().to_owned(),
-                model: format!("{} {}", info.manufacturer_id().trim(), info.model().trim()),
+                label: shown(info.label()),
+                serial: shown(info.serial_number()),
+                model: shown(&format!("{} {}", info.manufacturer_id().trim(), info.model().trim())),
                 record,
             });
         }

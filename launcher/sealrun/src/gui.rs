@@ -72,10 +72,20 @@ fn zenity_command(zenity: &Path, title: &str) -> Command {
     c
 }
 
+/// A kdialog command with `args`. kdialog shows text that looks like HTML
+/// as HTML (Qt guesses rich text), so angle brackets become look-alikes
+/// that cannot open a tag: a name or message cannot restyle the dialog.
+fn kdialog_command(kdialog: &Path, args: &[&str]) -> Command {
+    let mut c = dialog_command(kdialog);
+    c.args(args.iter().map(|a| a.replace('<', "\u{2039}").replace('>', "\u{203a}")));
+    c
+}
+
 /// A notification from Sealrun, with its icon.
 fn notify_command(notify_send: &Path, title: &str, text: &str) -> Command {
     let mut c = dialog_command(notify_send);
-    c.args(["--app-name=Sealrun", "--icon=sealrun", title, text]);
+    // `--`: a title or text starting with `-` is not an option.
+    c.args(["--app-name=Sealrun", "--icon=sealrun", "--", title, text]);
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     c
 }
@@ -140,13 +150,16 @@ pub enum LicenseChoice {
 impl Desktop {
     /// The front end for `package`, with the dialog program found.
     pub fn new(package: &Path) -> Desktop {
-        let app = package.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "The app".into());
+        let app = package
+            .file_stem()
+            .map(|s| sealrun_format::text::shown(&s.to_string_lossy()).into_owned())
+            .unwrap_or_else(|| "The app".into());
         Desktop { backend: Backend::detect(), app, package: package.to_owned() }
     }
 
     /// Names the app in titles by its display name.
     pub fn set_app(&mut self, display_name: &str) {
-        self.app = display_name.to_owned();
+        self.app = sealrun_format::text::shown(display_name).into_owned();
     }
 
     /// The app's name, as titles show it.
@@ -168,10 +181,16 @@ impl Desktop {
         if file.metadata().is_ok_and(|m| m.len() > MAX_LOG_LEN) {
             let _ = std::fs::rename(&file, dir.join("launcher.log.1"));
         }
-        let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&file) else { return };
+        // 0600: the log names the user's packages and what went wrong.
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&file) else { return };
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
         let when = crate::fmt_time(crate::now());
-        let body = message.trim_end().replace('\n', "\n    ");
-        let _ = writeln!(f, "{when} [{}] {}: {body}", std::process::id(), self.package.display());
+        // One entry per launch: its own line breaks are indented, and no
+        // text inside it (a file name, a server's message) can start a line.
+        let body = sealrun_format::text::shown_lines(message.trim_end()).replace('\n', "\n    ");
+        let package = sealrun_format::text::shown(&self.package.display().to_string()).into_owned();
+        let _ = writeln!(f, "{when} [{}] {package}: {body}", std::process::id());
     }
 
     fn zenity(&self, path: &Path, title: &str, args: &[&str]) -> Option<std::process::Output> {
@@ -198,6 +217,7 @@ impl Desktop {
 
     /// Shows an error the launcher printed (and logs it).
     pub fn error(&self, text: &str) {
+        let text = &*sealrun_format::text::shown_lines(text);
         self.log(text);
         let title = format!("{} cannot start", self.app);
         match &self.backend {
@@ -205,7 +225,7 @@ impl Desktop {
                 self.zenity(z, &title, &["--error", "--no-markup", &format!("--text={text}")]);
             }
             Backend::Kdialog(k) => {
-                let _ = dialog_command(k).args(["--title", &title, "--error", text]).stdin(Stdio::null()).status();
+                let _ = kdialog_command(k, &["--title", &title, "--error", text]).stdin(Stdio::null()).status();
             }
             Backend::Notify(n) => self.notify(n, &title, text),
             Backend::LogOnly => {}
@@ -215,12 +235,13 @@ impl Desktop {
     /// Shows something that went well (after an activation) without
     /// waiting for it to be read: the app starts meanwhile.
     pub fn info(&self, text: &str) {
+        let text = &*sealrun_format::text::shown_lines(text);
         self.log(text);
         let shown = match &self.backend {
             Backend::Zenity(z) => zenity_command(z, &self.app)
                 .args(["--info", "--no-markup", "--timeout=10", &format!("--text={text}")])
                 .spawn(),
-            Backend::Kdialog(k) => dialog_command(k).args(["--title", &self.app, "--passivepopup", text, "10"]).spawn(),
+            Backend::Kdialog(k) => kdialog_command(k, &["--title", &self.app, "--passivepopup", text, "10"]).spawn(),
             Backend::Notify(n) => notify_command(n, &self.app, text).spawn(),
             Backend::LogOnly => return,
         };
@@ -233,6 +254,7 @@ impl Desktop {
     /// ready to copy, and, when a licensing server is known, an
     /// "Activate…" button that asks for an activation code.
     pub fn no_license(&self, text: &str, device_code: &str, server: Option<&str>) -> LicenseChoice {
+        let text = &*sealrun_format::text::shown_lines(text);
         self.log(text);
         let title = format!("{} needs a license", self.app);
         let mut prompt = dialog_text(text, "The device code is in the field below, selected: press Ctrl+C to copy it.");
@@ -255,8 +277,7 @@ impl Desktop {
                 server.is_some() && chose
             }
             Backend::Kdialog(k) => {
-                let status = dialog_command(k)
-                    .args(["--title", &title, "--inputbox", &prompt, device_code])
+                let status = kdialog_command(k, &["--title", &title, "--inputbox", &prompt, device_code])
                     .stdout(Stdio::null())
                     .status();
                 let chose = status.is_ok_and(|s| s.success());
@@ -278,8 +299,7 @@ impl Desktop {
                 .zenity(z, &title, &["--entry", &format!("--text={ask}"), "--ok-label=Activate"])
                 .filter(|o| o.status.success())
                 .map(|o| o.stdout),
-            Backend::Kdialog(k) => dialog_command(k)
-                .args(["--title", &title, "--inputbox", ask])
+            Backend::Kdialog(k) => kdialog_command(k, &["--title", &title, "--inputbox", ask])
                 .stdin(Stdio::null())
                 .output()
                 .ok()
@@ -310,7 +330,7 @@ impl Desktop {
                 .spawn()
                 .ok(),
             Backend::Kdialog(k) => {
-                let _ = dialog_command(k).args(["--title", &title, "--passivepopup", text, "30"]).spawn();
+                let _ = kdialog_command(k, &["--title", &title, "--passivepopup", text, "30"]).spawn();
                 None
             }
             Backend::Notify(n) => {

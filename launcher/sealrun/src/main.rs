@@ -260,13 +260,33 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sealrun: {e}");
+            eprintln!("sealrun: {}", sealrun_format::text::shown_lines(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
 }
 
+/// A package whose path holds control characters is refused before it is
+/// read: the path is shown in messages, dialogs and the log, where a line
+/// break or an escape sequence in a downloaded file's name could forge
+/// text ("your copy is blocked, call …").
+fn check_package_path(package: &std::path::Path) -> Result<(), LaunchError> {
+    let text = package.to_string_lossy();
+    if text.chars().any(char::is_control) {
+        return Err(LaunchError::Usage(format!(
+            "the package's path {} holds control characters (line breaks or escape sequences); rename the file",
+            sealrun_format::text::shown(&text)
+        )));
+    }
+    Ok(())
+}
+
 fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
+    if let Command::Run(a) = &command
+        && !a.desktop
+    {
+        check_package_path(&a.package)?;
+    }
     match command {
         Command::Run(a) if a.desktop => Ok(run_from_desktop(a)),
         Command::Run(a) => run(a, &Stderr).map(ExitCode::from),
@@ -409,7 +429,14 @@ fn desktop_command(c: DesktopCommand) -> Result<ExitCode, LaunchError> {
 /// apps in a terminal window.
 fn run_from_desktop(a: RunArgs) -> ExitCode {
     use std::io::IsTerminal;
-    let mut front = gui::Desktop::new(&a.package);
+    let front = gui::Desktop::new(&a.package);
+    if let Err(e) = check_package_path(&a.package) {
+        let text = e.to_string();
+        eprintln!("sealrun: {text}");
+        front.error(&text);
+        return ExitCode::from(e.exit_code());
+    }
+    let mut front = front;
     let header = launch::read_header(&a.package).ok();
     if let Some(h) = &header {
         front.set_app(&h.manifest.display_name);
@@ -467,7 +494,7 @@ fn run_from_desktop(a: RunArgs) -> ExitCode {
 /// dialog, whose Activate… may mend it (once). `None`: activated, try
 /// again; else the exit code.
 fn handle_launch_error(front: &gui::Desktop, e: LaunchError, activated: &mut bool) -> Option<u8> {
-    eprintln!("sealrun: {e}");
+    eprintln!("sealrun: {}", sealrun_format::text::shown_lines(&e.to_string()));
     let text = e.to_string();
     match &e {
         LaunchError::NoLicense { device, .. } if !*activated => {
@@ -481,7 +508,7 @@ fn handle_launch_error(front: &gui::Desktop, e: LaunchError, activated: &mut boo
                         None
                     }
                     Err(e) => {
-                        eprintln!("sealrun: {e}");
+                        eprintln!("sealrun: {}", sealrun_format::text::shown_lines(&e.to_string()));
                         front.error(&e.to_string());
                         Some(e.exit_code())
                     }

@@ -87,7 +87,11 @@ fn refused(status: u16, text: &str) -> LaunchError {
     let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     LaunchError::ServerRefused {
         status,
-        detail: v["detail"].as_str().map_or_else(|| format!("unexpected answer (HTTP {status})"), str::to_owned),
+        // The server's text, shown to the user: escaped.
+        detail: v["detail"].as_str().map_or_else(
+            || format!("unexpected answer (HTTP {status})"),
+            |d| sealrun_format::text::shown(d).into_owned(),
+        ),
     }
 }
 

@@ -199,7 +199,7 @@ fn run_stop_hooks() {
 pub fn say(message: &str) {
     use std::io::Write;
     use std::os::fd::{AsRawFd, FromRawFd};
-    let line = format!("sealrun: {message}\n");
+    let line = format!("sealrun: {}\n", sealrun_format::text::shown_lines(message));
     #[allow(unsafe_code)]
     // SAFETY: fd 2 is open for the life of the process; ManuallyDrop keeps
     // this File from closing it.

@@ -87,3 +87,65 @@ mod tests {
         assert!(free_text_problem("12345678901", 10).is_some());
     }
 }
+
+/// Characters that change how text around them is shown without showing
+/// themselves: zero-width and text-direction marks.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+fn escape_into(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+    }
+}
+
+fn escaped(s: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c.is_control() && !(keep_newlines && c == '\n')) || invisible(c);
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) { escape_into(&mut out, c) } else { out.push(c) }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `s`, from outside the launcher (a file name, a token label, a server's
+/// message), made safe to show in a terminal, a dialog or a log: every
+/// control character, line breaks included, and every invisible or
+/// text-direction character is written as an escape (`\n`, `\u{1b}`), so
+/// the text can neither start a line of its own, move the cursor, set a
+/// window title nor reorder what is shown around it. Other text is left as
+/// it is (and borrowed).
+pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    escaped(s, false)
+}
+
+/// [`shown`] for a whole message the launcher wrote, whose line breaks
+/// are its own: everything but `\n` is escaped. Untrusted pieces inside
+/// it should have passed through [`shown`] already; this is the second
+/// line of defence at the terminal, the dialog and the log.
+pub fn shown_lines(s: &str) -> std::borrow::Cow<'_, str> {
+    escaped(s, true)
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn control_and_invisible_characters_are_escaped() {
+        assert!(matches!(shown("Acme Tool 2.0 – ünïcode"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(shown("a\nYour copy is blocked"), "a\\nYour copy is blocked");
+        assert_eq!(shown("\u{1b}]0;owned\u{7}\u{1b}[2J"), "\\u{1b}]0;owned\\u{7}\\u{1b}[2J");
+        assert_eq!(shown("x\r\ty\u{7f}\u{9b}"), "x\\r\\ty\\u{7f}\\u{9b}");
+        assert_eq!(shown("abc\u{202e}fdp.exe"), "abc\\u{202e}fdp.exe");
+        assert_eq!(shown_lines("line one\nline \u{1b}[31mtwo"), "line one\nline \\u{1b}[31mtwo");
+        assert_eq!(shown_lines("a\r\nb"), "a\\r\nb");
+    }
+}

@@ -282,7 +282,14 @@ impl Client {
         if (200..300).contains(&status) {
             return serde_json::from_str(&text).map_or_else(|_| not_ours(), |v| Answer::Ok(status, v));
         }
-        serde_json::from_str::<wire::Refusal>(&text).map_or_else(|_| not_ours(), Answer::Refused)
+        // The message is the server's text, shown to the user: escaped.
+        serde_json::from_str::<wire::Refusal>(&text).map_or_else(
+            |_| not_ours(),
+            |mut r| {
+                r.message = sealrun_format::text::shown(&r.message).into_owned();
+                Answer::Refused(r)
+            },
+        )
     }
 }
 
