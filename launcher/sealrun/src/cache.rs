@@ -260,14 +260,30 @@ impl CodeCache {
     }
 }
 
-/// The key and id of the entry for a package on this device.
+/// Where the code of a cache entry came from: the id says so, and the two
+/// never share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled on this machine from the package's module.
+    Compiled,
+    /// The vendor's precompiled native code, loaded from the package.
+    VendorNative,
+}
+
+/// The key and id of the entry for a package on this device, for code of
+/// `origin`.
 pub fn entry_for(
     package_identity: &[u8; 32],
     engine: &Engine,
+    origin: Origin,
     content: &ContentKey,
     device: &Device,
 ) -> (EntryId, ContentKey) {
-    let id = EntryId::new(package_identity, &runtime_fingerprint(engine), LAUNCHER_VERSION);
+    let runtime = runtime_fingerprint(engine);
+    let id = match origin {
+        Origin::Compiled => EntryId::new(package_identity, &runtime, LAUNCHER_VERSION),
+        Origin::VendorNative => EntryId::for_vendor_native(package_identity, &runtime, LAUNCHER_VERSION),
+    };
     let key = entry_key(content, &device.secret, &id);
     (id, key)
 }
@@ -373,13 +389,13 @@ mod tests {
         assert_ne!(runtime_fingerprint(&ours), runtime_fingerprint(&other));
         assert_eq!(runtime_fingerprint(&ours), runtime_fingerprint(&crate::runner::engine().unwrap()));
 
-        let (id, key) = entry_for(&identity, &ours, &content, &device);
+        let (id, key) = entry_for(&identity, &ours, Origin::Compiled, &content, &device);
         let module = Module::new(&ours, EMPTY_COMMAND).unwrap();
         cache.store(&module, &id, &key, "test").unwrap();
         assert!(matches!(cache.load(&ours, &id, &key), Lookup::Hit(_)));
 
         // The other configuration looks under another name and misses...
-        let (other_id, other_key) = entry_for(&identity, &other, &content, &device);
+        let (other_id, other_key) = entry_for(&identity, &other, Origin::Compiled, &content, &device);
         assert_ne!(id, other_id);
         assert!(matches!(cache.load(&other, &other_id, &other_key), Lookup::Miss));
         // ...and an entry planted under that name does not authenticate.
@@ -388,6 +404,14 @@ mod tests {
         // Another launcher version names another entry too.
         let fingerprint = runtime_fingerprint(&ours);
         assert_ne!(EntryId::new(&identity, &fingerprint, "0.0.0-other"), id);
+        // The vendor's native code never shares an id with code compiled
+        // here, even under the same engine (issue 24, finding 9: on a
+        // baseline aarch64 CPU the host's and the vendor target's runtime
+        // fingerprints are equal, and cached vendor code ran on after
+        // `trust remove`).
+        let (native_id, native_key) = entry_for(&identity, &ours, Origin::VendorNative, &content, &device);
+        assert_ne!(native_id, id);
+        assert!(matches!(cache.load(&ours, &native_id, &native_key), Lookup::Miss));
     }
 
     fn hex_of(i: u8) -> String {

@@ -310,7 +310,8 @@ impl Opened {
         // The entry id names this exact package (header and signature); its
         // key needs the content key and this device's secret.
         let identity = self.package().map_err(LaunchError::bad_file(&self.path))?.identity();
-        let (id, key) = cache::entry_for(&identity, &engine, &self.key, device);
+        let origin = if native.is_some() { cache::Origin::VendorNative } else { cache::Origin::Compiled };
+        let (id, key) = cache::entry_for(&identity, &engine, origin, &self.key, device);
         let label = format!("{} {} ({})", self.manifest.product, self.manifest.release, self.manifest.display_name);
         if let Some(c) = cache
             && c.entry_path(&id).is_file()

@@ -59,6 +59,21 @@ impl EntryId {
         EntryId(h.finalize().into())
     }
 
+    /// The id of the vendor's precompiled native code of the package with
+    /// `package_identity`, loaded by a runtime with fingerprint `runtime`:
+    /// never the id of code compiled here, even where a runtime fingerprint
+    /// of the vendor's target equals the host's (a baseline aarch64 CPU,
+    /// with none of the optional features wasmtime detects), so that after
+    /// `trust remove` the vendor's code is not found under the local name.
+    pub fn for_vendor_native(package_identity: &[u8; 32], runtime: &[u8; 32], launcher: &str) -> EntryId {
+        let mut h = Sha256::new_with_prefix(b"sealrun/v1/code-cache-id/vendor-native\0");
+        h.update(package_identity);
+        h.update(runtime);
+        h.update((launcher.len() as u64).to_be_bytes());
+        h.update(launcher.as_bytes());
+        EntryId(h.finalize().into())
+    }
+
     /// Lower-case hex, for the entry's file name.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
