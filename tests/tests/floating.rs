@@ -551,11 +551,26 @@ fn bad_requests_are_refused_and_corrupt_nothing() {
 fn floating_files_unreachable_servers_and_floating_licenses_used_directly() {
     let s = site("hello", 1, 30, &[]);
     let a = s.world.device("a");
-    // A floating file next to the package names the server.
+    // A floating file merely next to the package is not used (issue 24,
+    // finding 2: a downloaded folder could bring its own license server),
+    // nor is a product-less one in the folder.
     let file = s.world.path().join("hello.floating");
     std::fs::write(&file, format!("server = \"{}\"\nproduct = \"com.example.hello\"\n", s.floatd.addr)).unwrap();
+    std::fs::write(s.world.path().join("any.floating"), format!("server = \"{}\"\n", s.floatd.addr)).unwrap();
     let out = a.sealrun(s.world.path()).arg(&s.package).output().unwrap();
+    assert_eq!(out.status.code(), Some(200), "no license, no seat: {}", stderr(&out));
+    assert_eq!(s.floatd.usage_log().iter().filter(|l| l["event"] == "checkout").count(), 0, "the daemon was not asked");
+    // Named on the command line, it is used.
+    let out = a.sealrun(s.world.path()).arg("run").arg("--license").arg(&file).arg(&s.package).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A CA file that is not a regular file is refused, not read forever.
+    let bad_ca = s.world.path().join("bad-ca.floating");
+    std::fs::write(&bad_ca, format!("server = \"https://{}\"\nca = \"/dev/zero\"\n", s.floatd.addr)).unwrap();
+    let out = a.sealrun(s.world.path()).arg("run").arg("--license").arg(&bad_ca).arg(&s.package).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/dev/zero") && stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    std::fs::remove_file(&bad_ca).unwrap();
+    std::fs::remove_file(s.world.path().join("any.floating")).unwrap();
     // Installed, it works from anywhere.
     let add = a.sealrun(s.world.path()).args(["license", "add"]).arg(&file).output().unwrap();
     assert!(add.status.success(), "{}", stderr(&add));

@@ -181,11 +181,19 @@ pub fn open_for_run(
     on_queued: &mut dyn FnMut(&str, &str, u32, u32),
 ) -> Result<(Opened, Option<std::sync::Arc<crate::floating::Seat>>), LaunchError> {
     let local = || open_with(package, how.license, device, now, how.tokens);
-    if how.license.is_some() && how.license_server.is_none() {
+    let floating_file = how.license.filter(|l| l.extension().is_some_and(|e| e == crate::floating::FLOATING_EXT));
+    if how.license.is_some() && floating_file.is_none() && how.license_server.is_none() {
         return Ok((local()?, None));
     }
     let product = read_header(package)?.manifest.product;
-    let Some((spec, named)) = crate::floating::find_server(how.license_server, package, &product)? else {
+    let found = match floating_file {
+        // `--license FILE.floating`: that server, for this run.
+        Some(f) if how.license_server.is_none() => {
+            Some((crate::floating::FloatingFile::read(f)?.spec_for(f, &product)?, true))
+        }
+        _ => crate::floating::find_server(how.license_server, &product)?,
+    };
+    let Some((spec, named)) = found else {
         return Ok((local()?, None));
     };
     if !named {

@@ -530,7 +530,8 @@ fn handle_launch_error(front: &gui::Desktop, e: LaunchError, activated: &mut boo
 fn license_precheck(a: &RunArgs) -> Result<(), LaunchError> {
     let product = launch::read_header(&a.package)?.manifest.product;
     let dongle_licenses = std::fs::read_dir(store::dongle_licenses_dir()).is_ok_and(|mut d| d.next().is_some());
-    if dongle_licenses || floating::find_server(a.license_server.as_deref(), &a.package, &product)?.is_some() {
+    let floating_file = a.license.as_ref().is_some_and(|l| l.extension().is_some_and(|e| e == floating::FLOATING_EXT));
+    if dongle_licenses || floating_file || floating::find_server(a.license_server.as_deref(), &product)?.is_some() {
         return Ok(());
     }
     // The key is unwrapped and dropped at once; this process then waits for

@@ -43,12 +43,26 @@ pub enum CaFileError {
     Io(std::io::Error),
     /// It holds no PEM certificate.
     NoCertificate,
+    /// It is not a regular file of at most [`MAX_CA_FILE_LEN`] bytes.
+    NotAFile,
 }
+
+/// Largest CA file read: a bundle of a few hundred certificates.
+pub const MAX_CA_FILE_LEN: u64 = 1 << 20;
 
 /// A TLS configuration that trusts the CA certificates in the PEM file
 /// `path` (and only them). Shared with `sealsdk`.
 pub fn tls_trusting(path: &Path) -> Result<ureq::tls::TlsConfig, CaFileError> {
-    let pem = fs::read(path).map_err(CaFileError::Io)?;
+    use std::io::Read;
+    // A regular file of at most MAX_CA_FILE_LEN: a name from a config or
+    // floating file must not make the launcher read /dev/zero forever.
+    let file = fs::File::open(path).map_err(CaFileError::Io)?;
+    let meta = file.metadata().map_err(CaFileError::Io)?;
+    if !meta.is_file() || meta.len() > MAX_CA_FILE_LEN {
+        return Err(CaFileError::NotAFile);
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE_LEN).read_to_end(&mut pem).map_err(CaFileError::Io)?;
     let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -73,6 +87,10 @@ fn agent() -> Result<ureq::Agent, LaunchError> {
             CaFileError::NoCertificate => {
                 LaunchError::Usage(format!("{} ({CA_FILE_ENV}) holds no PEM certificate", path.display()))
             }
+            CaFileError::NotAFile => LaunchError::Usage(format!(
+                "{} ({CA_FILE_ENV}) is not a regular file of at most {MAX_CA_FILE_LEN} bytes",
+                path.display()
+            )),
         })?;
         config = config.tls_config(tls);
     }

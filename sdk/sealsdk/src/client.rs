@@ -49,6 +49,9 @@ impl Client {
                 sealrun::online::CaFileError::NoCertificate => {
                     SdkError::ServerSetup("the file in SEALSDK_CA_FILE holds no PEM certificate")
                 }
+                sealrun::online::CaFileError::NotAFile => {
+                    SdkError::ServerSetup("the file in SEALSDK_CA_FILE is not a regular file of at most 1 MiB")
+                }
             })?;
             config = config.tls_config(tls);
         }

@@ -129,6 +129,18 @@ impl FloatingFile {
         Ok(file)
     }
 
+    /// The server it names, for `product`: a file for another product is
+    /// refused, naming both.
+    pub fn spec_for(&self, path: &Path, product: &str) -> Result<ServerSpec, LaunchError> {
+        match &self.product {
+            Some(p) if p != product => Err(LaunchError::Usage(format!(
+                "{} is the floating file for {p}, and this package is {product}",
+                path.display()
+            ))),
+            _ => self.spec(path),
+        }
+    }
+
     fn spec(&self, path: &Path) -> Result<ServerSpec, LaunchError> {
         parse_server(&self.server, &path.display().to_string(), self.ca.clone())
     }
@@ -154,16 +166,16 @@ fn floating_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The license server for `product`, if one is named: by `flag`
 /// (`--license-server`), else `SEALRUN_LICENSE_SERVER`, else
-/// `license_server` in the config file, else a floating file next to the
-/// package (`<name>.floating`, or any `*.floating` there for this product),
-/// else an installed one. The second value says whether the user named the
+/// `license_server` in the config file, else a floating file installed with
+/// `sealrun license add`. The second value says whether the user named the
 /// server for this run (flag or environment): then no local license is
 /// tried first.
-pub fn find_server(
-    flag: Option<&str>,
-    package: &Path,
-    product: &str,
-) -> Result<Option<(ServerSpec, bool)>, LaunchError> {
+///
+/// A floating file merely lying next to the package is not used: a
+/// downloaded folder could bring one that sends the launch (with the user's
+/// and host's names, and the grants the user made for the real product) to
+/// a server of its own. Name it with `--license FILE.floating` or install it.
+pub fn find_server(flag: Option<&str>, product: &str) -> Result<Option<(ServerSpec, bool)>, LaunchError> {
     let ca_env = std::env::var_os(CA_ENV).filter(|c| !c.is_empty()).map(PathBuf::from);
     if let Some(s) = flag {
         return Ok(Some((parse_server(s, "--license-server", ca_env)?, true)));
@@ -177,10 +189,7 @@ pub fn find_server(
         let ca = ca_env.or_else(|| config.license_server_ca.clone());
         return Ok(Some((parse_server(s, &origin, ca)?, false)));
     }
-    let dir = package.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut candidates = vec![package.with_extension(FLOATING_EXT)];
-    candidates.extend(floating_files(dir));
-    candidates.extend(floating_files(&floating_dir(Some(product))));
+    let mut candidates = floating_files(&floating_dir(Some(product)));
     candidates.extend(floating_files(&floating_dir(None)));
     for path in candidates {
         if !path.is_file() {
@@ -260,6 +269,11 @@ impl Client {
                 crate::online::CaFileError::NoCertificate => {
                     LaunchError::Usage(format!("{} holds no PEM certificate", ca.display()))
                 }
+                crate::online::CaFileError::NotAFile => LaunchError::Usage(format!(
+                    "{} (the license server's CA file) is not a regular file of at most {} bytes",
+                    ca.display(),
+                    crate::online::MAX_CA_FILE_LEN
+                )),
             })?;
             config = config.tls_config(tls);
         }
