@@ -250,7 +250,10 @@ fn issue7_a_menu_entry_comes_with_the_license() {
     let out =
         dev.sealrun(&dev.root).args(["license", "add"]).arg(&license).arg("--menu").arg(&package).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let path = dev.root.join("home/.local/share/applications/sealrun-app-com.example.hello.desktop");
+    // Named for the vendor key and the product (issue 24, finding 2).
+    let vendor = sealrun::launch::read_header(&package).unwrap().manifest.vendor_key;
+    let name = sealrun::desktop::app_entry_name(&vendor, "com.example.hello");
+    let path = dev.root.join(format!("home/.local/share/applications/sealrun-app-{name}.desktop"));
     assert!(stdout(&out).contains(&format!("added Hello, World to the menu ({})", path.display())), "{}", stdout(&out));
     let entry = fs::read_to_string(&path).unwrap();
     assert!(entry.contains("\nName=Hello, World\n"), "{entry}");
@@ -456,7 +459,9 @@ fn issue7_activate_from_the_missing_license_dialog() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let entry_path = b.root.join("home/.local/share/applications/sealrun-app-com.acme.hello.desktop");
+    let vendor = sealrun::launch::read_header(&apps.join("com.acme.hello.sealed")).unwrap().manifest.vendor_key;
+    let name = sealrun::desktop::app_entry_name(&vendor, "com.acme.hello");
+    let entry_path = b.root.join(format!("home/.local/share/applications/sealrun-app-{name}.desktop"));
     assert!(stdout(&out).contains(&format!("to the menu ({})", entry_path.display())), "{}", stdout(&out));
     let entry = fs::read_to_string(&entry_path).unwrap();
     let installed = apps.join("com.acme.hello.sealed");

@@ -3,7 +3,7 @@
 //! `SEALRUN_PIN` does not reach the programs the launcher starts.
 use std::os::unix::fs::PermissionsExt;
 
-use sealrun_tests::{World, stderr};
+use sealrun_tests::{World, stderr, stdout};
 
 #[test]
 fn a_timeout_beyond_a_year_is_refused_with_a_message() {
@@ -118,4 +118,87 @@ fn notify_send_takes_no_options_from_a_display_name() {
     let dashes = args.iter().position(|a| a == "--").expect("a `--` before the title");
     let title = args.iter().position(|a| a.starts_with("--urgency=low Evil")).expect("the title");
     assert!(dashes < title, "{args:?}");
+}
+
+/// Issue 24, finding 2b: `[apps."<product>"]` grants, menu entries and
+/// icons belong to one vendor. The user's settings for com.example.hello
+/// go to the first vendor whose package used them; another vendor's
+/// package with the same product id (a download that reuses the name) runs
+/// without them and is told why, and its menu entry does not replace the
+/// first one. A package whose signature does not check out gets none.
+#[test]
+fn app_settings_and_menu_entries_belong_to_one_vendor() {
+    let first = World::new();
+    let a = first.device("a");
+    let genuine = first.seal("hello", "1.0.0");
+    first.license("hello", &a, "hello.license", &[]);
+    let out_dir = first.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let config = a.root.join("home/.config/sealrun/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[apps.\"com.example.hello\"]\ndirs = [\"{}::/out\"]\nargs = [\"--write\", \"/out/proof.txt\"]\n",
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    let proof = out_dir.join("proof.txt");
+    let out = a.sealrun(first.path()).arg(&genuine).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&proof).unwrap(), "written by hello\n", "the genuine package got the grant");
+    std::fs::remove_file(&proof).unwrap();
+
+    // Another vendor, the same product id, licensed to the same device.
+    let other = World::new();
+    let impostor = other.seal("hello", "1.0.0");
+    other.license_product("com.example.hello", &a, "hello.license", &[]);
+    let out = a.sealrun(other.path()).arg(&impostor).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!proof.exists(), "the other vendor's package got the user's grant");
+    assert!(stderr(&out).contains("belong to the packages of vendor"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("write ok"), "{}", stdout(&out));
+
+    // Menu entries: one per vendor and product; the first stays as it was.
+    let apps = a.root.join("home/.local/share/applications");
+    let add = |world: &World, package: &std::path::Path| {
+        a.sealrun(world.path())
+            .args(["license", "add"])
+            .arg(world.path().join("hello.license"))
+            .arg("--menu")
+            .arg(package)
+            .output()
+            .unwrap()
+    };
+    let out = add(&first, &genuine);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entries = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("sealrun-app-"))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = entries(&apps);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let genuine_entry = std::fs::read_to_string(apps.join(&before[0])).unwrap();
+    let out = add(&other, &impostor);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(entries(&apps).len(), 2, "a second entry, not a replacement: {:?}", entries(&apps));
+    assert_eq!(std::fs::read_to_string(apps.join(&before[0])).unwrap(), genuine_entry);
+
+    // A package altered after signing gets no menu entry (the header was
+    // read without its signature before).
+    let mut bytes = std::fs::read(&genuine).unwrap();
+    let last = bytes.len() - 40;
+    bytes[last] ^= 1;
+    let altered = first.path().join("altered.sealed");
+    std::fs::write(&altered, &bytes).unwrap();
+    let out = add(&first, &altered);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_eq!(entries(&apps).len(), 2);
 }

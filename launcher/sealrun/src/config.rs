@@ -64,6 +64,58 @@ pub struct AppSettings {
     /// Arguments, used when the command line gives none.
     #[serde(default)]
     pub args: Vec<String>,
+    /// The vendor key (as `sealsdk inspect` prints it) whose packages get
+    /// these settings. Unset: the first vendor whose package of this
+    /// product used them, remembered in [`app_vendors_file`]. A product id
+    /// is a name any vendor can give its package; the key is not.
+    pub vendor: Option<String>,
+}
+
+/// Where the vendor keys that `[apps."…"]` settings were first used with
+/// are remembered: `app-vendors.toml` in the data folder.
+pub fn app_vendors_file() -> PathBuf {
+    paths::data_dir().join("app-vendors.toml")
+}
+
+/// Largest `app-vendors.toml` read: a line per product.
+const MAX_APP_VENDORS_LEN: u64 = 256 * 1024;
+
+fn read_app_vendors() -> BTreeMap<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Ok(f) = std::fs::File::open(app_vendors_file()) {
+        let _ = f.take(MAX_APP_VENDORS_LEN).read_to_string(&mut text);
+    }
+    toml::from_str(&text).unwrap_or_default()
+}
+
+fn write_app_vendors(all: &BTreeMap<String, String>) -> Result<(), LaunchError> {
+    let path = app_vendors_file();
+    let dir = paths::data_dir();
+    std::fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
+    let mut text =
+        String::from("# Written by sealrun: the vendor key each product's [apps] settings in config.toml belong to.\n");
+    for (product, key) in all {
+        // Product ids and hex keys need no quoting beyond this.
+        text.push_str(&format!("\"{product}\" = \"{key}\"\n"));
+    }
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(LaunchError::io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(LaunchError::io("cannot write", &path))
+}
+
+/// Why settings for a product are not given to a package: they belong to
+/// another vendor's packages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherVendor {
+    /// The product.
+    pub product: String,
+    /// The vendor key the settings belong to.
+    pub theirs: String,
+    /// The vendor key of the package being launched.
+    pub this: String,
+    /// Where the binding was set: `config.toml` or `app-vendors.toml`.
+    pub bound_in: PathBuf,
 }
 
 /// Where the settings file is.
@@ -72,6 +124,40 @@ pub fn file() -> PathBuf {
 }
 
 impl Config {
+    /// The `[apps."product"]` settings for a package of `product` signed by
+    /// `vendor`, taken out of the configuration: given only to the vendor
+    /// they belong to (`vendor = "…"`, else the first vendor key they were
+    /// used with, which is then remembered).
+    pub fn take_app_settings(
+        &mut self,
+        product: &str,
+        vendor: &sealrun_format::VendorPublicKey,
+    ) -> Result<Option<AppSettings>, OtherVendor> {
+        let Some(app) = self.apps.remove(product) else { return Ok(None) };
+        let this = vendor.to_string();
+        let (theirs, bound_in) = match &app.vendor {
+            Some(v) => (v.trim().to_ascii_lowercase(), file()),
+            None => {
+                let mut all = read_app_vendors();
+                match all.get(product) {
+                    Some(v) => (v.clone(), app_vendors_file()),
+                    None => {
+                        all.insert(product.to_owned(), this.clone());
+                        if let Err(e) = write_app_vendors(&all) {
+                            tracing::warn!(error = %e, "cannot remember the vendor of the app settings");
+                        }
+                        (this.clone(), app_vendors_file())
+                    }
+                }
+            }
+        };
+        if theirs == this {
+            Ok(Some(app))
+        } else {
+            Err(OtherVendor { product: product.to_owned(), theirs, this, bound_in })
+        }
+    }
+
     /// Reads the settings file; a missing file is the defaults.
     pub fn load() -> Result<Config, LaunchError> {
         use std::io::Read;

@@ -351,21 +351,32 @@ fn entry_string(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r")
 }
 
-/// Makes (or replaces) the menu entry of the app in `package`, launched by
-/// the launcher at `exe`. `icon` is a PNG or SVG the manifest carries;
-/// without one the entry shows Sealrun's icon.
+/// The name of the menu entry and icon of `vendor`'s `product`: the first
+/// 8 bytes of the vendor key, then the product id. A product id is a name
+/// any vendor can give a package; keyed by it alone, another vendor's
+/// package replaced the entry (and icon) of an installed app.
+pub fn app_entry_name(vendor: &sealrun_format::VendorPublicKey, product: &str) -> String {
+    format!("{}-{product}", &vendor.to_string()[..16])
+}
+
+/// Makes (or replaces) the menu entry of the app in `package` (of
+/// `vendor`), launched by the launcher at `exe`. `icon` is a PNG or SVG the
+/// manifest carries; without one the entry shows Sealrun's icon. The
+/// caller has verified the package's signature.
 pub fn add_app_entry(
     exe: &Path,
     package: &Path,
+    vendor: &sealrun_format::VendorPublicKey,
     product: &str,
     display_name: &str,
     icon: Option<&[u8]>,
 ) -> Result<PathBuf, LaunchError> {
+    let name = app_entry_name(vendor, product);
     let package = fs::canonicalize(package).map_err(LaunchError::io("cannot read", package))?;
     let icon_value = match icon {
         Some(bytes) => {
             let ext = if bytes.starts_with(b"\x89PNG") { "png" } else { "svg" };
-            let path = app_icons_dir().join(format!("{product}.{ext}"));
+            let path = app_icons_dir().join(format!("{name}.{ext}"));
             write(&path, bytes)?;
             path.to_string_lossy().into_owned()
         }
@@ -380,7 +391,7 @@ pub fn add_app_entry(
         entry_string(&icon_value),
         entry_string(product),
     );
-    let path = applications_dir().join(format!("{APP_ENTRY_PREFIX}{product}.desktop"));
+    let path = applications_dir().join(format!("{APP_ENTRY_PREFIX}{name}.desktop"));
     write(&path, text.as_bytes())?;
     let mut notes = Vec::new();
     refresh_databases(&mut notes);

@@ -117,6 +117,16 @@ pub fn read_header(package: &Path) -> Result<sealrun_format::package::Header, La
     sealrun_format::package::Header::parse_prefix(&map).map_err(LaunchError::bad_file(package))
 }
 
+/// The manifest of `package` once the vendor signature over its header and
+/// every chunk checks out (for what is shown before any license is: menu
+/// entries, their names and icons).
+pub fn read_verified_manifest(package: &Path) -> Result<sealrun_format::package::Manifest, LaunchError> {
+    let map = map(package)?;
+    let p = sealrun_format::package::Package::parse(&map).map_err(LaunchError::bad_file(package))?;
+    p.verify_signature().map_err(LaunchError::bad_file(package))?;
+    Ok(p.manifest().clone())
+}
+
 /// Finds and checks the license for `package` on `device` at time `now`, and
 /// unwraps the content key. Nothing is decrypted yet. Dongles are found with
 /// the default PKCS#11 modules and PIN sources.

@@ -306,7 +306,9 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
         Command::License(LicenseCommand::Add { file, menu }) => {
             let d = device::load_or_create()?;
             // The package is checked before the license is stored.
-            let header = menu.as_deref().map(launch::read_header).transpose()?;
+            if let Some(p) = &menu {
+                launch::read_verified_manifest(p)?;
+            }
             match store::add_any(&file, &d)? {
                 (dest, store::Added::Plain(l)) => println!(
                     "installed license {} for {} {} ({}) as {}",
@@ -322,8 +324,8 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
                     dest.display()
                 ),
             }
-            if let (Some(package), Some(h)) = (menu, header) {
-                add_menu_entry(&package, &h.manifest)?;
+            if let Some(package) = menu {
+                add_menu_entry(&package)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -357,8 +359,7 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             println!("license: {}", i.license.display());
             println!("run it with: sealrun {}", i.package.display());
             if menu {
-                let header = launch::read_header(&i.package)?;
-                add_menu_entry(&i.package, &header.manifest)?;
+                add_menu_entry(&i.package)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -391,8 +392,18 @@ fn current_exe() -> Result<PathBuf, LaunchError> {
     })
 }
 
-fn add_menu_entry(package: &std::path::Path, m: &sealrun_format::package::Manifest) -> Result<(), LaunchError> {
-    let entry = desktop::add_app_entry(&current_exe()?, package, &m.product, &m.display_name, m.icon.as_deref())?;
+/// Adds `package`'s app to the menu, once its signature checks out: the
+/// entry shows the manifest's name and icon, which only its vendor may set.
+fn add_menu_entry(package: &std::path::Path) -> Result<(), LaunchError> {
+    let m = launch::read_verified_manifest(package)?;
+    let entry = desktop::add_app_entry(
+        &current_exe()?,
+        package,
+        &m.vendor_key,
+        &m.product,
+        &m.display_name,
+        m.icon.as_deref(),
+    )?;
     println!("added {} to the menu ({})", m.display_name, entry.display());
     Ok(())
 }
@@ -574,12 +585,27 @@ fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<u8, LaunchError> {
     // What the user set for this app in the config file comes first.
     if let Ok(h) = launch::read_header(&a.package) {
         let mut config = sealrun::config::Config::load()?;
-        if let Some(app) = config.apps.remove(&h.manifest.product) {
-            a.dirs.splice(0..0, app.dirs);
-            a.env.splice(0..0, app.env);
-            if a.args.is_empty() {
-                a.args = app.args;
+        match config.take_app_settings(&h.manifest.product, &h.manifest.vendor_key) {
+            Ok(Some(app)) => {
+                a.dirs.splice(0..0, app.dirs);
+                a.env.splice(0..0, app.env);
+                if a.args.is_empty() {
+                    a.args = app.args;
+                }
             }
+            Ok(None) => {}
+            Err(other) => eprintln!(
+                "sealrun: note: the settings for {} in {} belong to the packages of vendor {} ({}), and this \
+                 package is signed by vendor {}: they are not applied. If you trust this vendor with them, set \
+                 vendor = \"{}\" under [apps.\"{}\"].",
+                other.product,
+                sealrun::config::file().display(),
+                other.theirs,
+                other.bound_in.display(),
+                other.this,
+                other.this,
+                other.product
+            ),
         }
     }
     let dirs = a.dirs.iter().map(|d| DirGrant::parse(d)).collect::<Result<Vec<_>, _>>().map_err(LaunchError::Usage)?;
