@@ -166,15 +166,32 @@ impl Options {
         }
         let file = self.pin_file.clone().or_else(|| std::env::var_os(PIN_FILE_ENV).map(PathBuf::from));
         if let Some(f) = file {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(&f)
-                    .map_err(|_| LaunchError::DonglePin(PinProblem::Unreadable(f.display().to_string())))?,
-            );
+            let text = read_pin_file(&f)
+                .ok_or_else(|| LaunchError::DonglePin(PinProblem::Unreadable(f.display().to_string())))?;
             let first = Zeroizing::new(text.lines().next().unwrap_or("").to_owned());
             return checked_pin(first, &f.display().to_string()).map(Some);
         }
         Ok(None)
     }
+}
+
+/// Largest PIN file read: the PIN is its first line, at most
+/// [`MAX_PIN_LEN`] bytes; a name from a config file must not make the
+/// launcher or the daemon read `/dev/zero` forever.
+const MAX_PIN_FILE_LEN: u64 = 4096;
+
+/// A PIN file's text, if it is a regular file of at most
+/// [`MAX_PIN_FILE_LEN`] bytes of UTF-8.
+fn read_pin_file(path: &Path) -> Option<Zeroizing<String>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_PIN_FILE_LEN {
+        return None;
+    }
+    let mut text = Zeroizing::new(String::new());
+    file.take(MAX_PIN_FILE_LEN).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 fn checked_pin(p: Zeroizing<String>, source: &str) -> Result<AuthPin, LaunchError> {
@@ -803,6 +820,25 @@ mod tests {
     /// The check interval and grace are bounded (issue 24, finding 8): a
     /// user who sets a day long one could carry the dongle to a second
     /// computer and back before the first noticed.
+    /// A PIN file is a regular file of at most 4 KiB (issue 24, finding
+    /// 2: files named in config are type-checked and bounded).
+    #[test]
+    fn pin_files_are_bounded_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("pin");
+        std::fs::write(&good, "123456\nignored\n").unwrap();
+        let opts = Options { module: None, pin_file: Some(good) };
+        assert!(opts.given_pin().unwrap().is_some());
+        for bad in [PathBuf::from("/dev/zero"), dir.path().to_owned(), dir.path().join("missing")] {
+            let opts = Options { module: None, pin_file: Some(bad.clone()) };
+            assert!(matches!(opts.given_pin(), Err(LaunchError::DonglePin(PinProblem::Unreadable(_)))), "{bad:?}");
+        }
+        let big = dir.path().join("big");
+        std::fs::write(&big, "1".repeat(5000)).unwrap();
+        let opts = Options { module: None, pin_file: Some(big) };
+        assert!(opts.given_pin().is_err());
+    }
+
     #[test]
     fn presence_check_settings_are_bounded() {
         let check = |env: Option<&str>, config: Option<u64>| {
