@@ -59,7 +59,7 @@ pub fn take_pin_from_env() {
 /// it, such as a test or the license manager) as the environment has it.
 fn env_pin() -> EnvPin {
     match ENV_PIN.get() {
-        Some(taken) => taken.as_ref().map(|r| r.as_ref().map(|p| Zeroizing::new(p.to_string())).map_err(|()| ())),
+        Some(taken) => taken.as_ref().map(|r| r.as_ref().map(|p| Zeroizing::new(p.to_string())).map_err(|&()| ())),
         None => std::env::var_os(PIN_ENV)
             .filter(|p| !p.is_empty())
             .map(|v| v.into_string().map(Zeroizing::new).map_err(|_| ())),

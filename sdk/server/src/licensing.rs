@@ -763,13 +763,21 @@ impl Service {
         let fp = device.fingerprint();
         let at = now();
         let mut tx = self.db.write().await?;
+        // Ending the activation is the first statement, and conditional: of
+        // calls that race (PostgreSQL runs them at once), only the one whose
+        // UPDATE ended it goes on. The outer `deactivated_at IS NULL` is
+        // checked again on the row as the other committed it; a plain SELECT
+        // first let four concurrent calls through twice (used 2 -> 0).
         let act = sqlx::query(
-            "SELECT a.id, a.license_row FROM activations a JOIN licenses l ON l.id = a.license_row \
-             WHERE a.code_id = $1 AND a.device_fp = $2 AND a.deactivated_at IS NULL AND l.license_id = $3",
+            "UPDATE activations SET deactivated_at = $4 WHERE deactivated_at IS NULL AND id = \
+             (SELECT a.id FROM activations a JOIN licenses l ON l.id = a.license_row \
+              WHERE a.code_id = $1 AND a.device_fp = $2 AND a.deactivated_at IS NULL AND l.license_id = $3) \
+             RETURNING id, license_row",
         )
         .bind(code.id)
         .bind(fp.to_vec())
         .bind(license_id.to_vec())
+        .bind(at)
         .fetch_optional(tx.conn())
         .await?
         .ok_or(ServerError::NotActivated)?;
@@ -781,11 +789,6 @@ impl Service {
         .fetch_optional(tx.conn())
         .await?
         .ok_or(ServerError::TransferLimit(code.transfer_limit))?;
-        sqlx::query("UPDATE activations SET deactivated_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(act.try_get::<i64, _>("id")?)
-            .execute(tx.conn())
-            .await?;
         sqlx::query("UPDATE licenses SET revoked_at = $1 WHERE id = $2")
             .bind(at)
             .bind(act.try_get::<i64, _>("license_row")?)

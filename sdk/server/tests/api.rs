@@ -458,6 +458,60 @@ both_backends!(concurrent_activations_stay_within_the_limit, |env: Env| async mo
     assert_eq!(ledger_len(&env, &v.token).await, 6);
 });
 
+// Issue 25, finding 4: eight deactivations of one activation at once end
+// it once: one success, `used` down by one, one ledger entry, and the code
+// still allows no more live activations than its limit. Ten rounds: the
+// race is a race (before the fix it showed in about one round in three).
+both_backends!(concurrent_deactivations_end_an_activation_once, |env: Env| async move {
+    let v = vendor(&env, "acme").await;
+    let _ = product_with_package(&env, &v, "com.acme.tool", "1.0.0").await;
+    let (_, code) =
+        create_code(&env, &v, json!({"product": "com.acme.tool", "max_activations": 2, "transfer_limit": 100})).await;
+    let (_, keeper) = device(300);
+    let (s, a) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": keeper}))).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    for round in 0..10u32 {
+        let (_, dev) = device(301 + round);
+        let (s, a) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev}))).await;
+        assert_eq!(s, StatusCode::OK, "round {round}: {a}");
+        let license_id = a["license_id"].as_str().unwrap().to_owned();
+        let ledger_before = ledger_len(&env, &v.token).await;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (app, body) = (env.app.clone(), json!({"code": code, "device": dev, "license_id": license_id}));
+            tasks.push(tokio::spawn(async move { call(&app, "POST", "/v1/deactivate", None, Some(body)).await }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            let (s, p) = t.await.unwrap();
+            match s {
+                StatusCode::OK => ok += 1,
+                StatusCode::NOT_FOUND | StatusCode::CONFLICT => {}
+                other => panic!("unexpected {other}: {p}"),
+            }
+        }
+        assert_eq!(ok, 1, "round {round}: one deactivation ended it");
+        let (_, codes) = call(&env.app, "GET", "/v1/codes", Some(&v.token), None).await;
+        assert_eq!(codes["codes"][0]["used"], 1, "round {round}: {codes}");
+        assert_eq!(codes["codes"][0]["transfers"], i64::from(round) + 1, "round {round}: {codes}");
+        assert_eq!(ledger_len(&env, &v.token).await, ledger_before + 1, "round {round}: one deactivation entry");
+    }
+    // Two more devices race for the one free activation: one gets it.
+    let mut tasks = Vec::new();
+    for i in 0..2 {
+        let (app, code) = (env.app.clone(), code.clone());
+        let (_, dev) = device(400 + i);
+        tasks.push(tokio::spawn(async move {
+            call(&app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev}))).await.0
+        }));
+    }
+    let mut got = 0;
+    for t in tasks {
+        got += usize::from(t.await.unwrap() == StatusCode::OK);
+    }
+    assert_eq!(got, 1, "never more live activations than the limit");
+});
+
 #[tokio::test]
 async fn activation_attempts_are_rate_limited() {
     let limits =
