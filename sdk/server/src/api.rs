@@ -227,18 +227,34 @@ async fn admin_auth(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     Ok(s.svc.authenticate_admin(bearer(headers)?).await?)
 }
 
+/// The rate-limit key of the client: its address, or behind a proxy the
+/// last hop of `X-Forwarded-For`, which the proxy appended; over all the
+/// header's lines, since a client may send lines of its own ahead of the
+/// proxy's. Only an address is a key (anything else falls back to the
+/// peer), so forged text makes no buckets, and IPv6 counts by /64: one
+/// host's addresses share a bucket.
 fn client_address(s: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
-    if s.behind_proxy
-        && let Some(last) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    {
-        return last.to_owned();
+    let forwarded = || {
+        let line = headers.get_all("x-forwarded-for").iter().last()?.to_str().ok()?;
+        line.rsplit(',').next()?.trim().parse::<std::net::IpAddr>().ok()
+    };
+    let ip = if s.behind_proxy { forwarded().unwrap_or(peer.ip()) } else { peer.ip() };
+    rate_key(ip)
+}
+
+/// An address as a rate-limit key: IPv4 as it is, IPv6 by its /64 (and an
+/// IPv4-mapped IPv6 address as the IPv4 one).
+fn rate_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
-    peer.ip().to_string()
 }
 
 /// Applies the per-address and per-code limits to an end-user call.

@@ -531,6 +531,50 @@ async fn activation_attempts_are_rate_limited() {
     assert!(metrics.contains("sealrun_http_requests_total{route=\"/v1/activate\",status=\"429\"} 1"), "{metrics}");
 }
 
+/// Issue 25, finding 7: behind a proxy the key is the last hop over every
+/// `X-Forwarded-For` line, so a client that sends its own lines (a new
+/// forged address each time) ahead of the proxy's is still one client;
+/// text that is no address makes no bucket; IPv6 addresses of one /64 are
+/// one client.
+#[tokio::test]
+async fn forwarded_for_is_the_proxys_last_hop() {
+    let limits =
+        sealrun_server::api::Limits { per_address_per_minute: 2, per_code_per_minute: 1000, behind_proxy: true };
+    let env = env_with(Backend::Sqlite, limits).await.unwrap();
+    let attempt = |i: u32, lines: Vec<String>| {
+        let body = json!({"code": format!("AAAAA-BBBBB-CCCCC-DDDDD-{:05}", i), "device": device(1).1});
+        let mut b = Request::builder().method("POST").uri("/v1/activate").header("content-type", "application/json");
+        for l in lines {
+            b = b.header("x-forwarded-for", l);
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    };
+    // A client forging a new first line each time, the proxy appending the
+    // real address on its own line: the third attempt is refused.
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let forged = format!("198.51.100.{i}");
+        let (s, _, _, _) = call_raw(&env.app, attempt(i, vec![forged, "203.0.113.7".into()])).await;
+        statuses.push(s);
+    }
+    assert_eq!(statuses, [StatusCode::NOT_FOUND, StatusCode::NOT_FOUND, StatusCode::TOO_MANY_REQUESTS]);
+    // Another real client behind the proxy gets through.
+    let (s, _, _, _) = call_raw(&env.app, attempt(10, vec!["203.0.113.8".into()])).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Two addresses of one IPv6 /64 share a bucket.
+    let v6 = |i: u32, a: &str| attempt(i, vec![format!("198.51.100.1, {a}")]);
+    assert_eq!(call_raw(&env.app, v6(20, "2001:db8:1:2::1")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call_raw(&env.app, v6(21, "2001:db8:1:2::ffff")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call_raw(&env.app, v6(22, "2001:db8:1:2:abcd::9")).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // Garbage in the header is no address: the proxy's own (the peer) counts.
+    for i in 0..2 {
+        let junk = format!("not-an-address-{i}-{}", "x".repeat(2000));
+        assert_eq!(call_raw(&env.app, attempt(30 + i, vec![junk])).await.0, StatusCode::NOT_FOUND);
+    }
+    let junk = "still-not-an-address".to_owned();
+    assert_eq!(call_raw(&env.app, attempt(40, vec![junk])).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn health_metrics_and_openapi() {
     let env = env(Backend::Sqlite).await.unwrap();
