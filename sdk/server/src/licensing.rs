@@ -354,7 +354,11 @@ impl Service {
             (None, Some(_), _) => {
                 return Err(ServerError::Invalid { field: "per_process", problem: "needs floating (the seats)" });
             }
-            (None, None, _) => 0,
+            // A dongle license's count is how many copies may run at once:
+            // the first is the license itself, each further one is billed
+            // like a floating seat (a count of 1024 cost one license fee).
+            (None, None, Some(count)) => count.saturating_sub(1),
+            (None, None, None) => 0,
         };
         let range = match &req.releases {
             Some(r) => parse_range(r)?,

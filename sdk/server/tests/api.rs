@@ -711,6 +711,25 @@ both_backends!(floating_licenses_count_their_seats, |env: Env| async move {
     let period = sealrun_server::billing::period_of(sealrun_server::now());
     let (_, inv) = call(&env.app, "GET", &format!("/v1/invoices/{period}"), Some(&acme.token), None).await;
     assert_eq!((inv["lines"][0]["seats"].as_u64(), inv["total"].as_u64()), (Some(5), Some(1500)), "{inv}");
+    // Issue 25, finding 5: a dongle license's copies beyond the first are
+    // billed as seats too (a count of 1024 cost one license fee).
+    let (_, lab) = device(8);
+    let (s, d) = call(&env.app, "POST", "/v1/dongles", Some(&acme.token), Some(json!({"device": lab}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let dongle = d["dongle_id"].as_str().unwrap().to_owned();
+    let (s, lic) = call(
+        &env.app,
+        "POST",
+        "/v1/licenses",
+        Some(&acme.token),
+        Some(json!({"product": "com.acme.tool", "dongle": dongle, "count": 4, "licensee": "Lab"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{lic}");
+    let (_, ledger) = text(&env.app, "/v1/ledger", &acme.token).await;
+    assert_eq!(parse_ledger(&ledger).last().unwrap().fields.seats, 3, "three copies beyond the first");
+    let (_, inv) = call(&env.app, "GET", &format!("/v1/invoices/{period}"), Some(&acme.token), None).await;
+    assert_eq!((inv["lines"][0]["seats"].as_u64(), inv["total"].as_u64()), (Some(8), Some(2400)), "{inv}");
     // Inconsistent requests are refused.
     for bad in [
         json!({"product": "com.acme.tool", "device": host, "floating": 0, "licensee": "Site"}),
