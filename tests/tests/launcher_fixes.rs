@@ -5,6 +5,32 @@ use std::os::unix::fs::PermissionsExt;
 
 use sealrun_tests::{World, stderr, stdout};
 
+/// A stand-in dialog program at `program` that records its arguments, one
+/// per line, in `record`.
+fn recording_program(program: &std::path::Path, record: &std::path::Path) {
+    std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+    std::fs::write(program, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", record.display())).unwrap();
+    std::fs::set_permissions(program, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `sealrun run --desktop PACKAGE` as a double-click starts it, with
+/// `dialog` as the dialog program and no terminal window.
+fn desktop_launch(
+    dev: &sealrun_tests::Device,
+    cwd: &std::path::Path,
+    package: &std::path::Path,
+    dialog: &std::path::Path,
+) -> std::process::Output {
+    dev.sealrun(cwd)
+        .args(["run", "--desktop"])
+        .arg(package)
+        .env("SEALRUN_DIALOG", dialog)
+        .env("SEALRUN_TERMINAL", "none")
+        .env("DISPLAY", ":99")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_timeout_beyond_a_year_is_refused_with_a_message() {
     let world = World::new();
@@ -67,17 +93,8 @@ fn a_package_path_with_control_characters_is_refused_escaped() {
     // gets the same escaped text, and the log one entry.
     let seen = world.path().join("dialog-args.txt");
     let dialog = world.path().join("dialog.sh");
-    std::fs::write(&dialog, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", seen.display())).unwrap();
-    std::fs::set_permissions(&dialog, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = a
-        .sealrun(world.path())
-        .args(["run", "--desktop"])
-        .arg(&evil)
-        .env("SEALRUN_DIALOG", &dialog)
-        .env("SEALRUN_TERMINAL", "none")
-        .env("DISPLAY", ":99")
-        .output()
-        .unwrap();
+    recording_program(&dialog, &seen);
+    let out = desktop_launch(&a, world.path(), &evil, &dialog);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let args = std::fs::read_to_string(&seen).expect("the dialog ran");
     assert!(!args.lines().any(|l| l.starts_with("Your copy is blocked")), "{args}");
@@ -97,21 +114,10 @@ fn notify_send_takes_no_options_from_a_display_name() {
     let package =
         world.seal_module(&module, "com.example.hello", "1.0.0", "hello.sealed", &["--name=--urgency=low Evil"]);
     let a = world.device("a");
-    let bin = world.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
     let seen = world.path().join("notify-args.txt");
-    let notify = bin.join("notify-send");
-    std::fs::write(&notify, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", seen.display())).unwrap();
-    std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = a
-        .sealrun(world.path())
-        .args(["run", "--desktop"])
-        .arg(&package)
-        .env("SEALRUN_DIALOG", &notify)
-        .env("SEALRUN_TERMINAL", "none")
-        .env("DISPLAY", ":99")
-        .output()
-        .unwrap();
+    let notify = world.path().join("bin/notify-send");
+    recording_program(&notify, &seen);
+    let out = desktop_launch(&a, world.path(), &package, &notify);
     assert_eq!(out.status.code(), Some(200), "{}", stderr(&out));
     let args: Vec<String> =
         std::fs::read_to_string(&seen).expect("notify-send ran").lines().map(str::to_owned).collect();

@@ -51,7 +51,11 @@ impl EntryId {
     /// (see `Package::identity`) by a runtime whose compatibility fingerprint
     /// is `runtime` and a launcher of version `launcher`.
     pub fn new(package_identity: &[u8; 32], runtime: &[u8; 32], launcher: &str) -> EntryId {
-        let mut h = Sha256::new_with_prefix(b"sealrun/v1/code-cache-id\0");
+        EntryId::labelled(b"sealrun/v1/code-cache-id\0", package_identity, runtime, launcher)
+    }
+
+    fn labelled(label: &[u8], package_identity: &[u8; 32], runtime: &[u8; 32], launcher: &str) -> EntryId {
+        let mut h = Sha256::new_with_prefix(label);
         h.update(package_identity);
         h.update(runtime);
         h.update((launcher.len() as u64).to_be_bytes());
@@ -66,12 +70,7 @@ impl EntryId {
     /// with none of the optional features wasmtime detects), so that after
     /// `trust remove` the vendor's code is not found under the local name.
     pub fn for_vendor_native(package_identity: &[u8; 32], runtime: &[u8; 32], launcher: &str) -> EntryId {
-        let mut h = Sha256::new_with_prefix(b"sealrun/v1/code-cache-id/vendor-native\0");
-        h.update(package_identity);
-        h.update(runtime);
-        h.update((launcher.len() as u64).to_be_bytes());
-        h.update(launcher.as_bytes());
-        EntryId(h.finalize().into())
+        EntryId::labelled(b"sealrun/v1/code-cache-id/vendor-native\0", package_identity, runtime, launcher)
     }
 
     /// Lower-case hex, for the entry's file name.

@@ -235,7 +235,7 @@ async fn admin_auth(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
 /// host's addresses share a bucket.
 fn client_address(s: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
     let forwarded = || {
-        let line = headers.get_all("x-forwarded-for").iter().last()?.to_str().ok()?;
+        let line = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
         line.rsplit(',').next()?.trim().parse::<std::net::IpAddr>().ok()
     };
     let ip = if s.behind_proxy { forwarded().unwrap_or(peer.ip()) } else { peer.ip() };
