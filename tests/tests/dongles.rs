@@ -412,6 +412,27 @@ fn dongle_away_past_the_grace_period_stops_the_app() {
     assert!(!live.stdout().contains("done"));
 }
 
+/// Issue 24, finding 8: a check interval of a day (which let one dongle
+/// serve a second computer while the first waited) or a long grace is
+/// refused before the app starts, with the limit named.
+#[test]
+fn day_long_dongle_checks_are_refused() {
+    let Some(s) = setup("bounded") else { return };
+    let dongle = provision(&s.world, &s.hsm, &s.dev);
+    let package = s.world.seal("ticker", "1.0.0");
+    let lic = dongle_license(&s.world, "ticker", &dongle, 1, "ticker.license");
+    for (var, value, most) in
+        [("SEALRUN_DONGLE_CHECK_SECS", "86400", "at most 60"), ("SEALRUN_DONGLE_GRACE_SECS", "3600", "at most 600")]
+    {
+        let mut cmd = sealrun(&s.dev, &s.hsm, s.world.path());
+        cmd.env(var, value).arg("run").arg("--license").arg(&lic).arg(&package).args(["--", "1", "1"]);
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {}", stderr(&out));
+        assert!(stderr(&out).contains(var) && stderr(&out).contains(most), "{}", stderr(&out));
+        assert!(!stdout(&out).contains("tick"), "the app did not start");
+    }
+}
+
 /// The same flow through the licensing server: the server makes the dongle
 /// and keeps its key; `sealsdk server dongle provision` writes it onto the
 /// token; the server issues the sealed license; the end user runs it. A

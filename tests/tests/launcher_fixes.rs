@@ -103,6 +103,12 @@ fn a_package_path_with_control_characters_is_refused_escaped() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.lines().any(|l| l.starts_with("Your copy is blocked")), "{text}");
     assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600, "the log is private");
+    // A line separator, which dialogs draw as a line break, too.
+    let evil = world.path().join("App\u{2028}Your copy is blocked.sealed");
+    std::fs::copy(&package, &evil).unwrap();
+    let out = a.sealrun(world.path()).arg("run").arg(&evil).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("App\\u{2028}Your copy"), "{}", stderr(&out));
 }
 
 /// notify-send gets its title and text after `--`: a display name that
@@ -151,15 +157,32 @@ fn app_settings_and_menu_entries_belong_to_one_vendor() {
     )
     .unwrap();
     let proof = out_dir.join("proof.txt");
+    // Another vendor's package with the product id, altered so that it never
+    // runs, is double-clicked first: it binds nothing (the binding is made
+    // once a package has checked out, not from a header read unchecked).
+    let other = World::new();
+    let impostor = other.seal("hello", "1.0.0");
+    other.license_product("com.example.hello", &a, "hello.license", &[]);
+    let mut bytes = std::fs::read(&impostor).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 1;
+    let broken = other.path().join("broken.sealed");
+    std::fs::write(&broken, &bytes).unwrap();
+    let out = a
+        .sealrun(other.path())
+        .arg("run")
+        .arg("--license")
+        .arg(other.path().join("hello.license"))
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = a.sealrun(first.path()).arg(&genuine).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&proof).unwrap(), "written by hello\n", "the genuine package got the grant");
     std::fs::remove_file(&proof).unwrap();
 
-    // Another vendor, the same product id, licensed to the same device.
-    let other = World::new();
-    let impostor = other.seal("hello", "1.0.0");
-    other.license_product("com.example.hello", &a, "hello.license", &[]);
+    // The other vendor's intact package, licensed to the same device.
     let out = a.sealrun(other.path()).arg(&impostor).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!proof.exists(), "the other vendor's package got the user's grant");

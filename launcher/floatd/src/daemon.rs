@@ -370,21 +370,10 @@ impl Daemon {
                 let o = pool.checkout(&request, self.now(), now_wall, self.ttl_ms());
                 (o, pool.in_use(), pool.take_replaced())
             };
-            if !replaced.is_empty() {
-                let ids: Vec<LeaseId> = replaced.iter().map(|l| l.id).collect();
-                if let Err(e) = self.store.delete(&ids).await {
-                    // The rows stay: after a restart they hold their seat one
-                    // lease time more, as a lease whose deletion failed does.
-                    tracing::error!(error = %e, "cannot delete replaced leases");
-                }
-                for lease in &replaced {
-                    self.ended(index, lease, EndReason::Replaced, seats_in_use);
-                }
-            }
             match outcome {
                 Checkout::Granted => {
                     let proven = (&secret, &proof_key, &nonce);
-                    return self.grant(index, id, proven, key, &holder, seats_in_use).await;
+                    return self.grant(index, id, proven, key, &holder, seats_in_use, replaced).await;
                 }
                 Checkout::TooMany => {
                     return self.refuse_other(
@@ -424,8 +413,25 @@ impl Daemon {
         }
     }
 
+    /// Undoes a grant that cannot be answered: the new lease goes, and the
+    /// unconfirmed leases it replaced come back with their seats (their
+    /// holders may still run on them).
+    fn withdraw(&self, index: usize, id: &LeaseId, replaced: Vec<Lease>) {
+        let mut pools = self.pools();
+        pools[index].forget(id);
+        for lease in replaced {
+            pools[index].restore(lease);
+        }
+        drop(pools);
+        self.changed.notify_waiters();
+    }
+
     /// Stores and answers a granted lease; `proven` is its secret, its
-    /// proof key and the checkout's nonce.
+    /// proof key and the checkout's nonce; `replaced` the unconfirmed
+    /// leases whose seat it took, whose rows go only once the new lease is
+    /// stored (a crash in between leaves both, which delays a seat by a
+    /// lease time at most; never neither, which could lend it twice).
+    #[allow(clippy::too_many_arguments)]
     async fn grant(
         &self,
         index: usize,
@@ -434,6 +440,7 @@ impl Daemon {
         key: &sealrun_format::ContentKey,
         holder: &Holder,
         in_use: u32,
+        replaced: Vec<Lease>,
     ) -> Reply {
         let served = &self.products[index].served;
         let product = served.product();
@@ -450,8 +457,7 @@ impl Daemon {
         if let Err(e) = stored {
             // Not stored, not granted: a crash now must not forget a seat in use.
             tracing::error!(error = %e, "cannot store a lease");
-            self.pools()[index].forget(&id);
-            self.changed.notify_waiters();
+            self.withdraw(index, &id, replaced);
             return self.refuse_other(
                 503,
                 "unavailable",
@@ -465,12 +471,22 @@ impl Daemon {
         let (lent, lent_secret) = match lent {
             Ok(l) => l,
             Err(_) => {
-                self.pools()[index].forget(&id);
+                self.withdraw(index, &id, replaced);
                 let _ = self.store.delete(&[id]).await;
-                self.changed.notify_waiters();
                 return self.refuse_other(400, "bad_request", "device holds no valid public key");
             }
         };
+        if !replaced.is_empty() {
+            let ids: Vec<LeaseId> = replaced.iter().map(|l| l.id).collect();
+            if let Err(e) = self.store.delete(&ids).await {
+                // The rows stay: after a restart they hold their seat one
+                // lease time more, as a lease whose deletion failed does.
+                tracing::error!(error = %e, "cannot delete replaced leases");
+            }
+            for lease in &replaced {
+                self.ended(index, lease, EndReason::Replaced, in_use);
+            }
+        }
         Metrics::inc(&self.metrics.checkouts);
         tracing::info!(%product, lease = %id, host = %holder.host, user = %holder.user, in_use, "checkout");
         self.usage.log(
@@ -739,7 +755,10 @@ impl Daemon {
             .map(|(id, (at, ttl, seq))| (id, at, ttl, seq))
             .collect();
         if let Err(e) = self.store.renewed(&batch).await {
-            tracing::error!(error = %e, "cannot record renewals");
+            // Kept for the next tick: the stored request numbers are what
+            // refuses a replay after a restart.
+            tracing::error!(error = %e, "cannot record renewals; trying again at the next tick");
+            self.renewed.lock().unwrap_or_else(|p| p.into_inner()).extend(batch);
         }
     }
 

@@ -99,9 +99,25 @@ fn write_app_vendors(all: &BTreeMap<String, String>) -> Result<(), LaunchError> 
         // Product ids and hex keys need no quoting beyond this.
         text.push_str(&format!("\"{product}\" = \"{key}\"\n"));
     }
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).map_err(LaunchError::io("cannot write", &tmp))?;
-    std::fs::rename(&tmp, &path).map_err(LaunchError::io("cannot write", &path))
+    // A temporary file of its own (two launches may write at once), then
+    // renamed into place.
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(LaunchError::io("cannot write in", &dir))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(LaunchError::io("cannot write", &path))?;
+    tmp.persist(&path).map_err(|e| LaunchError::io("cannot write", &path)(e.error))?;
+    Ok(())
+}
+
+/// Remembers `vendor` as the one `product`'s `[apps]` settings belong to,
+/// unless one is remembered already (call after the package checked out).
+pub fn remember_app_vendor(product: &str, vendor: &sealrun_format::VendorPublicKey) {
+    let mut all = read_app_vendors();
+    if all.contains_key(product) {
+        return;
+    }
+    all.insert(product.to_owned(), vendor.to_string());
+    if let Err(e) = write_app_vendors(&all) {
+        tracing::warn!(error = %e, "cannot remember the vendor of the app settings");
+    }
 }
 
 /// Why settings for a product are not given to a package: they belong to
@@ -124,10 +140,13 @@ pub fn file() -> PathBuf {
 }
 
 impl Config {
-    /// The `[apps."product"]` settings for a package of `product` signed by
-    /// `vendor`, taken out of the configuration: given only to the vendor
-    /// they belong to (`vendor = "…"`, else the first vendor key they were
-    /// used with, which is then remembered).
+    /// The `[apps."product"]` settings for a package of `product` that
+    /// claims to be signed by `vendor`, taken out of the configuration:
+    /// given only to the vendor they belong to (`vendor = "…"`, else the
+    /// first vendor key they were used with). On first use they are given
+    /// for this run, and the caller calls [`remember_app_vendor`] once the
+    /// package's signature and license have checked out: a forged package
+    /// that never runs binds nothing.
     pub fn take_app_settings(
         &mut self,
         product: &str,
@@ -137,19 +156,10 @@ impl Config {
         let this = vendor.to_string();
         let (theirs, bound_in) = match &app.vendor {
             Some(v) => (v.trim().to_ascii_lowercase(), file()),
-            None => {
-                let mut all = read_app_vendors();
-                match all.get(product) {
-                    Some(v) => (v.clone(), app_vendors_file()),
-                    None => {
-                        all.insert(product.to_owned(), this.clone());
-                        if let Err(e) = write_app_vendors(&all) {
-                            tracing::warn!(error = %e, "cannot remember the vendor of the app settings");
-                        }
-                        (this.clone(), app_vendors_file())
-                    }
-                }
-            }
+            None => match read_app_vendors().get(product) {
+                Some(v) => (v.clone(), app_vendors_file()),
+                None => (this.clone(), app_vendors_file()),
+            },
         };
         if theirs == this {
             Ok(Some(app))

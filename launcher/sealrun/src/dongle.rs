@@ -777,10 +777,12 @@ impl crate::runner::Watch for DongleWatch {
 /// of 1 with one `rm`). An abstract name has no file to delete: only its
 /// holder can give it up. The names are derived from the device secret
 /// ([`DeviceSecret::local_name`]), so another user of the machine cannot
-/// take them first. What is left: abstract names belong to a network
+/// compute them in advance. What is left (docs/hardware-keys.md): names in
+/// use are listed in `/proc/net/unix`, so another local user who watches a
+/// run can bind its names after it ends and block later runs (denial of
+/// service, never an extra run); and abstract names belong to a network
 /// namespace, so a copy started in a namespace of its own (`unshare -rn`,
-/// where user namespaces are allowed) counts apart; docs/hardware-keys.md
-/// says so.
+/// where user namespaces are allowed) counts apart.
 #[derive(Debug)]
 pub struct RunSlot {
     _name: std::os::unix::net::UnixListener,

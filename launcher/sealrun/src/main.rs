@@ -272,7 +272,7 @@ fn main() -> ExitCode {
 /// text ("your copy is blocked, call …").
 fn check_package_path(package: &std::path::Path) -> Result<(), LaunchError> {
     let text = package.to_string_lossy();
-    if text.chars().any(char::is_control) {
+    if text.chars().any(sealrun_format::text::is_escaped_when_shown) {
         return Err(LaunchError::Usage(format!(
             "the package's path {} holds control characters (line breaks or escape sequences); rename the file",
             sealrun_format::text::shown(&text)
@@ -583,10 +583,12 @@ fn activate(server: &str, code: &str) -> Result<String, LaunchError> {
 /// Runs the app; its exit code.
 fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<u8, LaunchError> {
     // What the user set for this app in the config file comes first.
+    let mut settings_used = false;
     if let Ok(h) = launch::read_header(&a.package) {
         let mut config = sealrun::config::Config::load()?;
         match config.take_app_settings(&h.manifest.product, &h.manifest.vendor_key) {
             Ok(Some(app)) => {
+                settings_used = true;
                 a.dirs.splice(0..0, app.dirs);
                 a.env.splice(0..0, app.env);
                 if a.args.is_empty() {
@@ -656,7 +658,12 @@ fn run(mut a: RunArgs, ui: &dyn Ui) -> Result<u8, LaunchError> {
     // A floating seat is renewed while the app decrypts and compiles, and
     // once more just before it starts.
     let keep_alive = seat.clone().map(floating::KeepAlive::start);
+    let (product, vendor) = (opened.manifest.product.clone(), opened.manifest.vendor_key);
     let mut loaded = opened.load(&device, engine, cache.as_ref(), ui)?;
+    if settings_used {
+        // Signature and license checked out: the settings are this vendor's.
+        sealrun::config::remember_app_vendor(&product, &vendor);
+    }
     drop(keep_alive);
     drop(scrubbing);
     sealrun::scrub::scrub_stack();

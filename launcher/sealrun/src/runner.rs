@@ -682,9 +682,9 @@ fn refuse_escaping_symlinks(linker: &mut Linker<Host>, store: &mut Store<Host>) 
                     let bytes = memory.data(&caller).get(start..start.checked_add(len)?)?;
                     std::str::from_utf8(bytes).ok().map(str::to_owned)
                 });
-                // A target that cannot be read is left to wasmtime, which
-                // refuses it as it always did.
-                if target.is_some_and(|t| !symlink_target_allowed(&t)) {
+                // A target that cannot be read here (outside memory, longer
+                // than PATH_MAX, not UTF-8) is refused too: no check, no link.
+                if !target.is_some_and(|t| symlink_target_allowed(&t)) {
                     return Ok(ERRNO_PERM);
                 }
                 let Some(through) = caller.data().symlink.clone() else {

@@ -103,8 +103,22 @@ fn escape_into(out: &mut String, c: char) {
     }
 }
 
+/// What else a dialog or terminal shows as a line break or hides: the
+/// line and paragraph separators (GTK and Qt break lines at them), the
+/// Arabic letter mark, the invisible operators and the Mongolian vowel
+/// separator. (Not refused in names, which older packages may hold; only
+/// escaped when shown.)
+fn breaks_display(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{2060}'..='\u{2064}' | '\u{180E}')
+}
+
+/// Whether `c` is written as an escape by [`shown`].
+pub fn is_escaped_when_shown(c: char) -> bool {
+    c.is_control() || invisible(c) || breaks_display(c)
+}
+
 fn escaped(s: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| (c.is_control() && !(keep_newlines && c == '\n')) || invisible(c);
+    let bad = |c: char| is_escaped_when_shown(c) && !(keep_newlines && c == '\n');
     if !s.chars().any(bad) {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -145,6 +159,7 @@ mod shown_tests {
         assert_eq!(shown("\u{1b}]0;owned\u{7}\u{1b}[2J"), "\\u{1b}]0;owned\\u{7}\\u{1b}[2J");
         assert_eq!(shown("x\r\ty\u{7f}\u{9b}"), "x\\r\\ty\\u{7f}\\u{9b}");
         assert_eq!(shown("abc\u{202e}fdp.exe"), "abc\\u{202e}fdp.exe");
+        assert_eq!(shown("a\u{2028}b\u{2029}c\u{85}d"), "a\\u{2028}b\\u{2029}c\\u{85}d", "line separators");
         assert_eq!(shown_lines("line one\nline \u{1b}[31mtwo"), "line one\nline \\u{1b}[31mtwo");
         assert_eq!(shown_lines("a\r\nb"), "a\\r\nb");
     }

@@ -236,7 +236,12 @@ async fn admin_auth(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
 fn client_address(s: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
     let forwarded = || {
         let line = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
-        line.rsplit(',').next()?.trim().parse::<std::net::IpAddr>().ok()
+        let hop = line.rsplit(',').next()?.trim();
+        // Some proxies write the hop with a port: `1.2.3.4:5678`, `[2001:db8::1]:443`.
+        hop.parse::<std::net::IpAddr>()
+            .ok()
+            .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
     };
     let ip = if s.behind_proxy { forwarded().unwrap_or(peer.ip()) } else { peer.ip() };
     rate_key(ip)

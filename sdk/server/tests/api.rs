@@ -566,6 +566,13 @@ async fn forwarded_for_is_the_proxys_last_hop() {
     assert_eq!(call_raw(&env.app, v6(20, "2001:db8:1:2::1")).await.0, StatusCode::NOT_FOUND);
     assert_eq!(call_raw(&env.app, v6(21, "2001:db8:1:2::ffff")).await.0, StatusCode::NOT_FOUND);
     assert_eq!(call_raw(&env.app, v6(22, "2001:db8:1:2:abcd::9")).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // A hop written with a port is the same client.
+    let (s, _, _, _) = call_raw(&env.app, attempt(50, vec!["203.0.113.9:5678".into()])).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _, _) = call_raw(&env.app, attempt(51, vec!["203.0.113.9:6789".into()])).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _, _) = call_raw(&env.app, attempt(52, vec!["203.0.113.9".into()])).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "with and without a port: one client");
     // Garbage in the header is no address: the proxy's own (the peer) counts.
     for i in 0..2 {
         let junk = format!("not-an-address-{i}-{}", "x".repeat(2000));
