@@ -232,6 +232,13 @@ pub fn open_lent_secret(
     Ok(LeaseSecret::from_bytes(key.as_bytes()))
 }
 
+/// 32 bytes of HKDF-SHA256 output.
+fn hkdf32(salt: Option<&[u8]>, ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(salt, ikm).expand(info, out.as_mut()).expect("32 bytes is a valid HKDF output length");
+    out
+}
+
 /// Derives every lease's proof key for one floating license and release:
 /// HKDF-SHA256 of the content key, bound to the license id and the key id.
 ///
@@ -253,22 +260,14 @@ impl LeaseRoot {
         let mut info = b"sealrun/v2/lease-root\0".to_vec();
         info.extend_from_slice(&license.terms.license_id);
         info.extend_from_slice(&key.id().0);
-        let mut out = Zeroizing::new([0u8; 32]);
-        Hkdf::<Sha256>::new(None, key.as_bytes())
-            .expand(&info, out.as_mut())
-            .expect("32 bytes is a valid HKDF output length");
-        LeaseRoot(out)
+        LeaseRoot(hkdf32(None, key.as_bytes(), &info))
     }
 
     /// The proof key of `lease`, whose secret is `secret`.
     pub fn proof_key(&self, lease: &LeaseId, secret: &LeaseSecret) -> ProofKey {
         let mut info = b"sealrun/v2/lease-proof-key\0".to_vec();
         info.extend_from_slice(&lease.0);
-        let mut out = Zeroizing::new([0u8; 32]);
-        Hkdf::<Sha256>::new(Some(secret.as_bytes()), self.0.as_ref())
-            .expand(&info, out.as_mut())
-            .expect("32 bytes is a valid HKDF output length");
-        ProofKey(out)
+        ProofKey(hkdf32(Some(secret.as_bytes()), self.0.as_ref(), &info))
     }
 }
 
