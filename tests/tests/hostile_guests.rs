@@ -14,6 +14,18 @@ fn setup() -> (World, sealrun_tests::Device, std::path::PathBuf) {
     (world, a, package)
 }
 
+/// The sealed sample run with the host directory `dir` granted as `/data`.
+fn run_with_dir(
+    world: &World,
+    a: &sealrun_tests::Device,
+    package: &std::path::Path,
+    dir: &std::path::Path,
+    args: [&str; 3],
+) -> std::process::Output {
+    let grant = format!("{}::/data", dir.display());
+    a.sealrun(world.path()).args(["run", "--dir", &grant]).arg(package).args(args).output().unwrap()
+}
+
 #[test]
 fn endless_recursion_is_a_clear_crash() {
     let (world, a, package) = setup();
@@ -81,15 +93,7 @@ fn dot_dot_absolute_paths_and_symlinks_do_not_leave_a_granted_dir() {
     std::fs::write(outside.join("secret.txt"), "secret").unwrap();
     std::os::unix::fs::symlink(outside.join("secret.txt"), data.join("outside")).unwrap();
     std::os::unix::fs::symlink(&outside, data.join("outside-dir")).unwrap();
-    let out = a
-        .sealrun(world.path())
-        .arg("run")
-        .arg("--dir")
-        .arg(format!("{}::/data", data.display()))
-        .arg(&package)
-        .args(["--", "escape", "/data"])
-        .output()
-        .unwrap();
+    let out = run_with_dir(&world, &a, &package, &data, ["--", "escape", "/data"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert_eq!(text.lines().filter(|l| l.starts_with("refused ")).count(), 5, "{text}");
@@ -164,15 +168,7 @@ fn the_guest_cannot_plant_symlinks_that_leave_its_grant() {
     let root = world.path().join("plant");
     let data = root.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let out = a
-        .sealrun(world.path())
-        .arg("run")
-        .arg("--dir")
-        .arg(format!("{}::/data", data.display()))
-        .arg(&package)
-        .args(["--", "plant", "/data"])
-        .output()
-        .unwrap();
+    let out = run_with_dir(&world, &a, &package, &data, ["--", "plant", "/data"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     for refused in ["out/report.txt", "up.txt", "abs.txt", "loop/loop/deep.txt"] {
