@@ -305,10 +305,8 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
         }
         Command::License(LicenseCommand::Add { file, menu }) => {
             let d = device::load_or_create()?;
-            // The package is checked before the license is stored.
-            if let Some(p) = &menu {
-                launch::read_verified_manifest(p)?;
-            }
+            // The package is checked (once) before the license is stored.
+            let manifest = menu.as_deref().map(launch::read_verified_manifest).transpose()?;
             match store::add_any(&file, &d)? {
                 (dest, store::Added::Plain(l)) => println!(
                     "installed license {} for {} {} ({}) as {}",
@@ -324,8 +322,8 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
                     dest.display()
                 ),
             }
-            if let Some(package) = menu {
-                add_menu_entry(&package)?;
+            if let (Some(package), Some(m)) = (menu, manifest) {
+                add_menu_entry(&package, &m)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -359,7 +357,7 @@ fn dispatch(command: Command) -> Result<ExitCode, LaunchError> {
             println!("license: {}", i.license.display());
             println!("run it with: sealrun {}", i.package.display());
             if menu {
-                add_menu_entry(&i.package)?;
+                add_menu_entry(&i.package, &launch::read_verified_manifest(&i.package)?)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -392,10 +390,10 @@ fn current_exe() -> Result<PathBuf, LaunchError> {
     })
 }
 
-/// Adds `package`'s app to the menu, once its signature checks out: the
-/// entry shows the manifest's name and icon, which only its vendor may set.
-fn add_menu_entry(package: &std::path::Path) -> Result<(), LaunchError> {
-    let m = launch::read_verified_manifest(package)?;
+/// Adds `package`'s app to the menu with the manifest `m`, which the caller
+/// read with [`launch::read_verified_manifest`]: the entry shows its name
+/// and icon, which only its vendor may set.
+fn add_menu_entry(package: &std::path::Path, m: &sealrun_format::package::Manifest) -> Result<(), LaunchError> {
     let entry = desktop::add_app_entry(
         &current_exe()?,
         package,
