@@ -21,6 +21,8 @@ pub enum Artifact {
     LeaseKey,
     /// The launcher's sealed record of when it last accepted a time-limited license.
     LastSeen,
+    /// A licensing server's signed statement: an invoice or a ledger chain head.
+    LedgerStatement,
 }
 
 impl fmt::Display for Artifact {
@@ -34,6 +36,7 @@ impl fmt::Display for Artifact {
             Artifact::DongleRecord => "dongle record",
             Artifact::LeaseKey => "floating lease key",
             Artifact::LastSeen => "last-seen record",
+            Artifact::LedgerStatement => "signed ledger statement",
         })
     }
 }

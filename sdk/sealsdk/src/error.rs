@@ -103,6 +103,22 @@ pub enum SdkError {
     /// A ledger export or invoice does not check out.
     #[error("{0}")]
     LedgerMismatch(String),
+    /// The keystore's ledger records (`ledger/`) are missing or damaged.
+    #[error("{0}")]
+    LedgerRecords(String),
+    /// The server offers another operator key than the one pinned.
+    #[error(
+        "the server's operator key is {offered}, but this keystore pinned {pinned} ({file}): it is another server, or the operator replaced its key; \
+         keep your records, ask the operator why, and only if the change is announced move {file} aside and certify again"
+    )]
+    OperatorKeyChanged {
+        /// The pinned key (hex).
+        pinned: String,
+        /// The key the server offered (hex).
+        offered: String,
+        /// The pin file.
+        file: PathBuf,
+    },
     /// The keystore has no key for a dongle.
     #[error(
         "no key for dongle {dongle} in the keystore {dir}: it was provisioned with another keystore (or by the server); issue its licenses there"

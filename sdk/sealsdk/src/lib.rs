@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod issue;
 pub mod keystore;
 pub mod ledger;
+pub mod ledger_state;
 pub mod seal;
 pub mod server;
 pub mod verify;

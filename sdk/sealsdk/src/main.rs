@@ -15,6 +15,7 @@ use sealrun_sdk::dates::{self, DayEdge};
 use sealrun_sdk::inspect::{self, Artifact};
 use sealrun_sdk::issue::{self, IssueOptions};
 use sealrun_sdk::keystore::{self, Keystore};
+use sealrun_sdk::ledger_state::LedgerRecords;
 use sealrun_sdk::seal::{self, SealOptions};
 use sealrun_sdk::{SdkError, ledger, server, verify};
 
@@ -160,7 +161,10 @@ enum ServerCommand {
     /// Provision hardware keys (dongles) whose keys the server keeps
     #[command(subcommand)]
     Dongle(ServerDongleCommand),
-    /// Export your ledger (JSON lines)
+    /// Show the server's price plans for you, or accept them (verify checks invoices against accepted plans)
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Export your ledger (JSON lines, ending in the operator-signed head)
     Ledger {
         /// Write to this file instead of stdout
         #[arg(short, long)]
@@ -177,6 +181,14 @@ enum ServerCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Print every plan (past, in force and scheduled) and which ones you accepted
+    Show,
+    /// Accept the plans the server shows now; refuses if a plan you accepted was changed
+    Accept,
 }
 
 #[derive(Subcommand)]
@@ -375,6 +387,7 @@ fn exit_code(e: &SdkError) -> u8 {
         }
         SdkError::Format { source, .. } if is_verification_failure(source) => exit::VERIFY_FAILED,
         SdkError::LedgerMismatch(_) => exit::VERIFY_FAILED,
+        SdkError::LedgerRecords(_) | SdkError::OperatorKeyChanged { .. } => exit::KEYSTORE,
         SdkError::Server { .. } => exit::SERVER,
         SdkError::Unreachable { .. } => exit::SERVER,
         SdkError::Token(_) => exit::TOKEN,
@@ -443,7 +456,8 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
         Command::Ledger(LedgerCommand::Verify { ledger, invoice }) => {
             let l = std::fs::read_to_string(&ledger).map_err(SdkError::io("cannot read", &ledger))?;
             let i = std::fs::read_to_string(&invoice).map_err(SdkError::io("cannot read", &invoice))?;
-            let v = ledger::verify(&l, &i)?;
+            let records = LedgerRecords::in_keystore(ks.dir());
+            let v = ledger::verify(&records, &l, &i, dates::now())?;
             println!(
                 "invoice {} OK: total {}.{:02} {} matches the ledger ({} entries, chain verified)",
                 v.period,
@@ -451,6 +465,11 @@ fn run(command: Command, ks: &Keystore) -> Result<ExitCode, SdkError> {
                 v.total % 100,
                 v.currency,
                 v.entries
+            );
+            println!(
+                "  signed by the pinned operator key; extends the {} entries verified before; plans as accepted; \
+                 {} of your licenses where the server put them; {} activation code(s) within their limits",
+                v.previously_verified, v.issued_checked, v.codes_checked
             );
         }
         Command::Verify { package, license } => {
@@ -606,6 +625,22 @@ fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
     Ok(())
 }
 
+fn print_plan(p: &sealrun_format::ledger::ScheduledPlan, mark: &str) {
+    let m = |v: u64| format!("{}.{:02}", v / 100, v % 100);
+    let from = if p.effective_from == 0 { "the start".to_owned() } else { dates::format(p.effective_from) };
+    println!(
+        "from {from}: {} {} per license, {} per seat, {} per transfer, {} free a month [{mark}]",
+        p.plan.currency,
+        m(p.plan.license_fee),
+        m(p.plan.seat_fee),
+        m(p.plan.transfer_fee),
+        p.plan.free_licenses
+    );
+    for (product, fee) in &p.plan.product_fees {
+        println!("    {product}: {} per license", m(*fee));
+    }
+}
+
 fn token(file: Option<&std::path::Path>) -> Result<zeroize::Zeroizing<String>, SdkError> {
     if let Some(f) = file {
         let t = zeroize::Zeroizing::new(std::fs::read_to_string(f).map_err(SdkError::io("cannot read", f))?);
@@ -633,7 +668,29 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
     use serde_json::{Value, json};
     let url = a.server.ok_or(SdkError::ServerSetup("no server: pass --server URL or set SEALSDK_SERVER"))?;
     let c = Client::new(&url, token(a.token_file.as_deref())?)?;
+    let records = LedgerRecords::in_keystore(ks.dir());
     match a.command {
+        ServerCommand::Plan(PlanCommand::Show) => {
+            let accepted = records.history()?;
+            for p in server::plan_history(&c)? {
+                let mark = match accepted.iter().find(|a| a.effective_from == p.effective_from) {
+                    Some(a) if a.plan == p.plan => "accepted",
+                    Some(_) => "CHANGED since you accepted it",
+                    None => "not accepted",
+                };
+                print_plan(&p, mark);
+            }
+        }
+        ServerCommand::Plan(PlanCommand::Accept) => {
+            let added = records.accept(&server::plan_history(&c)?, dates::now())?;
+            if added.is_empty() {
+                println!("you had accepted every plan the server shows");
+            }
+            for r in added {
+                let p = sealrun_format::ledger::ScheduledPlan { effective_from: r.effective_from, plan: r.plan() };
+                print_plan(&p, "accepted now");
+            }
+        }
         ServerCommand::Certify { days } => {
             let not_after = dates::now() + days * 86_400;
             let issuer = server::certify(&c, ks, not_after)?;
@@ -643,6 +700,22 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                 dates::format(not_after),
                 ks.vendor_public()?.short_id()
             );
+            let p = server::pin_operator(&c, &records, dates::now())?;
+            if p.new {
+                println!(
+                    "pinned the operator key {} that signs your invoices; ledger records start after entry {}",
+                    p.operator.short_id(),
+                    p.tracking_from
+                );
+            } else {
+                println!("the operator key {} is the one pinned before", p.operator.short_id());
+            }
+            if p.codes > 0 {
+                println!("recorded {} activation code(s) and their limits", p.codes);
+            }
+            if records.plans()?.is_empty() {
+                println!("next: read `sealsdk server plan show` and accept the plan with `sealsdk server plan accept`");
+            }
         }
         ServerCommand::Whoami => {
             let v: Value = c.get("/v1/vendor")?;
@@ -722,6 +795,7 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
             };
             match sealrun_format::dongle::AnyLicense::parse(&bytes).map_err(bad)? {
                 sealrun_format::dongle::AnyLicense::Plain(parsed) => {
+                    records.add_issued(&parsed.terms.license_id, lic["ledger_seq"].as_u64().unwrap_or(0))?;
                     issue::write_license(&i.output, &bytes)?;
                     println!(
                         "issued license {} for {} ({}) to device {}; wrote {}",
@@ -733,6 +807,10 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                     );
                 }
                 sealrun_format::dongle::AnyLicense::Sealed(sealed) => {
+                    let mut id = [0u8; 16];
+                    if hex::decode_to_slice(lic["license_id"].as_str().unwrap_or_default(), &mut id).is_ok() {
+                        records.add_issued(&id, lic["ledger_seq"].as_u64().unwrap_or(0))?;
+                    }
                     issue::write_license(&i.output, &bytes)?;
                     println!(
                         "issued license {} for {} ({}) sealed to dongle {} ({} at once); wrote {}",
@@ -837,6 +915,7 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                 "count": count,
             });
             let r: Value = c.send("POST", "/v1/codes", &body, None)?;
+            server::record_codes(&records, &r["codes"])?;
             for code in r["codes"].as_array().into_iter().flatten() {
                 println!("{}", code["code"].as_str().unwrap_or("?"));
             }

@@ -9,8 +9,11 @@ use zeroize::Zeroizing;
 use sealrun_format::license::certify_issuer;
 use sealrun_format::{ContentKey, UnixTime, VendorPublicKey};
 
+use sealrun_format::ledger::{PricePlan, ScheduledPlan};
+
 use crate::client::Client;
 use crate::keystore::Keystore;
+use crate::ledger_state::{CodeRecord, LedgerRecords, Pin};
 use crate::seal::{SealOptions, SealReport, seal_bytes, validate_module};
 use crate::{Result, SdkError};
 
@@ -96,4 +99,99 @@ pub fn seal_with_server(
         client.upload(&path, output)?;
     }
     Ok(ServerSeal { report, new_key: created, uploaded: upload })
+}
+
+/// What pinning the server's operator key did.
+pub struct Pinned {
+    /// The operator key.
+    pub operator: VendorPublicKey,
+    /// Whether this keystore pinned it now (false: it had, with the same key).
+    pub new: bool,
+    /// The ledger entries before the records start.
+    pub tracking_from: u64,
+    /// Codes newly recorded.
+    pub codes: usize,
+}
+
+/// Pins the server's operator key in the keystore's ledger records (once;
+/// a different key later is refused), and records where the records start:
+/// the server's current signed head, and the activation codes that exist.
+pub fn pin_operator(client: &Client, records: &LedgerRecords, now: UnixTime) -> Result<Pinned> {
+    let me: Value = client.get("/v1/vendor")?;
+    let too_old = || SdkError::Unreachable {
+        url: client.base().to_owned(),
+        reason: "the server signs no invoices (no operator key): it is older than this sealsdk; ask the operator to upgrade".into(),
+    };
+    let key_hex = me["operator_key"].as_str().ok_or_else(too_old)?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(key_hex, &mut key).map_err(|_| too_old())?;
+    let operator = VendorPublicKey(key);
+    let vendor = me["name"].as_str().unwrap_or_default().to_owned();
+    let export = crate::ledger::parse_signed_export(&client.get_text("/v1/ledger")?)?;
+    let head = crate::ledger::check_head(&export, &operator, now)?;
+    let pin = Pin { server: client.base().to_owned(), vendor, operator_key: operator.to_string(), tracking_from: head.seq };
+    let new = records.set_pin(&pin)?;
+    if new {
+        records.add_head(&head)?;
+    }
+    let codes = record_codes(records, &client.get::<Value>("/v1/codes")?["codes"])?;
+    let tracking_from = records.pin()?.map_or(head.seq, |p| p.tracking_from);
+    Ok(Pinned { operator, new, tracking_from, codes })
+}
+
+/// Records the codes in a `codes` list from the server.
+pub fn record_codes(records: &LedgerRecords, codes: &Value) -> Result<usize> {
+    let list: Vec<CodeRecord> = codes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some(CodeRecord {
+                id: c["id"].as_u64()?,
+                product: c["product"].as_str()?.to_owned(),
+                max_activations: c["max_activations"].as_u64()?,
+                transfer_limit: c["transfer_limit"].as_u64()?,
+            })
+        })
+        .collect();
+    records.add_codes(&list)
+}
+
+/// The server's plan history for this vendor.
+pub fn plan_history(client: &Client) -> Result<Vec<ScheduledPlan>> {
+    #[derive(Deserialize)]
+    struct History {
+        plans: Vec<Scheduled>,
+    }
+    #[derive(Deserialize)]
+    struct Scheduled {
+        effective_from: u64,
+        plan: PlanWire,
+    }
+    #[derive(Deserialize)]
+    struct PlanWire {
+        currency: String,
+        license_fee: u64,
+        seat_fee: u64,
+        #[serde(default)]
+        transfer_fee: u64,
+        free_licenses: u64,
+        #[serde(default)]
+        product_fees: std::collections::BTreeMap<String, u64>,
+    }
+    let h: History = client.get("/v1/vendor/plans")?;
+    Ok(h.plans
+        .into_iter()
+        .map(|s| ScheduledPlan {
+            effective_from: s.effective_from,
+            plan: PricePlan {
+                currency: s.plan.currency,
+                license_fee: s.plan.license_fee,
+                seat_fee: s.plan.seat_fee,
+                transfer_fee: s.plan.transfer_fee,
+                free_licenses: s.plan.free_licenses,
+                product_fees: s.plan.product_fees.into_iter().collect(),
+            },
+        })
+        .collect())
 }

@@ -20,10 +20,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::billing::{Invoice, PlanJson, invoice_csv, invoice_html};
+use crate::billing::{Invoice, PlanHistory, PlanJson, invoice_csv, invoice_html};
 use crate::catalog::{Product, ReleaseInfo, ReleaseKey, parse_release};
 use crate::dongles::{DongleInfo, DongleRequest, ProvisionedDongle};
-use crate::ledger::EntryJson;
+use crate::ledger::{EntryJson, HeadLine};
 use crate::licensing::{
     ActivateRequest, CodeInfo, CodeRequest, DeactivateRequest, Deactivated, IssueRequest, IssuedLicense, LicenseInfo,
 };
@@ -312,6 +312,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/vendor", get(vendor_self))
         .route("/v1/vendor/certificate", put(vendor_certify))
         .route("/v1/vendor/plan", get(vendor_plan))
+        .route("/v1/vendor/plans", get(vendor_plans))
         .route("/v1/products", post(create_product).get(products))
         .route("/v1/products/{product}", get(product))
         .route("/v1/products/{product}/releases", post(create_release))
@@ -467,17 +468,27 @@ async fn admin_vendor_token(
 }
 
 #[utoipa::path(put, path = "/v1/admin/vendors/{vendor}/plan", request_body = PlanJson, security(("admin" = [])),
-    params(("vendor" = String, Path)), responses((status = 200, body = PlanJson), (status = 400, body = Problem)))]
+    params(("vendor" = String, Path), ("effective_from" = Option<i64>, Query, description = "Unix seconds, now or later [default: now]")),
+    responses((status = 200, body = PlanHistory), (status = 400, body = Problem)))]
 async fn admin_set_plan(
     State(s): St,
     headers: HeaderMap,
     Path(vendor): Path<String>,
+    Query(q): Query<EffectiveQuery>,
     ApiJson(plan): ApiJson<PlanJson>,
-) -> ApiResult<Json<PlanJson>> {
+) -> ApiResult<Json<PlanHistory>> {
     admin_auth(&s, &headers).await?;
     let id = s.svc.vendor_id(&vendor).await?;
-    s.svc.set_plan(id, &plan).await?;
-    Ok(Json(s.svc.plan(id).await?))
+    s.svc.set_plan(id, &plan, q.effective_from).await?;
+    Ok(Json(s.svc.plan_history(id).await?))
+}
+
+/// When a plan change takes effect.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EffectiveQuery {
+    /// Unix seconds, now or later [default: now].
+    #[serde(default)]
+    pub effective_from: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/admin/vendors/{vendor}/plan", security(("admin" = [])),
@@ -573,6 +584,13 @@ async fn vendor_certify(
 async fn vendor_plan(State(s): St, headers: HeaderMap) -> ApiResult<Json<PlanJson>> {
     let v = vendor_auth(&s, &headers).await?;
     Ok(Json(s.svc.plan(v).await?))
+}
+
+#[utoipa::path(get, path = "/v1/vendor/plans", security(("vendor" = [])),
+    responses((status = 200, body = PlanHistory, description = "every plan, past, present and scheduled, oldest first")))]
+async fn vendor_plans(State(s): St, headers: HeaderMap) -> ApiResult<Json<PlanHistory>> {
+    let v = vendor_auth(&s, &headers).await?;
+    Ok(Json(s.svc.plan_history(v).await?))
 }
 
 /// A new product.
@@ -931,14 +949,19 @@ async fn revoke_code(State(s): St, headers: HeaderMap, Path(id): Path<String>) -
 }
 
 #[utoipa::path(get, path = "/v1/ledger", security(("vendor" = [])),
-    responses((status = 200, body = Vec<EntryJson>, content_type = "application/x-ndjson", description = "one entry per line")))]
+    responses((status = 200, body = Vec<EntryJson>, content_type = "application/x-ndjson", description = "one entry per line, then a last line {\"head\": …} with the operator-signed head of those entries")))]
 async fn ledger(State(s): St, headers: HeaderMap) -> ApiResult<Response> {
     let v = vendor_auth(&s, &headers).await?;
     let mut out = String::new();
-    for e in s.svc.ledger(v).await? {
-        out.push_str(&serde_json::to_string(&EntryJson::from(&e)).expect("serialises"));
+    let chain = s.svc.ledger(v).await?;
+    for e in &chain {
+        out.push_str(&serde_json::to_string(&EntryJson::from(e)).expect("serialises"));
         out.push('\n');
     }
+    // The last line: the head of exactly these entries, signed by the operator.
+    let head = HeadLine { head: s.svc.signed_head(v, &chain).await? };
+    out.push_str(&serde_json::to_string(&head).expect("serialises"));
+    out.push('\n');
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
 }
 
@@ -972,11 +995,11 @@ impl utoipa::Modify for Security {
     modifiers(&Security),
     paths(
         healthz, activate, deactivate, admin_create_vendor, admin_vendors, admin_vendor_token, admin_set_plan,
-        admin_plan, admin_invoice, revoke_token, vendor_self, vendor_certify, vendor_plan, create_product, products,
+        admin_plan, admin_invoice, revoke_token, vendor_self, vendor_certify, vendor_plan, vendor_plans, create_product, products,
         product, create_release, upload_package, download_package, issue_license, licenses, export_licenses,
         revoke_license, create_codes, codes, revoke_code, ledger, vendor_invoice, provision_dongle, dongles
     ),
-    components(schemas(Problem, LineJson))
+    components(schemas(Problem, LineJson, HeadLine))
 )]
 struct ApiDoc;
 

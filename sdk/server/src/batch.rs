@@ -48,8 +48,8 @@ pub(crate) struct Pending {
 
 /// What happened to a queued license.
 pub(crate) enum Stored {
-    /// Stored, with its ledger entry.
-    New,
+    /// Stored, with its ledger entry (at this position in the chain).
+    New(u64),
     /// Another request with the same idempotency key was stored first.
     Duplicate,
 }
@@ -150,47 +150,54 @@ async fn store(db: &Db, rows: &[Pending]) -> Result<Vec<Stored>, ServerError> {
     }
     let inserted: Vec<[u8; 16]> =
         q.fetch_all(tx.conn()).await?.iter().map(|r| blob(r, "license_id")).collect::<Result<_, _>>()?;
-    let stored: Vec<Stored> =
-        rows.iter().map(|r| if inserted.contains(&r.license_id) { Stored::New } else { Stored::Duplicate }).collect();
+    let mut stored: Vec<Stored> =
+        rows.iter().map(|r| if inserted.contains(&r.license_id) { Stored::New(0) } else { Stored::Duplicate }).collect();
     // The ledger, per vendor, in queue order.
-    let mut by_vendor: BTreeMap<i64, Vec<&Pending>> = BTreeMap::new();
-    for (r, s) in rows.iter().zip(&stored) {
-        if matches!(s, Stored::New) {
-            by_vendor.entry(r.vendor).or_default().push(r);
+    let mut by_vendor: BTreeMap<i64, Vec<(usize, &Pending)>> = BTreeMap::new();
+    for (i, (r, s)) in rows.iter().zip(&stored).enumerate() {
+        if matches!(s, Stored::New(_)) {
+            by_vendor.entry(r.vendor).or_default().push((i, r));
         }
     }
     for (vendor, list) in by_vendor {
         let n = list.len() as i64;
-        let head = sqlx::query("UPDATE ledger_heads SET seq = seq + $1 WHERE vendor_id = $2 RETURNING seq, hash")
+        let head = sqlx::query("UPDATE ledger_heads SET seq = seq + $1 WHERE vendor_id = $2 RETURNING seq, hash, at")
             .bind(n)
             .bind(vendor)
             .fetch_one(tx.conn())
             .await?;
         let last: i64 = head.try_get("seq")?;
         let mut prev: [u8; 32] = blob(&head, "hash")?;
+        // Stamped now that the head is locked (see ledger.rs), not when the
+        // license was signed: a batch committed just after midnight on the
+        // 1st belongs to the new month, and the old month's invoice, read
+        // under the same lock, cannot have missed it.
+        let at = crate::ledger::stamp(head.try_get("at")?);
         let sql = format!(
             "INSERT INTO ledger (vendor_id, seq, at, kind, product, license_id, device_fp, seats, prev_hash, hash) VALUES {}",
             placeholders(list.len(), 10)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (i, r) in list.iter().enumerate() {
+        for (i, (row, r)) in list.iter().enumerate() {
             let seq = last - n + 1 + i as i64;
+            stored[*row] = Stored::New(unix(seq));
             let e = LedgerEntry::after(
                 prev,
                 EntryFields {
                     seq: unix(seq),
-                    at: unix(r.issued_at),
+                    at: unix(at),
                     kind: EntryKind::LicenseIssued,
                     product: r.product.clone(),
                     license_id: r.license_id,
                     device: r.device_fp,
                     seats: r.seats,
+                    code: None,
                 },
             );
             q = q
                 .bind(vendor)
                 .bind(seq)
-                .bind(r.issued_at)
+                .bind(at)
                 .bind(EntryKind::LicenseIssued.as_str())
                 .bind(r.product.clone())
                 .bind(r.license_id.to_vec())
@@ -201,8 +208,9 @@ async fn store(db: &Db, rows: &[Pending]) -> Result<Vec<Stored>, ServerError> {
             prev = e.hash;
         }
         q.execute(tx.conn()).await?;
-        sqlx::query("UPDATE ledger_heads SET hash = $1 WHERE vendor_id = $2")
+        sqlx::query("UPDATE ledger_heads SET hash = $1, at = $2 WHERE vendor_id = $3")
             .bind(prev.to_vec())
+            .bind(at)
             .bind(vendor)
             .execute(tx.conn())
             .await?;

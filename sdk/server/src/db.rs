@@ -32,8 +32,11 @@ pub enum Backend {
 
 /// Schema migrations, applied in order; `{id}` and `{blob}` are replaced by
 /// each dialect's auto-increment key and byte-string types.
-pub const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("migrations/0001_initial.sql")), (2, include_str!("migrations/0002_dongles.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_dongles.sql")),
+    (3, include_str!("migrations/0003_billing_history.sql")),
+];
 
 /// Connections in the pool. SQLite: readers run in parallel beside the one
 /// writer. PostgreSQL: enough for two cores' worth of requests without

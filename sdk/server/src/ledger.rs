@@ -3,14 +3,20 @@
 //! An entry is appended in the same transaction as the license row it
 //! records, so a license exists if and only if its entry does: a crash
 //! before the commit leaves neither, after it both.
+//!
+//! An entry's time is taken once the vendor's head row is locked, and never
+//! before the previous entry's: an invoice that reads the chain under the
+//! same lock ([`Service::locked_ledger`]) therefore sees every entry stamped
+//! before it started, so no entry committed late can fall between two
+//! months' invoices.
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use sealrun_format::ledger::{EntryFields, EntryKind, LedgerEntry};
+use sealrun_format::ledger::{ChainHead, EntryFields, EntryKind, GENESIS_HASH, LedgerEntry};
 
 use crate::ServerError;
-use crate::service::{Conn, Service, blob, unix};
+use crate::service::{Conn, Service, blob, opt_i64, unix};
 
 /// One ledger entry as exported (a line of `GET /v1/ledger`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -29,6 +35,10 @@ pub struct EntryJson {
     pub device: String,
     /// Floating seats granted.
     pub seats: u32,
+    /// The activation code (its id) behind an activation, transfer or
+    /// deactivation; absent otherwise and in entries from before codes were named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u64>,
     /// The previous entry's hash (hex).
     pub prev_hash: String,
     /// This entry's hash (hex).
@@ -46,6 +56,7 @@ impl From<&LedgerEntry> for EntryJson {
             license_id: hex::encode(f.license_id),
             device: hex::encode(f.device),
             seats: f.seats,
+            code: f.code,
             prev_hash: hex::encode(e.prev_hash),
             hash: hex::encode(e.hash),
         }
@@ -70,11 +81,35 @@ impl EntryJson {
                 license_id: arr(&self.license_id)?,
                 device: arr(&self.device)?,
                 seats: self.seats,
+                code: self.code,
             },
             prev_hash: arr(&self.prev_hash)?,
             hash: arr(&self.hash)?,
         })
     }
+}
+
+/// The operator-signed head that ends an export (`{"head": …}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeadJson {
+    /// The vendor's name.
+    pub vendor: String,
+    /// Entries in the chain when it was signed.
+    pub seq: u64,
+    /// Hash of entry `seq` (hex).
+    pub hash: String,
+    /// When it was signed (Unix seconds).
+    pub signed_at: u64,
+    /// The operator's Ed25519 signature over the head (hex), by the key in
+    /// `GET /v1/vendor` `operator_key`.
+    pub signature: String,
+}
+
+/// The last line of an export.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeadLine {
+    /// The signed head.
+    pub head: HeadJson,
 }
 
 /// What to append.
@@ -85,38 +120,47 @@ pub(crate) struct Append<'a> {
     pub(crate) license_id: [u8; 16],
     pub(crate) device: [u8; 32],
     pub(crate) seats: u32,
-    pub(crate) at: i64,
+    pub(crate) code: Option<i64>,
 }
 
-/// Appends an entry inside the caller's transaction. The head row is
-/// updated first: on PostgreSQL that locks it until commit, so concurrent
-/// appends to one vendor's chain (from any instance) line up behind it.
-pub(crate) async fn append(conn: &mut Conn, a: Append<'_>) -> Result<(), ServerError> {
-    let head = sqlx::query("UPDATE ledger_heads SET seq = seq + 1 WHERE vendor_id = $1 RETURNING seq, hash")
+/// The time to stamp the next entry with: now, or the last entry's time if
+/// the clock went back (entries are in time order).
+pub(crate) fn stamp(last: i64) -> i64 {
+    crate::now().max(last)
+}
+
+/// Appends an entry inside the caller's transaction and returns it. The
+/// head row is updated first: on PostgreSQL that locks it until commit, so
+/// concurrent appends to one vendor's chain (from any instance) line up
+/// behind it, and the entry is stamped only then.
+pub(crate) async fn append(conn: &mut Conn, a: Append<'_>) -> Result<LedgerEntry, ServerError> {
+    let head = sqlx::query("UPDATE ledger_heads SET seq = seq + 1 WHERE vendor_id = $1 RETURNING seq, hash, at")
         .bind(a.vendor)
         .fetch_one(&mut *conn)
         .await?;
     let seq: i64 = head.try_get("seq")?;
     let prev: [u8; 32] = blob(&head, "hash")?;
+    let at = stamp(head.try_get("at")?);
     let entry = LedgerEntry::after(
         prev,
         EntryFields {
             seq: unix(seq),
-            at: unix(a.at),
+            at: unix(at),
             kind: a.kind,
             product: a.product.to_owned(),
             license_id: a.license_id,
             device: a.device,
             seats: a.seats,
+            code: a.code.map(unix),
         },
     );
     sqlx::query(
-        "INSERT INTO ledger (vendor_id, seq, at, kind, product, license_id, device_fp, seats, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO ledger (vendor_id, seq, at, kind, product, license_id, device_fp, seats, prev_hash, hash, code_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(a.vendor)
     .bind(seq)
-    .bind(a.at)
+    .bind(at)
     .bind(a.kind.as_str())
     .bind(a.product)
     .bind(a.license_id.to_vec())
@@ -124,43 +168,86 @@ pub(crate) async fn append(conn: &mut Conn, a: Append<'_>) -> Result<(), ServerE
     .bind(i64::from(a.seats))
     .bind(prev.to_vec())
     .bind(entry.hash.to_vec())
+    .bind(a.code)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE ledger_heads SET hash = $1 WHERE vendor_id = $2")
+    sqlx::query("UPDATE ledger_heads SET hash = $1, at = $2 WHERE vendor_id = $3")
         .bind(entry.hash.to_vec())
+        .bind(at)
         .bind(a.vendor)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    Ok(entry)
+}
+
+/// Reads a vendor's chain on `conn`.
+async fn read_chain(conn: &mut Conn, vendor: i64) -> Result<Vec<LedgerEntry>, ServerError> {
+    let rows = sqlx::query(
+        "SELECT seq, at, kind, product, license_id, device_fp, seats, code_id, prev_hash, hash FROM ledger \
+         WHERE vendor_id = $1 ORDER BY seq",
+    )
+    .bind(vendor)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let kind: String = r.try_get("kind")?;
+            Ok(LedgerEntry {
+                fields: EntryFields {
+                    seq: unix(r.try_get("seq")?),
+                    at: unix(r.try_get("at")?),
+                    kind: EntryKind::from_name(&kind).ok_or(ServerError::SecretUnreadable)?,
+                    product: r.try_get("product")?,
+                    license_id: blob(r, "license_id")?,
+                    device: blob(r, "device_fp")?,
+                    seats: u32::try_from(r.try_get::<i64, _>("seats")?).unwrap_or(u32::MAX),
+                    code: opt_i64(r, "code_id")?.map(unix),
+                },
+                prev_hash: blob(r, "prev_hash")?,
+                hash: blob(r, "hash")?,
+            })
+        })
+        .collect()
 }
 
 impl Service {
     /// The vendor's whole chain, in order.
     pub async fn ledger(&self, vendor: i64) -> Result<Vec<LedgerEntry>, ServerError> {
-        let rows = sqlx::query(
-            "SELECT seq, at, kind, product, license_id, device_fp, seats, prev_hash, hash FROM ledger \
-             WHERE vendor_id = $1 ORDER BY seq",
-        )
-        .bind(vendor)
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind")?;
-                Ok(LedgerEntry {
-                    fields: EntryFields {
-                        seq: unix(r.try_get("seq")?),
-                        at: unix(r.try_get("at")?),
-                        kind: EntryKind::from_name(&kind).ok_or(ServerError::SecretUnreadable)?,
-                        product: r.try_get("product")?,
-                        license_id: blob(r, "license_id")?,
-                        device: blob(r, "device_fp")?,
-                        seats: u32::try_from(r.try_get::<i64, _>("seats")?).unwrap_or(u32::MAX),
-                    },
-                    prev_hash: blob(r, "prev_hash")?,
-                    hash: blob(r, "hash")?,
-                })
-            })
-            .collect()
+        let mut conn = self.db.pool().acquire().await?;
+        read_chain(&mut *conn, vendor).await
+    }
+
+    /// The vendor's chain read under its head's lock, and the time the lock
+    /// was held: every entry stamped before that time is in it (an append
+    /// holds the lock from its stamp to its commit), and every later one
+    /// will be stamped at that time or after.
+    pub async fn locked_ledger(&self, vendor: i64) -> Result<(Vec<LedgerEntry>, i64), ServerError> {
+        let mut tx = self.db.write().await?;
+        // A no-op update takes the row lock on PostgreSQL; on SQLite the
+        // write transaction already excludes every other writer.
+        sqlx::query("UPDATE ledger_heads SET seq = seq WHERE vendor_id = $1").bind(vendor).execute(tx.conn()).await?;
+        let at = crate::now();
+        let chain = read_chain(tx.conn(), vendor).await?;
+        drop(tx);
+        Ok((chain, at))
+    }
+
+    /// The head of `chain` signed by the operator key now.
+    pub async fn signed_head(&self, vendor: i64, chain: &[LedgerEntry]) -> Result<HeadJson, ServerError> {
+        let name = self.vendor(vendor).await?.name;
+        let head = ChainHead {
+            vendor: name.clone(),
+            seq: chain.last().map_or(0, |e| e.fields.seq),
+            hash: chain.last().map_or(GENESIS_HASH, |e| e.hash),
+            signed_at: unix(crate::now()),
+        };
+        let sig = head.sign(&self.operator);
+        Ok(HeadJson {
+            vendor: name,
+            seq: head.seq,
+            hash: hex::encode(head.hash),
+            signed_at: head.signed_at,
+            signature: hex::encode(sig),
+        })
     }
 }

@@ -107,6 +107,10 @@ pub struct IssuedLicense {
     pub license: String,
     /// False when this request was a retry and got the license issued before.
     pub created: bool,
+    /// Where the license's entry is in your ledger (its `seq`): `sealsdk`
+    /// records it and checks at `ledger verify` that the entry is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_seq: Option<u64>,
 }
 
 /// A license as listed and exported.
@@ -394,23 +398,32 @@ impl Service {
                 seats,
             })
             .await?;
-        if let crate::batch::Stored::Duplicate = stored {
-            // A retry of a request that was stored first: its license, not a new one.
-            return self.replay(vendor, request_key.unwrap_or_default()).await?.ok_or(ServerError::NotFound("license"));
-        }
+        let seq = match stored {
+            crate::batch::Stored::New(seq) => seq,
+            crate::batch::Stored::Duplicate => {
+                // A retry of a request that was stored first: its license, not a new one.
+                return self
+                    .replay(vendor, request_key.unwrap_or_default())
+                    .await?
+                    .ok_or(ServerError::NotFound("license"));
+            }
+        };
         Ok(IssuedLicense {
             license_id: hex::encode(built.license_id),
             product: product.product,
             releases: range_text(&range),
             license: B64.encode(&built.bytes),
             created: true,
+            ledger_seq: Some(seq),
         })
     }
 
     async fn replay(&self, vendor: i64, key: &str) -> Result<Option<IssuedLicense>, ServerError> {
         let row = sqlx::query(
-            "SELECT l.license_id, p.product, l.releases, l.bytes FROM licenses l JOIN products p ON p.id = l.product_id \
-             WHERE l.vendor_id = $1 AND l.request_key = $2",
+            "SELECT l.license_id, p.product, l.releases, l.bytes, \
+             (SELECT g.seq FROM ledger g WHERE g.vendor_id = l.vendor_id AND g.license_id = l.license_id \
+              AND g.kind = 'license_issued') AS seq \
+             FROM licenses l JOIN products p ON p.id = l.product_id WHERE l.vendor_id = $1 AND l.request_key = $2",
         )
         .bind(vendor)
         .bind(key)
@@ -423,6 +436,7 @@ impl Service {
                 releases: r.try_get("releases")?,
                 license: B64.encode(r.try_get::<Vec<u8>, _>("bytes")?),
                 created: false,
+                ledger_seq: opt_i64(&r, "seq")?.map(crate::service::unix),
             })
         })
         .transpose()
@@ -509,7 +523,7 @@ impl Service {
                 license_id: id,
                 device: holder_fp,
                 seats: 0,
-                at: now(),
+                code: None,
             },
         )
         .await?;
@@ -702,6 +716,16 @@ impl Service {
                 }
                 return Err(ServerError::CodeExhausted(code.max_activations));
             }
+            // An activation beyond the code's first `max_activations` takes
+            // a slot a deactivation freed: the license moves, and the ledger
+            // says so (a transfer is billed at the plan's transfer fee, not
+            // as a new license). The code's row is locked by the UPDATE
+            // above, so concurrent activations count one after another.
+            let earlier: i64 = sqlx::query("SELECT count(*) FROM activations WHERE code_id = $1")
+                .bind(code.id)
+                .fetch_one(tx.conn())
+                .await?
+                .try_get(0)?;
             let row = insert_license(
                 tx.conn(),
                 &code.product,
@@ -732,16 +756,17 @@ impl Service {
                 }
                 return Err(e);
             }
+            let kind = if earlier >= code.max_activations { EntryKind::Transfer } else { EntryKind::Activation };
             append(
                 tx.conn(),
                 Append {
                     vendor: code.vendor,
-                    kind: EntryKind::Activation,
+                    kind,
                     product: &code.product.product,
                     license_id: built.license_id,
                     device: fp,
                     seats: 0,
-                    at: built.issued_at,
+                    code: Some(code.id),
                 },
             )
             .await?;
@@ -807,7 +832,7 @@ impl Service {
                 license_id,
                 device: fp,
                 seats: 0,
-                at,
+                code: Some(code.id),
             },
         )
         .await?;
@@ -894,6 +919,8 @@ impl Activation {
             releases: range_text(&self.releases),
             license: B64.encode(&self.license),
             created: self.created,
+            // An end user's answer: the vendor's ledger position is not theirs to see.
+            ledger_seq: None,
         }
     }
 }

@@ -90,12 +90,12 @@ enum VendorCommand {
 
 #[derive(Subcommand)]
 enum PlanCommand {
-    /// Print a vendor's plan
+    /// Print a vendor's plans: past, in force and scheduled
     Show {
         /// Vendor name
         vendor: String,
     },
-    /// Set a vendor's plan (amounts like 1.50)
+    /// Schedule a vendor's next plan (amounts like 1.50); it never applies backwards
     Set {
         /// Vendor name
         vendor: String,
@@ -111,10 +111,26 @@ enum PlanCommand {
         /// Free licenses per month
         #[arg(long, default_value_t = 0)]
         free_licenses: u64,
+        /// Fee per transfer (an activation moved to another device)
+        #[arg(long, default_value = "0", value_parser = parse_money)]
+        transfer_fee: u64,
         /// Fee for one product instead of --license-fee: PRODUCT=AMOUNT (repeatable)
         #[arg(long = "product-fee", value_name = "PRODUCT=AMOUNT")]
         product_fees: Vec<String>,
+        /// When the change takes effect: YYYY-MM-DD (UTC midnight) or Unix seconds, now or later [default: now]
+        #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+        effective_from: Option<i64>,
     },
+}
+
+fn parse_when(s: &str) -> Result<i64, String> {
+    if let Ok(t) = s.parse::<i64>() {
+        return Ok(t);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, fmt)
+        .map(|d| d.with_time(time::Time::MIDNIGHT).assume_utc().unix_timestamp())
+        .map_err(|_| "must be a day, YYYY-MM-DD (UTC), or Unix seconds".to_owned())
 }
 
 fn parse_money(s: &str) -> Result<u64, String> {
@@ -213,12 +229,22 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
         Command::Plan(PlanCommand::Show { vendor }) => {
             let svc = sealrun_server::open(&config).await?;
             let id = svc.vendor_id(&vendor).await?;
-            println!("{}", serde_json::to_string_pretty(&svc.plan(id).await?).expect("serialises"));
+            println!("{}", serde_json::to_string_pretty(&svc.plan_history(id).await?).expect("serialises"));
         }
-        Command::Plan(PlanCommand::Set { vendor, currency, license_fee, seat_fee, free_licenses, product_fees }) => {
+        Command::Plan(PlanCommand::Set {
+            vendor,
+            currency,
+            license_fee,
+            seat_fee,
+            free_licenses,
+            transfer_fee,
+            product_fees,
+            effective_from,
+        }) => {
             let svc = sealrun_server::open(&config).await?;
             let id = svc.vendor_id(&vendor).await?;
-            let mut plan = PlanJson { currency, license_fee, seat_fee, free_licenses, ..PlanJson::default() };
+            let mut plan =
+                PlanJson { currency, license_fee, seat_fee, transfer_fee, free_licenses, ..PlanJson::default() };
             for pf in product_fees {
                 let bad = ServerError::Invalid {
                     field: "--product-fee",
@@ -231,8 +257,8 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
                 })?;
                 plan.product_fees.insert(p.to_owned(), a);
             }
-            svc.set_plan(id, &plan).await?;
-            println!("{}", serde_json::to_string_pretty(&svc.plan(id).await?).expect("serialises"));
+            svc.set_plan(id, &plan, effective_from).await?;
+            println!("{}", serde_json::to_string_pretty(&svc.plan_history(id).await?).expect("serialises"));
         }
         Command::Invoice { vendor, period, format } => {
             let svc = sealrun_server::open(&config).await?;

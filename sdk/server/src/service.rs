@@ -22,10 +22,18 @@ pub struct Service {
     pub(crate) hot: crate::hot::Hot,
     /// Group commit of issued licenses.
     pub(crate) batcher: crate::batch::Batcher,
+    /// The operator key: signs invoices and exported ledger heads, so a
+    /// vendor can prove to a third party what this server claimed.
+    pub(crate) operator: sealrun_format::VendorSigningKey,
 }
 
 /// The `meta` row holding the master key's check value.
 const META_MASTER_CHECK: &str = "master_key_check";
+/// The `meta` row holding the operator key's seed, sealed under the master
+/// key (hex).
+const META_OPERATOR_KEY: &str = "operator_key_sealed";
+/// Associated data of the sealed operator key.
+const OPERATOR_KEY_CONTEXT: &[u8] = b"operator-key";
 
 impl Service {
     /// Opens the service over an initialised database, checking that
@@ -51,9 +59,15 @@ impl Service {
             path: packages.clone(),
             source,
         })?;
+        let operator = operator_key(&db, &master).await?;
         let db = std::sync::Arc::new(db);
         let batcher = crate::batch::Batcher::start(db.clone());
-        Ok(Service { db, master, packages, max_package_len, hot: crate::hot::Hot::new(), batcher })
+        Ok(Service { db, master, packages, max_package_len, hot: crate::hot::Hot::new(), batcher, operator })
+    }
+
+    /// The operator key's public half.
+    pub fn operator_public(&self) -> sealrun_format::VendorPublicKey {
+        self.operator.public()
     }
 
     /// Creates the schema in an empty database, records the master key's
@@ -122,6 +136,27 @@ impl Service {
             None => Err(ServerError::Unauthorized),
         }
     }
+}
+
+/// The server's operator key, made on first start (a database from before
+/// issue 25 gets one then). Several instances starting at once agree: only
+/// the first insert takes, and every instance reads the row back.
+async fn operator_key(db: &Db, master: &MasterKey) -> Result<sealrun_format::VendorSigningKey, ServerError> {
+    let fresh = sealrun_format::VendorSigningKey::generate(&mut crate::secrets::rng());
+    let sealed = hex::encode(master.seal(OPERATOR_KEY_CONTEXT, &*fresh.to_seed()));
+    sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(META_OPERATOR_KEY)
+        .bind(sealed)
+        .execute(db.pool())
+        .await?;
+    let text: String = sqlx::query("SELECT value FROM meta WHERE name = $1")
+        .bind(META_OPERATOR_KEY)
+        .fetch_one(db.pool())
+        .await?
+        .try_get(0)?;
+    let bytes = hex::decode(text).map_err(|_| ServerError::SecretUnreadable)?;
+    let seed = master.open32(OPERATOR_KEY_CONTEXT, &bytes)?;
+    Ok(sealrun_format::VendorSigningKey::from_seed(&seed))
 }
 
 /// Operator tokens start with this, so a leaked one is recognisable (and

@@ -34,6 +34,9 @@ pub struct Vendor {
     pub issuer_key: String,
     /// Until when the vendor's certificate lets the server issue licenses.
     pub certified_until: Option<i64>,
+    /// The operator's key (hex), which signs invoices and ledger heads;
+    /// `sealsdk server certify` pins it.
+    pub operator_key: String,
 }
 
 /// A new vendor and its first token (shown once).
@@ -100,6 +103,12 @@ impl Service {
             .bind(id)
             .execute(tx.conn())
             .await?;
+        sqlx::query("INSERT INTO plans (vendor_id, effective_from, plan, set_at) VALUES ($1, 0, $2, $3)")
+            .bind(id)
+            .bind(PlanJson::default().to_text())
+            .bind(at)
+            .execute(tx.conn())
+            .await?;
         sqlx::query("INSERT INTO ledger_heads (vendor_id, seq, hash) VALUES ($1, 0, $2)")
             .bind(id)
             .bind(sealrun_format::ledger::GENESIS_HASH.to_vec())
@@ -119,6 +128,7 @@ impl Service {
             vendor_key: None,
             issuer_key: issuer.public().to_string(),
             certified_until: None,
+            operator_key: self.operator.public().to_string(),
         };
         Ok(NewVendor { vendor, token: token.to_string() })
     }
@@ -142,7 +152,7 @@ impl Service {
         .fetch_optional(self.db.pool())
         .await?
         .ok_or(ServerError::NotFound("vendor"))?;
-        vendor_from_row(&r)
+        vendor_from_row(&r, &self.operator.public())
     }
 
     /// Every vendor, by name.
@@ -152,7 +162,7 @@ impl Service {
         )
         .fetch_all(self.db.pool())
         .await?;
-        rows.iter().map(vendor_from_row).collect()
+        rows.iter().map(|r| vendor_from_row(r, &self.operator.public())).collect()
     }
 
     /// Makes another token for a vendor.
@@ -258,7 +268,7 @@ pub(crate) struct Issuer {
     pub(crate) vendor_key: VendorPublicKey,
 }
 
-fn vendor_from_row(r: &sqlx::any::AnyRow) -> Result<Vendor, ServerError> {
+fn vendor_from_row(r: &sqlx::any::AnyRow, operator: &VendorPublicKey) -> Result<Vendor, ServerError> {
     let vendor_key: Option<Vec<u8>> = r.try_get("vendor_key")?;
     let issuer: Vec<u8> = r.try_get("issuer_public")?;
     Ok(Vendor {
@@ -267,5 +277,6 @@ fn vendor_from_row(r: &sqlx::any::AnyRow) -> Result<Vendor, ServerError> {
         vendor_key: vendor_key.map(hex::encode),
         issuer_key: hex::encode(issuer),
         certified_until: opt_i64(r, "cert_not_after")?,
+        operator_key: operator.to_string(),
     })
 }
