@@ -501,7 +501,16 @@ mod tests {
     use super::*;
 
     fn fields(seq: u64, at: u64, kind: EntryKind, product: &str) -> EntryFields {
-        EntryFields { seq, at, kind, product: product.into(), license_id: [seq as u8; 16], device: [7; 32], seats: 0, code: None }
+        EntryFields {
+            seq,
+            at,
+            kind,
+            product: product.into(),
+            license_id: [seq as u8; 16],
+            device: [7; 32],
+            seats: 0,
+            code: None,
+        }
     }
 
     fn chain(n: u64) -> Vec<LedgerEntry> {
@@ -620,7 +629,13 @@ mod tests {
     }
 
     fn plan(fee: u64, free: u64) -> PricePlan {
-        PricePlan { currency: "EUR".into(), license_fee: fee, free_licenses: free, transfer_fee: 5, ..PricePlan::default() }
+        PricePlan {
+            currency: "EUR".into(),
+            license_fee: fee,
+            free_licenses: free,
+            transfer_fee: 5,
+            ..PricePlan::default()
+        }
     }
 
     #[test]
@@ -653,8 +668,11 @@ mod tests {
             ScheduledPlan { effective_from: 50, plan: plan(300, 2) },
         ];
         let inv = invoice_over(&segments(&history, 0, 100), &entries, 0, 100);
-        let got: Vec<(u64, &str, u64, u64, u64, u64)> =
-            inv.lines.iter().map(|l| (l.plan_from, l.product.as_str(), l.licenses, l.free, l.transfers, l.amount)).collect();
+        let got: Vec<(u64, &str, u64, u64, u64, u64)> = inv
+            .lines
+            .iter()
+            .map(|l| (l.plan_from, l.product.as_str(), l.licenses, l.free, l.transfers, l.amount))
+            .collect();
         assert_eq!(got, vec![(0, "a.b", 2, 1, 0, 100), (50, "a.b", 1, 0, 1, 305), (50, "c.d", 1, 0, 0, 300)]);
         assert_eq!(inv.total, 705);
     }

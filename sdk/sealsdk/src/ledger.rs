@@ -525,6 +525,13 @@ pub fn verify(records: &LedgerRecords, ledger_text: &str, invoice_json: &str, no
             EntryKind::Deactivation => c.deactivations += 1,
             _ => {}
         }
+        if c.transfers > limits.transfer_limit || c.transfers > c.deactivations {
+            return Err(bad(format!(
+                "activation code {code} ({}) allows {} transfer(s), each after a deactivation, but entry {} is \
+                 transfer {} after {} deactivation(s): the operator billed transfers that did not happen",
+                limits.product, limits.transfer_limit, f.seq, c.transfers, c.deactivations
+            )));
+        }
         let live = (c.activations + c.transfers).saturating_sub(c.deactivations);
         if c.activations > limits.max_activations || live > limits.max_activations {
             return Err(bad(format!(
@@ -534,13 +541,6 @@ pub fn verify(records: &LedgerRecords, ledger_text: &str, invoice_json: &str, no
                 limits.max_activations,
                 f.seq,
                 c.activations.max(live)
-            )));
-        }
-        if c.transfers > limits.transfer_limit || c.transfers > c.deactivations {
-            return Err(bad(format!(
-                "activation code {code} ({}) allows {} transfer(s), each after a deactivation, but entry {} is \
-                 transfer {} after {} deactivation(s): the operator billed transfers that did not happen",
-                limits.product, limits.transfer_limit, f.seq, c.transfers, c.deactivations
             )));
         }
     }
@@ -599,7 +599,8 @@ pub fn check_head(export: &Export, operator: &sealrun_format::VendorPublicKey, n
     let (head, sig) = export.head.clone().ok_or_else(|| {
         bad("the server's ledger export has no signed head: the server is older than this sealsdk".into())
     })?;
-    head.verify(operator, &sig).map_err(|_| bad("the server's ledger head is not signed by its operator key".into()))?;
+    head.verify(operator, &sig)
+        .map_err(|_| bad("the server's ledger head is not signed by its operator key".into()))?;
     if head.seq != export.entries.len() as u64 || head.hash != export.entries.last().map_or(GENESIS_HASH, |e| e.hash) {
         return Err(bad("the server's signed head does not match its export".into()));
     }
@@ -949,11 +950,15 @@ mod tests {
             v.push(lines[lines.len() - 1]);
             v.join("\n") + "\n"
         };
-        assert!(refused(&records, &without_last, &good).contains("entries were added or removed after the operator signed"));
-        let unsigned: String = export.lines().filter(|l| !l.starts_with("{\"head\"")).map(|l| format!("{l}\n")).collect();
+        assert!(
+            refused(&records, &without_last, &good).contains("entries were added or removed after the operator signed")
+        );
+        let unsigned: String =
+            export.lines().filter(|l| !l.starts_with("{\"head\"")).map(|l| format!("{l}\n")).collect();
         assert!(refused(&records, &unsigned, &good).contains("without the operator's signed head"));
         // A dropped entry breaks the chain.
-        let dropped: String = export.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| format!("{l}\n")).collect();
+        let dropped: String =
+            export.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| format!("{l}\n")).collect();
         assert!(refused(&records, &dropped, &good).contains("broken at entry 2"));
         assert!(refused(&records, "not json\n", "{}").contains("ledger line 1"));
     }

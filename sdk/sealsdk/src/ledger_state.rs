@@ -162,9 +162,9 @@ impl LedgerRecords {
     pub fn pin(&self) -> Result<Option<Pin>> {
         let path = self.file("pin.json");
         match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| SdkError::LedgerRecords(format!("{} is damaged ({e}); restore it from your backup", path.display()))),
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                SdkError::LedgerRecords(format!("{} is damaged ({e}); restore it from your backup", path.display()))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(SdkError::io("cannot read", &path)(e)),
         }
@@ -360,7 +360,9 @@ fn read_lines<T>(path: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T
 fn write_whole(path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(SdkError::io("cannot create a file in", dir))?;
-    tmp.write_all(text.as_bytes()).and_then(|()| tmp.as_file().sync_all()).map_err(SdkError::io("cannot write", path))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(SdkError::io("cannot write", path))?;
     tmp.persist(path).map_err(|e| SdkError::io("cannot write", path)(e.error))?;
     Ok(())
 }
@@ -394,7 +396,8 @@ mod tests {
     fn a_pin_is_kept_and_another_key_refused() {
         let dir = tempfile::tempdir().unwrap();
         let r = LedgerRecords::in_keystore(dir.path());
-        let pin = Pin { server: "http://a".into(), vendor: "acme".into(), operator_key: "11".repeat(32), tracking_from: 3 };
+        let pin =
+            Pin { server: "http://a".into(), vendor: "acme".into(), operator_key: "11".repeat(32), tracking_from: 3 };
         assert!(r.set_pin(&pin).unwrap());
         assert!(!r.set_pin(&Pin { tracking_from: 9, ..pin.clone() }).unwrap());
         assert_eq!(r.pin().unwrap().unwrap().tracking_from, 3, "the first pin's start stays");

@@ -120,7 +120,9 @@ pub fn pin_operator(client: &Client, records: &LedgerRecords, now: UnixTime) -> 
     let me: Value = client.get("/v1/vendor")?;
     let too_old = || SdkError::Unreachable {
         url: client.base().to_owned(),
-        reason: "the server signs no invoices (no operator key): it is older than this sealsdk; ask the operator to upgrade".into(),
+        reason:
+            "the server signs no invoices (no operator key): it is older than this sealsdk; ask the operator to upgrade"
+                .into(),
     };
     let key_hex = me["operator_key"].as_str().ok_or_else(too_old)?;
     let mut key = [0u8; 32];
@@ -129,7 +131,8 @@ pub fn pin_operator(client: &Client, records: &LedgerRecords, now: UnixTime) -> 
     let vendor = me["name"].as_str().unwrap_or_default().to_owned();
     let export = crate::ledger::parse_signed_export(&client.get_text("/v1/ledger")?)?;
     let head = crate::ledger::check_head(&export, &operator, now)?;
-    let pin = Pin { server: client.base().to_owned(), vendor, operator_key: operator.to_string(), tracking_from: head.seq };
+    let pin =
+        Pin { server: client.base().to_owned(), vendor, operator_key: operator.to_string(), tracking_from: head.seq };
     let new = records.set_pin(&pin)?;
     if new {
         records.add_head(&head)?;

@@ -150,8 +150,10 @@ async fn store(db: &Db, rows: &[Pending]) -> Result<Vec<Stored>, ServerError> {
     }
     let inserted: Vec<[u8; 16]> =
         q.fetch_all(tx.conn()).await?.iter().map(|r| blob(r, "license_id")).collect::<Result<_, _>>()?;
-    let mut stored: Vec<Stored> =
-        rows.iter().map(|r| if inserted.contains(&r.license_id) { Stored::New(0) } else { Stored::Duplicate }).collect();
+    let mut stored: Vec<Stored> = rows
+        .iter()
+        .map(|r| if inserted.contains(&r.license_id) { Stored::New(0) } else { Stored::Duplicate })
+        .collect();
     // The ledger, per vendor, in queue order.
     let mut by_vendor: BTreeMap<i64, Vec<(usize, &Pending)>> = BTreeMap::new();
     for (i, (r, s)) in rows.iter().zip(&stored).enumerate() {

@@ -293,10 +293,12 @@ impl Service {
         let mut tx = self.db.write().await?;
         // Locks the vendor's row (PostgreSQL) so two changes cannot race past the checks below.
         sqlx::query("UPDATE vendors SET plan = plan WHERE id = $1").bind(vendor).execute(tx.conn()).await?;
-        let last = sqlx::query("SELECT effective_from, plan FROM plans WHERE vendor_id = $1 ORDER BY effective_from DESC LIMIT 1")
-            .bind(vendor)
-            .fetch_optional(tx.conn())
-            .await?;
+        let last = sqlx::query(
+            "SELECT effective_from, plan FROM plans WHERE vendor_id = $1 ORDER BY effective_from DESC LIMIT 1",
+        )
+        .bind(vendor)
+        .fetch_optional(tx.conn())
+        .await?;
         if let Some(r) = last {
             let last_from: i64 = r.try_get("effective_from")?;
             if from <= last_from {
@@ -321,7 +323,11 @@ impl Service {
             .bind(at)
             .execute(tx.conn())
             .await?;
-        sqlx::query("UPDATE vendors SET plan = $1 WHERE id = $2").bind(plan.to_text()).bind(vendor).execute(tx.conn()).await?;
+        sqlx::query("UPDATE vendors SET plan = $1 WHERE id = $2")
+            .bind(plan.to_text())
+            .bind(vendor)
+            .execute(tx.conn())
+            .await?;
         tx.commit().await
     }
 

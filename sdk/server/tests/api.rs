@@ -35,6 +35,18 @@ both_backends!(licensing_flow, |env: Env| async move {
     assert_eq!((s, again["created"].as_bool()), (StatusCode::OK, Some(false)));
     assert_eq!(again["key_id"].as_str().unwrap(), hex::encode(pkg.manifest().key_id.0));
 
+    // Billing from now on (a plan takes effect when it is set, never
+    // before): 1.50 per license, one free, 2.00 for this product.
+    let (s, _) = call(
+        &env.app,
+        "PUT",
+        "/v1/admin/vendors/acme/plan",
+        Some(&env.admin),
+        Some(json!({"currency": "EUR", "license_fee": 150, "seat_fee": 0, "free_licenses": 1, "product_fees": {"com.acme.tool": 200}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
     // A vendor license, retried with the same idempotency key: one license, one ledger entry.
     let (secret, dev) = device(1);
     let req = || {
@@ -51,6 +63,7 @@ both_backends!(licensing_flow, |env: Env| async move {
     let (s2, _, second, _) = call_raw(&env.app, req()).await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::OK), "{first} {second}");
     assert_eq!(first["license"], second["license"]);
+    assert_eq!((&first["ledger_seq"], &second["ledger_seq"]), (&json!(1), &json!(1)), "where its entry is");
     assert_eq!(ledger_len(&env, &acme.token).await, 1);
 
     // The license is signed by the certified issuing key and opens on the device.
@@ -127,32 +140,29 @@ both_backends!(licensing_flow, |env: Env| async move {
     let (_, text_ledger) = text(&env.app, "/v1/ledger", &acme.token).await;
     let kinds: Vec<String> = text_ledger
         .lines()
+        .filter(|l| !l.starts_with("{\"head\""))
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(kinds, ["license_issued", "activation", "deactivation", "activation"]);
+    // The second activation took the slot the deactivation freed: a transfer
+    // (issue 25, finding 9), not a new license.
+    assert_eq!(kinds, ["license_issued", "activation", "deactivation", "transfer"]);
     let entries = parse_ledger(&text_ledger);
     verify_chain(&entries).unwrap();
 
-    // Billing: 1.50 per license, one free, 2.00 for this product.
-    let (s, _) = call(
-        &env.app,
-        "PUT",
-        "/v1/admin/vendors/acme/plan",
-        Some(&env.admin),
-        Some(json!({"currency": "EUR", "license_fee": 150, "seat_fee": 0, "free_licenses": 1, "product_fees": {"com.acme.tool": 200}})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
     let period = sealrun_server::billing::period_of(sealrun_server::now());
     let (s, inv) = call(&env.app, "GET", &format!("/v1/invoices/{period}"), Some(&acme.token), None).await;
     assert_eq!(s, StatusCode::OK, "{inv}");
-    assert_eq!(inv["lines"][0]["licenses"], 3);
+    // Two licenses (one free) at 2.00, and a transfer at the plan's transfer fee (none).
+    assert_eq!(inv["lines"][0]["licenses"], 2);
     assert_eq!(inv["lines"][0]["free"], 1);
-    assert_eq!(inv["total"], 400);
+    assert_eq!(inv["lines"][0]["transfers"], 1);
+    assert_eq!(inv["total"], 200);
     assert_eq!(inv["ledger_seq"], 4);
+    let from = inv["lines"][0]["plan_from"].as_u64().unwrap();
+    assert_eq!(inv["plans"].as_array().unwrap().last().unwrap()["effective_from"], from);
     let (s, csv) = text(&env.app, &format!("/v1/admin/vendors/acme/invoices/{period}?format=csv"), &env.admin).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(csv.contains(&format!("acme,{period},EUR,com.acme.tool,3,1,2.00,0,0.00,4.00")), "{csv}");
+    assert!(csv.contains(&format!("acme,{period},EUR,{from},com.acme.tool,2,1,2.00,0,0.00,1,0.00,2.00")), "{csv}");
     let (s, html) = text(&env.app, &format!("/v1/invoices/{period}?format=html"), &acme.token).await;
     assert!(s.is_success() && html.contains("<td>com.acme.tool</td>"), "{html}");
 
@@ -172,6 +182,7 @@ both_backends!(licensing_flow, |env: Env| async move {
 /// The export, parsed line by line.
 fn parse_ledger(text: &str) -> Vec<sealrun_format::ledger::LedgerEntry> {
     text.lines()
+        .filter(|l| !l.starts_with("{\"head\""))
         .map(|l| serde_json::from_str::<sealrun_server::ledger::EntryJson>(l).unwrap().to_entry().unwrap())
         .collect()
 }
