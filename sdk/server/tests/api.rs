@@ -758,3 +758,145 @@ both_backends!(floating_licenses_count_their_seats, |env: Env| async move {
         assert!(s.is_client_error(), "{bad}: {s} {p}");
     }
 });
+
+/// The operator key as `GET /v1/vendor` names it.
+async fn operator_key(env: &Env, token: &str) -> sealrun_format::VendorPublicKey {
+    let (_, me) = call(&env.app, "GET", "/v1/vendor", Some(token), None).await;
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(me["operator_key"].as_str().unwrap(), &mut k).unwrap();
+    sealrun_format::VendorPublicKey(k)
+}
+
+async fn issue_to(env: &Env, token: &str, n: u32) -> Value {
+    let (s, lic) = call(
+        &env.app,
+        "POST",
+        "/v1/licenses",
+        Some(token),
+        Some(json!({"product": "com.acme.tool", "device": device(n).1, "licensee": "Jo"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{lic}");
+    lic
+}
+
+// Issue 25, finding 3: a plan change takes effect from a stated time, never
+// backwards, and the invoice prices each part of the month by its plan.
+// Finding 1: the invoice and the export's head are signed by the operator key.
+both_backends!(plans_never_apply_backwards_and_invoices_are_signed, |env: Env| async move {
+    let acme = vendor(&env, "acme").await;
+    product_with_package(&env, &acme, "com.acme.tool", "1.0.0").await;
+    let plan = |fee: u64| json!({"currency": "EUR", "license_fee": fee, "seat_fee": 0, "free_licenses": 0});
+    let put = |from: i64, fee: u64| {
+        let app = env.app.clone();
+        let admin = env.admin.clone();
+        async move {
+            call(&app, "PUT", &format!("/v1/admin/vendors/acme/plan?effective_from={from}"), Some(&admin), Some(plan(fee)))
+                .await
+        }
+    };
+    let (s, p) = put(sealrun_server::now() - 60, 1000).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("never backwards"), "{p}");
+    let (s, p) = put(sealrun_server::now() + 1, 500).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["plans"].as_array().unwrap().len(), 2, "{p}");
+    let from = p["plans"][1]["effective_from"].as_u64().unwrap();
+    let (s, p) = put(from as i64, 700).await;
+    assert!(s == StatusCode::BAD_REQUEST && p["detail"].as_str().unwrap().contains("after the last"), "{p}");
+    let (s, p) = call(
+        &env.app,
+        "PUT",
+        &format!("/v1/admin/vendors/acme/plan?effective_from={}", from + 5),
+        Some(&env.admin),
+        Some(json!({"currency": "USD", "license_fee": 1, "seat_fee": 0, "free_licenses": 0})),
+    )
+    .await;
+    assert!(s == StatusCode::BAD_REQUEST && p["detail"].as_str().unwrap().contains("cannot change"), "{p}");
+
+    // A license under the old (free) plan, then one under the new.
+    let before = issue_to(&env, &acme.token, 1).await;
+    assert_eq!(before["ledger_seq"], 1);
+    while (sealrun_server::now() as u64) < from {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    issue_to(&env, &acme.token, 2).await;
+    let period = sealrun_server::billing::period_of(sealrun_server::now());
+    let (s, inv) = call(&env.app, "GET", &format!("/v1/invoices/{period}"), Some(&acme.token), None).await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    let segs = inv["plans"].as_array().unwrap();
+    let ledger_at = {
+        let (_, t) = text(&env.app, "/v1/ledger", &acme.token).await;
+        serde_json::from_str::<Value>(t.lines().next().unwrap()).unwrap()["at"].as_u64().unwrap()
+    };
+    if ledger_at < from {
+        // The usual case: the first license came before the change.
+        assert_eq!(segs.len(), 2, "{inv}");
+        assert_eq!(inv["total"], 500, "only the second license is priced by the new plan: {inv}");
+    } else {
+        // Both fell in the second after the change (a slow machine): both at the new price.
+        assert_eq!(inv["total"], 1000, "{inv}");
+    }
+
+    // The invoice is signed over every field; an edit breaks the signature.
+    let key = operator_key(&env, &acme.token).await;
+    let parsed: sealrun_server::billing::Invoice = serde_json::from_value(inv.clone()).unwrap();
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&parsed.signature, &mut sig).unwrap();
+    parsed.statement().unwrap().verify(&key, &sig).unwrap();
+    let mut edited = parsed.clone();
+    edited.end = u64::MAX;
+    assert!(edited.statement().unwrap().verify(&key, &sig).is_err());
+    // So is the head that ends the export.
+    let (_, export) = text(&env.app, "/v1/ledger", &acme.token).await;
+    let head: sealrun_server::ledger::HeadLine = serde_json::from_str(export.lines().last().unwrap()).unwrap();
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(&head.head.hash, &mut hash).unwrap();
+    hex::decode_to_slice(&head.head.signature, &mut sig).unwrap();
+    let signed = sealrun_format::ledger::ChainHead { vendor: "acme".into(), seq: 2, hash, signed_at: head.head.signed_at };
+    signed.verify(&key, &sig).unwrap();
+    assert_eq!(head.head.seq, 2);
+});
+
+// Issue 25, finding 6: an entry is stamped when it is appended under the
+// head's lock, not when its license was built, and an invoice read while an
+// append holds the lock waits for it, so no entry falls between two months.
+both_backends!(entries_are_stamped_under_the_head_lock, |env: Env| async move {
+    let acme = vendor(&env, "acme").await;
+    product_with_package(&env, &acme, "com.acme.tool", "1.0.0").await;
+    let id = env.state.svc.vendor_id("acme").await.unwrap();
+    // Another writer holds the vendor's head, as a long append would.
+    let mut tx = env.state.svc.db.write().await.unwrap();
+    sqlx::query("UPDATE ledger_heads SET seq = seq WHERE vendor_id = $1").bind(id).execute(tx.conn()).await.unwrap();
+    let issue = {
+        let (app, token) = (env.app.clone(), acme.token.clone());
+        tokio::spawn(async move {
+            call(
+                &app,
+                "POST",
+                "/v1/licenses",
+                Some(&token),
+                Some(json!({"product": "com.acme.tool", "device": device(1).1, "licensee": "Jo"})),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let period = sealrun_server::billing::period_of(sealrun_server::now());
+    let invoice = {
+        let (app, token) = (env.app.clone(), acme.token.clone());
+        tokio::spawn(async move { call(&app, "GET", &format!("/v1/invoices/{period}"), Some(&token), None).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!issue.is_finished() && !invoice.is_finished(), "both wait for the head");
+    let released = sealrun_server::now() as u64;
+    tx.commit().await.unwrap();
+    let (s, lic) = issue.await.unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{lic}");
+    let (s, inv) = invoice.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    assert_eq!(inv["ledger_seq"], 1, "the invoice waited for the append that held the head: {inv}");
+    let (_, t) = text(&env.app, "/v1/ledger", &acme.token).await;
+    let at = serde_json::from_str::<Value>(t.lines().next().unwrap()).unwrap()["at"].as_u64().unwrap();
+    assert!(at >= released, "stamped at {at}, before the head was free at {released}");
+});
