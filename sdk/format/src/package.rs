@@ -479,6 +479,161 @@ impl ChunkDigests {
     }
 }
 
+/// Checks a package as its bytes arrive, in slices of any size, holding
+/// only the header: the same checks as [`Package::parse`] followed by
+/// [`Package::verify_signature`], for a server that stores an upload
+/// without reading it back whole. Every chunk is hashed as it streams past.
+pub struct StreamCheck {
+    /// Bytes of the header until it is complete.
+    head: Vec<u8>,
+    /// Once the header is parsed: where the body stands.
+    body: Option<BodyCheck>,
+    /// Bytes taken so far.
+    taken: u64,
+}
+
+struct BodyCheck {
+    header: Header,
+    /// Ciphertext chunk lengths still to come, in order, with the index of
+    /// the artifact they belong to (`None`: the module).
+    segment: usize,
+    segments: Vec<(Option<usize>, u64)>,
+    /// Bytes of the current segment still to come.
+    left: u64,
+    chunk: Sha256,
+    module: ChunkDigests,
+    native: Vec<ChunkDigests>,
+    signature: Vec<u8>,
+}
+
+impl Default for StreamCheck {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamCheck {
+    /// A check with nothing taken yet.
+    pub fn new() -> Self {
+        StreamCheck { head: Vec::new(), body: None, taken: 0 }
+    }
+
+    /// The header, once its bytes have arrived.
+    pub fn header(&self) -> Option<&Header> {
+        self.body.as_ref().map(|b| &b.header)
+    }
+
+    /// Takes the next bytes. Fails as soon as the header is malformed or
+    /// the bytes run past the length the header announces.
+    pub fn update(&mut self, mut data: &[u8]) -> Result<()> {
+        self.taken = self.taken.saturating_add(data.len() as u64);
+        while self.body.is_none() {
+            if self.head.len() < PREFIX_LEN {
+                let n = (PREFIX_LEN - self.head.len()).min(data.len());
+                self.head.extend_from_slice(&data[..n]);
+                data = &data[n..];
+                if self.head.len() < PREFIX_LEN {
+                    return Ok(());
+                }
+                Cursor::new(&self.head, A).magic_and_version(&PACKAGE_MAGIC, PACKAGE_VERSION)?;
+            }
+            let len = u32::from_be_bytes(self.head[10..PREFIX_LEN].try_into().expect("4 bytes"));
+            if len > MAX_MANIFEST_LEN {
+                return Err(Error::Malformed {
+                    artifact: A,
+                    field: "manifest length",
+                    problem: "is larger than allowed",
+                });
+            }
+            let want = PREFIX_LEN + len as usize;
+            let n = (want - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.head.len() < want {
+                return Ok(());
+            }
+            self.body = Some(BodyCheck::new(Header::parse_prefix(&self.head)?));
+        }
+        self.update_body(data)
+    }
+
+    fn update_body(&mut self, mut data: &[u8]) -> Result<()> {
+        let Some(b) = self.body.as_mut() else { return Ok(()) };
+        while !data.is_empty() {
+            if b.segment < b.segments.len() {
+                let n = (b.left.min(data.len() as u64)) as usize;
+                b.chunk.update(&data[..n]);
+                data = &data[n..];
+                b.left -= n as u64;
+                if b.left == 0 {
+                    let digest: [u8; 32] = std::mem::take(&mut b.chunk).finalize().into();
+                    match b.segments[b.segment].0 {
+                        None => b.module.add_digest(&digest),
+                        Some(i) => b.native[i].add_digest(&digest),
+                    }
+                    b.segment += 1;
+                    b.left = b.segments.get(b.segment).map_or(0, |s| s.1);
+                }
+                continue;
+            }
+            let n = (SIGNATURE_LEN - b.signature.len()).min(data.len());
+            if n == 0 {
+                return Err(Error::TrailingData { artifact: A, extra: data.len() as u64 });
+            }
+            b.signature.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Ends the check: the package must be complete, every artifact match
+    /// its digest and the vendor signature verify. Returns the header.
+    pub fn finish(self) -> Result<Header> {
+        let Some(b) = self.body else {
+            return Err(Error::Truncated { artifact: A, needed: PREFIX_LEN as u64, available: self.taken });
+        };
+        check_exact_len(A, b.header.package_len(), self.taken)?;
+        for (n, d) in b.header.manifest.native.iter().zip(b.native) {
+            if d.0.finalize().as_slice() != n.digest {
+                return Err(Error::BadSignature(A));
+            }
+        }
+        let signature: [u8; SIGNATURE_LEN] = b.signature.as_slice().try_into().expect("length checked");
+        let msg = b.module.signed_message(&b.header);
+        b.header.manifest.vendor_key.verify(&msg, &signature, A)?;
+        Ok(b.header)
+    }
+}
+
+impl BodyCheck {
+    fn new(header: Header) -> BodyCheck {
+        let m = &header.manifest;
+        let mut segments = Vec::new();
+        let layout = m.layout();
+        for i in 0..layout.chunk_count() {
+            segments.push((None, layout.plaintext_chunk_len(i) + stream::TAG_LEN as u64));
+        }
+        for (index, n) in m.native.iter().enumerate() {
+            let l = n.layout(m.chunk_size_log2);
+            for i in 0..l.chunk_count() {
+                segments.push((Some(index), l.plaintext_chunk_len(i) + stream::TAG_LEN as u64));
+            }
+        }
+        let native = m.native.iter().map(|_| ChunkDigests::new()).collect();
+        let left = segments.first().map_or(0, |s| s.1);
+        BodyCheck {
+            header,
+            segment: 0,
+            segments,
+            left,
+            chunk: Sha256::new(),
+            module: ChunkDigests::new(),
+            native,
+            signature: Vec::with_capacity(SIGNATURE_LEN),
+        }
+    }
+}
+
 /// A package held in memory (or a memory map), checked for structure.
 pub struct Package<'a> {
     header: Header,
@@ -830,4 +985,59 @@ pub fn seal_to_vec_with_native(
     out.extend_from_slice(sealer.native_ciphertext());
     out.extend_from_slice(&sealer.finish(signer)?);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_in_slices(bytes: &[u8], step: usize) -> Result<Header> {
+        let mut c = StreamCheck::new();
+        for piece in bytes.chunks(step) {
+            c.update(piece)?;
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn the_streaming_check_covers_precompiled_artifacts() {
+        let key = ContentKey::from_bytes(&[1; 32]);
+        let signer = VendorSigningKey::from_seed(&[2; 32]);
+        let module = vec![0x61u8; 10_000];
+        let spec = PackageSpec {
+            product: "com.example.app".into(),
+            release: Release::new(1, 0, 0),
+            display_name: "app".into(),
+            capabilities: vec![],
+            chunk_size_log2: 12,
+            plaintext_len: module.len() as u64,
+            icon: None,
+        };
+        let a = vec![0x11u8; 9_000];
+        let b = vec![0x22u8; 100];
+        let native = [
+            NativeInput { target: "x86_64-linux", runtime: [3; 32], code: &a },
+            NativeInput { target: "aarch64-linux", runtime: [3; 32], code: &b },
+        ];
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let bytes = seal_to_vec_with_native(spec, &module, &native, &key, &signer, &mut rng).unwrap();
+        for step in [1, 13, 4096, bytes.len()] {
+            let h = check_in_slices(&bytes, step).unwrap();
+            assert_eq!(h.as_bytes(), Package::parse(&bytes).unwrap().header().as_bytes());
+        }
+        // A flipped byte in the last artifact, in the signature, a byte too
+        // many or too few: refused as the whole-package check refuses them.
+        let end = bytes.len() - SIGNATURE_LEN;
+        for at in [end - 5, end + 3] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert!(Package::parse(&bad).unwrap().verify_signature().is_err());
+            assert_eq!(check_in_slices(&bad, 100).unwrap_err(), Error::BadSignature(A), "byte {at}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(check_in_slices(&long, 100), Err(Error::TrailingData { .. })));
+        assert!(matches!(check_in_slices(&bytes[..bytes.len() - 1], 100), Err(Error::Truncated { .. })));
+        assert!(matches!(check_in_slices(&bytes[..5], 100), Err(Error::Truncated { .. })));
+    }
 }

@@ -237,7 +237,35 @@ impl Ctx {
 /// Returns the error of the first failing step (or `None` if a reader
 /// panicked). Every reader runs even after an earlier one failed, and the
 /// readers must agree with each other; disagreements go to `problems`.
+/// The streaming check over `bytes` fed in slices of 1, 7, 300 and 5000
+/// bytes in turn (so every boundary falls somewhere odd).
+fn stream_check(bytes: &[u8]) -> Result<Header, Error> {
+    let mut check = sealrun_format::package::StreamCheck::new();
+    let mut rest = bytes;
+    for step in [1usize, 7, 300, 5000].into_iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (now, later) = rest.split_at(step.min(rest.len()));
+        check.update(now)?;
+        rest = later;
+    }
+    check.finish()
+}
+
 fn package_readers(ctx: &Ctx, label: &str, bytes: &[u8], problems: &mut Vec<String>) -> Option<Result<(), Error>> {
+    // The streaming check must accept exactly what parse + verify_signature accept.
+    let streamed = guarded(problems, label, "StreamCheck", || stream_check(bytes))?;
+    let whole = Package::parse(bytes).and_then(|p| p.verify_signature().map(|()| p.header().as_bytes().to_vec()));
+    match (&streamed, &whole) {
+        (Ok(h), Ok(b)) if h.as_bytes() == b.as_slice() => {}
+        (Err(_), Err(_)) => {}
+        _ => problems.push(format!(
+            "{label}: StreamCheck gave {:?} but parse + verify gave {:?}",
+            streamed.as_ref().map(|_| ()),
+            whole.as_ref().map(|_| ())
+        )),
+    }
     let prefix = guarded(problems, label, "Header::parse_prefix", || Header::parse_prefix(bytes))?;
     let pkg = match guarded(problems, label, "Package::parse", || Package::parse(bytes))? {
         Ok(pkg) => pkg,

@@ -78,6 +78,7 @@ pub struct AppState {
     by_address: RateLimiter,
     by_code: RateLimiter,
     behind_proxy: bool,
+    uploads: UploadSlots,
 }
 
 impl AppState {
@@ -90,6 +91,7 @@ impl AppState {
             by_address: RateLimiter::new(limits.per_address_per_minute, limits.per_address_per_minute.clamp(1, 10)),
             by_code: RateLimiter::new(limits.per_code_per_minute, limits.per_code_per_minute.clamp(1, 5)),
             behind_proxy: limits.behind_proxy,
+            uploads: UploadSlots::new(),
         })
     }
 }
@@ -666,11 +668,12 @@ async fn upload_package(
     Path((p, r)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Json<ReleaseInfo>> {
+    use sha2::Digest;
     use tokio::io::AsyncWriteExt;
     let v = vendor_auth(&s, &headers).await?;
     let release = parse_release(&r)?;
-    // Check ownership before taking the upload.
-    s.svc.product(v, &p).await?;
+    // Check ownership and read what the package must say before taking it.
+    let target = s.svc.upload_target(v, &p, release).await?;
     let max = s.svc.max_package_len();
     let too_large = || {
         ApiError::new(
@@ -687,6 +690,7 @@ async fn upload_package(
     {
         return Err(too_large());
     }
+    let _slot = s.uploads.take(v)?;
     let tmp = s.svc.upload_file()?;
     let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(|source| ServerError::Io {
         action: "cannot open the upload file",
@@ -695,6 +699,11 @@ async fn upload_package(
     })?);
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
+    // The package is checked and hashed as it streams to disk: the server
+    // holds one network chunk and the header, never the whole upload.
+    let mut check = sealrun_format::package::StreamCheck::new();
+    let mut sha = sha2::Sha256::new();
+    let mut header_checked = false;
     let io = |source| ServerError::Io { action: "cannot write the upload", path: tmp.path().to_owned(), source };
     while let Some(chunk) = futures_next(&mut stream).await {
         let chunk: Bytes =
@@ -703,13 +712,83 @@ async fn upload_package(
         if total > max {
             return Err(too_large());
         }
+        check.update(&chunk).map_err(ServerError::from)?;
+        if !header_checked && let Some(h) = check.header() {
+            // A wrong product, release or key stops the upload here.
+            target.check(h)?;
+            header_checked = true;
+        }
+        sha.update(&chunk);
         file.write_all(&chunk).await.map_err(io)?;
     }
+    check.finish().map_err(ServerError::from)?;
     file.flush().await.map_err(io)?;
     file.sync_all().await.map_err(io)?;
     drop(file);
-    let info = s.svc.store_package(v, &p, release, tmp.path()).await?;
+    let len = i64::try_from(total).unwrap_or(i64::MAX);
+    let info = s.svc.store_checked(&target, tmp.path(), hex::encode(sha.finalize()), len).await?;
     Ok(Json(info))
+}
+
+/// Package uploads in progress. Each holds an open file and a stream from
+/// the network; the bounds keep a few vendors (or one vendor's script) from
+/// filling the disk's write queue and the connection pool with uploads.
+pub(crate) struct UploadSlots {
+    taken: std::sync::Mutex<(usize, std::collections::HashMap<i64, usize>)>,
+}
+
+/// Uploads in progress at once, for all vendors: enough for a release day
+/// of a few vendors on two cores, small enough that each gets the disk.
+pub const MAX_UPLOADS: usize = 8;
+/// Uploads in progress at once for one vendor: a CI job uploading its
+/// platforms side by side, but not a loop.
+pub const MAX_UPLOADS_PER_VENDOR: usize = 2;
+
+/// An upload slot, given back when dropped.
+pub(crate) struct UploadSlot<'a> {
+    slots: &'a UploadSlots,
+    vendor: i64,
+}
+
+impl UploadSlots {
+    fn new() -> Self {
+        UploadSlots { taken: std::sync::Mutex::new((0, std::collections::HashMap::new())) }
+    }
+
+    fn take(&self, vendor: i64) -> Result<UploadSlot<'_>, ApiError> {
+        let mut t = self.taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = t.1.get(&vendor).copied().unwrap_or(0);
+        if mine >= MAX_UPLOADS_PER_VENDOR {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_uploads",
+                format!("you have {MAX_UPLOADS_PER_VENDOR} uploads in progress already; retry when one has finished"),
+            ));
+        }
+        if t.0 >= MAX_UPLOADS {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the server is taking as many uploads as it can at once; retry in a minute",
+            ));
+        }
+        t.0 += 1;
+        *t.1.entry(vendor).or_default() += 1;
+        Ok(UploadSlot { slots: self, vendor })
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        let mut t = self.slots.taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        t.0 -= 1;
+        if let Some(n) = t.1.get_mut(&self.vendor) {
+            *n -= 1;
+            if *n == 0 {
+                t.1.remove(&self.vendor);
+            }
+        }
+    }
 }
 
 async fn futures_next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {

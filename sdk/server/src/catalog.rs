@@ -3,11 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use sealrun_format::package::Package;
+use sealrun_format::package::Header;
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::text::{free_text_problem, product_id_problem};
 use sealrun_format::{ContentKey, Release};
@@ -70,6 +69,39 @@ pub(crate) struct ProductRow {
     pub(crate) id: i64,
     pub(crate) vendor: i64,
     pub(crate) product: String,
+}
+
+/// The release an upload is for, and what its package must say.
+pub struct UploadTarget {
+    product: ProductRow,
+    release: Release,
+    key_id: sealrun_format::KeyId,
+    vendor_key: Option<String>,
+}
+
+impl UploadTarget {
+    /// Checks an upload's header: this product and release, sealed with the
+    /// release's server key, signed by the key that certified this server.
+    pub fn check(&self, h: &Header) -> Result<(), ServerError> {
+        let m = &h.manifest;
+        if m.product != self.product.product {
+            return Err(ServerError::PackageMismatch("it is another product"));
+        }
+        if m.release != self.release {
+            return Err(ServerError::PackageMismatch("it is another release"));
+        }
+        if m.key_id != self.key_id {
+            return Err(ServerError::PackageMismatch(
+                "it was not sealed with this release's server key (use `sealsdk seal --server`)",
+            ));
+        }
+        if self.vendor_key.as_deref() != Some(m.vendor_key.to_string().as_str()) {
+            return Err(ServerError::PackageMismatch(
+                "it is signed by another key than the vendor key that certified this server",
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn content_key_context(product_row: i64, r: Release) -> Vec<u8> {
@@ -291,17 +323,14 @@ impl Service {
         Ok(out)
     }
 
-    /// Stores an uploaded package for provisioning, after checking that it
-    /// is whole and signed, and that it is this product and release, sealed
-    /// with this release's server key by the vendor's certified key. `file`
-    /// is the upload as received (a temporary file in the package folder).
-    pub async fn store_package(
+    /// What an upload for `product` `release` must match, read before any
+    /// of its bytes are taken (so a wrong upload stops at its header).
+    pub async fn upload_target(
         &self,
         vendor: i64,
         product: &str,
         release: Release,
-        file: &Path,
-    ) -> Result<ReleaseInfo, ServerError> {
+    ) -> Result<UploadTarget, ServerError> {
         let p = self.product_row(Some(vendor), product).await?;
         let row = self
             .release_rows(&p, &ReleaseRange { min: release, max: Some(release) })
@@ -309,36 +338,22 @@ impl Service {
             .pop()
             .ok_or(ServerError::NotFound("release"))?;
         let vendor_key = self.vendor(vendor).await?.vendor_key;
-        let bytes = tokio::fs::read(file).await.map_err(|source| ServerError::Io {
-            action: "cannot read the upload",
-            path: file.to_owned(),
-            source,
-        })?;
-        let key_id = row.key.id();
-        let (sha, len) = tokio::task::spawn_blocking(move || -> Result<(String, i64), ServerError> {
-            let pkg = Package::parse(&bytes)?;
-            let m = pkg.manifest();
-            if m.product != p.product {
-                return Err(ServerError::PackageMismatch("it is another product"));
-            }
-            if m.release != release {
-                return Err(ServerError::PackageMismatch("it is another release"));
-            }
-            if m.key_id != key_id {
-                return Err(ServerError::PackageMismatch(
-                    "it was not sealed with this release's server key (use `sealsdk seal --server`)",
-                ));
-            }
-            if vendor_key.as_deref() != Some(m.vendor_key.to_string().as_str()) {
-                return Err(ServerError::PackageMismatch(
-                    "it is signed by another key than the vendor key that certified this server",
-                ));
-            }
-            pkg.verify_signature()?;
-            Ok((hex::encode(Sha256::digest(&bytes)), bytes.len() as i64))
-        })
-        .await
-        .map_err(|_| ServerError::PackageMismatch("it could not be checked"))??;
+        Ok(UploadTarget { product: p, release, key_id: row.key.id(), vendor_key })
+    }
+
+    /// Stores an uploaded package for provisioning. `file` is the upload as
+    /// received (a temporary file in the package folder), already checked
+    /// whole and signed by [`sealrun_format::package::StreamCheck`] and
+    /// against the target by [`UploadTarget::check`] as it streamed in;
+    /// `sha` and `len` were computed on the same bytes.
+    pub async fn store_checked(
+        &self,
+        target: &UploadTarget,
+        file: &Path,
+        sha: String,
+        len: i64,
+    ) -> Result<ReleaseInfo, ServerError> {
+        let (p, release, key_id) = (&target.product, target.release, target.key_id);
         let dest = self.package_path(&sha);
         if !dest.exists() {
             tokio::fs::rename(file, &dest).await.map_err(|source| ServerError::Io {

@@ -791,8 +791,14 @@ both_backends!(plans_never_apply_backwards_and_invoices_are_signed, |env: Env| a
         let app = env.app.clone();
         let admin = env.admin.clone();
         async move {
-            call(&app, "PUT", &format!("/v1/admin/vendors/acme/plan?effective_from={from}"), Some(&admin), Some(plan(fee)))
-                .await
+            call(
+                &app,
+                "PUT",
+                &format!("/v1/admin/vendors/acme/plan?effective_from={from}"),
+                Some(&admin),
+                Some(plan(fee)),
+            )
+            .await
         }
     };
     let (s, p) = put(sealrun_server::now() - 60, 1000).await;
@@ -853,7 +859,8 @@ both_backends!(plans_never_apply_backwards_and_invoices_are_signed, |env: Env| a
     let mut hash = [0u8; 32];
     hex::decode_to_slice(&head.head.hash, &mut hash).unwrap();
     hex::decode_to_slice(&head.head.signature, &mut sig).unwrap();
-    let signed = sealrun_format::ledger::ChainHead { vendor: "acme".into(), seq: 2, hash, signed_at: head.head.signed_at };
+    let signed =
+        sealrun_format::ledger::ChainHead { vendor: "acme".into(), seq: 2, hash, signed_at: head.head.signed_at };
     signed.verify(&key, &sig).unwrap();
     assert_eq!(head.head.seq, 2);
 });
@@ -899,4 +906,98 @@ both_backends!(entries_are_stamped_under_the_head_lock, |env: Env| async move {
     let (_, t) = text(&env.app, "/v1/ledger", &acme.token).await;
     let at = serde_json::from_str::<Value>(t.lines().next().unwrap()).unwrap()["at"].as_u64().unwrap();
     assert!(at >= released, "stamped at {at}, before the head was free at {released}");
+});
+
+/// A request body that sends what the test puts in, and ends when the
+/// sender is dropped (an upload in progress).
+struct Pending(tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>);
+
+impl futures_core::Stream for Pending {
+    type Item = Result<axum::body::Bytes, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+type Upload = tokio::task::JoinHandle<(StatusCode, String, Value, axum::http::HeaderMap)>;
+
+/// Starts an upload of `first` to `release` that stays open until the sender is dropped.
+fn open_upload(
+    env: &Env,
+    token: &str,
+    release: &str,
+    first: &[u8],
+) -> (tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>, Upload) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.try_send(Ok(axum::body::Bytes::copy_from_slice(first))).unwrap();
+    let req = Request::builder()
+        .method("PUT")
+        .uri(format!("/v1/products/com.acme.tool/releases/{release}/package"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from_stream(Pending(rx)))
+        .unwrap();
+    let app = env.app.clone();
+    (tx, tokio::spawn(async move { call_raw(&app, req).await }))
+}
+
+// Issue 25, finding 8: an upload is checked as it streams to disk (a wrong
+// package stops at its header, while the rest is still on the way), and
+// uploads in progress are bounded per vendor.
+both_backends!(uploads_are_checked_as_they_stream_and_bounded, |env: Env| async move {
+    let acme = vendor(&env, "acme").await;
+    product_with_package(&env, &acme, "com.acme.tool", "1.0.0").await;
+    let package = sealed_package(&env, &acme, "com.acme.tool", "1.0.0").await;
+    let header_len = sealrun_format::package::Header::parse_prefix(&package).unwrap().as_bytes().len();
+
+    let (tx1, first) = open_upload(&env, &acme.token, "1.0.0", &package[..100]);
+    let (tx2, second) = open_upload(&env, &acme.token, "1.0.0", &package[..100]);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!first.is_finished() && !second.is_finished(), "both are taking their bodies");
+    let (s, v) = upload(&env, &acme.token, "com.acme.tool", "1.0.0", package.clone()).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["code"], "too_many_uploads", "{v}");
+    // Another vendor is not held up by acme's uploads.
+    let other = vendor(&env, "other").await;
+    product_with_package(&env, &other, "com.other.tool", "1.0.0").await;
+    drop(tx1);
+    let (s, _, v, _) = first.await.unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a cut-short upload is refused: {v}");
+    let (s, v) = upload(&env, &acme.token, "com.acme.tool", "1.0.0", package.clone()).await;
+    assert_eq!(s, StatusCode::OK, "a slot was free again: {v}");
+    drop(tx2);
+    second.await.unwrap();
+
+    // The 1.0.0 package sent as 2.0.0: refused once its header is in, the rest never sent.
+    let (s, v) = call(
+        &env.app,
+        "POST",
+        "/v1/products/com.acme.tool/releases",
+        Some(&acme.token),
+        Some(json!({"release": "2.0.0"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (tx, wrong) = open_upload(&env, &acme.token, "2.0.0", &package[..header_len + 10]);
+    let (s, _, v, _) = tokio::time::timeout(std::time::Duration::from_secs(10), wrong)
+        .await
+        .expect("the answer comes before the upload ends")
+        .unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("another release"), "{v}");
+    drop(tx);
+
+    // A flipped byte in the last chunk: refused when the upload ends, nothing stored.
+    let mut bad = package.clone();
+    let at = bad.len() - 70;
+    bad[at] ^= 1;
+    let (s, v) = upload(&env, &acme.token, "com.acme.tool", "1.0.0", bad).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let leftovers = std::fs::read_dir(env.dir.path().join("packages"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".upload-"))
+        .count();
+    assert_eq!(leftovers, 0, "refused uploads leave no temporary files");
 });
