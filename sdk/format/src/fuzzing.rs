@@ -64,6 +64,15 @@ fn keys() -> &'static Keys {
 /// and leave nothing behind on failure.
 pub fn package(data: &[u8]) {
     let prefix = Header::parse_prefix(data);
+    // The streaming check, fed in uneven slices, accepts exactly what the
+    // whole-package parse and signature check accept.
+    let mut check = crate::package::StreamCheck::new();
+    let streamed = data
+        .chunks(1 + data.first().copied().unwrap_or(0) as usize)
+        .try_for_each(|piece| check.update(piece))
+        .and_then(|()| check.finish());
+    let whole = Package::parse(data).and_then(|p| p.verify_signature());
+    assert_eq!(streamed.is_ok(), whole.is_ok(), "StreamCheck and parse + verify_signature disagree");
     let Ok(pkg) = Package::parse(data) else { return };
     assert!(prefix.is_ok(), "Package::parse accepted what Header::parse_prefix refused");
     let _ = pkg.verify_signature();
