@@ -214,7 +214,7 @@ impl Service {
     /// The vendor's whole chain, in order.
     pub async fn ledger(&self, vendor: i64) -> Result<Vec<LedgerEntry>, ServerError> {
         let mut conn = self.db.pool().acquire().await?;
-        read_chain(&mut *conn, vendor).await
+        read_chain(&mut conn, vendor).await
     }
 
     /// The vendor's chain read under its head's lock, and the time the lock
