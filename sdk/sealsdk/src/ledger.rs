@@ -14,7 +14,7 @@
 //! and recomputing the invoice gives the same lines and total.
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::{Date, Month, Time};
 
 use sealrun_format::ledger::{
@@ -54,20 +54,40 @@ struct HeadJson {
     signature: String,
 }
 
-#[derive(Deserialize, Clone)]
-struct PlanLine {
-    currency: String,
-    license_fee: u64,
-    seat_fee: u64,
+/// A price plan as the server sends it and the keystore keeps it.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct PlanLine {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Fee per license.
+    pub license_fee: u64,
+    /// Fee per seat.
+    pub seat_fee: u64,
+    /// Fee per transfer.
     #[serde(default)]
-    transfer_fee: u64,
-    free_licenses: u64,
+    pub transfer_fee: u64,
+    /// Free licenses per month.
+    pub free_licenses: u64,
+    /// Per-product license fees.
     #[serde(default)]
-    product_fees: BTreeMap<String, u64>,
+    pub product_fees: BTreeMap<String, u64>,
 }
 
 impl PlanLine {
-    fn plan(&self) -> PricePlan {
+    /// As sent, from the format crate's plan.
+    pub fn from_plan(p: &PricePlan) -> PlanLine {
+        PlanLine {
+            currency: p.currency.clone(),
+            license_fee: p.license_fee,
+            seat_fee: p.seat_fee,
+            transfer_fee: p.transfer_fee,
+            free_licenses: p.free_licenses,
+            product_fees: p.product_fees.iter().cloned().collect(),
+        }
+    }
+
+    /// The format crate's plan.
+    pub fn plan(&self) -> PricePlan {
         PricePlan {
             currency: self.currency.clone(),
             license_fee: self.license_fee,
@@ -87,7 +107,7 @@ struct SegmentLine {
     plan: PlanLine,
 }
 
-#[derive(Deserialize, PartialEq, Eq, Debug)]
+#[derive(Deserialize)]
 struct Line {
     product: String,
     #[serde(default)]
@@ -104,19 +124,19 @@ struct Line {
     amount: u64,
 }
 
-impl From<&InvoiceLine> for Line {
-    fn from(l: &InvoiceLine) -> Self {
-        Line {
-            product: l.product.clone(),
-            plan_from: l.plan_from,
-            licenses: l.licenses,
-            free: l.free,
-            unit_fee: l.unit_fee,
-            seats: l.seats,
-            seat_fee: l.seat_fee,
-            transfers: l.transfers,
-            transfer_fee: l.transfer_fee,
-            amount: l.amount,
+impl Line {
+    fn to_line(&self) -> InvoiceLine {
+        InvoiceLine {
+            product: self.product.clone(),
+            plan_from: self.plan_from,
+            licenses: self.licenses,
+            free: self.free,
+            unit_fee: self.unit_fee,
+            seats: self.seats,
+            seat_fee: self.seat_fee,
+            transfers: self.transfers,
+            transfer_fee: self.transfer_fee,
+            amount: self.amount,
         }
     }
 }
@@ -333,29 +353,14 @@ pub fn verify(records: &LedgerRecords, ledger_text: &str, invoice_json: &str, no
         .iter()
         .map(|s| PlanSegment { effective_from: s.effective_from, from: s.from, until: s.until, plan: s.plan.plan() })
         .collect();
-    let stated_lines: Vec<InvoiceLine> = inv
-        .lines
-        .iter()
-        .map(|l| InvoiceLine {
-            product: l.product.clone(),
-            plan_from: l.plan_from,
-            licenses: l.licenses,
-            free: l.free,
-            unit_fee: l.unit_fee,
-            seats: l.seats,
-            seat_fee: l.seat_fee,
-            transfers: l.transfers,
-            transfer_fee: l.transfer_fee,
-            amount: l.amount,
-        })
-        .collect();
+    let stated_lines: Vec<InvoiceLine> = inv.lines.iter().map(Line::to_line).collect();
     let statement = InvoiceStatement {
         vendor: inv.vendor.clone(),
         period: inv.period.clone(),
         start: inv.start,
         end: inv.end,
         segments: stated_segments.clone(),
-        lines: stated_lines,
+        lines: stated_lines.clone(),
         total: inv.total,
         ledger_seq: inv.ledger_seq,
         ledger_hash,
@@ -547,9 +552,9 @@ pub fn verify(records: &LedgerRecords, ledger_text: &str, invoice_json: &str, no
 
     // The figures.
     let totals = invoice_over(&expected, &entries[..n], start, end);
-    let lines: Vec<Line> = totals.lines.iter().map(Line::from).collect();
-    if lines != inv.lines {
-        for (mine, theirs) in lines.iter().zip(&inv.lines) {
+    let lines = totals.lines;
+    if lines != stated_lines {
+        for (mine, theirs) in lines.iter().zip(&stated_lines) {
             if mine != theirs {
                 return Err(bad(format!(
                     "invoice line for {} does not match the ledger: the ledger gives {} licenses ({} free), {} \
@@ -566,7 +571,7 @@ pub fn verify(records: &LedgerRecords, ledger_text: &str, invoice_json: &str, no
                 )));
             }
         }
-        return Err(bad(format!("the invoice has {} lines but the ledger gives {}", inv.lines.len(), lines.len())));
+        return Err(bad(format!("the invoice has {} lines but the ledger gives {}", stated_lines.len(), lines.len())));
     }
     if totals.total != inv.total {
         return Err(bad(format!("the invoice total {} does not match the ledger's {}", inv.total, totals.total)));

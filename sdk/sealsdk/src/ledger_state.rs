@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sealrun_format::VendorPublicKey;
 use sealrun_format::ledger::{ChainHead, PricePlan, ScheduledPlan};
 
+use crate::ledger::PlanLine;
 use crate::{Result, SdkError};
 
 /// The server a keystore's ledger records are about.
@@ -57,20 +58,9 @@ impl Pin {
 pub struct PlanRecord {
     /// When it takes effect (Unix seconds).
     pub effective_from: u64,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Fee per license.
-    pub license_fee: u64,
-    /// Fee per seat.
-    pub seat_fee: u64,
-    /// Fee per transfer.
-    #[serde(default)]
-    pub transfer_fee: u64,
-    /// Free licenses per month.
-    pub free_licenses: u64,
-    /// Per-product license fees.
-    #[serde(default)]
-    pub product_fees: BTreeMap<String, u64>,
+    /// The plan.
+    #[serde(flatten)]
+    pub plan: PlanLine,
     /// When the vendor accepted it.
     pub accepted_at: u64,
 }
@@ -78,14 +68,7 @@ pub struct PlanRecord {
 impl PlanRecord {
     /// The format crate's plan.
     pub fn plan(&self) -> PricePlan {
-        PricePlan {
-            currency: self.currency.clone(),
-            license_fee: self.license_fee,
-            seat_fee: self.seat_fee,
-            transfer_fee: self.transfer_fee,
-            free_licenses: self.free_licenses,
-            product_fees: self.product_fees.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        }
+        self.plan.plan()
     }
 }
 
@@ -236,16 +219,8 @@ impl LedgerRecords {
             if plans.iter().any(|o| o.effective_from == p.effective_from) {
                 continue;
             }
-            let r = PlanRecord {
-                effective_from: p.effective_from,
-                currency: p.plan.currency.clone(),
-                license_fee: p.plan.license_fee,
-                seat_fee: p.plan.seat_fee,
-                transfer_fee: p.plan.transfer_fee,
-                free_licenses: p.plan.free_licenses,
-                product_fees: p.plan.product_fees.iter().cloned().collect(),
-                accepted_at: now,
-            };
+            let r =
+                PlanRecord { effective_from: p.effective_from, plan: PlanLine::from_plan(&p.plan), accepted_at: now };
             added.push(r.clone());
             plans.push(r);
         }

@@ -9,10 +9,11 @@ use zeroize::Zeroizing;
 use sealrun_format::license::certify_issuer;
 use sealrun_format::{ContentKey, UnixTime, VendorPublicKey};
 
-use sealrun_format::ledger::{PricePlan, ScheduledPlan};
+use sealrun_format::ledger::ScheduledPlan;
 
 use crate::client::Client;
 use crate::keystore::Keystore;
+use crate::ledger::PlanLine;
 use crate::ledger_state::{CodeRecord, LedgerRecords, Pin};
 use crate::seal::{SealOptions, SealReport, seal_bytes, validate_module};
 use crate::{Result, SdkError};
@@ -169,32 +170,8 @@ pub fn plan_history(client: &Client) -> Result<Vec<ScheduledPlan>> {
     #[derive(Deserialize)]
     struct Scheduled {
         effective_from: u64,
-        plan: PlanWire,
-    }
-    #[derive(Deserialize)]
-    struct PlanWire {
-        currency: String,
-        license_fee: u64,
-        seat_fee: u64,
-        #[serde(default)]
-        transfer_fee: u64,
-        free_licenses: u64,
-        #[serde(default)]
-        product_fees: std::collections::BTreeMap<String, u64>,
+        plan: PlanLine,
     }
     let h: History = client.get("/v1/vendor/plans")?;
-    Ok(h.plans
-        .into_iter()
-        .map(|s| ScheduledPlan {
-            effective_from: s.effective_from,
-            plan: PricePlan {
-                currency: s.plan.currency,
-                license_fee: s.plan.license_fee,
-                seat_fee: s.plan.seat_fee,
-                transfer_fee: s.plan.transfer_fee,
-                free_licenses: s.plan.free_licenses,
-                product_fees: s.plan.product_fees.into_iter().collect(),
-            },
-        })
-        .collect())
+    Ok(h.plans.into_iter().map(|s| ScheduledPlan { effective_from: s.effective_from, plan: s.plan.plan() }).collect())
 }
