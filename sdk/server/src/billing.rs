@@ -323,11 +323,6 @@ impl Service {
             .bind(at)
             .execute(tx.conn())
             .await?;
-        sqlx::query("UPDATE vendors SET plan = $1 WHERE id = $2")
-            .bind(plan.to_text())
-            .bind(vendor)
-            .execute(tx.conn())
-            .await?;
         tx.commit().await
     }
 

@@ -702,12 +702,12 @@ impl Service {
             let mut tx = self.db.write().await?;
             let used = sqlx::query(
                 "UPDATE codes SET used = used + 1 WHERE id = $1 AND used < max_activations AND revoked_at IS NULL \
-                 RETURNING used",
+                 RETURNING used, transfers",
             )
             .bind(code.id)
             .fetch_optional(tx.conn())
             .await?;
-            if used.is_none() {
+            let Some(used) = used else {
                 drop(tx);
                 // A concurrent request from this same device may have just
                 // taken the last slot: that is its activation, not a refusal.
@@ -715,17 +715,16 @@ impl Service {
                     return Ok(a);
                 }
                 return Err(ServerError::CodeExhausted(code.max_activations));
-            }
+            };
             // An activation beyond the code's first `max_activations` takes
             // a slot a deactivation freed: the license moves, and the ledger
             // says so (a transfer is billed at the plan's transfer fee, not
-            // as a new license). The code's row is locked by the UPDATE
-            // above, so concurrent activations count one after another.
-            let earlier: i64 = sqlx::query("SELECT count(*) FROM activations WHERE code_id = $1")
-                .bind(code.id)
-                .fetch_one(tx.conn())
-                .await?
-                .try_get(0)?;
+            // as a new license). Every activation added one to `used` and
+            // every deactivation moved one from `used` to `transfers`, so
+            // their sum before this one counts the code's earlier
+            // activations; the UPDATE above holds the row, so concurrent
+            // activations count one after another.
+            let earlier = used.try_get::<i64, _>("used")? - 1 + used.try_get::<i64, _>("transfers")?;
             let row = insert_license(
                 tx.conn(),
                 &code.product,

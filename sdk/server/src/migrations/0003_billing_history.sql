@@ -4,6 +4,7 @@
 -- backwards, and an invoice prices each part of a month by the plan in
 -- force then. The plan a vendor had before this migration applied to its
 -- whole ledger, so it becomes the plan in force from the beginning.
+-- `vendors.plan` stays only because old rows have it; nothing reads it now.
 CREATE TABLE plans (
     vendor_id BIGINT NOT NULL REFERENCES vendors(id),
     effective_from BIGINT NOT NULL,
