@@ -712,7 +712,14 @@ fn after_its_lease_lapsed_a_client_gets_its_own_seat_back() {
     let (code, holder) = holder.finish();
     assert_eq!(code, Some(0), "{}", holder.text());
     assert_eq!(holder.stdout(), ticks(60));
-    let log = s.floatd.usage_log();
+    // The release line is written as floatd answers it; the client may have
+    // exited a moment before the line reached the log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut log = s.floatd.usage_log();
+    while !log.iter().any(|l| l["event"] == "release") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        log = s.floatd.usage_log();
+    }
     let events: Vec<(&str, &str)> = log
         .iter()
         .filter(|l| ["checkout", "expiry", "release"].contains(&l["event"].as_str().unwrap()))
