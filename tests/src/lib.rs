@@ -53,7 +53,16 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The wasmtime CLI, if installed (`scripts/test` installs the matching version).
+/// The tests' reference runner: a WASI command run as `wasmtime run` runs
+/// it, by the workspace's own wasmtime (`src/bin/plain-wasmtime.rs`;
+/// `plain-wasmtime run [--env K=V] [--dir H::G] MODULE ARGS`, `plain-wasmtime
+/// compile MODULE -o OUT`).
+pub fn plain_wasmtime() -> PathBuf {
+    bin("plain-wasmtime")
+}
+
+/// The wasmtime CLI, if installed: the benchmark's peer (`scripts/bench`
+/// installs the launcher's version).
 pub fn wasmtime_cli() -> Option<PathBuf> {
     let out = Command::new("wasmtime").arg("--version").output().ok()?;
     let v = String::from_utf8_lossy(&out.stdout);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sealrun_tests::floatd::Floatd;
-use sealrun_tests::{Device, World, sample, stderr, stdout, wasmtime_cli};
+use sealrun_tests::{Device, World, plain_wasmtime, sample, stderr, stdout};
 
 /// A world with a sealed sample and a daemon lending `seats` of it.
 struct Site {
@@ -607,7 +607,7 @@ fn floating_files_unreachable_servers_and_floating_licenses_used_directly() {
     assert!(stderr(&out).contains("is a floating license"), "{}", stderr(&out));
 }
 
-/// The `seat` guest, plain under the wasmtime CLI and sealed under
+/// The `seat` guest, plain under `plain-wasmtime` and sealed under
 /// `sealrun`: it records a start and an end at least MS apart.
 #[test]
 fn seat_guest_records_its_run() {
@@ -631,7 +631,7 @@ fn seat_guest_records_its_run() {
         .unwrap();
     assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "seat done\n"), "{}", stderr(&out));
     check(&dir.join("sealed"));
-    let wasmtime = wasmtime_cli().expect("the wasmtime CLI 48.x is needed (scripts/test installs it)");
+    let wasmtime = plain_wasmtime();
     let out = Command::new(wasmtime)
         .args(["run", "--dir"])
         .arg(format!("{}::/r", dir.display()))

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sealrun_tests::{World, sample, stderr, stdout, wasmtime_cli};
+use sealrun_tests::{World, plain_wasmtime, sample, stderr, stdout};
 
 fn setup() -> (World, sealrun_tests::Device, std::path::PathBuf) {
     let world = World::new();
@@ -36,12 +36,7 @@ fn endless_recursion_is_a_clear_crash() {
     let e = stderr(&out);
     let why = ["call stack exhausted", "out of bounds memory access"];
     assert!(e.contains("the app crashed") && why.iter().any(|w| e.contains(w)), "{e}");
-    let plain = Command::new(wasmtime_cli().expect("wasmtime CLI 48.x (scripts/test installs it)"))
-        .arg("run")
-        .arg(sample("hostile"))
-        .arg("recurse")
-        .output()
-        .unwrap();
+    let plain = Command::new(plain_wasmtime()).arg("run").arg(sample("hostile")).arg("recurse").output().unwrap();
     assert!(!plain.status.success() && why.iter().any(|w| stderr(&plain).contains(w)), "{}", stderr(&plain));
 }
 

@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::Path;
 
-use sealrun_tests::{World, sample, stderr, stdout, wasmtime_cli};
+use sealrun_tests::{World, plain_wasmtime, sample, stderr, stdout};
 
 const MARKER: &[u8] = b"SEALRUN-CANARY-7f3c9e2a-d41b-4c8e-9a65-0b1e2f3a4c5d";
 /// `i64.const 0x5EA1C0DECA4A7C0D` as it appears in the code section.
@@ -41,7 +41,7 @@ fn canary_leaves_no_plaintext_on_disk() {
     assert!(contains(&module, CODE_MARKER), "the canary sample lost its code constant");
     // Control: compiled code, as wasmtime serializes it, does carry the
     // compiled marker, so its absence below means something.
-    let wasmtime = wasmtime_cli().expect("the wasmtime CLI 48.x is needed (scripts/test installs it)");
+    let wasmtime = plain_wasmtime();
     let scratch = tempfile::tempdir().unwrap();
     let cwasm = scratch.path().join("canary.cwasm");
     let st = std::process::Command::new(wasmtime).arg("compile").arg(sample("canary")).arg("-o").arg(&cwasm).status();

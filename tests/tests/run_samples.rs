@@ -1,11 +1,11 @@
 //! Each sample sealed, licensed and run through `sealrun` behaves exactly as
-//! the plain module under the wasmtime CLI of the same version: same stdout,
-//! stderr, exit code and written files.
+//! the plain module run the way `wasmtime run` runs it, by the same wasmtime
+//! (`plain-wasmtime`): same stdout, stderr, exit code and written files.
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sealrun_tests::{World, sample, stderr, stdout, wasmtime_cli};
+use sealrun_tests::{World, plain_wasmtime, sample, stderr, stdout};
 
 struct Case {
     name: &'static str,
@@ -53,14 +53,14 @@ fn summary(o: &Output) -> (Option<i32>, String, String) {
 
 #[test]
 fn sealed_samples_behave_like_plain_wasmtime() {
-    let wasmtime = wasmtime_cli().expect("the wasmtime CLI 48.x is needed (scripts/test installs it)");
+    let wasmtime = plain_wasmtime();
     let world = World::new();
     let dev = world.device("a");
     for case in CASES {
         let package = world.seal(case.name, "1.0.0");
         world.license(case.name, &dev, &format!("{}.license", case.name), &[]);
 
-        // Plain run under the wasmtime CLI.
+        // Plain run, as `wasmtime run` runs it.
         let plain_root = world.path().join(format!("plain-{}", case.name));
         prepare_work(&plain_root);
         let mut plain = Command::new(&wasmtime);
@@ -69,7 +69,7 @@ fn sealed_samples_behave_like_plain_wasmtime() {
             plain.args(["--env", e]);
         }
         for (host, guest, _) in case.dirs {
-            // The wasmtime CLI grants directories read-write; sealrun's :ro
+            // `wasmtime run` grants directories read-write; sealrun's :ro
             // only matters for writes, which these cases do not attempt in /in.
             plain.args(["--dir", &format!("{}::{guest}", plain_root.join(host).display())]);
         }

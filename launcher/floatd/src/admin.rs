@@ -13,7 +13,7 @@ const MAX_STATUS: u64 = 16 << 20;
 fn agent(ca: Option<&std::path::Path>) -> Result<ureq::Agent, FloatdError> {
     let mut config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT));
     if let Some(ca) = ca {
-        let tls = sealrun::online::tls_trusting(ca).map_err(|e| FloatdError::Config {
+        let tls = sealrun_host::tls::tls_trusting(ca).map_err(|e| FloatdError::Config {
             path: ca.to_owned(),
             problem: format!("cannot use it as CA certificates: {e:?}"),
         })?;

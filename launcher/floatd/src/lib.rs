@@ -22,4 +22,4 @@ pub mod store;
 pub mod usage;
 
 pub use error::FloatdError;
-pub use sealrun::floating::wire;
+pub use sealrun_wire::floating as wire;

@@ -18,7 +18,6 @@ use std::time::SystemTime;
 
 use sealrun_format::code_cache::{EntryHeader, EntryId, MAX_ENTRY_HEADER_LEN, entry_key, seal_entry};
 use sealrun_format::{ContentKey, UnixTime};
-use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 use zeroize::Zeroizing;
 
@@ -71,23 +70,7 @@ pub struct EntryInfo {
     pub label: String,
 }
 
-/// The compatibility fingerprint of `engine`: SHA-256 over what wasmtime
-/// itself hashes to decide whether compiled code fits (target, compiler
-/// flags, CPU features, tunables, wasm features, wasmtime version).
-pub fn runtime_fingerprint(engine: &Engine) -> [u8; 32] {
-    struct Sha(Sha256);
-    impl std::hash::Hasher for Sha {
-        fn write(&mut self, bytes: &[u8]) {
-            self.0.update(bytes);
-        }
-        fn finish(&self) -> u64 {
-            0
-        }
-    }
-    let mut h = Sha(Sha256::new_with_prefix(b"sealrun/v1/runtime\0"));
-    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
-    h.0.finalize().into()
-}
+use sealrun_engine::runtime_fingerprint;
 
 /// The compiled-code cache of this user.
 #[derive(Debug, Clone)]

@@ -50,17 +50,21 @@ fn excluded(module: &Module) {
 }
 
 /// Authenticated compiled code in a sealed memfd, which wasmtime maps
-/// privately instead of copying.
+/// privately instead of copying. System calls through rustix (the `memfd`
+/// crate cannot ask for `MFD_EXEC`, which kernels with
+/// `vm.memfd_noexec` need before the code can be mapped executable).
 #[cfg(target_os = "linux")]
 mod memfd {
     use std::fs::File;
-    use std::os::fd::FromRawFd;
 
+    use rustix::fs::{MemfdFlags, SealFlags};
     use wasmtime::{Engine, Module};
 
-    /// `MFD_EXEC` (Linux 6.3+): the code must be mappable executable even
-    /// where `vm.memfd_noexec` makes memfds non-executable by default.
-    const MFD_EXEC: libc::c_uint = 0x0010;
+    /// The seals the code's memfd gets once filled: no more seals, no
+    /// change of size, no write through any descriptor or new mapping.
+    /// [`super::load_trusted`]'s SAFETY argument rests on these.
+    pub(super) const SEALS: SealFlags =
+        SealFlags::SEAL.union(SealFlags::SHRINK).union(SealFlags::GROW).union(SealFlags::WRITE);
 
     /// A memfd being filled; [`fill`](Self::fill) seals it.
     pub(super) struct SealedCode {
@@ -72,29 +76,27 @@ mod memfd {
     pub(super) struct Filled(File);
 
     impl SealedCode {
-        #[allow(unsafe_code)]
         pub(super) fn new(len: usize) -> std::io::Result<SealedCode> {
-            let name = c"sealrun-code";
-            let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-            // SAFETY: `name` is a valid C string; the call has no other inputs.
-            let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
-            if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+            let fd = match rustix::fs::memfd_create(c"sealrun-code", base | MemfdFlags::EXEC) {
                 // Kernels before 6.3 do not know MFD_EXEC (and need none).
-                // SAFETY: as above.
-                fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
-            }
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: `fd` is a new descriptor that nothing else owns.
-            let file = unsafe { File::from_raw_fd(fd) };
+                Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create(c"sealrun-code", base),
+                other => other,
+            }?;
+            SealedCode::from_file(File::from(fd), len)
+        }
+
+        /// A memfd made elsewhere (the tests make ones that cannot be sealed).
+        pub(super) fn from_file(file: File, len: usize) -> std::io::Result<SealedCode> {
             file.set_len(len as u64)?;
             Ok(SealedCode { file, len })
         }
 
         /// Maps the memfd writable, lets `write` fill it, unmaps it and seals
         /// the memfd against any further change (so what wasmtime maps is
-        /// what was authenticated). `write` must fill all of it or fail.
+        /// what was authenticated). `write` must fill all of it or fail. A
+        /// memfd the kernel does not seal with every one of [`SEALS`] is an
+        /// error: its code is never handed on.
         #[allow(unsafe_code)]
         pub(super) fn fill(self, write: impl FnOnce(&mut [u8]) -> Result<(), String>) -> Result<Filled, String> {
             // SAFETY: a shared map of our own new memfd, which no one else
@@ -105,11 +107,21 @@ mod memfd {
                 .map_err(|e| format!("cannot map memory for it: {e}"))?;
             write(&mut view)?;
             drop(view);
-            let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-            // SAFETY: fcntl on a descriptor we own; no writable map remains.
-            let _ = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&self.file), libc::F_ADD_SEALS, seals) };
+            seal(&self.file).map_err(|e| format!("cannot seal the memory holding it: {e}"))?;
             Ok(Filled(self.file))
         }
+    }
+
+    /// Adds [`SEALS`] to `file` and reads them back. `F_ADD_SEALS` fails
+    /// on a memfd made without `MFD_ALLOW_SEALING`, and `F_SEAL_WRITE`
+    /// while any writable shared mapping of it is left.
+    pub(super) fn seal(file: &File) -> std::io::Result<()> {
+        rustix::fs::fcntl_add_seals(file, SEALS)?;
+        let have = rustix::fs::fcntl_get_seals(file)?;
+        if !have.contains(SEALS) {
+            return Err(std::io::Error::other(format!("the kernel applied {have:?} of {SEALS:?}")));
+        }
+        Ok(())
     }
 
     impl Filled {
@@ -118,10 +130,57 @@ mod memfd {
         /// The memfd must hold code as [`super::load_trusted`] requires.
         #[allow(unsafe_code)]
         pub(super) unsafe fn deserialize(self, engine: &Engine) -> Result<Module, String> {
-            // SAFETY: the caller vouches for the bytes; the memfd is sealed
-            // against writes, shrinking and growing, so the private map
-            // wasmtime makes of it cannot change underneath.
+            // SAFETY: the caller vouches for the bytes; `fill` checked that
+            // the memfd is sealed against writes, shrinking and growing, so
+            // the private map wasmtime makes of it cannot change underneath.
             unsafe { Module::deserialize_open_file(engine, self.0) }.map_err(|e| format!("wasmtime refused it: {e:#}"))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::io::Write;
+
+        use super::*;
+
+        fn fill_with(code: SealedCode, byte: u8) -> Result<Filled, String> {
+            code.fill(|buf| {
+                buf.fill(byte);
+                Ok(())
+            })
+        }
+
+        /// Issue 26: the result of `F_ADD_SEALS` was ignored, so code in a
+        /// memfd that did not take the seals went to wasmtime as if sealed.
+        #[test]
+        fn a_memfd_that_cannot_be_sealed_is_refused() {
+            let fd = rustix::fs::memfd_create(c"unsealable", MemfdFlags::CLOEXEC).unwrap();
+            let code = SealedCode::from_file(File::from(fd), 4096).unwrap();
+            let err = fill_with(code, 1).err().expect("an unsealable memfd must not be handed on");
+            assert!(err.contains("cannot seal"), "{err}");
+        }
+
+        /// A writable shared mapping that outlives the fill (another view
+        /// of the same memfd) would let the code change after the check:
+        /// the write seal is refused while it exists, and so is the code.
+        #[test]
+        #[allow(unsafe_code)]
+        fn a_memfd_still_mapped_writable_is_refused() {
+            let code = SealedCode::new(4096).unwrap();
+            // SAFETY: a map of the test's own memfd, dropped at the end.
+            let mut other = unsafe { memmap2::MmapOptions::new().len(4096).map_mut(&code.file) }.unwrap();
+            let err = fill_with(code, 2).err().expect("a memfd with a writable map left must not be handed on");
+            assert!(err.contains("cannot seal"), "{err}");
+            other[0] = 3;
+        }
+
+        /// A filled memfd holds its seals: no write through the descriptor.
+        #[test]
+        fn a_filled_memfd_is_sealed_against_change() {
+            let Filled(mut file) = fill_with(SealedCode::new(4096).unwrap(), 4).unwrap();
+            assert!(rustix::fs::fcntl_get_seals(&file).unwrap().contains(SEALS));
+            assert!(file.write_all(b"x").is_err(), "a sealed memfd took a write");
+            assert!(file.set_len(8192).is_err() && file.set_len(0).is_err(), "a sealed memfd changed size");
         }
     }
 }

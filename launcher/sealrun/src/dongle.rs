@@ -1,28 +1,20 @@
-//! Hardware keys (dongles) over PKCS#11: finding the token a license names,
-//! reading and checking its attach record, logging in with the PIN, having
-//! the token decrypt (the dongle key never leaves it), watching that it stays
-//! attached while the app runs, and provisioning a new one (for `sealsdk`).
-//!
-//! Each use loads the PKCS#11 module afresh and finalizes it afterwards, so a
-//! token that was pulled and plugged back in is seen as it is now, with no
-//! stale session, whatever the module caches.
-use std::path::{Path, PathBuf};
+//! Licenses sealed to hardware keys (dongles): which PKCS#11 modules and
+//! PIN the user gave, opening a license through its dongle, and watching
+//! that the dongle stays attached while the app runs. The token itself
+//! (records, login, decryption, provisioning) is `sealrun-token`'s.
+use std::path::PathBuf;
 use std::time::Duration;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::mechanism::aead::GcmParams;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
-use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
 use sealrun_format::device::{DeviceCode, DeviceSecret};
-use sealrun_format::dongle::{DongleId, DongleRecord, SealedLicense, TAG_LEN, TokenDecrypt};
+use sealrun_format::dongle::{DongleId, DongleRecord, SealedLicense, TokenDecrypt};
 use sealrun_format::{KeyId, VendorPublicKey};
+use sealrun_token::cryptoki::types::AuthPin;
+use sealrun_token::{DecryptFailed, Library, PinProblem, TokenView, checked_pin, decrypt, read_pin_file};
 use zeroize::Zeroizing;
 
-use crate::error::{LaunchError, PinProblem};
+use crate::error::LaunchError;
+
+pub use sealrun_token::{KEY_LABEL, MAX_PIN_LEN, RECORD_LABEL};
 
 /// Names the PKCS#11 module (the token driver's shared library).
 pub const MODULE_ENV: &str = "SEALRUN_PKCS11_MODULE";
@@ -80,36 +72,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
 pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest grace period a user may set, for the same reason: ten minutes.
 pub const MAX_GRACE: Duration = Duration::from_secs(600);
-/// Label of the attach record (a `CKO_DATA` object, readable without login).
-pub const RECORD_LABEL: &str = "sealrun-dongle-record";
-/// Label of the dongle key (a sensitive, non-extractable AES key).
-pub const KEY_LABEL: &str = "sealrun-dongle-key";
-/// `CKA_APPLICATION` of the record.
-pub const APPLICATION: &str = "sealrun";
-/// Longest PIN read from a file or the environment: PKCS#11 PINs are short;
-/// this stops a wrong file from being sent to the token.
-pub const MAX_PIN_LEN: usize = 256;
-
-/// Where token drivers install their PKCS#11 modules, searched in order when
-/// none is configured: OpenSC (most smart cards and USB tokens), SoftHSM2,
-/// YubiKey's ykcs11, SafeNet/Thales eToken, on Debian/Ubuntu, Fedora and macOS.
-pub const KNOWN_MODULES: &[&str] = &[
-    "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
-    "/usr/lib/aarch64-linux-gnu/opensc-pkcs11.so",
-    "/usr/lib64/opensc-pkcs11.so",
-    "/usr/lib/opensc-pkcs11.so",
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/libykcs11.so",
-    "/usr/lib64/libykcs11.so",
-    "/usr/lib/libeToken.so",
-    "/usr/lib/libeTPkcs11.so",
-    "/Library/OpenSC/lib/opensc-pkcs11.so",
-    "/opt/homebrew/lib/softhsm/libsofthsm2.so",
-];
-
 /// Where the PKCS#11 module and the PIN come from.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -121,7 +83,8 @@ pub struct Options {
 
 impl Options {
     /// The modules to try: the flag's, else `SEALRUN_PKCS11_MODULE`, else the
-    /// config file's `pkcs11_module`, else every known location present.
+    /// config file's `pkcs11_module`, else every known location present
+    /// ([`sealrun_token::KNOWN_MODULES`]).
     pub fn modules(&self) -> Result<Vec<PathBuf>, LaunchError> {
         if let Some(m) = &self.module {
             return Ok(vec![m.clone()]);
@@ -132,16 +95,7 @@ impl Options {
         if let Some(m) = crate::config::Config::load()?.pkcs11_module {
             return Ok(vec![m]);
         }
-        let mut seen = Vec::new();
-        for p in KNOWN_MODULES.iter().map(Path::new).filter(|p| p.is_file()) {
-            // Several paths are often links to one library; loading it twice
-            // would initialise it twice.
-            let real = p.canonicalize().unwrap_or_else(|_| p.to_owned());
-            if !seen.iter().any(|(r, _): &(PathBuf, PathBuf)| r == &real) {
-                seen.push((real, p.to_owned()));
-            }
-        }
-        Ok(seen.into_iter().map(|(_, p)| p).collect())
+        Ok(sealrun_token::installed_modules())
     }
 
     /// The PIN: the `--pin-file` flag's file, else `SEALRUN_PIN`, else
@@ -150,8 +104,8 @@ impl Options {
         if let Some(pin) = self.given_pin()? {
             return Ok(pin);
         }
-        match crate::ui::prompt_secret(&format!("PIN for dongle \"{token}\": ")) {
-            Some(p) => checked_pin(p, "the prompt"),
+        match sealrun_host::prompt::prompt_secret(&format!("PIN for dongle \"{token}\": ")) {
+            Some(p) => Ok(checked_pin(p, "the prompt")?),
             None => Err(LaunchError::DonglePin(PinProblem::Missing)),
         }
     }
@@ -162,212 +116,17 @@ impl Options {
             && let Some(p) = env_pin()
         {
             let p = p.map_err(|()| LaunchError::DonglePin(PinProblem::Unreadable(PIN_ENV.into())))?;
-            return checked_pin(p, PIN_ENV).map(Some);
+            return Ok(Some(checked_pin(p, PIN_ENV)?));
         }
         let file = self.pin_file.clone().or_else(|| std::env::var_os(PIN_FILE_ENV).map(PathBuf::from));
         if let Some(f) = file {
             let text = read_pin_file(&f)
                 .ok_or_else(|| LaunchError::DonglePin(PinProblem::Unreadable(f.display().to_string())))?;
             let first = Zeroizing::new(text.lines().next().unwrap_or("").to_owned());
-            return checked_pin(first, &f.display().to_string()).map(Some);
+            return Ok(Some(checked_pin(first, &f.display().to_string())?));
         }
         Ok(None)
     }
-}
-
-/// Largest PIN file read: the PIN is its first line, at most
-/// [`MAX_PIN_LEN`] bytes; a name from a config file must not make the
-/// launcher or the daemon read `/dev/zero` forever.
-const MAX_PIN_FILE_LEN: u64 = 4096;
-
-/// A PIN file's text, if it is a regular file of at most
-/// [`MAX_PIN_FILE_LEN`] bytes of UTF-8.
-fn read_pin_file(path: &Path) -> Option<Zeroizing<String>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_PIN_FILE_LEN {
-        return None;
-    }
-    let mut text = Zeroizing::new(String::new());
-    file.take(MAX_PIN_FILE_LEN).read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
-fn checked_pin(p: Zeroizing<String>, source: &str) -> Result<AuthPin, LaunchError> {
-    if p.is_empty() || p.len() > MAX_PIN_LEN {
-        return Err(LaunchError::DonglePin(PinProblem::Unreadable(source.into())));
-    }
-    Ok(AuthPin::new(p.as_str().into()))
-}
-
-/// A loaded PKCS#11 module; finalized when dropped.
-pub struct Library {
-    ctx: Pkcs11,
-    path: PathBuf,
-}
-
-/// A token as seen without logging in.
-#[derive(Debug, Clone)]
-pub struct TokenView {
-    /// The slot it sits in.
-    pub slot: Slot,
-    /// Its label.
-    pub label: String,
-    /// Its serial number.
-    pub serial: String,
-    /// Manufacturer and model.
-    pub model: String,
-    /// Its attach record: none (not a Sealrun dongle), or parsed (not yet
-    /// verified), or why it does not parse.
-    pub record: Option<Result<DongleRecord, sealrun_format::Error>>,
-}
-
-fn failed(action: &'static str) -> impl Fn(CkError) -> LaunchError {
-    move |e| LaunchError::DongleFailed { action, reason: e.to_string() }
-}
-
-impl Library {
-    /// Loads and initialises a module.
-    pub fn open(path: &Path) -> Result<Library, LaunchError> {
-        let unusable = |e: CkError| LaunchError::DongleModule { module: path.to_owned(), reason: e.to_string() };
-        let ctx = Pkcs11::new(path).map_err(unusable)?;
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).map_err(unusable)?;
-        Ok(Library { ctx, path: path.to_owned() })
-    }
-
-    /// The module's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Every token present, with its attach record if it has one.
-    pub fn tokens(&self) -> Result<Vec<TokenView>, LaunchError> {
-        let slots = self.ctx.get_slots_with_token().map_err(failed("cannot list the token slots"))?;
-        let mut out = Vec::new();
-        for slot in slots {
-            let Ok(info) = self.ctx.get_token_info(slot) else { continue };
-            // Blank tokens (SoftHSM2 always offers one) hold nothing to show.
-            if !info.token_initialized() {
-                continue;
-            }
-            let record = self.read_record(slot).ok().flatten().map(|bytes| DongleRecord::parse(&bytes));
-            // What a token says of itself is anyone's text (a label of
-            // `ESC]0;…` retitled the terminal): escaped once, here, for
-            // every list, prompt and message that shows it.
-            let shown = |s: &str| sealrun_format::text::shown(s.trim()).into_owned();
-            out.push(TokenView {
-                slot,
-                label: shown(info.label()),
-                serial: shown(info.serial_number()),
-                model: shown(&format!("{} {}", info.manufacturer_id().trim(), info.model().trim())),
-                record,
-            });
-        }
-        Ok(out)
-    }
-
-    fn read_record(&self, slot: Slot) -> Result<Option<Vec<u8>>, CkError> {
-        let session = self.ctx.open_ro_session(slot)?;
-        let found = session.find_objects(&record_template())?;
-        let Some(&object) = found.first() else { return Ok(None) };
-        value_of(&session, object)
-    }
-
-    /// The token holding `dongle`, if attached.
-    pub fn find(&self, dongle: &DongleId) -> Result<Option<(TokenView, DongleRecord)>, LaunchError> {
-        for t in self.tokens()? {
-            if let Some(Ok(r)) = &t.record
-                && &r.dongle == dongle
-            {
-                let r = r.clone();
-                return Ok(Some((t, r)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Logs in to the token in `slot` as its user, once: a wrong PIN is
-    /// reported, never retried, and a locked PIN is reported before trying.
-    pub fn login(&self, slot: Slot, pin: &AuthPin) -> Result<Session, LaunchError> {
-        self.login_as(slot, pin, false)
-    }
-
-    fn login_as(&self, slot: Slot, pin: &AuthPin, read_write: bool) -> Result<Session, LaunchError> {
-        let info = self.ctx.get_token_info(slot).map_err(failed("cannot read the token"))?;
-        if info.user_pin_locked() {
-            return Err(LaunchError::DonglePin(PinProblem::Locked));
-        }
-        let session = if read_write { self.ctx.open_rw_session(slot) } else { self.ctx.open_ro_session(slot) }
-            .map_err(failed("cannot open a session with the token"))?;
-        match session.login(UserType::User, Some(pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                let after = self.ctx.get_token_info(slot).ok();
-                Err(LaunchError::DonglePin(PinProblem::Wrong {
-                    locked: after.as_ref().is_some_and(|i| i.user_pin_locked()),
-                    final_try: after.as_ref().is_some_and(|i| i.user_pin_final_try()),
-                }))
-            }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(LaunchError::DonglePin(PinProblem::Locked)),
-            Err(e) => Err(failed("cannot log in to the token")(e)),
-        }
-    }
-}
-
-impl Drop for Library {
-    fn drop(&mut self) {
-        // cryptoki does not finalize by itself; without it the next load of
-        // the same module in this process would find it still initialised.
-        let _ = self.ctx.clone().finalize();
-    }
-}
-
-fn record_template() -> Vec<Attribute> {
-    vec![Attribute::Class(ObjectClass::DATA), Attribute::Label(RECORD_LABEL.as_bytes().to_vec())]
-}
-
-fn value_of(session: &Session, object: ObjectHandle) -> Result<Option<Vec<u8>>, CkError> {
-    let attrs = session.get_attributes(object, &[AttributeType::Value])?;
-    Ok(attrs.into_iter().find_map(|a| if let Attribute::Value(v) = a { Some(v) } else { None }))
-}
-
-/// Has the token behind `session` decrypt `request` with the dongle key.
-/// A refusal of the input itself is the one coarse [`DecryptFailed::Refused`]
-/// (damaged, or sealed to another dongle); a token that stops answering is
-/// [`DecryptFailed::Unavailable`].
-pub fn decrypt(
-    session: &Session,
-    dongle: &DongleId,
-    request: &TokenDecrypt,
-) -> Result<Zeroizing<Vec<u8>>, DecryptFailed> {
-    let template =
-        [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::KeyType(KeyType::AES), Attribute::Id(dongle.0.to_vec())];
-    let found = session.find_objects(&template).map_err(|_| DecryptFailed::Unavailable)?;
-    // No key under the dongle's id: this token is not that dongle.
-    let key = found.first().copied().ok_or(DecryptFailed::Refused)?;
-    let mut iv = request.nonce;
-    let tag_bits = cryptoki::types::Ulong::try_from(TAG_LEN * 8).map_err(|_| DecryptFailed::Refused)?;
-    let params = GcmParams::new(&mut iv, &request.aad, tag_bits).map_err(|_| DecryptFailed::Refused)?;
-    session.decrypt(&Mechanism::AesGcm(params), key, &request.ciphertext).map(Zeroizing::new).map_err(|_| {
-        // Tokens report a failed tag with different codes (SoftHSM2: a
-        // general error); what tells a refusal from a pulled token is
-        // whether the session still answers.
-        match session.get_session_info() {
-            Ok(_) => DecryptFailed::Refused,
-            Err(_) => DecryptFailed::Unavailable,
-        }
-    })
-}
-
-/// Why the token did not decrypt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecryptFailed {
-    /// The input does not authenticate under this token's key (damaged, or
-    /// sealed to another dongle), or the token has no such key.
-    Refused,
-    /// The token stopped answering (pulled out mid-operation, a reader error).
-    Unavailable,
 }
 
 /// An attached dongle that unlocked an app: what the launcher needs to check,
@@ -444,7 +203,7 @@ impl Attached {
         let session = match lib.login(view.slot, &self.pin) {
             Ok(s) => s,
             // Not retried: a token counts every wrong try.
-            Err(LaunchError::DonglePin(_)) => {
+            Err(sealrun_token::TokenError::Pin(_)) => {
                 return Err(Absence::Replaced("a token that no longer accepts the PIN given at launch".into()));
             }
             Err(_) => return Err(Absence::Away),
@@ -548,7 +307,7 @@ pub fn list(opts: &Options) -> Result<(Vec<Listed>, Vec<LaunchError>), LaunchErr
     for m in opts.modules()? {
         match Library::open(&m).and_then(|lib| lib.tokens()) {
             Ok(tokens) => out.extend(tokens.into_iter().map(|token| Listed { module: m.clone(), token })),
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.into()),
         }
     }
     Ok((out, problems))
@@ -575,108 +334,6 @@ pub fn open_licenses(
             s.open(&plain).and_then(|l| l.verify_signature(&record.vendor_key).map(|()| l))
         })
         .collect())
-}
-
-/// What provisioning writes onto a token.
-pub struct Provision<'a> {
-    /// The new dongle's id (the key's `CKA_ID`).
-    pub dongle: DongleId,
-    /// The dongle key, imported as sensitive and non-extractable.
-    pub key: &'a sealrun_format::dongle::DongleKey,
-    /// The signed attach record.
-    pub record: &'a [u8],
-    /// Replace a Sealrun dongle key and record already on the token.
-    pub replace: bool,
-}
-
-/// Provisioning refused because the token already is a dongle.
-pub const ALREADY_PROVISIONED: &str = "the token already holds a Sealrun dongle";
-
-/// Writes the dongle key and the attach record onto the token in `slot`.
-pub fn provision(module: &Path, slot_index: usize, pin: &AuthPin, p: &Provision<'_>) -> Result<TokenView, LaunchError> {
-    let lib = Library::open(module)?;
-    let slots = lib.ctx.get_slots_with_token().map_err(failed("cannot list the token slots"))?;
-    let slot = *slots.get(slot_index).ok_or_else(|| {
-        LaunchError::Usage(format!(
-            "there is no token in slot {slot_index} of {} ({} token(s) attached; slots count from 0)",
-            module.display(),
-            slots.len()
-        ))
-    })?;
-    let info = lib.ctx.get_token_info(slot).map_err(failed("cannot read the token"))?;
-    let session = lib.login_as(slot, pin, true)?;
-    let old_keys = session
-        .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(KEY_LABEL.as_bytes().to_vec())])
-        .map_err(failed("cannot search the token"))?;
-    let old_records = session.find_objects(&record_template()).map_err(failed("cannot search the token"))?;
-    let provisioned = !old_keys.is_empty() || !old_records.is_empty();
-    if provisioned && !p.replace {
-        return Err(LaunchError::Usage(format!(
-            "{ALREADY_PROVISIONED} (\"{}\"); pass --replace to overwrite it (licenses for the old dongle stop working)",
-            info.label().trim()
-        )));
-    }
-    let key_template = vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        // Nor may the token copy it into a new object (C_CopyObject) whose
-        // attributes could then differ (PKCS#11 2.40, CKA_COPYABLE).
-        Attribute::Copyable(false),
-        Attribute::Decrypt(true),
-        // Nothing but decryption: the token cannot be used to make licenses
-        // or to wrap the key out.
-        Attribute::Encrypt(false),
-        Attribute::Wrap(false),
-        Attribute::Unwrap(false),
-        Attribute::Sign(false),
-        Attribute::Verify(false),
-        Attribute::Derive(false),
-        // GCM only: with CTR or ECB a "decryption" is an encryption, which
-        // would let a PIN holder forge what only the vendor may seal.
-        Attribute::AllowedMechanisms(vec![cryptoki::mechanism::MechanismType::AES_GCM]),
-        Attribute::Modifiable(false),
-        Attribute::Id(p.dongle.0.to_vec()),
-        Attribute::Label(KEY_LABEL.as_bytes().to_vec()),
-        Attribute::Value(p.key.as_bytes().to_vec()),
-    ];
-    let result = session.create_object(&key_template);
-    // The template's copy of the key is plain heap memory: wipe it.
-    for a in key_template {
-        if let Attribute::Value(v) = a {
-            drop(Zeroizing::new(v));
-        }
-    }
-    let new_key = result.map_err(failed("the token refused the dongle key"))?;
-    let record = session
-        .create_object(&[
-            Attribute::Class(ObjectClass::DATA),
-            Attribute::Token(true),
-            Attribute::Private(false),
-            Attribute::Modifiable(false),
-            Attribute::Label(RECORD_LABEL.as_bytes().to_vec()),
-            Attribute::Application(APPLICATION.as_bytes().to_vec()),
-            Attribute::Value(p.record.to_vec()),
-        ])
-        .map_err(failed("the token refused the attach record"));
-    if let Err(e) = record {
-        // Leave the token as it was: no key that nobody has a record for.
-        let _ = session.destroy_object(new_key);
-        return Err(e);
-    }
-    // The new dongle is complete; only now does the old one go.
-    for o in old_keys.into_iter().chain(old_records) {
-        session.destroy_object(o).map_err(failed("cannot remove the old dongle from the token"))?;
-    }
-    drop(session);
-    let view = lib.tokens()?.into_iter().find(|t| t.slot == slot).ok_or_else(|| LaunchError::DongleFailed {
-        action: "cannot read the token back",
-        reason: "it is gone".into(),
-    })?;
-    Ok(view)
 }
 
 /// Watches that the dongle stays attached while the app runs.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use sealrun_format::device::DeviceCode;
 use sealrun_format::dongle::DongleId;
+pub use sealrun_token::PinProblem;
 
 /// Exit codes of `sealrun` (the README has the table). A guest's own exit
 /// code is passed through unchanged; the launcher's own codes sit at 200
@@ -297,53 +298,34 @@ pub enum LaunchError {
     },
 }
 
-/// What is wrong with a dongle PIN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PinProblem {
-    /// No PIN was given and there is no terminal to ask on.
-    Missing,
-    /// The PIN source could not be read or holds no usable PIN.
-    Unreadable(String),
-    /// The token rejected the PIN.
-    Wrong {
-        /// The token locked its PIN after this try.
-        locked: bool,
-        /// One try is left before the token locks.
-        final_try: bool,
-    },
-    /// The token's PIN is locked after too many wrong tries.
-    Locked,
+impl From<sealrun_token::TokenError> for LaunchError {
+    fn from(e: sealrun_token::TokenError) -> LaunchError {
+        use sealrun_token::TokenError as T;
+        match e {
+            T::Module { module, source } => LaunchError::DongleModule { module, reason: source.to_string() },
+            T::Failed { action, source } => LaunchError::DongleFailed { action, reason: source.to_string() },
+            T::Gone { action } => LaunchError::DongleFailed { action, reason: "it is gone".into() },
+            T::Pin(p) => LaunchError::DonglePin(p),
+            other => LaunchError::Usage(other.to_string()),
+        }
+    }
 }
 
-impl fmt::Display for PinProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PinProblem::Missing => write!(
-                f,
-                "the dongle needs its PIN and there is no terminal to ask for it.\n\
-                 Set SEALRUN_PIN, or put the PIN in a file readable only by you and pass --pin-file FILE (or set SEALRUN_PIN_FILE)."
-            ),
-            PinProblem::Unreadable(source) => {
-                write!(f, "no usable dongle PIN in {source} (it must be one line of 1 to 256 characters).")
-            }
-            PinProblem::Wrong { locked: true, .. } => write!(
-                f,
-                "the dongle rejected the PIN, and has now locked it.\nAsk the token's administrator to unlock it with the SO PIN; sealrun will not try again."
-            ),
-            PinProblem::Wrong { final_try: true, .. } => write!(
-                f,
-                "the dongle rejected the PIN. One try is left before the token locks itself: check the PIN before trying again."
-            ),
-            PinProblem::Wrong { .. } => write!(
-                f,
-                "the dongle rejected the PIN. Check it and try again; sealrun tries each PIN once, so a token's lockout counter is never run down."
-            ),
-            PinProblem::Locked => write!(
-                f,
-                "the dongle's PIN is locked after too many wrong tries.\nAsk the token's administrator to unlock it with the SO PIN; sealrun will not try a locked token."
-            ),
+/// A PIN problem as the launcher tells it: what happened and where the
+/// launcher takes a PIN from (`SEALRUN_PIN`, `--pin-file`).
+fn pin_message(p: &PinProblem) -> String {
+    match p {
+        PinProblem::Missing => "the dongle needs its PIN and there is no terminal to ask for it.\n\
+             Set SEALRUN_PIN, or put the PIN in a file readable only by you and pass --pin-file FILE (or set SEALRUN_PIN_FILE)."
+            .into(),
+        PinProblem::Unreadable(source) => {
+            format!("no usable dongle PIN in {source} (it must be one line of 1 to 256 characters).")
         }
+        PinProblem::Wrong { locked: true, .. } => "the dongle rejected the PIN, and has now locked it.\nAsk the token's administrator to unlock it with the SO PIN; sealrun will not try again.".into(),
+        PinProblem::Wrong { final_try: true, .. } => "the dongle rejected the PIN. One try is left before the token locks itself: check the PIN before trying again.".into(),
+        PinProblem::Wrong { .. } => "the dongle rejected the PIN. Check it and try again; sealrun tries each PIN once, so a token's lockout counter is never run down.".into(),
+        PinProblem::Locked => "the dongle's PIN is locked after too many wrong tries.\nAsk the token's administrator to unlock it with the SO PIN; sealrun will not try a locked token.".into(),
+        other => format!("{other}."),
     }
 }
 
@@ -580,7 +562,7 @@ impl fmt::Display for LaunchError {
                 "dongle {dongle} is permitted on another device.\n  permitted device: {permitted}\n  this device:      {this}\n\
                  Use it on the device it was provisioned for, or ask the vendor to provision it for this device's code."
             ),
-            LaunchError::DonglePin(p) => write!(f, "{p}"),
+            LaunchError::DonglePin(p) => write!(f, "{}", pin_message(p)),
             LaunchError::DongleRemoved { token, grace: None, why } => write!(
                 f,
                 "the app was stopped: dongle \"{token}\" {why}.\n\

@@ -12,12 +12,13 @@ use sealrun_format::{ContentKey, UnixTime};
 
 use crate::cache::{self, CodeCache, Lookup};
 use crate::device::Device;
-use crate::dongle::{self, Attached, Library};
+use crate::dongle::{self, Attached};
 use crate::error::LaunchError;
 use crate::native::{self, TrustPolicy};
 use crate::secure_buf::SecretBuffer;
 use crate::ui::Ui;
 use crate::{clock, fmt_time, runner, store};
+use sealrun_token::{DecryptFailed, Library, TokenError};
 
 /// Modules at least this large are decrypted on every core: below it one
 /// core takes about a millisecond, less than starting the threads is worth.
@@ -386,7 +387,7 @@ impl Opened {
     /// load it with, if there is some, the user trusts this vendor with
     /// native code, and it was compiled by exactly this runtime.
     fn trusted_native(&self, ui: &dyn Ui) -> Result<Option<(usize, wasmtime::Engine)>, LaunchError> {
-        let Some((index, native)) = native::host_target().and_then(|t| self.manifest.native_for(t)) else {
+        let Some((index, native)) = sealrun_engine::host_target().and_then(|t| self.manifest.native_for(t)) else {
             return Ok(None);
         };
         if !TrustPolicy::load()?.allows_native(&self.manifest.vendor_key) {
@@ -394,7 +395,7 @@ impl Opened {
             return Ok(None);
         }
         let engine = native::engine_for_target(&native.target)?;
-        if cache::runtime_fingerprint(&engine) != native.runtime {
+        if sealrun_engine::runtime_fingerprint(&engine) != native.runtime {
             ui.warn(&format!(
                 "{} carries precompiled code for {} from another wasmtime version or configuration; compiling it here instead",
                 self.manifest.display_name, native.target
@@ -468,7 +469,7 @@ struct Tokens<'a> {
     /// PIN outcomes by token serial: several licenses for one dongle ask
     /// for the PIN once, and never try a wrong one twice (a token counts
     /// every try).
-    pins: Vec<(String, Result<cryptoki::types::AuthPin, crate::error::PinProblem>)>,
+    pins: Vec<(String, Result<cryptoki::types::AuthPin, sealrun_token::PinProblem>)>,
 }
 
 /// The modules that loaded, and every module tried (for messages).
@@ -488,7 +489,7 @@ fn load_modules<'a>(
                 Ok(l) => libs.push(l),
                 Err(e) => {
                     tracing::debug!(module = %m.display(), error = %e, "PKCS#11 module not usable");
-                    first_problem.get_or_insert(e);
+                    first_problem.get_or_insert(LaunchError::from(e));
                 }
             }
         }
@@ -569,24 +570,24 @@ fn check_sealed(
     };
     let session = match lib.login(view.slot, &pin) {
         Ok(s) => s,
-        Err(LaunchError::DonglePin(p)) => {
+        Err(TokenError::Pin(p)) => {
             tokens.pins.push((view.serial.clone(), Err(p.clone())));
             return Err(LaunchError::DonglePin(p));
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     if !remembered {
         tokens.pins.push((view.serial.clone(), Ok(pin.clone())));
     }
     let unwrap_failed = || LaunchError::BadFile { path: path.to_owned(), source: sealrun_format::Error::UnwrapFailed };
-    let token_failed = |e: dongle::DecryptFailed| match e {
-        dongle::DecryptFailed::Refused => unwrap_failed(),
-        dongle::DecryptFailed::Unavailable => LaunchError::DongleFailed {
+    let token_failed = |e: DecryptFailed| match e {
+        DecryptFailed::Refused => unwrap_failed(),
+        DecryptFailed::Unavailable => LaunchError::DongleFailed {
             action: "the token stopped answering",
             reason: "it was pulled out or failed".into(),
         },
     };
-    let plain = dongle::decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(token_failed)?;
+    let plain = sealrun_token::decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(token_failed)?;
     let license = sealed.open(&plain).map_err(LaunchError::bad_file(path))?;
     if matches!(license.terms.binding, Binding::Floating { .. }) {
         return Err(LaunchError::FloatingLicense { path: path.to_owned() });
@@ -594,7 +595,7 @@ fn check_sealed(
     let invalid_now = check_terms(path, &license, manifest, now)?;
     check_time(path, &license, device, now, invalid_now)?;
     let probe = license.dongle_key_request(&manifest.key_id).map_err(|_| unwrap_failed())?;
-    let raw = dongle::decrypt(&session, &sealed.dongle, &probe).map_err(token_failed)?;
+    let raw = sealrun_token::decrypt(&session, &sealed.dongle, &probe).map_err(token_failed)?;
     let key = license.key_from_dongle(&manifest.key_id, &raw).map_err(|_| unwrap_failed())?;
     let attached = Attached::new(lib, &view, &record, pin, probe, manifest.key_id);
     Ok(Selected { path: path.to_owned(), license, key: Box::new(key), dongle: Some(attached) })

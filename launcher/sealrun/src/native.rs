@@ -9,7 +9,7 @@
 //! That is why it is off unless the user lists the vendor's key in their
 //! trust policy (`sealrun trust allow-native`).
 //!
-//! The SDK compiles artifacts with [`engine_for_target`], the same function
+//! The SDK compiles artifacts with [`sealrun_engine::engine_for_target`], the same function
 //! the launcher uses to load them, so the runtime fingerprints agree exactly
 //! when the wasmtime version, settings and target do. The target engines
 //! assume no CPU features beyond the target's baseline, so an artifact runs on
@@ -23,39 +23,12 @@ use sealrun_format::VendorPublicKey;
 use wasmtime::Engine;
 
 use crate::error::LaunchError;
-use crate::{paths, runner};
+use crate::paths;
 
-/// Targets that native code may be compiled for, with their triples.
-pub const TARGETS: &[(&str, &str)] = &[
-    ("x86_64-linux", "x86_64-unknown-linux-gnu"),
-    ("aarch64-linux", "aarch64-unknown-linux-gnu"),
-    ("x86_64-macos", "x86_64-apple-darwin"),
-    ("aarch64-macos", "aarch64-apple-darwin"),
-];
-
-/// The target name of the machine this launcher runs on, if it has one.
-pub fn host_target() -> Option<&'static str> {
-    match (std::env::consts::ARCH, std::env::consts::OS) {
-        ("x86_64", "linux") => Some("x86_64-linux"),
-        ("aarch64", "linux") => Some("aarch64-linux"),
-        ("x86_64", "macos") => Some("x86_64-macos"),
-        ("aarch64", "macos") => Some("aarch64-macos"),
-        _ => None,
-    }
-}
-
-/// The engine that compiles (SDK) and loads (launcher) native code for
-/// `target`: the launcher's own configuration, for the target's baseline CPU.
+/// The engine that loads native code for `target` (the SDK compiled it
+/// with the same [`sealrun_engine::engine_for_target`]).
 pub fn engine_for_target(target: &str) -> Result<Engine, LaunchError> {
-    let Some((_, triple)) = TARGETS.iter().find(|(name, _)| *name == target) else {
-        let known: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-        return Err(LaunchError::Usage(format!("unknown target {target:?}; known targets: {}", known.join(", "))));
-    };
-    let mut config = runner::base_config();
-    config.target(triple).map_err(|e| LaunchError::Usage(format!("target {target}: {e}")))?;
-    Engine::new(&config).map_err(|e| {
-        LaunchError::Usage(format!("this build cannot compile for {target} (the compiler for it is not built in): {e}"))
-    })
+    sealrun_engine::engine_for_target(target).map_err(|e| LaunchError::Usage(e.to_string()))
 }
 
 /// File name of the trust policy in the config dir.
@@ -171,17 +144,6 @@ pub fn parse_key(s: &str) -> Option<VendorPublicKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn target_engines_are_baseline_and_differ_from_the_host_engine() {
-        let host = host_target().expect("tests run on a known target");
-        let a = engine_for_target(host).unwrap();
-        let b = engine_for_target(host).unwrap();
-        let fp = crate::cache::runtime_fingerprint;
-        assert_eq!(fp(&a), fp(&b), "the same target gives the same fingerprint");
-        assert_ne!(fp(&a), fp(&runner::engine().unwrap()), "the host engine infers CPU features, targets do not");
-        assert!(engine_for_target("pdp11-unix").is_err());
-    }
 
     #[test]
     fn keys_parse_strictly() {

@@ -9,6 +9,8 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+use sealrun_host::tls::{CaFileError, MAX_CA_FILE_LEN, tls_trusting};
 use std::time::Duration;
 
 use base64::Engine;
@@ -35,45 +37,6 @@ const MAX_ANSWER: u64 = 1 << 20;
 /// Environment variable naming a PEM file of CA certificates to trust
 /// instead of the built-in Mozilla roots (a server with a private CA).
 pub const CA_FILE_ENV: &str = "SEALRUN_CA_FILE";
-
-/// Why a CA file could not be used.
-#[derive(Debug)]
-pub enum CaFileError {
-    /// It could not be read.
-    Io(std::io::Error),
-    /// It holds no PEM certificate.
-    NoCertificate,
-    /// It is not a regular file of at most [`MAX_CA_FILE_LEN`] bytes.
-    NotAFile,
-}
-
-/// Largest CA file read: a bundle of a few hundred certificates.
-pub const MAX_CA_FILE_LEN: u64 = 1 << 20;
-
-/// A TLS configuration that trusts the CA certificates in the PEM file
-/// `path` (and only them). Shared with `sealsdk`.
-pub fn tls_trusting(path: &Path) -> Result<ureq::tls::TlsConfig, CaFileError> {
-    use std::io::Read;
-    // A regular file of at most MAX_CA_FILE_LEN: a name from a config or
-    // floating file must not make the launcher read /dev/zero forever.
-    let file = fs::File::open(path).map_err(CaFileError::Io)?;
-    let meta = file.metadata().map_err(CaFileError::Io)?;
-    if !meta.is_file() || meta.len() > MAX_CA_FILE_LEN {
-        return Err(CaFileError::NotAFile);
-    }
-    let mut pem = Vec::new();
-    file.take(MAX_CA_FILE_LEN).read_to_end(&mut pem).map_err(CaFileError::Io)?;
-    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(CaFileError::NoCertificate);
-    }
-    Ok(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build())
-}
 
 fn agent() -> Result<ureq::Agent, LaunchError> {
     let mut config = ureq::Agent::config_builder()
@@ -286,11 +249,8 @@ pub fn install(url: &str, code: &str, dir: &Path, device: &Device, progress: boo
     Ok(Installed { package: dest, license, release, name })
 }
 
-/// Header names shared with the server.
-const HEADER_CODE: &str = "sealrun-code";
-const HEADER_DEVICE: &str = "sealrun-device";
-const HEADER_LICENSE: &str = "sealrun-license";
-const HEADER_RELEASE: &str = "sealrun-release";
+use sealrun_wire::server::{CODE_HEADER as HEADER_CODE, DEVICE_HEADER as HEADER_DEVICE};
+use sealrun_wire::server::{LICENSE_HEADER as HEADER_LICENSE, RELEASE_HEADER as HEADER_RELEASE};
 
 /// Checks a finished download: a whole, signed package of `product`, and a
 /// license from the same vendor that covers it. Returns the display name.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, Linker, Module, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -207,36 +207,11 @@ pub fn say(message: &str) {
     let _ = err.write_all(line.as_bytes());
 }
 
-/// The configuration shared by every engine: what the wasmtime CLI uses by
-/// default (Cranelift at its default optimisation level, parallel
-/// compilation), no fuel and no epoch checks (a stop ends the process, see
-/// [`stop_process`]), and no wasmtime disk cache (the `cache` feature is not
-/// even compiled in; Sealrun keeps its own, encrypted).
-pub fn base_config() -> Config {
-    let mut config = Config::new();
-    config.parallel_compilation(true);
-    // Copy-on-write memory images keep every data segment in a memfd that
-    // other processes of the user could open through /proc; without them
-    // data segments are copied into the instance's anonymous memory.
-    config.memory_init_cow(false);
-    // Deny by default, for proposals too: what no WASI preview-1 toolchain
-    // emits is off. The GC proposal (and function references, which it
-    // builds on) would give the guest a GC heap outside the memory budget;
-    // exceptions allocate their objects there too; 64-bit memories are not
-    // what wasm32 targets make. Reference types and multiple tables stay
-    // on (LLVM emits them for wasm32), bounded by the budget in `Limits`.
-    config.wasm_gc(false);
-    config.wasm_function_references(false);
-    config.wasm_exceptions(false);
-    config.wasm_memory64(false);
-    config.wasm_stack_switching(false);
-    config
-}
-
-/// The engine for this machine: [`base_config`] with the host's CPU
-/// features, as `wasmtime run` compiles.
+/// The engine for this machine: the shared configuration
+/// ([`sealrun_engine::base_config`]) with the host's CPU features, as
+/// `wasmtime run` compiles.
 pub fn engine() -> Result<Engine, LaunchError> {
-    Engine::new(&base_config()).map_err(|e| LaunchError::GuestStart(format!("wasmtime engine: {e}")))
+    sealrun_engine::host_engine().map_err(|e| LaunchError::GuestStart(e.to_string()))
 }
 
 /// What a watched run depends on, checked every [`Watch::interval`] on a
@@ -417,7 +392,7 @@ pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
 
 /// One budget, `--max-memory`, over everything the guest makes the host
 /// allocate for it: every linear memory and every table (the GC proposal,
-/// whose heap would be a third, is off: see [`base_config`]). wasmtime asks
+/// whose heap would be a third, is off: see [`sealrun_engine::base_config`]). wasmtime asks
 /// before each memory or table is created or grown, with its size before
 /// and after, so the sum of what was granted is what the guest holds.
 struct Limits {

@@ -42,14 +42,14 @@ impl Client {
             ureq::Agent::config_builder().http_status_as_error(false).timeout_connect(Some(Duration::from_secs(10)));
         if let Some(file) = std::env::var_os(CA_FILE_ENV).filter(|f| !f.is_empty()) {
             let path = std::path::PathBuf::from(file);
-            let tls = sealrun::online::tls_trusting(&path).map_err(|e| match e {
-                sealrun::online::CaFileError::Io(source) => {
+            let tls = sealrun_host::tls::tls_trusting(&path).map_err(|e| match e {
+                sealrun_host::tls::CaFileError::Io(source) => {
                     SdkError::Io { action: "cannot read", path: path.clone(), source }
                 }
-                sealrun::online::CaFileError::NoCertificate => {
+                sealrun_host::tls::CaFileError::NoCertificate => {
                     SdkError::ServerSetup("the file in SEALSDK_CA_FILE holds no PEM certificate")
                 }
-                sealrun::online::CaFileError::NotAFile => {
+                sealrun_host::tls::CaFileError::NotAFile => {
                     SdkError::ServerSetup("the file in SEALSDK_CA_FILE is not a regular file of at most 1 MiB")
                 }
             })?;

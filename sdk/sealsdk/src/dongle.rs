@@ -3,11 +3,11 @@
 //! the keystore, and the signed attach record names the permitted device.
 use std::path::Path;
 
-use sealrun::dongle::{self as token, Provision};
 use sealrun_format::device::DeviceCode;
 use sealrun_format::dongle::{DongleId, DongleKey, make_record};
 use sealrun_format::license::LicenseSigner;
 use sealrun_format::{UnixTime, VendorPublicKey};
+use sealrun_token::{self as token, Provision};
 
 use crate::keystore::Keystore;
 use crate::{Result, rng};
@@ -32,27 +32,25 @@ pub struct Provisioned {
 
 /// The token's user PIN: `--pin-file`, else `SEALSDK_PIN`, else a prompt.
 pub fn pin(pin_file: Option<&Path>) -> Result<cryptoki::types::AuthPin> {
-    use sealrun::error::PinProblem;
-    let from = |text: &str, source: &str| {
-        let line = text.lines().next().unwrap_or("");
-        if line.is_empty() || line.len() > token::MAX_PIN_LEN {
-            return Err(sealrun::LaunchError::DonglePin(PinProblem::Unreadable(source.into())).into());
-        }
-        Ok(cryptoki::types::AuthPin::new(line.into()))
-    };
+    use sealrun_token::{PinProblem, TokenError, checked_pin, read_pin_file};
+    let first_line = |text: &str| zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_owned());
     if let Some(f) = pin_file {
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(f).map_err(crate::SdkError::io("cannot read the PIN file", f))?,
-        );
-        return from(&text, &f.display().to_string());
+        let source = f.display().to_string();
+        let Some(text) = read_pin_file(f) else {
+            // A file that is not there is an I/O error, as for any input
+            // file; one that is there but too long or not text is a PIN problem.
+            std::fs::metadata(f).map_err(crate::SdkError::io("cannot read the PIN file", f))?;
+            return Err(TokenError::Pin(PinProblem::Unreadable(source)).into());
+        };
+        return Ok(checked_pin(first_line(&text), &source)?);
     }
     if let Ok(p) = std::env::var(PIN_ENV) {
         let p = zeroize::Zeroizing::new(p);
-        return from(&p, PIN_ENV);
+        return Ok(checked_pin(first_line(&p), PIN_ENV)?);
     }
-    match sealrun::ui::prompt_secret("token user PIN: ") {
-        Some(p) => from(&p, "the prompt"),
-        None => Err(sealrun::LaunchError::DonglePin(PinProblem::Missing).into()),
+    match sealrun_host::prompt::prompt_secret("token user PIN: ") {
+        Some(p) => Ok(checked_pin(first_line(&p), "the prompt")?),
+        None => Err(TokenError::Pin(PinProblem::Missing).into()),
     }
 }
 

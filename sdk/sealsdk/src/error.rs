@@ -130,8 +130,8 @@ pub enum SdkError {
         dir: PathBuf,
     },
     /// A hardware key (token) could not be used.
-    #[error("{0}")]
-    Token(#[from] sealrun::LaunchError),
+    #[error(transparent)]
+    Token(#[from] sealrun_token::TokenError),
     /// A date could not be parsed.
     #[error("invalid date {0:?}: use YYYY-MM-DD (UTC) or an RFC 3339 time such as 2027-12-31T18:00:00Z")]
     BadDate(String),

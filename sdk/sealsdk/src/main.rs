@@ -19,6 +19,8 @@ use sealrun_sdk::ledger_state::LedgerRecords;
 use sealrun_sdk::seal::{self, SealOptions};
 use sealrun_sdk::{SdkError, ledger, server, verify};
 
+mod advice;
+
 /// Exit codes; the README documents them.
 mod exit {
     pub(crate) const VERIFY_FAILED: u8 = 1;
@@ -371,6 +373,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sealsdk: error: {e}");
+            if let Some(step) = advice::next_step(&e) {
+                eprintln!("{step}");
+            }
             ExitCode::from(exit_code(&e))
         }
     }

@@ -156,8 +156,8 @@ struct Precompiled {
     code: Vec<u8>,
 }
 
-/// Compiles `module` ahead of time for each target with the launcher's own
-/// engine for that target, so the launcher can check it was compiled by a
+/// Compiles `module` ahead of time for each target with the engine the
+/// launcher loads it with (`sealrun_engine`), so the launcher can check it was compiled by a
 /// runtime exactly like its own.
 fn precompile(module: &[u8], targets: &[String], progress: bool) -> Result<Vec<Precompiled>> {
     let mut out: Vec<Precompiled> = Vec::new();
@@ -166,7 +166,7 @@ fn precompile(module: &[u8], targets: &[String], progress: bool) -> Result<Vec<P
             continue;
         }
         let fail = |reason: String| SdkError::Precompile { target: target.clone(), reason };
-        let engine = sealrun::native::engine_for_target(target).map_err(|e| fail(e.to_string()))?;
+        let engine = sealrun_engine::engine_for_target(target).map_err(|e| fail(e.to_string()))?;
         let bar = if progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
         bar.set_message(format!("precompiling for {target} ({} bytes of wasm)", module.len()));
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -174,7 +174,7 @@ fn precompile(module: &[u8], targets: &[String], progress: bool) -> Result<Vec<P
         bar.finish_and_clear();
         out.push(Precompiled {
             target: target.clone(),
-            runtime: sealrun::cache::runtime_fingerprint(&engine),
+            runtime: sealrun_engine::runtime_fingerprint(&engine),
             code: code?,
         });
     }
@@ -203,7 +203,7 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), String> {
     if wasmparser::Parser::is_component(bytes) {
         return Err("it is a component; Sealrun runs core WASI preview-1 modules (build for wasm32-wasip1)".into());
     }
-    let engine = wasmtime::Engine::new(&sealrun::runner::base_config()).map_err(|e| format!("wasmtime: {e}"))?;
+    let engine = wasmtime::Engine::new(&sealrun_engine::base_config()).map_err(|e| format!("wasmtime: {e}"))?;
     wasmtime::Module::validate(&engine, bytes).map_err(|e| format!("{e:#}"))?;
     let mut has_start = false;
     for payload in Parser::new(0).parse_all(bytes) {

@@ -42,14 +42,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most licenses one list request returns.
 pub const MAX_PAGE: i64 = 1000;
 
-/// Header carrying the activation code on a package download.
-pub const CODE_HEADER: &str = "sealrun-code";
-/// Header carrying the device code on a package download.
-pub const DEVICE_HEADER: &str = "sealrun-device";
-/// Response header carrying the device's license (base64) with a package.
-pub const LICENSE_HEADER: &str = "sealrun-license";
-/// Response header naming the release of a provisioned package.
-pub const RELEASE_HEADER: &str = "sealrun-release";
+pub use sealrun_wire::server::{CODE_HEADER, DEVICE_HEADER, LICENSE_HEADER, RELEASE_HEADER};
 
 /// Rate limits for end-user calls.
 #[derive(Debug, Clone, Copy)]

@@ -400,7 +400,7 @@ impl App {
 /// Seals `module` again as release 1.0.0 of `product`, with native code
 /// precompiled for this machine (the vendor AOT path).
 fn seal_aot(world: &World, module: &Path, product: &str) -> PathBuf {
-    let target = sealrun::native::host_target().expect("a known target");
+    let target = sealrun_engine::host_target().expect("a known target");
     world.seal_module(module, product, "1.0.0", &format!("{product}.aot.sealed"), &["--precompile", target])
 }
 

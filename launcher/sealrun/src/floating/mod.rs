@@ -8,7 +8,7 @@
 //! renewal, less a margin, so its deadline is always earlier. Past the
 //! deadline the app is paused (or stopped with `--on-seat-loss stop`)
 //! until a renewal gets through again.
-pub mod wire;
+pub use sealrun_wire::floating as wire;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -262,17 +262,17 @@ impl Client {
         let mut config =
             ureq::Agent::config_builder().http_status_as_error(false).timeout_connect(Some(CONNECT_TIMEOUT));
         if let Some(ca) = &spec.ca {
-            let tls = crate::online::tls_trusting(ca).map_err(|e| match e {
-                crate::online::CaFileError::Io(source) => {
+            let tls = sealrun_host::tls::tls_trusting(ca).map_err(|e| match e {
+                sealrun_host::tls::CaFileError::Io(source) => {
                     LaunchError::Io { action: "cannot read", path: ca.clone(), source }
                 }
-                crate::online::CaFileError::NoCertificate => {
+                sealrun_host::tls::CaFileError::NoCertificate => {
                     LaunchError::Usage(format!("{} holds no PEM certificate", ca.display()))
                 }
-                crate::online::CaFileError::NotAFile => LaunchError::Usage(format!(
+                sealrun_host::tls::CaFileError::NotAFile => LaunchError::Usage(format!(
                     "{} (the license server's CA file) is not a regular file of at most {} bytes",
                     ca.display(),
-                    crate::online::MAX_CA_FILE_LEN
+                    sealrun_host::tls::MAX_CA_FILE_LEN
                 )),
             })?;
             config = config.tls_config(tls);
