@@ -4,7 +4,9 @@
 # a test in launcher/sealrun/src/doctor.rs).
 WASMTIME_VERSION=48.0.8
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step line carries the time since the script started, so a log shows
+# what every stage (installs included) took.
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 # Installs Debian packages (with sudo unless root).
 apt_install() {
