@@ -6,7 +6,12 @@ WASMTIME_VERSION=48.0.8
 
 # Each step line carries the time since the script started, so a log shows
 # what every stage (installs included) took.
-step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
+# The start is exported, so scripts that call others count from the first.
+export SEALRUN_SCRIPT_START="${SEALRUN_SCRIPT_START:-$(date +%s)}"
+step() {
+    local t=$(($(date +%s) - SEALRUN_SCRIPT_START))
+    printf '\n==> [%dm%02ds] %s\n' $((t / 60)) $((t % 60)) "$*" >&2
+}
 
 # Installs Debian packages (with sudo unless root).
 apt_install() {

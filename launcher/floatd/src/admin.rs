@@ -66,7 +66,7 @@ pub fn format_status(s: &Status) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     for p in &s.products {
-        let expires = p.expires.map(sealrun::fmt_time).unwrap_or_else(|| "never".into());
+        let expires = p.expires.map(sealrun_host::time::rfc3339).unwrap_or_else(|| "never".into());
         let _ = writeln!(
             o,
             "{}: {} of {} seats in use (one per {}), {} waiting; licensed to {}, expires {expires}",
@@ -89,8 +89,8 @@ pub fn format_status(s: &Status) -> String {
                 l.host,
                 l.user,
                 l.pid,
-                sealrun::fmt_time(l.since),
-                sealrun::fmt_time(l.last_heartbeat),
+                sealrun_host::time::rfc3339(l.since),
+                sealrun_host::time::rfc3339(l.last_heartbeat),
                 if l.revoked { "  REVOKED" } else { "" }
             );
         }

@@ -125,7 +125,7 @@ async fn page(State(d): State<Arc<Daemon>>) -> Html<String> {
          <h1>Floating licenses</h1>",
     );
     for p in &s.products {
-        let expires = p.expires.map(sealrun::fmt_time).unwrap_or_else(|| "never".into());
+        let expires = p.expires.map(sealrun_host::time::rfc3339).unwrap_or_else(|| "never".into());
         let _ = write!(
             o,
             "<h2>{}</h2><p>{} of {} seats in use (one per {}), {} waiting. Licensed to {}; expires {}.</p>",
@@ -150,8 +150,8 @@ async fn page(State(d): State<Arc<Daemon>>) -> Html<String> {
                 escape(&l.host),
                 escape(&l.user),
                 l.pid,
-                escape(&sealrun::fmt_time(l.since)),
-                escape(&sealrun::fmt_time(l.last_heartbeat))
+                escape(&sealrun_host::time::rfc3339(l.since)),
+                escape(&sealrun_host::time::rfc3339(l.last_heartbeat))
             );
         }
         o.push_str("</table>");

@@ -91,7 +91,7 @@ fn parse_nonce(text: &str) -> Option<[u8; LEASE_NONCE_LEN]> {
 }
 
 fn wall() -> UnixTime {
-    sealrun::now()
+    sealrun::clock::now()
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), FloatdError> {
@@ -144,16 +144,8 @@ fn admin_token(config: &Config) -> Result<[u8; 32], FloatdError> {
     let token = Zeroizing::new(hex::encode(raw.as_ref()));
     // Written whole to a temporary file, then renamed: a crash never leaves
     // a short token behind.
-    let tmp = config.state_dir.join(".admin.token.tmp");
-    let io = |source| FloatdError::Io { action: "cannot write", path: tmp.clone(), source };
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-    std::io::Write::write_all(&mut f, token.as_bytes()).and_then(|()| f.sync_all()).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(|source| FloatdError::Io {
-        action: "cannot write",
-        path: path.clone(),
-        source,
-    })?;
+    sealrun_host::fs::write_atomic(&path, token.as_bytes(), 0o600, sealrun_host::fs::Durability::Synced)
+        .map_err(|source| FloatdError::Io { action: "cannot write", path: path.clone(), source })?;
     Ok(hash(token.as_bytes()))
 }
 

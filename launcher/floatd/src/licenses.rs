@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use sealrun::device::Device;
 use sealrun::dongle::{self, Attached};
-use sealrun_format::dongle::AnyLicense;
+use sealrun_format::license::AnyLicense;
 use sealrun_format::license::{Binding, Holder, License, SeatUnit};
 use sealrun_format::{ContentKey, KeyId};
 

@@ -112,6 +112,5 @@ fn write_loop(path: &Path, file: std::fs::File, rx: mpsc::Receiver<String>) {
 }
 
 fn now_rfc3339() -> String {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    sealrun_host::time::now_rfc3339()
 }

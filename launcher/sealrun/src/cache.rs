@@ -10,9 +10,8 @@
 //!
 //! A file's modification time records its last use; when the cache grows past
 //! its cap the least recently used entries go first.
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -156,22 +155,13 @@ impl CodeCache {
         // moment it takes to seal it, and is zeroed right after.
         let code = Zeroizing::new(module.serialize().map_err(std::io::Error::other)?);
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-        let sealed = seal_entry(id, key, label, crate::now(), &code, &mut rng).map_err(std::io::Error::other)?;
+        let sealed = seal_entry(id, key, label, crate::clock::now(), &code, &mut rng).map_err(std::io::Error::other)?;
         drop(code);
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
         let path = self.entry_path(id);
-        let tmp = self.dir.join(format!(".{}.{}.tmp", id.to_hex(), std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            f.write_all(&sealed)?;
-            // No fsync: a torn entry after a crash fails authentication and
-            // is rebuilt, which costs one compile and loses nothing.
-            fs::rename(&tmp, &path)
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
+        // Unsynced: a torn entry after a crash fails authentication and is
+        // rebuilt, which costs one compile and loses nothing.
+        sealrun_host::fs::write_atomic(&path, &sealed, 0o600, sealrun_host::fs::Durability::Unsynced)?;
         self.evict(Some(&path));
         Ok(sealed.len() as u64)
     }

@@ -29,7 +29,7 @@
 //! check as a device license (the record is this device's), but no more:
 //! PKCS#11 tokens have no clock to ask.
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,6 +60,11 @@ pub const RECORD_FILE: &str = "last-seen";
 /// used to run an expired license.
 pub const TEST_NOW_ENV: &str = "SEALRUN_TEST_NOW";
 
+/// Now, in Unix seconds (in debug builds, [`TEST_NOW_ENV`] when set).
+pub fn now() -> sealrun_format::UnixTime {
+    now_ms() / 1000
+}
+
 /// Now, in Unix milliseconds: the system clock, or in debug builds
 /// [`TEST_NOW_ENV`] when set.
 pub fn now_ms() -> u64 {
@@ -67,10 +72,7 @@ pub fn now_ms() -> u64 {
     if let Some(secs) = std::env::var(TEST_NOW_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
         return secs.saturating_mul(1000);
     }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    sealrun_host::time::now_ms()
 }
 
 /// The record of `device`: next to its key file.
@@ -109,6 +111,7 @@ pub fn check(device: &Device, license: &Path, now: UnixTime) -> Result<(), Launc
             now,
             last_seen: seen.at_ms / 1000,
             by: Duration::from_millis(seen.at_ms - now_ms),
+            tolerance: CLOCK_SETBACK_TOLERANCE,
         });
     }
     Ok(())
@@ -129,37 +132,11 @@ pub fn advance(device: &Device, now: UnixTime) -> Result<(), LaunchError> {
         Some(seen) if seen.at_ms >= now_ms => return Ok(()),
         _ => now_ms,
     };
-    let dir = path.parent().expect("the record is in the data dir");
-    // Unique per process: two launches at once each write their own file,
-    // and the later rename wins (both hold about the same time).
-    let tmp = dir.join(format!(".{RECORD_FILE}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&seal_last_seen(&device.secret, at_ms))?;
-        f.sync_all()
-    };
-    let result = write()
-        .map_err(LaunchError::io("cannot write", &tmp))
-        .and_then(|()| fs::rename(&tmp, &path).map_err(LaunchError::io("cannot write", &path)));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// A duration as people read it: "2 h 5 min", "3 days 4 h", "40 s".
-pub fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, mins, secs) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    let day = |n: u64| if n == 1 { "1 day".to_owned() } else { format!("{n} days") };
-    match (days, hours, mins) {
-        (0, 0, 0) => format!("{secs} s"),
-        (0, 0, m) => format!("{m} min"),
-        (0, h, 0) => format!("{h} h"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, 0, _) => day(d),
-        (d, h, _) => format!("{} {h} h", day(d)),
-    }
+    // Two launches at once each write their own temporary file, and the
+    // later rename wins (both hold about the same time).
+    let record = seal_last_seen(&device.secret, at_ms);
+    sealrun_host::fs::write_atomic(&path, &record, 0o600, sealrun_host::fs::Durability::Synced)
+        .map_err(LaunchError::io("cannot write", &path))
 }
 
 #[cfg(test)]
@@ -175,11 +152,11 @@ mod tests {
 
     #[test]
     fn durations_read_well() {
-        assert_eq!(fmt_duration(Duration::from_secs(40)), "40 s");
-        assert_eq!(fmt_duration(Duration::from_secs(7200)), "2 h");
-        assert_eq!(fmt_duration(Duration::from_secs(7500)), "2 h 5 min");
-        assert_eq!(fmt_duration(Duration::from_secs(90_000)), "1 day 1 h");
-        assert_eq!(fmt_duration(Duration::from_secs(3 * 86_400)), "3 days");
+        assert_eq!(sealrun_host::time::fmt_duration(Duration::from_secs(40)), "40 s");
+        assert_eq!(sealrun_host::time::fmt_duration(Duration::from_secs(7200)), "2 h");
+        assert_eq!(sealrun_host::time::fmt_duration(Duration::from_secs(7500)), "2 h 5 min");
+        assert_eq!(sealrun_host::time::fmt_duration(Duration::from_secs(90_000)), "1 day 1 h");
+        assert_eq!(sealrun_host::time::fmt_duration(Duration::from_secs(3 * 86_400)), "3 days");
     }
 
     #[test]

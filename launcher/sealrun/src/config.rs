@@ -101,10 +101,8 @@ fn write_app_vendors(all: &BTreeMap<String, String>) -> Result<(), LaunchError> 
     }
     // A temporary file of its own (two launches may write at once), then
     // renamed into place.
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(LaunchError::io("cannot write in", &dir))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(LaunchError::io("cannot write", &path))?;
-    tmp.persist(&path).map_err(|e| LaunchError::io("cannot write", &path)(e.error))?;
-    Ok(())
+    sealrun_host::fs::write_atomic(&path, text.as_bytes(), 0o600, sealrun_host::fs::Durability::Synced)
+        .map_err(LaunchError::io("cannot write", &path))
 }
 
 /// Remembers `vendor` as the one `product`'s `[apps]` settings belong to,

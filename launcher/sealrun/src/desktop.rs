@@ -103,9 +103,8 @@ pub fn handler_entry(exe: &Path) -> String {
 fn write(path: &Path, bytes: &[u8]) -> Result<(), LaunchError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(LaunchError::io("cannot create", dir))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().unwrap_or_default().to_string_lossy()));
-    fs::write(&tmp, bytes).map_err(LaunchError::io("cannot write", &tmp))?;
-    fs::rename(&tmp, path).map_err(LaunchError::io("cannot write", path))
+    sealrun_host::fs::write_atomic(path, bytes, 0o644, sealrun_host::fs::Durability::Synced)
+        .map_err(LaunchError::io("cannot write", path))
 }
 
 fn remove(path: &Path, removed: &mut Vec<PathBuf>) -> Result<(), LaunchError> {

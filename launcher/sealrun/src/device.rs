@@ -5,9 +5,8 @@
 //! does not become this device. The machine ID comes from the OS (via
 //! machine-uid: /etc/machine-id on Linux) or, for containers without one and
 //! for tests that simulate several devices, from `SEALRUN_MACHINE_ID`.
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -85,18 +84,9 @@ fn create(path: &PathBuf, machine_id: &[u8]) -> Result<(), LaunchError> {
     // Written to a private temporary file first and then hard-linked into
     // place: the key file appears whole or not at all, and if another launch
     // made one at the same moment, theirs is kept (the caller reads it back).
-    let tmp = dir.join(format!(".device.key.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&file)?;
-        f.sync_all()
-    };
-    let result =
-        write().map_err(LaunchError::io("cannot write", &tmp)).and_then(|()| match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(LaunchError::io("cannot create", path)(e)),
-        });
-    let _ = fs::remove_file(&tmp);
-    result
+    match sealrun_host::fs::write_new(path, &file, 0o600) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(LaunchError::io("cannot create", path)(e)),
+    }
 }

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use sealrun_format::license::{Binding, License};
 
-use crate::{device, fmt_time, paths, store};
+use crate::{device, paths, store};
+use sealrun_host::time::rfc3339 as fmt_time;
 
 /// The wasmtime version this launcher is built with (checked against
 /// Cargo.lock by a test).
@@ -133,7 +134,7 @@ pub fn report() -> String {
         }
         Some(Err(e)) => format!("; PROBLEM: {}", e.to_string().lines().next().unwrap_or_default()),
     };
-    let _ = writeln!(s, "clock:         {}{clock}", fmt_time(crate::now()));
+    let _ = writeln!(s, "clock:         {}{clock}", fmt_time(crate::clock::now()));
     let licenses = store::all();
     let _ = writeln!(s, "licenses:      {} installed", licenses.len());
     for path in licenses {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use sealrun_format::device::DeviceCode;
 use sealrun_format::dongle::DongleId;
+use sealrun_host::time::{fmt_duration, rfc3339};
 pub use sealrun_token::PinProblem;
 
 /// Exit codes of `sealrun` (the README has the table). A guest's own exit
@@ -130,6 +131,8 @@ pub enum LaunchError {
         last_seen: sealrun_format::UnixTime,
         /// How far the clock is behind that.
         by: std::time::Duration,
+        /// How far behind it may be ([`crate::clock::CLOCK_SETBACK_TOLERANCE`]).
+        tolerance: std::time::Duration,
     },
     /// The record of when a time-limited license was last accepted does not
     /// open: damaged, edited, copied from another device, or of another version.
@@ -442,18 +445,18 @@ impl fmt::Display for LaunchError {
                  Wait until then, or if the clock is wrong, set it right (turn on network time, e.g. `timedatectl set-ntp true`) and run the app again.",
                 path.display()
             ),
-            LaunchError::ClockSetBack { license, now, last_seen, by } => write!(
+            LaunchError::ClockSetBack { license, now, last_seen, by, tolerance } => write!(
                 f,
                 "this computer's clock says it is {}, but a time-limited app last ran here at {}:\n\
                  the clock was set back by {} (more than the {} allowed), so the time-limited license {} is not used.\n\
                  Set the clock right (turn on network time, e.g. `timedatectl set-ntp true`) and run the app again.\n\
                  (If the clock is right now and was ahead before, time-limited apps run again from {}.)",
-                crate::fmt_time(*now),
-                crate::fmt_time(*last_seen),
-                crate::clock::fmt_duration(*by),
-                crate::clock::fmt_duration(crate::clock::CLOCK_SETBACK_TOLERANCE),
+                rfc3339(*now),
+                rfc3339(*last_seen),
+                fmt_duration(*by),
+                fmt_duration(*tolerance),
                 license.display(),
-                crate::fmt_time(last_seen.saturating_sub(crate::clock::CLOCK_SETBACK_TOLERANCE.as_secs())),
+                rfc3339(last_seen.saturating_sub(tolerance.as_secs())),
             ),
             LaunchError::ClockRecord { path, source: source @ sealrun_format::Error::UnsupportedVersion { .. } } => {
                 write!(
@@ -587,7 +590,7 @@ impl fmt::Display for LaunchError {
                     f,
                     "{all} {seats} {s} of {product} are in use (since {}); try again later or run with `--wait`.\n\
                      (License server: {server}; `sealrun-floatd status` there shows who holds them.)",
-                    crate::fmt_time(*since)
+                    rfc3339(*since)
                 )
             }
             LaunchError::LicenseServerUnreachable { server, reason } => write!(

@@ -185,7 +185,7 @@ impl Desktop {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&file) else { return };
         let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
-        let when = crate::fmt_time(crate::now());
+        let when = sealrun_host::time::rfc3339(crate::clock::now());
         // One entry per launch: its own line breaks are indented, and no
         // text inside it (a file name, a server's message) can start a line.
         let body = sealrun_format::text::shown_lines(message.trim_end()).replace('\n', "\n    ");

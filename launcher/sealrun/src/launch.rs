@@ -5,7 +5,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use sealrun_format::dongle::{AnyLicense, SealedLicense};
+use sealrun_format::dongle::SealedLicense;
+use sealrun_format::license::AnyLicense;
 use sealrun_format::license::{Binding, License};
 use sealrun_format::package::{Manifest, Package};
 use sealrun_format::{ContentKey, UnixTime};
@@ -17,7 +18,8 @@ use crate::error::LaunchError;
 use crate::native::{self, TrustPolicy};
 use crate::secure_buf::SecretBuffer;
 use crate::ui::Ui;
-use crate::{clock, fmt_time, runner, store};
+use crate::{clock, runner, store};
+use sealrun_host::time::rfc3339 as fmt_time;
 use sealrun_token::{DecryptFailed, Library, TokenError};
 
 /// Modules at least this large are decrypted on every core: below it one
@@ -43,18 +45,6 @@ pub struct Opened {
     /// Boxed, so that moving an `Opened` moves a pointer and leaves no copy
     /// of the key in the frames it passes through.
     key: Box<ContentKey>,
-}
-
-/// A package whose module has been verified and decrypted.
-pub struct Unlocked {
-    /// The package manifest.
-    pub manifest: Manifest,
-    /// The module, in a locked, zeroizing buffer.
-    pub module: SecretBuffer,
-    /// The license that unlocked it.
-    pub license_path: PathBuf,
-    /// The license.
-    pub license: License,
 }
 
 /// A package ready to run: its module compiled (or loaded from the cache).
@@ -101,15 +91,14 @@ pub enum Source {
     },
 }
 
-#[allow(unsafe_code)]
 fn map(path: &Path) -> Result<memmap2::Mmap, LaunchError> {
     let file = File::open(path).map_err(LaunchError::io("cannot open", path))?;
-    // SAFETY: the map is read-only and only read through `Package`, which
+    // Only read through `Package`, which
     // copies each chunk into private memory before hashing and decrypting
     // it, so a file changed while mapped can only cause a refusal. A file
     // truncated while mapped raises SIGBUS and ends the process (memmap's
     // documented caveat); no plaintext is produced either way.
-    unsafe { memmap2::Mmap::map(&file) }.map_err(LaunchError::io("cannot read", path))
+    sealrun_host::fs::map_read_only(&file).map_err(LaunchError::io("cannot read", path))
 }
 
 /// Reads just the header of `package` (for the vendor key and names).
@@ -445,13 +434,6 @@ impl Opened {
     }
 }
 
-/// Verifies and decrypts `package` for `device` at time `now`.
-pub fn unlock(package: &Path, license: Option<&Path>, device: &Device, now: UnixTime) -> Result<Unlocked, LaunchError> {
-    let opened = open(package, license, device, now)?;
-    let module = opened.decrypt()?;
-    Ok(Unlocked { manifest: opened.manifest, module, license_path: opened.license_path, license: opened.license })
-}
-
 /// A license that checked out, with the content key it unlocked.
 struct Selected {
     path: PathBuf,
@@ -618,14 +600,6 @@ fn check_any(
             Ok(Selected { path: path.to_owned(), license: *license, key: Box::new(key), dongle: None })
         }
     }
-}
-
-/// Checks one device license file against the package and this device.
-pub fn check_license(path: &Path, manifest: &Manifest, device: &Device, now: UnixTime) -> Result<License, LaunchError> {
-    let bytes = store::read_license_file(path)?;
-    let license = License::parse(&bytes).map_err(LaunchError::bad_file(path))?;
-    check_plain(path, &license, manifest, device, now)?;
-    Ok(license)
 }
 
 fn check_plain(

@@ -9,7 +9,7 @@ use sealrun::cache::CodeCache;
 use sealrun::launch;
 use sealrun::launch::Source;
 use sealrun::native::TrustPolicy;
-use sealrun::package_hints;
+use sealrun::runner::package_hints;
 use sealrun::runner::{self, DirGrant, GuestConfig};
 use sealrun::ui::{Stderr, Ui, human_bytes};
 use sealrun::{LaunchError, desktop, device, doctor, dongle, floating, gui, online, store};
@@ -548,7 +548,8 @@ fn license_precheck(a: &RunArgs) -> Result<(), LaunchError> {
     sealrun::hardening::harden_process();
     let scrubbing = sealrun::scrub::Scrubbing::start();
     let checked = device::load_or_create().and_then(|device| {
-        launch::open_with(&a.package, a.license.as_deref(), &device, sealrun::now(), &a.token.options()).map(drop)
+        launch::open_with(&a.package, a.license.as_deref(), &device, sealrun::clock::now(), &a.token.options())
+            .map(drop)
     });
     drop(scrubbing);
     sealrun::scrub::scrub_stack();
@@ -705,7 +706,7 @@ fn open_for_run(
         license_server: a.license_server.as_deref(),
         wait: a.wait,
     };
-    launch::open_for_run(&a.package, &how, device, sealrun::now(), &mut on_queued)
+    launch::open_for_run(&a.package, &how, device, sealrun::clock::now(), &mut on_queued)
 }
 
 fn prepare(
@@ -722,7 +723,7 @@ fn prepare(
     }
     sealrun::hardening::harden_process();
     let device = device::load_or_create()?;
-    let opened = launch::open_with(package, license, &device, sealrun::now(), tokens)?;
+    let opened = launch::open_with(package, license, &device, sealrun::clock::now(), tokens)?;
     let engine = runner::engine()?;
     let loaded = opened.load(&device, engine, Some(&cache), &Stderr)?;
     let name = format!("{} {}", loaded.manifest.display_name, loaded.manifest.release);
@@ -815,7 +816,7 @@ fn dongle_list(opts: &dongle::Options, terms: bool) -> Result<ExitCode, LaunchEr
                             l.terms.releases,
                             l.terms.licensee,
                             l.terms.binding.describe(),
-                            l.terms.expires.map(sealrun::fmt_time).unwrap_or_else(|| "never".into())
+                            l.terms.expires.map(sealrun_host::time::rfc3339).unwrap_or_else(|| "never".into())
                         ),
                         Some(Err(e)) => println!("  license {}: DAMAGED: {e}", path.display()),
                         None => {
@@ -842,7 +843,7 @@ fn cache_command(c: CacheCommand) -> Result<ExitCode, LaunchError> {
                 println!(
                     "{:>9}  last used {}  {}  {}",
                     human_bytes(e.size),
-                    sealrun::fmt_time(used),
+                    sealrun_host::time::rfc3339(used),
                     e.label,
                     e.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
                 );

@@ -15,8 +15,7 @@
 //! assume no CPU features beyond the target's baseline, so an artifact runs on
 //! every machine of its target.
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use sealrun_format::VendorPublicKey;
@@ -115,17 +114,7 @@ impl TrustPolicy {
         for (k, note) in &self.native {
             text.push_str(&format!("{k} {note}\n"));
         }
-        let tmp = dir.join(format!(".{TRUST_FILE}.{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io(e)
-        })
+        sealrun_host::fs::write_atomic(&path, text.as_bytes(), 0o600, sealrun_host::fs::Durability::Synced).map_err(io)
     }
 }
 

@@ -272,7 +272,7 @@ fn check_download(part: &Path, license_bytes: &[u8], product: &str) -> Result<St
     }
     let lic = License::parse(license_bytes).map_err(LaunchError::bad_file("the server's license"))?;
     lic.verify_signature(&m.manifest.vendor_key).map_err(LaunchError::bad_file("the server's license"))?;
-    lic.check_covers(&m.manifest, crate::now())
+    lic.check_covers(&m.manifest, crate::clock::now())
         .map_err(|source| LaunchError::WrongProduct { path: PathBuf::from("the server's license"), source })?;
     Ok(m.manifest.display_name.clone())
 }

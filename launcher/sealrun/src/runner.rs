@@ -214,6 +214,30 @@ pub fn engine() -> Result<Engine, LaunchError> {
     sealrun_engine::host_engine().map_err(|e| LaunchError::GuestStart(e.to_string()))
 }
 
+/// Notes for the user about capabilities the package asks for that were
+/// not granted (nothing is granted without the user saying so).
+pub fn package_hints(
+    manifest: &sealrun_format::package::Manifest,
+    dirs: &[DirGrant],
+    env: &[(String, String)],
+) -> Vec<String> {
+    use sealrun_format::package::Capability;
+    let mut out = Vec::new();
+    for c in &manifest.capabilities {
+        match c {
+            Capability::Dir { writable, guest } if !dirs.iter().any(|d| &d.guest == guest) => {
+                let mode = if *writable { "" } else { ":ro" };
+                out.push(format!("this app asks for a directory at {guest}; grant one with --dir HOST::{guest}{mode}"));
+            }
+            Capability::Env(name) if !env.iter().any(|(k, _)| k == name) => {
+                out.push(format!("this app reads ${name}; pass it with --env {name}=VALUE"));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// What a watched run depends on, checked every [`Watch::interval`] on a
 /// thread of its own while the guest runs.
 pub trait Watch: Send {

@@ -3,21 +3,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sealrun_format::dongle::{AnyLicense, SealedLicense};
+use sealrun_format::dongle::SealedLicense;
+use sealrun_format::license::AnyLicense;
 use sealrun_format::license::{Binding, License};
+use sealrun_host::fs::{Durability, write_atomic};
 
 use crate::device::Device;
 use crate::error::LaunchError;
 use crate::paths;
 
-/// Installs a license file into the store after checking that it parses and
-/// is bound to this device. Returns where it was stored.
-pub fn add(file: &Path, device: &Device) -> Result<(PathBuf, License), LaunchError> {
-    let bytes = read_license_file(file)?;
-    add_bytes(&bytes, file, device)
-}
-
-/// What `add` installed.
+/// What [`add_any`] installed.
 pub enum Added {
     /// A device license, readable.
     Plain(Box<License>),
@@ -54,9 +49,10 @@ pub fn dongle_licenses_dir() -> PathBuf {
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, LaunchError> {
     fs::create_dir_all(dir).map_err(LaunchError::io("cannot create", dir))?;
     let dest = dir.join(format!("{name}.license"));
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, bytes).map_err(LaunchError::io("cannot write", &tmp))?;
-    fs::rename(&tmp, &dest).map_err(LaunchError::io("cannot write", &dest))?;
+    // Synced, through a temporary file of its own (issue 26: a fixed
+    // temporary name let two installs at once mix their bytes, and an
+    // unsynced license could be lost to a power cut after "installed").
+    write_atomic(&dest, bytes, 0o644, Durability::Synced).map_err(LaunchError::io("cannot write", &dest))?;
     Ok(dest)
 }
 

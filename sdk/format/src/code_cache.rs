@@ -75,7 +75,7 @@ impl EntryId {
 
     /// Lower-case hex, for the entry's file name.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hexid::to_hex(&self.0)
     }
 }
 

@@ -31,8 +31,8 @@ use zeroize::Zeroizing;
 
 use crate::cursor::{Cursor, PutExt};
 use crate::device::{DeviceCode, MACHINE_TAG_LEN};
+use crate::issuer::{Issuer, LicenseSigner, decode_issuer, encode_issuer, verify_issued};
 use crate::keys::{SIGNATURE_LEN, VendorPublicKey};
-use crate::license::{Holder, Issuer, License, LicenseSigner, decode_issuer, encode_issuer, verify_issued};
 use crate::limits::{MAX_DONGLE_RECORD_BODY_LEN, MAX_LICENSE_FILE_LEN};
 use crate::{Artifact, Error, Result, UnixTime};
 
@@ -85,7 +85,7 @@ impl DongleId {
 
 impl fmt::Display for DongleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        crate::hexid::write_hex(f, &self.0)
     }
 }
 
@@ -101,16 +101,9 @@ impl FromStr for DongleId {
     /// 32 hex digits; case does not matter, dashes and spaces are ignored.
     fn from_str(s: &str) -> Result<Self> {
         let digits: Vec<u8> = s.bytes().filter(|b| !matches!(b, b'-' | b' ')).collect();
-        let bad = || Error::InvalidInput { field: "dongle id", problem: "is not 32 hex digits" };
-        if digits.len() != 2 * DONGLE_ID_LEN {
-            return Err(bad());
-        }
-        let mut id = [0u8; DONGLE_ID_LEN];
-        for (i, pair) in digits.chunks(2).enumerate() {
-            let text = core::str::from_utf8(pair).map_err(|_| bad())?;
-            id[i] = u8::from_str_radix(text, 16).map_err(|_| bad())?;
-        }
-        Ok(DongleId(id))
+        crate::hexid::parse_hex(&digits)
+            .map(DongleId)
+            .ok_or(Error::InvalidInput { field: "dongle id", problem: "is not 32 hex digits" })
     }
 }
 
@@ -328,26 +321,6 @@ impl SealedLicense {
         self.product_tag == product_tag(&self.dongle, product)
     }
 
-    /// Parses the license the token decrypted; it must be bound to the
-    /// dongle this envelope names, for the product its tag names.
-    pub fn open(&self, plaintext: &[u8]) -> Result<License> {
-        let license = License::parse(plaintext)?;
-        match license.terms.binding.holder() {
-            Holder::Dongle(dongle) if dongle == self.dongle => {}
-            _ => {
-                return Err(Error::Malformed {
-                    artifact: L,
-                    field: "binding",
-                    problem: "names another dongle than its envelope",
-                });
-            }
-        }
-        if !self.may_be_for(&license.terms.product) {
-            return Err(Error::Malformed { artifact: L, field: "product tag", problem: "does not match the product" });
-        }
-        Ok(license)
-    }
-
     /// The envelope as bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = self.header.clone();
@@ -377,31 +350,11 @@ pub(crate) fn seal_license(
     header
 }
 
-/// A license file of either kind, told apart by its magic bytes.
-#[derive(Debug, Clone)]
-pub enum AnyLicense {
-    /// A license readable by anyone (device-bound).
-    Plain(Box<License>),
-    /// A license sealed to a dongle.
-    Sealed(SealedLicense),
-}
-
-impl AnyLicense {
-    /// Parses a license file of either kind.
-    pub fn parse(input: &[u8]) -> Result<AnyLicense> {
-        if input.starts_with(&SEALED_LICENSE_MAGIC) {
-            SealedLicense::parse(input).map(AnyLicense::Sealed)
-        } else {
-            License::parse(input).map(|l| AnyLicense::Plain(Box::new(l)))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::{ContentKey, VendorSigningKey};
-    use crate::license::{Binding, Terms, certify_issuer, issue_for_dongle};
+    use crate::license::{AnyLicense, Binding, Terms, certify_issuer, issue_for_dongle};
     use crate::release::ReleaseRange;
     use crate::{Release, device::DeviceSecret};
 

@@ -10,8 +10,9 @@
 use std::str::FromStr;
 
 use crate::device::{DeviceCode, DeviceSecret, open_device_key};
-use crate::dongle::{AnyLicense, DongleId, DongleKey, DongleRecord};
+use crate::dongle::{DongleId, DongleKey, DongleRecord};
 use crate::lease::{LeaseId, LeaseKey, LeaseRoot, LeaseSecret, Proof, check_proof, open_lent, open_lent_secret};
+use crate::license::AnyLicense;
 use crate::license::License;
 use crate::package::{Header, Manifest, Package};
 use crate::stream::{ChunkLayout, ChunkOpener, StreamOpener, StreamSealer, TAG_LEN, open_all};

@@ -65,17 +65,13 @@ impl VendorPublicKey {
 
     /// A short fingerprint for people: the first 8 bytes of SHA-256, in hex.
     pub fn short_id(&self) -> String {
-        let d = Sha256::digest(self.0);
-        d[..8].iter().map(|b| format!("{b:02x}")).collect()
+        crate::hexid::to_hex(&Sha256::digest(self.0)[..8])
     }
 }
 
 impl fmt::Display for VendorPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        crate::hexid::write_hex(f, &self.0)
     }
 }
 
@@ -134,11 +130,9 @@ impl fmt::Debug for ContentKey {
 pub struct KeyId(pub [u8; 32]);
 
 impl fmt::Display for KeyId {
+    /// The first 8 bytes: enough to tell keys apart in messages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0[..8] {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        crate::hexid::write_hex(f, &self.0[..8])
     }
 }
 

@@ -51,7 +51,7 @@ impl LeaseId {
 
 impl fmt::Display for LeaseId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        crate::hexid::write_hex(f, &self.0)
     }
 }
 
@@ -68,14 +68,12 @@ impl FromStr for LeaseId {
     fn from_str(s: &str) -> Result<LeaseId> {
         let bad =
             || Error::Malformed { artifact: Artifact::LeaseKey, field: "lease id", problem: "is not 32 hex digits" };
-        if s.len() != 2 * LEASE_ID_LEN || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        // Lowercase only: the id is a key in the daemon's tables, and one
+        // lease must have one spelling.
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(bad());
         }
-        let mut id = [0u8; LEASE_ID_LEN];
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(LeaseId(id))
+        crate::hexid::parse_hex(s.as_bytes()).map(LeaseId).ok_or_else(bad)
     }
 }
 

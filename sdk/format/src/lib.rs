@@ -20,6 +20,8 @@ pub mod dongle;
 mod error;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+mod hexid;
+mod issuer;
 pub mod keys;
 pub mod lease;
 pub mod ledger;

@@ -11,8 +11,12 @@ use rand_core::CryptoRng;
 
 use crate::cursor::{Cursor, PutExt};
 use crate::device::{DeviceCode, DeviceSecret, MACHINE_TAG_LEN};
-use crate::dongle::{DONGLE_ID_LEN, DongleId, DongleKey, NONCE_LEN, TokenDecrypt, seal_license};
-use crate::keys::{ContentKey, KeyId, SIGNATURE_LEN, VendorPublicKey, VendorSigningKey};
+use crate::dongle::{
+    DONGLE_ID_LEN, DongleId, DongleKey, NONCE_LEN, SEALED_LICENSE_MAGIC, SealedLicense, TokenDecrypt, seal_license,
+};
+pub use crate::issuer::{ISSUER_CERT_LEN, Issuer, IssuerCert, LicenseSigner, certify_issuer};
+use crate::issuer::{decode_issuer, encode_issuer, verify_issued};
+use crate::keys::{ContentKey, KeyId, SIGNATURE_LEN, VendorPublicKey};
 use crate::limits::*;
 use crate::release::ReleaseRange;
 use crate::text::{feature_problem, free_text_problem, product_id_problem};
@@ -114,117 +118,6 @@ impl Binding {
             Binding::Floating { holder, .. } => holder,
         }
     }
-}
-
-/// A vendor's certificate for an issuing key (e.g. a license server's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IssuerCert {
-    /// The certified issuing key.
-    pub issuer_key: VendorPublicKey,
-    /// Licenses issued after this instant are not accepted.
-    pub not_after: UnixTime,
-    /// The vendor key's signature over the two fields above.
-    pub signature: [u8; SIGNATURE_LEN],
-}
-
-fn cert_message(vendor: &VendorPublicKey, issuer: &VendorPublicKey, not_after: UnixTime) -> Vec<u8> {
-    let mut m = b"sealrun/v1/issuer-cert\0".to_vec();
-    m.extend_from_slice(&vendor.0);
-    m.extend_from_slice(&issuer.0);
-    m.put_u64(not_after);
-    m
-}
-
-/// Length of an encoded [`IssuerCert`]: key, expiry, signature.
-pub const ISSUER_CERT_LEN: usize = 32 + 8 + SIGNATURE_LEN;
-
-impl IssuerCert {
-    /// Checks that `vendor` made this certificate.
-    pub fn verify(&self, vendor: &VendorPublicKey) -> Result<()> {
-        vendor.verify(&cert_message(vendor, &self.issuer_key, self.not_after), &self.signature, A)
-    }
-
-    /// The certificate as bytes: issuing key, `not_after` (u64 BE), signature.
-    pub fn to_bytes(&self) -> [u8; ISSUER_CERT_LEN] {
-        let mut out = [0u8; ISSUER_CERT_LEN];
-        out[..32].copy_from_slice(&self.issuer_key.0);
-        out[32..40].copy_from_slice(&self.not_after.to_be_bytes());
-        out[40..].copy_from_slice(&self.signature);
-        out
-    }
-
-    /// Reads [`IssuerCert::to_bytes`] output (no signature check).
-    pub fn from_bytes(b: &[u8; ISSUER_CERT_LEN]) -> IssuerCert {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&b[..32]);
-        let mut na = [0u8; 8];
-        na.copy_from_slice(&b[32..40]);
-        let mut signature = [0u8; SIGNATURE_LEN];
-        signature.copy_from_slice(&b[40..]);
-        IssuerCert { issuer_key: VendorPublicKey(key), not_after: u64::from_be_bytes(na), signature }
-    }
-}
-
-/// Certifies `issuer` to sign licenses for `vendor` until `not_after`.
-pub fn certify_issuer(vendor: &VendorSigningKey, issuer: VendorPublicKey, not_after: UnixTime) -> IssuerCert {
-    let signature = vendor.sign(&cert_message(&vendor.public(), &issuer, not_after));
-    IssuerCert { issuer_key: issuer, not_after, signature }
-}
-
-/// Verifies `signature` over `msg` by the signer `issuer` names, for a
-/// document issued at `issued_at` under `vendor`.
-pub(crate) fn verify_issued(
-    vendor: &VendorPublicKey,
-    issuer: &Issuer,
-    issued_at: UnixTime,
-    msg: &[u8],
-    signature: &[u8; SIGNATURE_LEN],
-    artifact: Artifact,
-) -> Result<()> {
-    let signer = match issuer {
-        Issuer::Vendor => *vendor,
-        Issuer::Certified(cert) => {
-            vendor.verify(&cert_message(vendor, &cert.issuer_key, cert.not_after), &cert.signature, artifact)?;
-            if issued_at > cert.not_after {
-                return Err(Error::BadSignature(artifact));
-            }
-            cert.issuer_key
-        }
-    };
-    signer.verify(msg, signature, artifact)
-}
-
-/// Reads an issuer: kind 0 (the vendor) or 1 (a certificate follows).
-pub(crate) fn decode_issuer(c: &mut Cursor<'_>) -> Result<Issuer> {
-    match c.u8()? {
-        0 => Ok(Issuer::Vendor),
-        1 => Ok(Issuer::Certified(IssuerCert {
-            issuer_key: VendorPublicKey(c.array()?),
-            not_after: c.u64()?,
-            signature: c.array()?,
-        })),
-        _ => Err(c.malformed("issuer", "has an unknown kind")),
-    }
-}
-
-/// Writes an issuer as [`decode_issuer`] reads it.
-pub(crate) fn encode_issuer(b: &mut Vec<u8>, issuer: &Issuer) {
-    match issuer {
-        Issuer::Vendor => b.put_u8(0),
-        Issuer::Certified(cert) => {
-            b.put_u8(1);
-            b.extend_from_slice(&cert.to_bytes());
-        }
-    }
-}
-
-/// Who signed a license.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Issuer {
-    /// The vendor key itself.
-    Vendor,
-    /// An issuing key certified by the vendor key.
-    Certified(IssuerCert),
 }
 
 /// The signed terms of a license.
@@ -598,37 +491,6 @@ fn keys_problem(terms: &Terms, keys: &[WrappedKey]) -> Option<&'static str> {
     None
 }
 
-/// Who signs a new license.
-pub enum LicenseSigner<'a> {
-    /// The vendor key itself.
-    Vendor(&'a VendorSigningKey),
-    /// An issuing key with its certificate.
-    Issuer {
-        /// The issuing key.
-        key: &'a VendorSigningKey,
-        /// Its certificate from the vendor key.
-        cert: IssuerCert,
-        /// The vendor key that made the certificate.
-        vendor: VendorPublicKey,
-    },
-}
-
-impl LicenseSigner<'_> {
-    /// The vendor key, the issuer as recorded, and the key that signs.
-    pub(crate) fn parts(&self) -> Result<(VendorPublicKey, Issuer, &VendorSigningKey)> {
-        let (vendor, issuer, key) = match self {
-            LicenseSigner::Vendor(k) => (k.public(), Issuer::Vendor, *k),
-            LicenseSigner::Issuer { key, cert, vendor } => (*vendor, Issuer::Certified(*cert), *key),
-        };
-        if let Issuer::Certified(cert) = issuer
-            && cert.issuer_key != key.public()
-        {
-            return Err(Error::InvalidInput { field: "issuing key", problem: "is not the key its certificate names" });
-        }
-        Ok((vendor, issuer, key))
-    }
-}
-
 /// Issues a license held by a device for `terms` (a device license, or a
 /// floating license for a license manager's device), wrapping each of
 /// `keys` (one per release, each within the licensed range) to that device.
@@ -712,4 +574,48 @@ fn issue_signed(
     let sig = key.sign(&signed_message(&out));
     out.extend_from_slice(&sig);
     Ok(out)
+}
+
+/// Opening a sealed license is the license's business: the dongle module
+/// only knows the envelope.
+impl SealedLicense {
+    /// Parses the license the token decrypted; it must be bound to the
+    /// dongle this envelope names, for the product its tag names.
+    pub fn open(&self, plaintext: &[u8]) -> Result<License> {
+        let license = License::parse(plaintext)?;
+        match license.terms.binding.holder() {
+            Holder::Dongle(dongle) if dongle == self.dongle => {}
+            _ => {
+                return Err(Error::Malformed {
+                    artifact: A,
+                    field: "binding",
+                    problem: "names another dongle than its envelope",
+                });
+            }
+        }
+        if !self.may_be_for(&license.terms.product) {
+            return Err(Error::Malformed { artifact: A, field: "product tag", problem: "does not match the product" });
+        }
+        Ok(license)
+    }
+}
+
+/// A license file of either kind, told apart by its magic bytes.
+#[derive(Debug, Clone)]
+pub enum AnyLicense {
+    /// A license readable by anyone (device-bound).
+    Plain(Box<License>),
+    /// A license sealed to a dongle.
+    Sealed(SealedLicense),
+}
+
+impl AnyLicense {
+    /// Parses a license file of either kind.
+    pub fn parse(input: &[u8]) -> Result<AnyLicense> {
+        if input.starts_with(&SEALED_LICENSE_MAGIC) {
+            SealedLicense::parse(input).map(AnyLicense::Sealed)
+        } else {
+            License::parse(input).map(|l| AnyLicense::Plain(Box::new(l)))
+        }
+    }
 }

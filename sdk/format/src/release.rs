@@ -1,8 +1,5 @@
 //! Release numbers: `MAJOR.MINOR.PATCH`, stored as three big-endian u32.
 use core::fmt;
-use core::str::FromStr;
-
-use crate::{Error, Result};
 
 /// A product release, ordered numerically (`1.10.0` > `1.9.3`).
 ///
@@ -44,33 +41,6 @@ impl Release {
 impl fmt::Display for Release {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-impl FromStr for Release {
-    type Err = Error;
-
-    /// Parses `MAJOR.MINOR.PATCH`; leading zeros and suffixes are refused so
-    /// that every release has exactly one spelling.
-    fn from_str(s: &str) -> Result<Self> {
-        const BAD: Error = Error::InvalidInput {
-            field: "release",
-            problem: "must be MAJOR.MINOR.PATCH with plain decimal numbers, e.g. 1.0.0",
-        };
-        let mut parts = s.split('.');
-        let mut next = || -> Result<u32> {
-            let p = parts.next().ok_or(BAD)?;
-            let canonical = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'));
-            if !canonical {
-                return Err(BAD);
-            }
-            p.parse().map_err(|_| BAD)
-        };
-        let r = Release { major: next()?, minor: next()?, patch: next()? };
-        if parts.next().is_some() {
-            return Err(BAD);
-        }
-        Ok(r)
     }
 }
 

@@ -64,6 +64,35 @@ pub fn feature_problem(s: &str) -> Option<&'static str> {
     None
 }
 
+/// A release as typed: here rather than in `release.rs`, which the error
+/// type names (a release that parses is one the errors can show).
+impl core::str::FromStr for crate::release::Release {
+    type Err = crate::error::Error;
+
+    /// Parses `MAJOR.MINOR.PATCH`; leading zeros and suffixes are refused so
+    /// that every release has exactly one spelling.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        const BAD: crate::error::Error = crate::error::Error::InvalidInput {
+            field: "release",
+            problem: "must be MAJOR.MINOR.PATCH with plain decimal numbers, e.g. 1.0.0",
+        };
+        let mut parts = s.split('.');
+        let mut next = || -> crate::Result<u32> {
+            let p = parts.next().ok_or(BAD)?;
+            let canonical = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'));
+            if !canonical {
+                return Err(BAD);
+            }
+            p.parse().map_err(|_| BAD)
+        };
+        let r = crate::release::Release { major: next()?, minor: next()?, patch: next()? };
+        if parts.next().is_some() {
+            return Err(BAD);
+        }
+        Ok(r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,8 @@ use ed25519_dalek::{Signer, SigningKey};
 
 use common::{NOW, PRODUCT, Y2025, Y2026, Y2030, hex32, key_file};
 use sealrun_format::device::{DeviceCode, DeviceSecret};
-use sealrun_format::dongle::{AnyLicense, DongleId, DongleKey, DongleRecord, SealedLicense, make_record};
+use sealrun_format::dongle::{DongleId, DongleKey, DongleRecord, SealedLicense, make_record};
+use sealrun_format::license::AnyLicense;
 use sealrun_format::license::{self, Binding, LicenseSigner, Terms, certify_issuer};
 use sealrun_format::package::{Manifest, Package};
 use sealrun_format::release::ReleaseRange;

@@ -1,6 +1,4 @@
 //! Dates on the command line and in output. All instants are UTC.
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sealrun_format::UnixTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -13,7 +11,7 @@ const DAY: u64 = 86_400;
 
 /// Now, in Unix seconds.
 pub fn now() -> UnixTime {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    sealrun_host::time::now()
 }
 
 /// Which end of a day a bare date stands for.
@@ -53,11 +51,7 @@ pub fn describe_expiry(t: UnixTime) -> String {
 
 /// Formats an instant as RFC 3339 (UTC).
 pub fn format(t: UnixTime) -> String {
-    i64::try_from(t)
-        .ok()
-        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| format!("@{t}"))
+    sealrun_host::time::rfc3339(t)
 }
 
 #[cfg(test)]

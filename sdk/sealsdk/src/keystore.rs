@@ -10,8 +10,7 @@
 //! Key files are one header line and one hex line, so they can be backed up
 //! and diffed as text.
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use sealrun_format::dongle::{DongleId, DongleKey};
@@ -29,13 +28,10 @@ const DONGLE_KEY_HEADER: &str = "sealrun-dongle-key-v1";
 pub const KEYSTORE_ENV: &str = "SEALSDK_KEYSTORE";
 
 /// The keystore directory used when none is given: `$XDG_DATA_HOME/sealsdk`,
-/// else `~/.local/share/sealsdk`.
+/// else `~/.local/share/sealsdk` (a relative `$XDG_DATA_HOME` is ignored,
+/// as the XDG spec says).
 pub fn default_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("sealsdk");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    home.join(".local/share/sealsdk")
+    sealrun_host::dirs::app_dir(sealrun_host::dirs::Base::Data, "sealsdk")
 }
 
 /// A keystore directory.
@@ -181,15 +177,7 @@ fn write_secret(path: &Path, header: &str, bytes: &[u8; 32]) -> Result<()> {
     // Written whole to a private temporary file, then hard-linked into place:
     // a crash never leaves a half-written key, and an existing key is never
     // replaced (linking fails if the name exists).
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".key-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(SdkError::io("cannot create a file in", dir))?;
-    let mut f = tmp.as_file();
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(SdkError::io("cannot write", path))?;
-    fs::hard_link(tmp.path(), path).map_err(SdkError::io("cannot create", path))
+    sealrun_host::fs::write_new(path, text.as_bytes(), 0o600).map_err(SdkError::io("cannot create", path))
 }
 
 fn read_secret(path: &Path, header: &str) -> Result<Zeroizing<[u8; 32]>> {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sealrun_format::VendorPublicKey;
 use sealrun_format::ledger::{ChainHead, PricePlan, ScheduledPlan};
 
-use crate::ledger::PlanLine;
+use crate::plan::PlanLine;
 use crate::{Result, SdkError};
 
 /// The server a keystore's ledger records are about.
@@ -333,13 +333,8 @@ fn read_lines<T>(path: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T
 /// Writes a whole file through a temporary file beside it, so a crash
 /// leaves the old file or the new one.
 fn write_whole(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(SdkError::io("cannot create a file in", dir))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(SdkError::io("cannot write", path))?;
-    tmp.persist(path).map_err(|e| SdkError::io("cannot write", path)(e.error))?;
-    Ok(())
+    sealrun_host::fs::write_atomic(path, text.as_bytes(), 0o600, sealrun_host::fs::Durability::Synced)
+        .map_err(SdkError::io("cannot write", path))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod issue;
 pub mod keystore;
 pub mod ledger;
 pub mod ledger_state;
+mod plan;
 pub mod seal;
 pub mod server;
 pub mod verify;

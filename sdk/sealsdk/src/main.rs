@@ -798,8 +798,8 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                 url: c.base().into(),
                 reason: format!("the server sent a bad license: {e}"),
             };
-            match sealrun_format::dongle::AnyLicense::parse(&bytes).map_err(bad)? {
-                sealrun_format::dongle::AnyLicense::Plain(parsed) => {
+            match sealrun_format::license::AnyLicense::parse(&bytes).map_err(bad)? {
+                sealrun_format::license::AnyLicense::Plain(parsed) => {
                     records.add_issued(&parsed.terms.license_id, lic["ledger_seq"].as_u64().unwrap_or(0))?;
                     issue::write_license(&i.output, &bytes)?;
                     println!(
@@ -811,7 +811,7 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                         i.output.display()
                     );
                 }
-                sealrun_format::dongle::AnyLicense::Sealed(sealed) => {
+                sealrun_format::license::AnyLicense::Sealed(sealed) => {
                     let mut id = [0u8; 16];
                     if hex::decode_to_slice(lic["license_id"].as_str().unwrap_or_default(), &mut id).is_ok() {
                         records.add_issued(&id, lic["ledger_seq"].as_u64().unwrap_or(0))?;

@@ -68,13 +68,12 @@ pub fn seal_file(keystore: &Keystore, input: &Path, output: &Path, opts: &SealOp
     seal_bytes(&module, &key, &signer, output, opts)
 }
 
-#[allow(unsafe_code)]
 fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
-    // SAFETY: the map is read-only and lives only for this seal. Changing
+    // The map lives only for this seal. Changing
     // the input while it is sealed seals a mix of old and new bytes (still
     // signed as sealed, so nothing downstream is fooled, but seal a file
     // nobody is writing); truncating it raises SIGBUS and ends the process.
-    unsafe { memmap2::Mmap::map(file) }.map_err(SdkError::io("cannot read", path))
+    sealrun_host::fs::map_read_only(file).map_err(SdkError::io("cannot read", path))
 }
 
 /// Seals module bytes already in memory (or mapped) into `output`.

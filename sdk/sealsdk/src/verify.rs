@@ -49,10 +49,9 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-#[allow(unsafe_code)]
 fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
-    // SAFETY: read-only map used only during this check. A concurrent change
-    // can make the answer stale (check a file nobody is writing); a
-    // concurrent truncation raises SIGBUS and ends the process.
-    unsafe { memmap2::Mmap::map(file) }.map_err(SdkError::io("cannot read", path))
+    // Used only during this check: a concurrent change can make the answer
+    // stale (check a file nobody is writing); a concurrent truncation
+    // raises SIGBUS and ends the process.
+    sealrun_host::fs::map_read_only(file).map_err(SdkError::io("cannot read", path))
 }

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
+};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,15 +26,18 @@ use utoipa::{OpenApi, ToSchema};
 use crate::billing::{Invoice, PlanHistory, PlanJson, invoice_csv, invoice_html};
 use crate::catalog::{Product, ReleaseInfo, ReleaseKey, parse_release};
 use crate::dongles::{DongleInfo, DongleRequest, ProvisionedDongle};
+use crate::error::ServerError;
 use crate::ledger::{EntryJson, HeadLine};
 use crate::licensing::{
     ActivateRequest, CodeInfo, CodeRequest, DeactivateRequest, Deactivated, IssueRequest, IssuedLicense, LicenseInfo,
 };
 use crate::metrics::Metrics;
+pub use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiResult, InternalError};
 use crate::ratelimit::RateLimiter;
+use crate::secrets;
 use crate::service::Service;
 use crate::vendors::{NewVendor, Vendor};
-use crate::{ServerError, secrets};
 
 /// Largest JSON request body: every request is a handful of short fields;
 /// the largest (a code batch request) is far below this.
@@ -91,95 +97,6 @@ impl AppState {
 
 type St = State<Arc<AppState>>;
 
-/// An API error: a status and a message for the caller.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    detail: String,
-    internal: Option<String>,
-}
-
-/// The problem+json body.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Problem {
-    /// Always `about:blank`: the status and `code` say what happened.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary (the status text).
-    pub title: String,
-    /// HTTP status.
-    pub status: u16,
-    /// What went wrong and what to do.
-    pub detail: String,
-    /// Stable machine-readable error code.
-    pub code: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), internal: None }
-    }
-}
-
-impl From<ServerError> for ApiError {
-    fn from(e: ServerError) -> Self {
-        use ServerError as E;
-        let (status, code) = match &e {
-            E::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            E::Exists(_) => (StatusCode::CONFLICT, "exists"),
-            E::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
-            E::Format(_) => (StatusCode::BAD_REQUEST, "invalid"),
-            E::NoIssuerCert => (StatusCode::CONFLICT, "issuer_not_certified"),
-            E::IssuerCertExpired => (StatusCode::CONFLICT, "issuer_certificate_expired"),
-            E::NoRelease(_) => (StatusCode::CONFLICT, "no_release"),
-            E::NoPackage => (StatusCode::NOT_FOUND, "no_package"),
-            E::PackageMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "package_mismatch"),
-            E::CodeUnknown => (StatusCode::NOT_FOUND, "code_unknown"),
-            E::CodeRevoked => (StatusCode::GONE, "code_revoked"),
-            E::CodeExpired => (StatusCode::GONE, "code_expired"),
-            E::CodeExhausted(_) => (StatusCode::CONFLICT, "code_exhausted"),
-            E::TransferLimit(_) => (StatusCode::CONFLICT, "transfer_limit"),
-            E::NotActivated => (StatusCode::NOT_FOUND, "not_activated"),
-            E::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            _ => {
-                return ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "internal",
-                    detail: "internal error; the operator's log has the details".into(),
-                    internal: Some(e.to_string()),
-                };
-            }
-        };
-        ApiError::new(status, code, e.to_string())
-    }
-}
-
-/// Marks a response as an internal error, for the logging middleware.
-#[derive(Clone)]
-struct InternalError(String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Problem {
-            kind: "about:blank".into(),
-            title: self.status.canonical_reason().unwrap_or("Error").into(),
-            status: self.status.as_u16(),
-            detail: self.detail,
-            code: self.code.into(),
-        };
-        let mut r = (self.status, Json(body)).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(i) = self.internal {
-            r.extensions_mut().insert(InternalError(i));
-        }
-        r
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
 /// `Json` whose rejections (malformed JSON, wrong fields, too large, wrong
 /// content type) are problem+json too.
 pub struct ApiJson<T>(pub T);
@@ -218,8 +135,29 @@ async fn vendor_auth(s: &AppState, headers: &HeaderMap) -> ApiResult<i64> {
     Ok(s.svc.authenticate_vendor(bearer(headers)?).await?)
 }
 
-async fn admin_auth(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    Ok(s.svc.authenticate_admin(bearer(headers)?).await?)
+/// The vendor a request comes from, by its bearer token. An extractor, so
+/// that a vendor route cannot forget the check: the handler cannot run
+/// without one, and it runs before the body is read.
+pub(crate) struct VendorCaller(pub(crate) i64);
+
+impl FromRequestParts<Arc<AppState>> for VendorCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        vendor_auth(s, &parts.headers).await.map(VendorCaller)
+    }
+}
+
+/// A request from the operator (the admin token), as [`VendorCaller`].
+pub(crate) struct AdminCaller;
+
+impl FromRequestParts<Arc<AppState>> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        s.svc.authenticate_admin(bearer(&parts.headers)?).await?;
+        Ok(AdminCaller)
+    }
 }
 
 /// The rate-limit key of the client: its address, or behind a proxy the
@@ -435,16 +373,14 @@ pub struct RevokeTokenRequest {
     responses((status = 201, body = NewVendor), (status = 401, body = Problem), (status = 409, body = Problem)))]
 async fn admin_create_vendor(
     State(s): St,
-    headers: HeaderMap,
+    _: AdminCaller,
     ApiJson(req): ApiJson<VendorRequest>,
 ) -> ApiResult<(StatusCode, Json<NewVendor>)> {
-    admin_auth(&s, &headers).await?;
     Ok((StatusCode::CREATED, Json(s.svc.create_vendor(&req.name).await?)))
 }
 
 #[utoipa::path(get, path = "/v1/admin/vendors", security(("admin" = [])), responses((status = 200, body = Vec<Vendor>)))]
-async fn admin_vendors(State(s): St, headers: HeaderMap) -> ApiResult<Json<Vec<Vendor>>> {
-    admin_auth(&s, &headers).await?;
+async fn admin_vendors(State(s): St, _: AdminCaller) -> ApiResult<Json<Vec<Vendor>>> {
     Ok(Json(s.svc.vendors().await?))
 }
 
@@ -452,11 +388,10 @@ async fn admin_vendors(State(s): St, headers: HeaderMap) -> ApiResult<Json<Vec<V
     params(("vendor" = String, Path)), responses((status = 201, body = TokenJson), (status = 404, body = Problem)))]
 async fn admin_vendor_token(
     State(s): St,
-    headers: HeaderMap,
+    _: AdminCaller,
     Path(vendor): Path<String>,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenJson>)> {
-    admin_auth(&s, &headers).await?;
     let id = s.svc.vendor_id(&vendor).await?;
     let t = s.svc.new_vendor_token(id, req.label.as_deref().unwrap_or("")).await?;
     Ok((StatusCode::CREATED, Json(TokenJson { token: t.to_string() })))
@@ -467,12 +402,11 @@ async fn admin_vendor_token(
     responses((status = 200, body = PlanHistory), (status = 400, body = Problem)))]
 async fn admin_set_plan(
     State(s): St,
-    headers: HeaderMap,
+    _: AdminCaller,
     Path(vendor): Path<String>,
     Query(q): Query<EffectiveQuery>,
     ApiJson(plan): ApiJson<PlanJson>,
 ) -> ApiResult<Json<PlanHistory>> {
-    admin_auth(&s, &headers).await?;
     let id = s.svc.vendor_id(&vendor).await?;
     s.svc.set_plan(id, &plan, q.effective_from).await?;
     Ok(Json(s.svc.plan_history(id).await?))
@@ -488,8 +422,7 @@ pub struct EffectiveQuery {
 
 #[utoipa::path(get, path = "/v1/admin/vendors/{vendor}/plan", security(("admin" = [])),
     params(("vendor" = String, Path)), responses((status = 200, body = PlanJson)))]
-async fn admin_plan(State(s): St, headers: HeaderMap, Path(vendor): Path<String>) -> ApiResult<Json<PlanJson>> {
-    admin_auth(&s, &headers).await?;
+async fn admin_plan(State(s): St, _: AdminCaller, Path(vendor): Path<String>) -> ApiResult<Json<PlanJson>> {
     let id = s.svc.vendor_id(&vendor).await?;
     Ok(Json(s.svc.plan(id).await?))
 }
@@ -516,11 +449,10 @@ fn render_invoice(inv: Invoice, format: Option<&str>) -> ApiResult<Response> {
     responses((status = 200, body = Invoice)))]
 async fn admin_invoice(
     State(s): St,
-    headers: HeaderMap,
+    _: AdminCaller,
     Path((vendor, period)): Path<(String, String)>,
     Query(q): Query<FormatQuery>,
 ) -> ApiResult<Response> {
-    admin_auth(&s, &headers).await?;
     let id = s.svc.vendor_id(&vendor).await?;
     render_invoice(s.svc.invoice(id, &period).await?, q.format.as_deref())
 }
@@ -549,8 +481,7 @@ async fn revoke_token(
 }
 
 #[utoipa::path(get, path = "/v1/vendor", security(("vendor" = [])), responses((status = 200, body = Vendor), (status = 401, body = Problem)))]
-async fn vendor_self(State(s): St, headers: HeaderMap) -> ApiResult<Json<Vendor>> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn vendor_self(State(s): St, VendorCaller(v): VendorCaller) -> ApiResult<Json<Vendor>> {
     Ok(Json(s.svc.vendor(v).await?))
 }
 
@@ -568,23 +499,20 @@ pub struct CertificateRequest {
     responses((status = 200, body = Vendor), (status = 400, body = Problem)))]
 async fn vendor_certify(
     State(s): St,
-    headers: HeaderMap,
+    VendorCaller(v): VendorCaller,
     ApiJson(req): ApiJson<CertificateRequest>,
 ) -> ApiResult<Json<Vendor>> {
-    let v = vendor_auth(&s, &headers).await?;
     Ok(Json(s.svc.certify(v, req.vendor_key.trim(), req.certificate.trim()).await?))
 }
 
 #[utoipa::path(get, path = "/v1/vendor/plan", security(("vendor" = [])), responses((status = 200, body = PlanJson)))]
-async fn vendor_plan(State(s): St, headers: HeaderMap) -> ApiResult<Json<PlanJson>> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn vendor_plan(State(s): St, VendorCaller(v): VendorCaller) -> ApiResult<Json<PlanJson>> {
     Ok(Json(s.svc.plan(v).await?))
 }
 
 #[utoipa::path(get, path = "/v1/vendor/plans", security(("vendor" = [])),
     responses((status = 200, body = PlanHistory, description = "every plan, past, present and scheduled, oldest first")))]
-async fn vendor_plans(State(s): St, headers: HeaderMap) -> ApiResult<Json<PlanHistory>> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn vendor_plans(State(s): St, VendorCaller(v): VendorCaller) -> ApiResult<Json<PlanHistory>> {
     Ok(Json(s.svc.plan_history(v).await?))
 }
 
@@ -603,23 +531,20 @@ pub struct ProductRequest {
     responses((status = 201, body = Product), (status = 400, body = Problem), (status = 409, body = Problem)))]
 async fn create_product(
     State(s): St,
-    headers: HeaderMap,
+    VendorCaller(v): VendorCaller,
     ApiJson(req): ApiJson<ProductRequest>,
 ) -> ApiResult<(StatusCode, Json<Product>)> {
-    let v = vendor_auth(&s, &headers).await?;
     Ok((StatusCode::CREATED, Json(s.svc.create_product(v, &req.product, req.name.as_deref()).await?)))
 }
 
 #[utoipa::path(get, path = "/v1/products", security(("vendor" = [])), responses((status = 200, body = Vec<Product>)))]
-async fn products(State(s): St, headers: HeaderMap) -> ApiResult<Json<Vec<Product>>> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn products(State(s): St, VendorCaller(v): VendorCaller) -> ApiResult<Json<Vec<Product>>> {
     Ok(Json(s.svc.products(v).await?))
 }
 
 #[utoipa::path(get, path = "/v1/products/{product}", security(("vendor" = [])), params(("product" = String, Path)),
     responses((status = 200, body = Product), (status = 404, body = Problem)))]
-async fn product(State(s): St, headers: HeaderMap, Path(p): Path<String>) -> ApiResult<Json<Product>> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn product(State(s): St, VendorCaller(v): VendorCaller, Path(p): Path<String>) -> ApiResult<Json<Product>> {
     Ok(Json(s.svc.product(v, &p).await?))
 }
 
@@ -637,11 +562,10 @@ pub struct ReleaseRequest {
               (status = 404, body = Problem)))]
 async fn create_release(
     State(s): St,
-    headers: HeaderMap,
+    VendorCaller(v): VendorCaller,
     Path(p): Path<String>,
     ApiJson(req): ApiJson<ReleaseRequest>,
 ) -> ApiResult<Response> {
-    let v = vendor_auth(&s, &headers).await?;
     let release = parse_release(&req.release)?;
     let key = s.svc.release_key(v, &p, release).await?;
     let status = if key.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -657,13 +581,13 @@ async fn create_release(
     responses((status = 200, body = ReleaseInfo), (status = 413, body = Problem), (status = 422, body = Problem)))]
 async fn upload_package(
     State(s): St,
+    VendorCaller(v): VendorCaller,
     headers: HeaderMap,
     Path((p, r)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Json<ReleaseInfo>> {
     use sha2::Digest;
     use tokio::io::AsyncWriteExt;
-    let v = vendor_auth(&s, &headers).await?;
     let release = parse_release(&r)?;
     // Check ownership and read what the package must say before taking it.
     let target = s.svc.upload_target(v, &p, release).await?;
@@ -875,10 +799,10 @@ pub struct LicensePage {
               (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn issue_license(
     State(s): St,
+    VendorCaller(v): VendorCaller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<IssueRequest>,
 ) -> ApiResult<(StatusCode, Json<IssuedLicense>)> {
-    let v = vendor_auth(&s, &headers).await?;
     // A value that is not text is passed on as one the check refuses.
     let key = headers.get("idempotency-key").map(|k| k.to_str().unwrap_or("\u{1}")).map(str::to_owned);
     let lic = s.svc.issue_license(v, &req, key.as_deref()).await?;
@@ -893,26 +817,27 @@ async fn issue_license(
               (status = 400, body = Problem), (status = 409, body = Problem)))]
 async fn provision_dongle(
     State(s): St,
-    headers: HeaderMap,
+    VendorCaller(v): VendorCaller,
     ApiJson(req): ApiJson<DongleRequest>,
 ) -> ApiResult<Response> {
-    let v = vendor_auth(&s, &headers).await?;
     let d = s.svc.provision_dongle(v, &req).await?;
     // The answer carries a key: no cache may keep it.
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(d)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/dongles", security(("vendor" = [])), responses((status = 200, body = [DongleInfo])))]
-async fn dongles(State(s): St, headers: HeaderMap) -> ApiResult<Json<Vec<DongleInfo>>> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn dongles(State(s): St, VendorCaller(v): VendorCaller) -> ApiResult<Json<Vec<DongleInfo>>> {
     Ok(Json(s.svc.dongles(v).await?))
 }
 
 #[utoipa::path(get, path = "/v1/licenses", security(("vendor" = [])),
     params(("product" = Option<String>, Query), ("after" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
     responses((status = 200, body = LicensePage)))]
-async fn licenses(State(s): St, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<LicensePage>> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn licenses(
+    State(s): St,
+    VendorCaller(v): VendorCaller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<LicensePage>> {
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let (licenses, next) = s.svc.licenses(v, q.product.as_deref(), q.after.unwrap_or(0), limit).await?;
     Ok(Json(LicensePage { licenses, next }))
@@ -921,9 +846,12 @@ async fn licenses(State(s): St, headers: HeaderMap, Query(q): Query<ListQuery>) 
 #[utoipa::path(get, path = "/v1/licenses/export", security(("vendor" = [])),
     params(("format" = Option<String>, Query, description = "json (lines) or csv")),
     responses((status = 200, description = "every license, as JSON lines or CSV")))]
-async fn export_licenses(State(s): St, headers: HeaderMap, Query(q): Query<FormatQuery>) -> ApiResult<Response> {
+async fn export_licenses(
+    State(s): St,
+    VendorCaller(v): VendorCaller,
+    Query(q): Query<FormatQuery>,
+) -> ApiResult<Response> {
     use std::fmt::Write as _;
-    let v = vendor_auth(&s, &headers).await?;
     let csv = match q.format.as_deref().unwrap_or("json") {
         "json" => false,
         "csv" => true,
@@ -971,8 +899,7 @@ fn csv_field(s: &str) -> String {
 
 #[utoipa::path(post, path = "/v1/licenses/{license_id}/revoke", security(("vendor" = [])), params(("license_id" = String, Path)),
     responses((status = 204, description = "revoked"), (status = 404, body = Problem)))]
-async fn revoke_license(State(s): St, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn revoke_license(State(s): St, VendorCaller(v): VendorCaller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.svc.revoke_license(v, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -996,25 +923,26 @@ pub struct ProductQuery {
     responses((status = 201, body = CodesJson), (status = 400, body = Problem), (status = 404, body = Problem)))]
 async fn create_codes(
     State(s): St,
-    headers: HeaderMap,
+    VendorCaller(v): VendorCaller,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> ApiResult<(StatusCode, [(header::HeaderName, &'static str); 1], Json<CodesJson>)> {
-    let v = vendor_auth(&s, &headers).await?;
     let codes = s.svc.create_codes(v, &req).await?;
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(CodesJson { codes })))
 }
 
 #[utoipa::path(get, path = "/v1/codes", security(("vendor" = [])), params(("product" = Option<String>, Query)),
     responses((status = 200, body = CodesJson)))]
-async fn codes(State(s): St, headers: HeaderMap, Query(q): Query<ProductQuery>) -> ApiResult<Json<CodesJson>> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn codes(
+    State(s): St,
+    VendorCaller(v): VendorCaller,
+    Query(q): Query<ProductQuery>,
+) -> ApiResult<Json<CodesJson>> {
     Ok(Json(CodesJson { codes: s.svc.codes(v, q.product.as_deref()).await? }))
 }
 
 #[utoipa::path(post, path = "/v1/codes/{id}/revoke", security(("vendor" = [])), params(("id" = i64, Path)),
     responses((status = 204, description = "revoked"), (status = 404, body = Problem)))]
-async fn revoke_code(State(s): St, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn revoke_code(State(s): St, VendorCaller(v): VendorCaller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id: i64 = id.parse().map_err(|_| ServerError::NotFound("code"))?;
     s.svc.revoke_code(v, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -1022,8 +950,7 @@ async fn revoke_code(State(s): St, headers: HeaderMap, Path(id): Path<String>) -
 
 #[utoipa::path(get, path = "/v1/ledger", security(("vendor" = [])),
     responses((status = 200, body = Vec<EntryJson>, content_type = "application/x-ndjson", description = "one entry per line, then a last line {\"head\": …} with the operator-signed head of those entries")))]
-async fn ledger(State(s): St, headers: HeaderMap) -> ApiResult<Response> {
-    let v = vendor_auth(&s, &headers).await?;
+async fn ledger(State(s): St, VendorCaller(v): VendorCaller) -> ApiResult<Response> {
     let mut out = String::new();
     let chain = s.svc.ledger(v).await?;
     for e in &chain {
@@ -1042,11 +969,10 @@ async fn ledger(State(s): St, headers: HeaderMap) -> ApiResult<Response> {
     responses((status = 200, body = Invoice), (status = 400, body = Problem)))]
 async fn vendor_invoice(
     State(s): St,
-    headers: HeaderMap,
+    VendorCaller(v): VendorCaller,
     Path(period): Path<String>,
     Query(q): Query<FormatQuery>,
 ) -> ApiResult<Response> {
-    let v = vendor_auth(&s, &headers).await?;
     render_invoice(s.svc.invoice(v, &period).await?, q.format.as_deref())
 }
 

@@ -17,9 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use sealrun_format::ledger::{EntryFields, EntryKind, LedgerEntry};
 
-use crate::ServerError;
 use crate::db::Db;
-use crate::service::{blob, unix};
+use crate::error::ServerError;
+use crate::rows::{blob, unix};
 
 /// Most licenses stored by one transaction: bounds the statement size (11
 /// parameters a row, far below SQLite's and PostgreSQL's limits) and the
@@ -174,7 +174,7 @@ async fn store(db: &Db, rows: &[Pending]) -> Result<Vec<Stored>, ServerError> {
         // license was signed: a batch committed just after midnight on the
         // 1st belongs to the new month, and the old month's invoice, read
         // under the same lock, cannot have missed it.
-        let at = crate::ledger::stamp(head.try_get("at")?);
+        let at = crate::chain::stamp(head.try_get("at")?);
         let sql = format!(
             "INSERT INTO ledger (vendor_id, seq, at, kind, product, license_id, device_fp, seats, prev_hash, hash) VALUES {}",
             placeholders(list.len(), 10)

@@ -19,8 +19,9 @@ use sealrun_format::ledger::{
     InvoiceLine, InvoiceStatement, PlanSegment, PricePlan, ScheduledPlan, invoice_over, segments,
 };
 
+use crate::error::ServerError;
 use crate::service::Service;
-use crate::{ServerError, now};
+use crate::time::now;
 
 /// A price plan as stored and sent. Amounts in the currency's minor unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -341,7 +342,7 @@ impl Service {
             .map(|r| {
                 let text: String = r.try_get("plan")?;
                 Ok(ScheduledPlanJson {
-                    effective_from: crate::service::unix(r.try_get("effective_from")?),
+                    effective_from: crate::rows::unix(r.try_get("effective_from")?),
                     plan: serde_json::from_str(&text).map_err(|_| ServerError::SecretUnreadable)?,
                 })
             })
@@ -351,7 +352,7 @@ impl Service {
 
     /// A vendor's price plan in force now.
     pub async fn plan(&self, vendor: i64) -> Result<PlanJson, ServerError> {
-        let t = crate::service::unix(now());
+        let t = crate::rows::unix(now());
         let h = self.plan_history(vendor).await?;
         h.plans.into_iter().rev().find(|p| p.effective_from <= t).map(|p| p.plan).ok_or(ServerError::NotFound("plan"))
     }
@@ -394,8 +395,8 @@ impl Service {
             total: totals.total,
             ledger_seq,
             ledger_hash: hex::encode(ledger_hash),
-            closed: crate::service::unix(read_at) >= end,
-            signed_at: crate::service::unix(now()),
+            closed: crate::rows::unix(read_at) >= end,
+            signed_at: crate::rows::unix(now()),
             signature: String::new(),
         };
         let statement = inv.statement().expect("the hash was just encoded");

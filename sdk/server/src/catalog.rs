@@ -11,9 +11,12 @@ use sealrun_format::release::ReleaseRange;
 use sealrun_format::text::{free_text_problem, product_id_problem};
 use sealrun_format::{ContentKey, Release};
 
+use crate::error::ServerError;
+use crate::rows::opt_i64;
+pub(crate) use crate::rows::{ProductRow, ReleaseRow};
 use crate::secrets::rng;
-use crate::service::{Service, opt_i64};
-use crate::{ServerError, now};
+use crate::service::Service;
+use crate::time::now;
 
 /// A product.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -52,23 +55,6 @@ pub struct ReleaseKey {
     pub content_key: String,
     /// Whether the key was made by this request (false: it existed).
     pub created: bool,
-}
-
-/// A stored release row with its key decrypted.
-#[derive(Clone)]
-pub(crate) struct ReleaseRow {
-    pub(crate) release: Release,
-    pub(crate) key: ContentKey,
-    pub(crate) package_sha256: Option<String>,
-    pub(crate) package_len: Option<i64>,
-}
-
-/// The product row and owner for a product id.
-#[derive(Clone)]
-pub(crate) struct ProductRow {
-    pub(crate) id: i64,
-    pub(crate) vendor: i64,
-    pub(crate) product: String,
 }
 
 /// The release an upload is for, and what its package must say.

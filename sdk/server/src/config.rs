@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::ServerError;
 use crate::api::Limits;
+use crate::error::ServerError;
 
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "SEALRUN_SERVER_CONFIG";
@@ -87,12 +87,9 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The default data directory: `$XDG_DATA_HOME/sealrun-server`, else
-/// `~/.local/share/sealrun-server`.
+/// `~/.local/share/sealrun-server` (a relative `$XDG_DATA_HOME` is ignored).
 pub fn default_data_dir() -> PathBuf {
-    if let Some(d) = env("XDG_DATA_HOME") {
-        return PathBuf::from(d).join("sealrun-server");
-    }
-    PathBuf::from(env("HOME").unwrap_or_else(|| ".".into())).join(".local/share/sealrun-server")
+    sealrun_host::dirs::app_dir(sealrun_host::dirs::Base::Data, "sealrun-server")
 }
 
 impl Config {

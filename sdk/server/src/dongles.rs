@@ -11,10 +11,12 @@ use utoipa::ToSchema;
 use sealrun_format::dongle::{DongleId, DongleKey, make_record};
 use sealrun_format::license::LicenseSigner;
 
+use crate::error::ServerError;
 use crate::licensing::parse_device;
+use crate::rows::unix;
 use crate::secrets::rng;
-use crate::service::{Service, unix};
-use crate::{ServerError, now};
+use crate::service::Service;
+use crate::time::now;
 
 /// A vendor's request to provision a dongle.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -10,8 +10,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::catalog::{ProductRow, ReleaseRow};
-use crate::vendors::Issuer;
+use crate::rows::{Issuer, ProductRow, ReleaseRow};
 
 /// How long a cached entry is used: short enough that revocations and
 /// renewals elsewhere apply almost at once, long enough to save the reads

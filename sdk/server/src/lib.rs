@@ -10,6 +10,7 @@ pub mod api;
 mod batch;
 pub mod billing;
 pub mod catalog;
+mod chain;
 pub mod config;
 pub mod db;
 pub mod dongles;
@@ -20,20 +21,16 @@ mod hot;
 pub mod ledger;
 pub mod licensing;
 pub mod metrics;
+mod problem;
 pub mod provision;
 pub mod ratelimit;
+mod rows;
 pub mod secrets;
 mod serve;
 pub mod service;
+mod time;
 pub mod vendors;
 
 pub use error::ServerError;
 pub use serve::{InitReport, init, open, serve};
-
-/// Now, in Unix seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use time::now;

@@ -20,10 +20,12 @@ use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Release, VendorPublicKey};
 
 use crate::catalog::{ProductRow, parse_range, range_text};
+use crate::error::ServerError;
 use crate::ledger::{Append, append};
+use crate::rows::{opt_i64, unix};
 use crate::secrets::{new_activation_code, normalize_code, rng, token_hash};
-use crate::service::{Service, opt_i64, unix};
-use crate::{ServerError, now};
+use crate::service::Service;
+use crate::time::now;
 
 /// What the ledger records as the holder of a dongle license (where a
 /// device license has the device fingerprint): a hash of the dongle id.
@@ -436,7 +438,7 @@ impl Service {
                 releases: r.try_get("releases")?,
                 license: B64.encode(r.try_get::<Vec<u8>, _>("bytes")?),
                 created: false,
-                ledger_seq: opt_i64(&r, "seq")?.map(crate::service::unix),
+                ledger_seq: opt_i64(&r, "seq")?.map(crate::rows::unix),
             })
         })
         .transpose()
@@ -884,7 +886,7 @@ impl Service {
         r.map(|r| {
             Ok(Activation {
                 license: r.try_get("bytes")?,
-                license_id: crate::service::blob(&r, "license_id")?,
+                license_id: crate::rows::blob(&r, "license_id")?,
                 product: r.try_get("product")?,
                 releases: parse_range(&r.try_get::<String, _>("releases")?)?,
                 created: false,
@@ -940,7 +942,7 @@ struct CodeRow {
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_license(
-    conn: &mut crate::service::Conn,
+    conn: &mut crate::rows::Conn,
     product: &ProductRow,
     built: &Built,
     device: &DeviceCode,

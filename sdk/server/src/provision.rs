@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::ServerError;
-use crate::api::ApiError;
+use crate::error::ServerError;
 use crate::licensing::Activation;
+use crate::problem::ApiError;
 use crate::service::Service;
 
 impl Service {

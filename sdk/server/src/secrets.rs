@@ -14,7 +14,13 @@ use rand_core::Rng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::ServerError;
+use crate::error::ServerError;
+
+/// Operator tokens start with this, so a leaked one is recognisable (and
+/// secret scanners can match it).
+pub const ADMIN_TOKEN_PREFIX: &str = "sra_";
+/// Vendor tokens start with this.
+pub const VENDOR_TOKEN_PREFIX: &str = "srv_";
 
 /// Environment variable that may hold the master key (64 hex digits)
 /// instead of a file.

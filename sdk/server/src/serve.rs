@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::ServerError;
 use crate::api::{AppState, app};
 use crate::config::Config;
 use crate::db::Db;
+use crate::error::ServerError;
 use crate::secrets::{MASTER_KEY_ENV, MasterKey};
 use crate::service::Service;
 

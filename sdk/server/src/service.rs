@@ -1,13 +1,14 @@
 //! The service every front end (the HTTP API, the operator CLI) calls: the
-//! database, the master key and the package store, with the shared helpers
-//! of the operation modules.
+//! database, the master key and the package store. The operations are
+//! implemented on it in their own modules (catalog, vendors, licensing, ...).
 use std::path::PathBuf;
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 use crate::db::Db;
-use crate::secrets::MasterKey;
-use crate::{ServerError, now};
+use crate::error::ServerError;
+use crate::secrets::{ADMIN_TOKEN_PREFIX, MasterKey, VENDOR_TOKEN_PREFIX};
+use crate::time::now;
 
 /// The licensing service.
 pub struct Service {
@@ -158,28 +159,3 @@ async fn operator_key(db: &Db, master: &MasterKey) -> Result<sealrun_format::Ven
     let seed = master.open32(OPERATOR_KEY_CONTEXT, &bytes)?;
     Ok(sealrun_format::VendorSigningKey::from_seed(&seed))
 }
-
-/// Operator tokens start with this, so a leaked one is recognisable (and
-/// secret scanners can match it).
-pub const ADMIN_TOKEN_PREFIX: &str = "sra_";
-/// Vendor tokens start with this.
-pub const VENDOR_TOKEN_PREFIX: &str = "srv_";
-
-/// Reads an optional i64 column.
-pub(crate) fn opt_i64(r: &sqlx::any::AnyRow, col: &str) -> Result<Option<i64>, ServerError> {
-    Ok(r.try_get::<Option<i64>, _>(col)?)
-}
-
-/// Reads a blob column into a fixed array.
-pub(crate) fn blob<const N: usize>(r: &sqlx::any::AnyRow, col: &str) -> Result<[u8; N], ServerError> {
-    let v: Vec<u8> = r.try_get(col)?;
-    v.try_into().map_err(|_| ServerError::SecretUnreadable)
-}
-
-/// Unix seconds as u64 for the formats (the clock is after 1970).
-pub(crate) fn unix(t: i64) -> u64 {
-    u64::try_from(t).unwrap_or(0)
-}
-
-/// Type of a connection the operation helpers take.
-pub(crate) type Conn = AnyConnection;

@@ -14,9 +14,12 @@ use sealrun_format::license::{ISSUER_CERT_LEN, IssuerCert};
 use sealrun_format::{VendorPublicKey, VendorSigningKey};
 
 use crate::billing::PlanJson;
+use crate::error::ServerError;
+use crate::rows::{Issuer, blob, opt_i64};
+use crate::secrets::{ADMIN_TOKEN_PREFIX, VENDOR_TOKEN_PREFIX};
 use crate::secrets::{new_token, rng, token_hash};
-use crate::service::{ADMIN_TOKEN_PREFIX, Service, VENDOR_TOKEN_PREFIX, blob, opt_i64};
-use crate::{ServerError, now};
+use crate::service::Service;
+use crate::time::now;
 
 /// Longest vendor name.
 pub const MAX_VENDOR_NAME_LEN: usize = 64;
@@ -259,13 +262,6 @@ impl Service {
         self.hot.issuers.forget(&vendor);
         self.vendor(vendor).await
     }
-}
-
-/// A vendor's issuing key, ready to sign.
-pub(crate) struct Issuer {
-    pub(crate) key: VendorSigningKey,
-    pub(crate) cert: IssuerCert,
-    pub(crate) vendor_key: VendorPublicKey,
 }
 
 fn vendor_from_row(r: &sqlx::any::AnyRow, operator: &VendorPublicKey) -> Result<Vendor, ServerError> {

@@ -31,6 +31,21 @@ pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
 }
 
+/// A duration as people read it: "2 h 5 min", "3 days 4 h", "40 s".
+pub fn fmt_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, mins, secs) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let day = |n: u64| if n == 1 { "1 day".to_owned() } else { format!("{n} days") };
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{secs} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, 0, _) => day(d),
+        (d, h, _) => format!("{} {h} h", day(d)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -512,14 +512,14 @@ fn accept(
         sealrun_format::Error::Expired(t) => LaunchError::NotValidNow {
             path: PathBuf::from(&spec.url),
             expired: true,
-            when: crate::fmt_time(t),
-            now: crate::fmt_time(now),
+            when: sealrun_host::time::rfc3339(t),
+            now: sealrun_host::time::rfc3339(now),
         },
         sealrun_format::Error::NotYetValid(t) => LaunchError::NotValidNow {
             path: PathBuf::from(&spec.url),
             expired: false,
-            when: crate::fmt_time(t),
-            now: crate::fmt_time(now),
+            when: sealrun_host::time::rfc3339(t),
+            now: sealrun_host::time::rfc3339(now),
         },
         other => bad(other.to_string()),
     })?;
@@ -618,7 +618,7 @@ impl Seat {
     /// seat again (never a second one: per computer it is the same seat).
     /// A renewal counts only if the answer proves it came from the daemon.
     fn renew(&self) -> Renewal {
-        if self.license.terms.expires.is_some_and(|e| crate::now() >= e) {
+        if self.license.terms.expires.is_some_and(|e| crate::clock::now() >= e) {
             return Renewal::Expired;
         }
         let (body, lease, key, n, ttl) = self.request(|seq| Proof::Heartbeat { seq });
