@@ -124,6 +124,8 @@ fn provisioned_key_is_sensitive_and_cannot_be_read() {
     );
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert!(stderr(&out).contains("already holds a Sealrun dongle"), "{}", stderr(&out));
+    // The next step is sealsdk's own (issue 26: it was the launcher's).
+    assert!(stderr(&out).contains("Pass --replace"), "{}", stderr(&out));
 }
 
 #[test]

@@ -38,3 +38,34 @@ fn for_token(e: &TokenError) -> &'static str {
         _ => "Check that the token is plugged in properly, then try again.",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 26: a vendor at `sealsdk` was told to set the launcher's
+    /// `SEALRUN_PIN` and pass `--pkcs11-module`, which `sealsdk` does not read.
+    #[test]
+    fn token_advice_names_sealsdk_settings_not_the_launchers() {
+        let missing = for_token(&TokenError::Pin(PinProblem::Missing));
+        assert!(missing.contains("SEALSDK_PIN") && missing.contains("--pin-file"), "{missing}");
+        let module = for_token(&TokenError::Module {
+            module: "/x.so".into(),
+            source: sealrun_token::cryptoki::error::Error::NotSupported,
+        });
+        assert!(module.contains("--module"), "{module}");
+        for e in [
+            TokenError::Pin(PinProblem::Missing),
+            TokenError::Pin(PinProblem::Locked),
+            TokenError::Pin(PinProblem::Wrong { locked: false, final_try: true }),
+            TokenError::Gone { action: "reading" },
+            TokenError::AlreadyProvisioned { label: "t".into() },
+        ] {
+            let step = for_token(&e);
+            assert!(
+                !step.contains("SEALRUN_") && !step.contains("pkcs11-module") && !step.contains("sealrun "),
+                "{step}"
+            );
+        }
+    }
+}
