@@ -185,7 +185,7 @@ fn server_facing_output() {
 /// launcher's clock is set with `SEALRUN_TEST_NOW` (debug builds only).
 #[test]
 fn clock_facing_output() {
-    use sealrun::clock::TEST_NOW_ENV;
+    use sealrun::license::clock::TEST_NOW_ENV;
     /// 2030-06-01T00:00:00Z.
     const T: u64 = 1_906_502_400;
     let world = World::new();

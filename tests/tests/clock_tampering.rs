@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sealrun::clock::{CLOCK_SETBACK_TOLERANCE, TEST_NOW_ENV};
+use sealrun::license::clock::{CLOCK_SETBACK_TOLERANCE, TEST_NOW_ENV};
 use sealrun_format::Error;
 use sealrun_format::clock::{LAST_SEEN_LEN, open_last_seen};
 use sealrun_format::device::{DeviceSecret, open_device_key};

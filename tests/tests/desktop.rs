@@ -251,8 +251,8 @@ fn issue7_a_menu_entry_comes_with_the_license() {
         dev.sealrun(&dev.root).args(["license", "add"]).arg(&license).arg("--menu").arg(&package).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // Named for the vendor key and the product (issue 24, finding 2).
-    let vendor = sealrun::launch::read_header(&package).unwrap().manifest.vendor_key;
-    let name = sealrun::desktop::app_entry_name(&vendor, "com.example.hello");
+    let vendor = sealrun::runtime::read_header(&package).unwrap().manifest.vendor_key;
+    let name = sealrun::ui::desktop::app_entry_name(&vendor, "com.example.hello");
     let path = dev.root.join(format!("home/.local/share/applications/sealrun-app-{name}.desktop"));
     assert!(stdout(&out).contains(&format!("added Hello, World to the menu ({})", path.display())), "{}", stdout(&out));
     let entry = fs::read_to_string(&path).unwrap();
@@ -459,8 +459,8 @@ fn issue7_activate_from_the_missing_license_dialog() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let vendor = sealrun::launch::read_header(&apps.join("com.acme.hello.sealed")).unwrap().manifest.vendor_key;
-    let name = sealrun::desktop::app_entry_name(&vendor, "com.acme.hello");
+    let vendor = sealrun::runtime::read_header(&apps.join("com.acme.hello.sealed")).unwrap().manifest.vendor_key;
+    let name = sealrun::ui::desktop::app_entry_name(&vendor, "com.acme.hello");
     let entry_path = b.root.join(format!("home/.local/share/applications/sealrun-app-{name}.desktop"));
     assert!(stdout(&out).contains(&format!("to the menu ({})", entry_path.display())), "{}", stdout(&out));
     let entry = fs::read_to_string(&entry_path).unwrap();

@@ -74,7 +74,7 @@ fn provisioned_key_is_sensitive_and_cannot_be_read() {
         let keys = session
             .find_objects(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Label(sealrun::dongle::KEY_LABEL.as_bytes().to_vec()),
+                Attribute::Label(sealrun::license::dongle::KEY_LABEL.as_bytes().to_vec()),
             ])
             .unwrap();
         assert_eq!(keys.len(), 1, "exactly one dongle key");
@@ -111,7 +111,7 @@ fn provisioned_key_is_sensitive_and_cannot_be_read() {
         let records = session
             .find_objects(&[
                 Attribute::Class(ObjectClass::DATA),
-                Attribute::Label(sealrun::dongle::RECORD_LABEL.as_bytes().to_vec()),
+                Attribute::Label(sealrun::license::dongle::RECORD_LABEL.as_bytes().to_vec()),
             ])
             .unwrap();
         assert_eq!(records.len(), 1);
@@ -261,8 +261,10 @@ fn refusals_name_the_problem() {
     // A tampered attach record: the data object on the token is replaced by
     // one with a byte changed (the record is not modifiable in place).
     with_session(&s.hsm, |session| {
-        let template =
-            [Attribute::Class(ObjectClass::DATA), Attribute::Label(sealrun::dongle::RECORD_LABEL.as_bytes().to_vec())];
+        let template = [
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Label(sealrun::license::dongle::RECORD_LABEL.as_bytes().to_vec()),
+        ];
         let rec = session.find_objects(&template).unwrap()[0];
         let Some(Attribute::Value(mut value)) = session.get_attributes(rec, &[AttributeType::Value]).unwrap().pop()
         else {

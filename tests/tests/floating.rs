@@ -1065,7 +1065,7 @@ fn leases_squatted_under_a_listed_device_code_do_not_lock_that_computer_out() {
     holder.wait_for("tick 0", Duration::from_secs(30));
     let listed = s.floatd.status()["products"][0]["leases"][0]["device"].as_str().unwrap().to_owned();
     assert_eq!(listed, a.code(), "the status page shows the holder's device code");
-    let key_id = hex::encode(sealrun::launch::read_header(&s.package).unwrap().manifest.key_id.0);
+    let key_id = hex::encode(sealrun::runtime::read_header(&s.package).unwrap().manifest.key_id.0);
     let url = s.floatd.url();
     let mut granted = 0;
     for i in 0..100 {

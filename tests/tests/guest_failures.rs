@@ -65,7 +65,7 @@ fn tables_count_against_the_memory_limit() {
     assert_eq!(out.status.code(), Some(0), "16 tables fit in 200 MiB: {}", stderr(&out));
     // One table beyond the per-table cap, whatever the budget.
     let module = world.path().join("big-table.wasm");
-    sealrun_tests::write_table_module(&module, 1, sealrun::runner::MAX_TABLE_ELEMENTS as u32 + 1);
+    sealrun_tests::write_table_module(&module, 1, sealrun::runtime::runner::MAX_TABLE_ELEMENTS as u32 + 1);
     let package = seal("bigtable", &module);
     let out = a.sealrun(world.path()).args(["run", "--max-memory", "4096"]).arg(&package).output().unwrap();
     assert_eq!(out.status.code(), Some(211), "{}", stderr(&out));

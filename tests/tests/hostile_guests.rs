@@ -141,7 +141,7 @@ fn a_guest_cannot_open_more_than_the_sandbox_allows() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
-    let cap = sealrun::runner::MAX_GUEST_RESOURCES;
+    let cap = sealrun::runtime::runner::MAX_GUEST_RESOURCES;
     assert!(stderr(&out).contains(&format!("more than {cap} files, directories and streams")), "{}", stderr(&out));
     let opened: usize = stdout(&out)
         .lines()

@@ -386,3 +386,38 @@ fn the_vendor_side_depends_on_no_launcher_code() {
         }
     }
 }
+
+/// The launcher's room of a file: the first folder under `src/`, or the
+/// file's name for the files at the top (`session.rs`, `error.rs`).
+fn room_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap_or(file);
+    let first = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+/// The launcher's rooms as docs/architecture.md draws them: `license/`
+/// and `runtime/` do not import each other (the session joins them), and
+/// `platform/` imports nothing of the launcher.
+#[test]
+fn the_launchers_rooms_keep_to_their_side() {
+    let src = repo_root().join("launcher/sealrun/src");
+    let graph = edges(&modules_of(&src.join("lib.rs")));
+    let mut wrong = Vec::new();
+    let mut seen = BTreeMap::<String, usize>::new();
+    for (from, tos) in &graph {
+        for to in tos {
+            let (a, b) = (room_of(&src, from), room_of(&src, to));
+            *seen.entry(format!("{a}->{b}")).or_default() += 1;
+            let bad =
+                (a == "license" && b == "runtime") || (a == "runtime" && b == "license") || (a == "platform" && b != a);
+            if bad {
+                wrong.push(format!("{} imports {}", from.display(), to.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports across the launcher's rooms:\n{}", wrong.join("\n"));
+    // Not passing for want of edges: the rooms are there and are used.
+    for edge in ["session->license", "session->runtime", "license->platform", "runtime->platform", "cli->session"] {
+        assert!(seen.contains_key(edge), "no import {edge}; the rooms moved? seen: {seen:?}");
+    }
+}

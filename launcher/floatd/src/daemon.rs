@@ -91,7 +91,7 @@ fn parse_nonce(text: &str) -> Option<[u8; LEASE_NONCE_LEN]> {
 }
 
 fn wall() -> UnixTime {
-    sealrun::clock::now()
+    sealrun::license::clock::now()
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), FloatdError> {
@@ -162,9 +162,9 @@ fn clip(s: &str) -> String {
 }
 
 /// The device of the daemon's host (its key in the state directory).
-pub fn host_device(config: &Config) -> Result<sealrun::device::Device, FloatdError> {
+pub fn host_device(config: &Config) -> Result<sealrun::license::device::Device, FloatdError> {
     create_private_dir(&config.state_dir)?;
-    Ok(sealrun::device::load_or_create_at(config.device_key_file())?)
+    Ok(sealrun::license::device::load_or_create_at(config.device_key_file())?)
 }
 
 impl Daemon {
@@ -178,7 +178,7 @@ impl Daemon {
 
     /// [`Daemon::start`] as the host `device` (tests give one; `start` loads
     /// the host's from the state directory).
-    pub async fn start_as(config: &Config, device: &sealrun::device::Device) -> Result<Daemon, FloatdError> {
+    pub async fn start_as(config: &Config, device: &sealrun::license::device::Device) -> Result<Daemon, FloatdError> {
         create_private_dir(&config.state_dir)?;
         let lock = lock_state_dir(config)?;
         let served = licenses::load(config, device)?;

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
-use sealrun::device::Device;
+use sealrun::license::device::Device;
 use sealrun_format::device::{DeviceCode, DeviceSecret};
 use sealrun_format::lease::{LeaseId, LeaseKey, LeaseRoot, Proof, ProofKey, open_lent, open_lent_secret, prove};
 use sealrun_format::license::{Binding, Holder, License, LicenseSigner, SeatUnit, Terms, issue};

@@ -2,8 +2,8 @@
 //! once at start: with the host's device key, or through its dongle.
 use std::path::{Path, PathBuf};
 
-use sealrun::device::Device;
-use sealrun::dongle::{self, Attached};
+use sealrun::license::device::Device;
+use sealrun::license::dongle::{self, Attached};
 use sealrun_format::license::AnyLicense;
 use sealrun_format::license::{Binding, Holder, License, SeatUnit};
 use sealrun_format::{ContentKey, KeyId};
@@ -64,7 +64,7 @@ pub fn load(config: &Config, device: &Device) -> Result<Vec<Served>, FloatdError
 
 fn load_one(config: &Config, path: &Path, device: &Device) -> Result<Served, FloatdError> {
     let problem = |problem: String| FloatdError::License { path: path.to_owned(), problem };
-    let bytes = sealrun::store::read_license_file(path)?;
+    let bytes = sealrun::license::store::read_license_file(path)?;
     let parsed = AnyLicense::parse(&bytes).map_err(|e| problem(format!("{e}")))?;
     let (license, keys, dongle) = match parsed {
         AnyLicense::Plain(license) => {

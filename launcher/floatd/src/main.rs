@@ -91,7 +91,7 @@ fn run(command: Command) -> Result<(), FloatdError> {
             // proof key: hardened like the launcher (no core dumps, not
             // dumpable, so other processes of its user cannot read its
             // memory), before any key is unwrapped.
-            if !sealrun::hardening::harden_process() {
+            if !sealrun::platform::hardening::harden_process() {
                 tracing::warn!("process hardening is not available on this system: core dumps may hold keys");
             }
             let rt = tokio::runtime::Runtime::new().map_err(|source| FloatdError::Io {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
-use sealrun::device::Device;
+use sealrun::license::device::Device;
 use sealrun_floatd::app::app;
 use sealrun_floatd::config::Config;
 use sealrun_floatd::daemon::Daemon;

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::error::LaunchError;
-use crate::paths;
+use crate::platform::dirs;
 
 /// Largest settings file read: a few lines of TOML; a bigger file is a mistake.
 const MAX_CONFIG_LEN: u64 = 64 * 1024;
@@ -31,7 +31,7 @@ const MAX_CONFIG_LEN: u64 = 64 * 1024;
 /// The settings; every field is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// The PKCS#11 module for hardware keys.
     pub pkcs11_module: Option<PathBuf>,
     /// Seconds between dongle presence checks while an app runs.
@@ -54,7 +54,7 @@ pub struct Config {
 /// What one app gets on every launch.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AppSettings {
+pub(crate) struct AppSettings {
     /// Directories, as `--dir` takes them: `HOST[::GUEST][:ro]`.
     #[serde(default)]
     pub dirs: Vec<String>,
@@ -73,8 +73,8 @@ pub struct AppSettings {
 
 /// Where the vendor keys that `[apps."…"]` settings were first used with
 /// are remembered: `app-vendors.toml` in the data folder.
-pub fn app_vendors_file() -> PathBuf {
-    paths::data_dir().join("app-vendors.toml")
+pub(crate) fn app_vendors_file() -> PathBuf {
+    dirs::data_dir().join("app-vendors.toml")
 }
 
 /// Largest `app-vendors.toml` read: a line per product.
@@ -91,7 +91,7 @@ fn read_app_vendors() -> BTreeMap<String, String> {
 
 fn write_app_vendors(all: &BTreeMap<String, String>) -> Result<(), LaunchError> {
     let path = app_vendors_file();
-    let dir = paths::data_dir();
+    let dir = dirs::data_dir();
     std::fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
     let mut text =
         String::from("# Written by sealrun: the vendor key each product's [apps] settings in config.toml belong to.\n");
@@ -107,7 +107,7 @@ fn write_app_vendors(all: &BTreeMap<String, String>) -> Result<(), LaunchError> 
 
 /// Remembers `vendor` as the one `product`'s `[apps]` settings belong to,
 /// unless one is remembered already (call after the package checked out).
-pub fn remember_app_vendor(product: &str, vendor: &sealrun_format::VendorPublicKey) {
+pub(crate) fn remember_app_vendor(product: &str, vendor: &sealrun_format::VendorPublicKey) {
     let mut all = read_app_vendors();
     if all.contains_key(product) {
         return;
@@ -121,7 +121,7 @@ pub fn remember_app_vendor(product: &str, vendor: &sealrun_format::VendorPublicK
 /// Why settings for a product are not given to a package: they belong to
 /// another vendor's packages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtherVendor {
+pub(crate) struct OtherVendor {
     /// The product.
     pub product: String,
     /// The vendor key the settings belong to.
@@ -133,8 +133,8 @@ pub struct OtherVendor {
 }
 
 /// Where the settings file is.
-pub fn file() -> PathBuf {
-    paths::config_dir().join("config.toml")
+pub(crate) fn file() -> PathBuf {
+    dirs::config_dir().join("config.toml")
 }
 
 impl Config {
@@ -145,7 +145,7 @@ impl Config {
     /// for this run, and the caller calls [`remember_app_vendor`] once the
     /// package's signature and license have checked out: a forged package
     /// that never runs binds nothing.
-    pub fn take_app_settings(
+    pub(crate) fn take_app_settings(
         &mut self,
         product: &str,
         vendor: &sealrun_format::VendorPublicKey,
@@ -167,7 +167,7 @@ impl Config {
     }
 
     /// Reads the settings file; a missing file is the defaults.
-    pub fn load() -> Result<Config, LaunchError> {
+    pub(crate) fn load() -> Result<Config, LaunchError> {
         use std::io::Read;
         let path = file();
         let f = match std::fs::File::open(&path) {

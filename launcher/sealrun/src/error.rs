@@ -121,7 +121,7 @@ pub enum LaunchError {
     },
     /// A time-limited license was not used: the clock is behind the last
     /// time a time-limited license was accepted here, by more than
-    /// [`crate::clock::CLOCK_SETBACK_TOLERANCE`].
+    /// [`crate::license::clock::CLOCK_SETBACK_TOLERANCE`].
     ClockSetBack {
         /// The license file.
         license: PathBuf,
@@ -131,7 +131,7 @@ pub enum LaunchError {
         last_seen: sealrun_format::UnixTime,
         /// How far the clock is behind that.
         by: std::time::Duration,
-        /// How far behind it may be ([`crate::clock::CLOCK_SETBACK_TOLERANCE`]).
+        /// How far behind it may be ([`crate::license::clock::CLOCK_SETBACK_TOLERANCE`]).
         tolerance: std::time::Duration,
     },
     /// The record of when a time-limited license was last accepted does not

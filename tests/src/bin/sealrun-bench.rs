@@ -649,7 +649,7 @@ const FLOAT_WORKERS: usize = 32;
 fn floating_load(o: &Opts, world: &World) {
     use sealrun_tests::floatd::Floatd;
     let package = world.seal("hello", "1.0.0");
-    let key_id = hex::encode(sealrun::launch::read_header(&package).expect("header").manifest.key_id.0);
+    let key_id = hex::encode(sealrun::runtime::read_header(&package).expect("header").manifest.key_id.0);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut floatd = Floatd::new(dir.path(), 300);
     floatd.license_for(world, "com.example.hello", FLOAT_SEATS, &[]);

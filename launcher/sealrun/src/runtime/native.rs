@@ -22,11 +22,11 @@ use sealrun_format::VendorPublicKey;
 use wasmtime::Engine;
 
 use crate::error::LaunchError;
-use crate::paths;
+use crate::platform::dirs;
 
 /// The engine that loads native code for `target` (the SDK compiled it
 /// with the same [`sealrun_engine::engine_for_target`]).
-pub fn engine_for_target(target: &str) -> Result<Engine, LaunchError> {
+pub(crate) fn engine_for_target(target: &str) -> Result<Engine, LaunchError> {
     sealrun_engine::engine_for_target(target).map_err(|e| LaunchError::Usage(e.to_string()))
 }
 
@@ -35,22 +35,22 @@ const TRUST_FILE: &str = "trust-native";
 
 /// The user's trust policy: vendor keys whose native code may run.
 #[derive(Debug, Clone, Default)]
-pub struct TrustPolicy {
+pub(crate) struct TrustPolicy {
     /// Trusted vendor keys, each with the note it was added with.
     pub native: Vec<(VendorPublicKey, String)>,
 }
 
 /// Where the policy lives: `$XDG_CONFIG_HOME/sealrun/trust-native`, one
 /// vendor key (64 hex digits) per line, optionally followed by a note.
-pub fn trust_file() -> PathBuf {
-    paths::config_dir().join(TRUST_FILE)
+pub(crate) fn trust_file() -> PathBuf {
+    dirs::config_dir().join(TRUST_FILE)
 }
 
 impl TrustPolicy {
     /// Reads the policy; a missing file is the default (nothing trusted).
     /// A line that does not hold a key is an error naming the line, not a
     /// silent "trusted" or "not trusted".
-    pub fn load() -> Result<TrustPolicy, LaunchError> {
+    pub(crate) fn load() -> Result<TrustPolicy, LaunchError> {
         let path = trust_file();
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -77,12 +77,12 @@ impl TrustPolicy {
     }
 
     /// Whether native code signed by `vendor` may run.
-    pub fn allows_native(&self, vendor: &VendorPublicKey) -> bool {
+    pub(crate) fn allows_native(&self, vendor: &VendorPublicKey) -> bool {
         self.native.iter().any(|(k, _)| k == vendor)
     }
 
     /// Adds `vendor` (if new) and saves; returns whether it was new.
-    pub fn allow(&mut self, vendor: VendorPublicKey, note: &str) -> Result<bool, LaunchError> {
+    pub(crate) fn allow(&mut self, vendor: VendorPublicKey, note: &str) -> Result<bool, LaunchError> {
         if self.allows_native(&vendor) {
             return Ok(false);
         }
@@ -92,7 +92,7 @@ impl TrustPolicy {
     }
 
     /// Removes `vendor` and saves; returns whether it was there.
-    pub fn remove(&mut self, vendor: &VendorPublicKey) -> Result<bool, LaunchError> {
+    pub(crate) fn remove(&mut self, vendor: &VendorPublicKey) -> Result<bool, LaunchError> {
         let before = self.native.len();
         self.native.retain(|(k, _)| k != vendor);
         let removed = self.native.len() != before;
@@ -104,7 +104,7 @@ impl TrustPolicy {
 
     fn save(&self) -> Result<(), LaunchError> {
         let path = trust_file();
-        let dir = paths::config_dir();
+        let dir = dirs::config_dir();
         let io = |source| LaunchError::Io { action: "cannot write", path: path.clone(), source };
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io)?;
         let mut text = String::from(
@@ -119,7 +119,7 @@ impl TrustPolicy {
 }
 
 /// A vendor key from 64 hex digits.
-pub fn parse_key(s: &str) -> Option<VendorPublicKey> {
+pub(crate) fn parse_key(s: &str) -> Option<VendorPublicKey> {
     if s.len() != 64 {
         return None;
     }

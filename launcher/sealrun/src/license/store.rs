@@ -8,9 +8,9 @@ use sealrun_format::license::AnyLicense;
 use sealrun_format::license::{Binding, License};
 use sealrun_host::fs::{Durability, write_atomic};
 
-use crate::device::Device;
 use crate::error::LaunchError;
-use crate::paths;
+use crate::license::device::Device;
+use crate::platform::dirs;
 
 /// What [`add_any`] installed.
 pub enum Added {
@@ -43,7 +43,7 @@ fn hex_prefix(d: &[u8]) -> String {
 /// Licenses sealed to dongles: their product is not readable without the
 /// token, so they share one folder (`_` cannot start a product id).
 pub fn dongle_licenses_dir() -> PathBuf {
-    paths::licenses_dir().join("_dongles")
+    dirs::licenses_dir().join("_dongles")
 }
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, LaunchError> {
@@ -74,7 +74,7 @@ pub fn add_bytes(bytes: &[u8], origin: &Path, device: &Device) -> Result<(PathBu
         }
     }
     // Product ids are validated to [a-z0-9.-] by the parser: safe as a folder name.
-    let dir = paths::licenses_dir().join(&license.terms.product);
+    let dir = dirs::licenses_dir().join(&license.terms.product);
     let dest = write_atomically(&dir, &license.terms.license_id_hex(), bytes)?;
     Ok((dest, license))
 }
@@ -116,7 +116,7 @@ pub fn candidates(package: &Path, product: &str) -> (Vec<PathBuf>, Vec<PathBuf>)
     if sibling.is_file() {
         found.push(sibling);
     }
-    let dir = paths::licenses_dir().join(product);
+    let dir = dirs::licenses_dir().join(product);
     searched.push(dir.clone());
     found.extend(license_files(&dir));
     // Sealed licenses whose product tag matches (the rest are for other products).
@@ -145,7 +145,7 @@ fn license_files(dir: &Path) -> Vec<PathBuf> {
 /// Every installed license file, by product.
 pub fn all() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let root = paths::licenses_dir();
+    let root = dirs::licenses_dir();
     let mut products: Vec<PathBuf> = fs::read_dir(&root).into_iter().flatten().flatten().map(|e| e.path()).collect();
     products.sort();
     for p in products {

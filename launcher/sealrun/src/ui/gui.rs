@@ -10,21 +10,21 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::paths;
+use crate::platform::dirs;
 use crate::ui::{COMPILE_NOTICE_AFTER, Ui, human_bytes, report_compile};
 
 /// Set by the launcher on the copy of itself it starts in a terminal
 /// window, so that copy neither opens another one nor closes the window
 /// before the user has read it.
-pub const IN_TERMINAL_ENV: &str = "SEALRUN_IN_TERMINAL";
+pub(crate) const IN_TERMINAL_ENV: &str = "SEALRUN_IN_TERMINAL";
 /// Which dialog program to use: `zenity`, `kdialog`, `notify-send`, or
 /// `none` (log only); any other program is run as a zenity-compatible one
 /// (e.g. `yad`). Unset: the first of the three that is installed.
-pub const DIALOG_ENV: &str = "SEALRUN_DIALOG";
+pub(crate) const DIALOG_ENV: &str = "SEALRUN_DIALOG";
 /// The terminal emulator console apps open in (a program taking `-e
 /// COMMAND…`), or `none` to run them without one. Unset: `$TERMINAL`, then
 /// the usual emulators.
-pub const TERMINAL_ENV: &str = "SEALRUN_TERMINAL";
+pub(crate) const TERMINAL_ENV: &str = "SEALRUN_TERMINAL";
 
 /// The log is cut over to `launcher.log.1` past this size: a few thousand
 /// launches, and a log that never grows without bound.
@@ -36,7 +36,7 @@ const PROGRESS_CLOSE_WAIT: Duration = Duration::from_secs(2);
 const DIALOG_WIDTH: &str = "760";
 
 /// A program on `$PATH`, if there is one.
-pub fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = Path::new(name);
     if path.is_absolute() {
@@ -92,7 +92,7 @@ fn notify_command(notify_send: &Path, title: &str, text: &str) -> Command {
 
 /// How messages reach the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// GNOME's and most desktops' dialog tool.
     Zenity(PathBuf),
     /// KDE's.
@@ -106,7 +106,7 @@ pub enum Backend {
 impl Backend {
     /// The backend from [`DIALOG_ENV`], else the first one installed; none
     /// without a display.
-    pub fn detect() -> Backend {
+    pub(crate) fn detect() -> Backend {
         let display = ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
         if !display {
             return Backend::LogOnly;
@@ -132,7 +132,7 @@ impl Backend {
 
 /// The desktop front end of one launch.
 #[derive(Debug)]
-pub struct Desktop {
+pub(crate) struct Desktop {
     backend: Backend,
     app: String,
     package: PathBuf,
@@ -140,7 +140,7 @@ pub struct Desktop {
 
 /// What the user chose in the missing-license dialog.
 #[derive(Debug, PartialEq, Eq)]
-pub enum LicenseChoice {
+pub(crate) enum LicenseChoice {
     /// Closed it.
     Close,
     /// Typed this activation code.
@@ -149,7 +149,7 @@ pub enum LicenseChoice {
 
 impl Desktop {
     /// The front end for `package`, with the dialog program found.
-    pub fn new(package: &Path) -> Desktop {
+    pub(crate) fn new(package: &Path) -> Desktop {
         let app = package
             .file_stem()
             .map(|s| sealrun_format::text::shown(&s.to_string_lossy()).into_owned())
@@ -158,24 +158,19 @@ impl Desktop {
     }
 
     /// Names the app in titles by its display name.
-    pub fn set_app(&mut self, display_name: &str) {
+    pub(crate) fn set_app(&mut self, display_name: &str) {
         self.app = sealrun_format::text::shown(display_name).into_owned();
     }
 
     /// The app's name, as titles show it.
-    pub fn app(&self) -> &str {
+    pub(crate) fn app(&self) -> &str {
         &self.app
-    }
-
-    /// The dialog program in use.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
     }
 
     /// Appends `message` to the log; a log that cannot be written is not a
     /// reason to stop the app.
-    pub fn log(&self, message: &str) {
-        let dir = paths::state_dir();
+    pub(crate) fn log(&self, message: &str) {
+        let dir = dirs::state_dir();
         let file = dir.join("launcher.log");
         let _ = std::fs::create_dir_all(&dir);
         if file.metadata().is_ok_and(|m| m.len() > MAX_LOG_LEN) {
@@ -185,7 +180,7 @@ impl Desktop {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&file) else { return };
         let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
-        let when = sealrun_host::time::rfc3339(crate::clock::now());
+        let when = sealrun_host::time::rfc3339(crate::license::clock::now());
         // One entry per launch: its own line breaks are indented, and no
         // text inside it (a file name, a server's message) can start a line.
         let body = sealrun_format::text::shown_lines(message.trim_end()).replace('\n', "\n    ");
@@ -216,7 +211,7 @@ impl Desktop {
     }
 
     /// Shows an error the launcher printed (and logs it).
-    pub fn error(&self, text: &str) {
+    pub(crate) fn error(&self, text: &str) {
         let text = &*sealrun_format::text::shown_lines(text);
         self.log(text);
         let title = format!("{} cannot start", self.app);
@@ -234,7 +229,7 @@ impl Desktop {
 
     /// Shows something that went well (after an activation) without
     /// waiting for it to be read: the app starts meanwhile.
-    pub fn info(&self, text: &str) {
+    pub(crate) fn info(&self, text: &str) {
         let text = &*sealrun_format::text::shown_lines(text);
         self.log(text);
         let shown = match &self.backend {
@@ -253,7 +248,7 @@ impl Desktop {
     /// The missing-license dialog: the message, the device code in a field
     /// ready to copy, and, when a licensing server is known, an
     /// "Activate…" button that asks for an activation code.
-    pub fn no_license(&self, text: &str, device_code: &str, server: Option<&str>) -> LicenseChoice {
+    pub(crate) fn no_license(&self, text: &str, device_code: &str, server: Option<&str>) -> LicenseChoice {
         let text = &*sealrun_format::text::shown_lines(text);
         self.log(text);
         let title = format!("{} needs a license", self.app);
@@ -411,13 +406,13 @@ impl Ui for Desktop {
 }
 
 /// Whether this launcher is the copy started in a terminal window.
-pub fn in_terminal() -> bool {
+pub(crate) fn in_terminal() -> bool {
     std::env::var_os(IN_TERMINAL_ENV).is_some()
 }
 
 /// A terminal emulator and how it takes a command.
 #[derive(Debug)]
-pub struct Terminal {
+pub(crate) struct Terminal {
     program: PathBuf,
     /// Arguments between the program and the command.
     before_command: Vec<&'static str>,
@@ -439,7 +434,7 @@ const TERMINALS: [(&str, &[&str]); 8] = [
 impl Terminal {
     /// The terminal from [`TERMINAL_ENV`], `$TERMINAL`, or the first known
     /// one installed; `None` when told `none` or nothing is there.
-    pub fn find() -> Option<Terminal> {
+    pub(crate) fn find() -> Option<Terminal> {
         for var in [TERMINAL_ENV, "TERMINAL"] {
             match std::env::var(var).ok().filter(|s| !s.is_empty()).as_deref() {
                 Some("none") => return None,
@@ -459,13 +454,13 @@ impl Terminal {
     }
 
     /// The emulator's path.
-    pub fn program(&self) -> &Path {
+    pub(crate) fn program(&self) -> &Path {
         &self.program
     }
 
     /// Runs `exe args…` in a new window of this terminal, marked with
     /// [`IN_TERMINAL_ENV`], and waits for the window to close.
-    pub fn run(&self, exe: &Path, args: &[std::ffi::OsString]) -> std::io::Result<ExitStatus> {
+    pub(crate) fn run(&self, exe: &Path, args: &[std::ffi::OsString]) -> std::io::Result<ExitStatus> {
         Command::new(&self.program)
             .args(&self.before_command)
             .arg(exe)
@@ -478,7 +473,7 @@ impl Terminal {
 
 /// In the terminal window: keeps it open until the user has read how the
 /// app ended.
-pub fn hold(app: &str, code: u8) {
+pub(crate) fn hold(app: &str, code: u8) {
     if !in_terminal() || !std::io::stdin().is_terminal() {
         return;
     }

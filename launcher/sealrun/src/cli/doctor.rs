@@ -4,12 +4,13 @@ use std::fmt::Write as _;
 
 use sealrun_format::license::{Binding, License};
 
-use crate::{device, paths, store};
+use crate::license::{device, store};
+use crate::platform::dirs;
 use sealrun_host::time::rfc3339 as fmt_time;
 
 /// The wasmtime version this launcher is built with (checked against
 /// Cargo.lock by a test).
-pub const WASMTIME_VERSION: &str = "48.0.8";
+pub(super) const WASMTIME_VERSION: &str = "48.0.8";
 
 /// CPU features that matter for speed: AES and carry-less multiply for
 /// decryption, AVX2 for compiled guest code.
@@ -37,9 +38,9 @@ fn cpu_features() -> String {
 
 /// How a double-click reaches the launcher, and where its messages go.
 fn desktop(s: &mut String) {
-    use crate::gui::{Backend, Terminal};
-    let user = paths::data_home().join("applications").join(crate::desktop::DESKTOP_FILE);
-    let system = std::path::Path::new("/usr/share/applications").join(crate::desktop::DESKTOP_FILE);
+    use crate::ui::gui::{Backend, Terminal};
+    let user = dirs::data_home().join("applications").join(crate::ui::desktop::DESKTOP_FILE);
+    let system = std::path::Path::new("/usr/share/applications").join(crate::ui::desktop::DESKTOP_FILE);
     let handler = if user.is_file() {
         format!("registered for this user ({})", user.display())
     } else if system.is_file() {
@@ -57,13 +58,13 @@ fn desktop(s: &mut String) {
     let _ = writeln!(s, "  dialogs:     {dialogs}");
     let terminal = Terminal::find().map_or_else(|| "none found".to_owned(), |t| t.program().display().to_string());
     let _ = writeln!(s, "  terminal:    {terminal}");
-    let _ = writeln!(s, "  log:         {}", paths::state_dir().join("launcher.log").display());
+    let _ = writeln!(s, "  log:         {}", dirs::state_dir().join("launcher.log").display());
 }
 
 /// The floating license servers the launcher knows of, without asking
 /// them anything.
 fn floating_servers(s: &mut String) {
-    use crate::floating::{FLOATING_EXT, FloatingFile, SERVER_ENV};
+    use crate::license::floating::{FLOATING_EXT, FloatingFile, SERVER_ENV};
     let mut known = Vec::new();
     if let Some(v) = std::env::var(SERVER_ENV).ok().filter(|v| !v.trim().is_empty()) {
         known.push(format!("{v} (from {SERVER_ENV}; asked first)"));
@@ -76,7 +77,7 @@ fn floating_servers(s: &mut String) {
         }
         Err(e) => known.push(format!("PROBLEM: {e}")),
     }
-    let installed = std::fs::read_dir(paths::licenses_dir())
+    let installed = std::fs::read_dir(dirs::licenses_dir())
         .into_iter()
         .flatten()
         .flatten()
@@ -102,7 +103,7 @@ fn floating_servers(s: &mut String) {
 }
 
 /// The report as text.
-pub fn report() -> String {
+pub(super) fn report() -> String {
     let mut s = String::new();
     let _ = writeln!(s, "sealrun {} (wasmtime {WASMTIME_VERSION})", env!("CARGO_PKG_VERSION"));
     let machine = match device::machine_id() {
@@ -125,8 +126,8 @@ pub fn report() -> String {
         }
     };
     let this = device.as_ref().map(|d| d.code);
-    let _ = writeln!(s, "data dir:      {}", paths::data_dir().display());
-    let clock = match device.as_ref().map(crate::clock::read) {
+    let _ = writeln!(s, "data dir:      {}", dirs::data_dir().display());
+    let clock = match device.as_ref().map(crate::license::clock::read) {
         None => String::new(),
         Some(Ok(None)) => "; no time-limited license has been used here yet".into(),
         Some(Ok(Some(seen))) => {
@@ -134,7 +135,7 @@ pub fn report() -> String {
         }
         Some(Err(e)) => format!("; PROBLEM: {}", e.to_string().lines().next().unwrap_or_default()),
     };
-    let _ = writeln!(s, "clock:         {}{clock}", fmt_time(crate::clock::now()));
+    let _ = writeln!(s, "clock:         {}{clock}", fmt_time(crate::license::clock::now()));
     let licenses = store::all();
     let _ = writeln!(s, "licenses:      {} installed", licenses.len());
     for path in licenses {
@@ -159,7 +160,7 @@ pub fn report() -> String {
         let _ = writeln!(s, "  {}: {line}", path.display());
     }
     floating_servers(&mut s);
-    match crate::cache::CodeCache::from_env() {
+    match crate::runtime::cache::CodeCache::from_env() {
         Ok(c) if c.enabled() => {
             let entries = c.list();
             let size: u64 = entries.iter().map(|e| e.size).sum();
@@ -173,7 +174,8 @@ pub fn report() -> String {
             );
         }
         Ok(c) => {
-            let _ = writeln!(s, "code cache:    off ({}=0); {}", crate::cache::CACHE_MAX_ENV, c.dir().display());
+            let _ =
+                writeln!(s, "code cache:    off ({}=0); {}", crate::runtime::cache::CACHE_MAX_ENV, c.dir().display());
         }
         Err(e) => {
             let _ = writeln!(s, "code cache:    PROBLEM: {e}");
@@ -181,9 +183,9 @@ pub fn report() -> String {
     }
     // Hardware keys: which modules were found and what they see (public
     // information only: no login, no PIN).
-    match crate::dongle::list(&crate::dongle::Options::default()) {
+    match crate::license::dongle::list(&crate::license::dongle::Options::default()) {
         Ok((tokens, problems)) => {
-            let modules = crate::dongle::Options::default().modules().unwrap_or_default();
+            let modules = crate::license::dongle::Options::default().modules().unwrap_or_default();
             if modules.is_empty() {
                 let _ = writeln!(s, "dongles:       no PKCS#11 module found (none needed without dongle licenses)");
             } else {
@@ -207,7 +209,7 @@ pub fn report() -> String {
             let _ = writeln!(s, "dongles:       PROBLEM: {e}");
         }
     }
-    let native = match crate::native::TrustPolicy::load() {
+    let native = match crate::runtime::native::TrustPolicy::load() {
         Ok(p) if p.native.is_empty() => "off: no vendor may run precompiled native code (the default)".to_owned(),
         Ok(p) => format!("{} vendor key(s) may run precompiled native code (`sealrun trust list`)", p.native.len()),
         Err(e) => format!("PROBLEM: {e}"),
@@ -231,11 +233,17 @@ pub fn report() -> String {
     s
 }
 
+/// `sealrun doctor`: prints the report.
+pub(super) fn execute() -> Result<std::process::ExitCode, crate::LaunchError> {
+    print!("{}", report());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn wasmtime_version_matches_the_lock_file() {
-        let lock = include_str!("../../../Cargo.lock");
+        let lock = include_str!("../../../../Cargo.lock");
         let needle = format!("name = \"wasmtime\"\nversion = \"{}\"", super::WASMTIME_VERSION);
         assert!(lock.contains(&needle), "update WASMTIME_VERSION to the locked wasmtime");
     }

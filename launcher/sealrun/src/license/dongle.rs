@@ -391,15 +391,15 @@ impl DongleWatch {
     }
 }
 
-impl crate::runner::Watch for DongleWatch {
+impl crate::watch::Watch for DongleWatch {
     fn interval(&self) -> Duration {
         self.interval
     }
     fn grace(&self) -> Duration {
         self.grace
     }
-    fn check(&mut self) -> Result<(), crate::runner::Lost> {
-        use crate::runner::Lost;
+    fn check(&mut self) -> Result<(), crate::watch::Lost> {
+        use crate::watch::Lost;
         match self.attached.check() {
             Ok(()) => Ok(()),
             Err(Absence::Away) => Err(Lost::Away("was removed".into())),

@@ -14,8 +14,8 @@ use sealrun_format::device::{DeviceCode, DeviceSecret, open_device_key, seal_dev
 use zeroize::Zeroizing;
 
 use crate::error::LaunchError;
-use crate::paths;
-use crate::secure_buf::SecretBox;
+use crate::platform::dirs;
+use crate::platform::locked_memory::SecretBox;
 
 /// Environment variable that supplies the machine ID where the OS has none.
 pub const MACHINE_ID_ENV: &str = "SEALRUN_MACHINE_ID";
@@ -25,10 +25,10 @@ pub fn machine_id() -> Result<Zeroizing<Vec<u8>>, LaunchError> {
     if let Some(id) = std::env::var_os(MACHINE_ID_ENV).filter(|v| !v.is_empty()) {
         return Ok(Zeroizing::new(id.into_encoded_bytes()));
     }
-    match machine_uid::get() {
-        Ok(id) if !id.trim().is_empty() => Ok(Zeroizing::new(id.trim().as_bytes().to_vec())),
+    match crate::platform::machine_id() {
+        Ok(id) if !id.is_empty() => Ok(Zeroizing::new(id.into_bytes())),
         Ok(_) => Err(LaunchError::NoMachineId("the machine ID is empty".into())),
-        Err(e) => Err(LaunchError::NoMachineId(e.to_string())),
+        Err(e) => Err(LaunchError::NoMachineId(e)),
     }
 }
 
@@ -52,7 +52,7 @@ impl Device {
 
 /// Loads this device's key, making it on first use.
 pub fn load_or_create() -> Result<Device, LaunchError> {
-    load_or_create_at(paths::device_key_file())
+    load_or_create_at(dirs::device_key_file())
 }
 
 /// Loads the device key kept in `path` (a service's own state directory,

@@ -1,5 +1,10 @@
-//! What the launcher tells the user while it prepares an app: warnings, and
-//! progress of a first compile that takes long enough to notice.
+//! What the launcher tells the user: here, warnings and the progress of a
+//! first compile that takes long enough to notice; in `gui`, the dialogs
+//! and terminal windows of a launch from the desktop; in `desktop`, the
+//! registration with the desktop (file type, menu entries).
+pub mod desktop;
+pub(crate) mod gui;
+
 use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -21,12 +21,13 @@ use serde_json::{Value, json};
 use sealrun_format::license::License;
 use sealrun_format::package::{Header, Package};
 
-use crate::device::Device;
 use crate::error::LaunchError;
-use crate::{paths, store};
+use crate::license::device::Device;
+use crate::license::store;
+use crate::platform::dirs;
 
 /// Environment variable naming the default licensing server for `activate`.
-pub const SERVER_ENV: &str = "SEALRUN_SERVER";
+pub(crate) const SERVER_ENV: &str = "SEALRUN_SERVER";
 /// How long a JSON call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Give up on a download stalled this long (it can be resumed).
@@ -36,7 +37,7 @@ const MAX_ANSWER: u64 = 1 << 20;
 
 /// Environment variable naming a PEM file of CA certificates to trust
 /// instead of the built-in Mozilla roots (a server with a private CA).
-pub const CA_FILE_ENV: &str = "SEALRUN_CA_FILE";
+pub(crate) const CA_FILE_ENV: &str = "SEALRUN_CA_FILE";
 
 fn agent() -> Result<ureq::Agent, LaunchError> {
     let mut config = ureq::Agent::config_builder()
@@ -97,7 +98,7 @@ fn post_json(base: &str, path: &str, body: &Value) -> Result<Value, LaunchError>
 }
 
 /// A server base URL as given, checked and without a trailing slash.
-pub fn server_base(url: &str) -> Result<String, LaunchError> {
+pub(crate) fn server_base(url: &str) -> Result<String, LaunchError> {
     let base = url.trim().trim_end_matches('/');
     if !(base.starts_with("https://") || base.starts_with("http://")) || base.len() < 10 {
         return Err(LaunchError::Usage(format!(
@@ -109,7 +110,7 @@ pub fn server_base(url: &str) -> Result<String, LaunchError> {
 
 /// Splits a product URL `https://host[/prefix]/products/<product>` into
 /// the server base and the product id.
-pub fn split_product_url(url: &str) -> Result<(String, String), LaunchError> {
+pub(crate) fn split_product_url(url: &str) -> Result<(String, String), LaunchError> {
     let bad = || {
         LaunchError::Usage(format!(
             "{url} is not a product address; it looks like https://licenses.example/products/com.acme.tool"
@@ -149,7 +150,7 @@ fn decode_license(b64: &str, base: &str) -> Result<Vec<u8>, LaunchError> {
 }
 
 /// Redeems `code` at `server` for this device and installs the license.
-pub fn activate(server: &str, code: &str, device: &Device) -> Result<(PathBuf, License), LaunchError> {
+pub(crate) fn activate(server: &str, code: &str, device: &Device) -> Result<(PathBuf, License), LaunchError> {
     let base = server_base(server)?;
     let v = post_json(&base, "/v1/activate", &json!({ "code": code, "device": device.code.to_string() }))?;
     let bytes = decode_license(v["license"].as_str().unwrap_or_default(), &base)?;
@@ -159,12 +160,12 @@ pub fn activate(server: &str, code: &str, device: &Device) -> Result<(PathBuf, L
 }
 
 /// Where `install` puts packages by default: `$XDG_DATA_HOME/sealrun/apps`.
-pub fn apps_dir() -> PathBuf {
-    paths::data_dir().join("apps")
+pub(crate) fn apps_dir() -> PathBuf {
+    dirs::data_dir().join("apps")
 }
 
 /// What `install` did.
-pub struct Installed {
+pub(crate) struct Installed {
     /// The package.
     pub package: PathBuf,
     /// The installed license.
@@ -179,7 +180,13 @@ pub struct Installed {
 /// license, both from one exchange; resumes a broken download; checks the
 /// package signature and that the license covers it before anything is
 /// kept.
-pub fn install(url: &str, code: &str, dir: &Path, device: &Device, progress: bool) -> Result<Installed, LaunchError> {
+pub(crate) fn install(
+    url: &str,
+    code: &str,
+    dir: &Path,
+    device: &Device,
+    progress: bool,
+) -> Result<Installed, LaunchError> {
     let (base, product) = split_product_url(url)?;
     fs::create_dir_all(dir).map_err(LaunchError::io("cannot create", dir))?;
     let dest = dir.join(format!("{product}.sealed"));
@@ -272,7 +279,7 @@ fn check_download(part: &Path, license_bytes: &[u8], product: &str) -> Result<St
     }
     let lic = License::parse(license_bytes).map_err(LaunchError::bad_file("the server's license"))?;
     lic.verify_signature(&m.manifest.vendor_key).map_err(LaunchError::bad_file("the server's license"))?;
-    lic.check_covers(&m.manifest, crate::clock::now())
+    lic.check_covers(&m.manifest, crate::license::clock::now())
         .map_err(|source| LaunchError::WrongProduct { path: PathBuf::from("the server's license"), source })?;
     Ok(m.manifest.display_name.clone())
 }
@@ -296,7 +303,7 @@ fn progress_bar(wanted: bool, total: Option<u64>, start: u64, product: &str) -> 
 
 /// Gives back every activation of the package's product held by this
 /// device, deleting the local licenses. Returns how many.
-pub fn deactivate(package: &Path, device: &Device) -> Result<usize, LaunchError> {
+pub(crate) fn deactivate(package: &Path, device: &Device) -> Result<usize, LaunchError> {
     let header = read_header(package)?;
     let product = header.manifest.product;
     let (_, found) = store::candidates(package, &product);

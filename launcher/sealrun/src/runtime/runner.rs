@@ -14,6 +14,8 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::error::LaunchError;
+use crate::platform::thread_hold;
+use crate::watch::{self, Lost, Watch};
 
 /// Default cap on a guest's linear memory, in MiB. wasm32 can address 4 GiB;
 /// 2 GiB leaves room for the launcher and the rest of a small machine.
@@ -158,11 +160,11 @@ fn deadline(timeout: Option<std::time::Duration>) -> Option<RunThread> {
 /// straight to the host's files, the plaintext module was freed after
 /// compiling, and the memory of a non-dumpable process goes with it.
 pub fn stop_process(why: LaunchError) -> ! {
-    say(&why.to_string());
+    watch::say(&why.to_string());
     // A watched app is held before the hooks run: giving its seat back
     // must not let it run on meanwhile.
     if let Some(guest) = *WATCHED_GUEST.lock().unwrap_or_else(|p| p.into_inner()) {
-        hold::hold(guest);
+        thread_hold::hold(guest);
     }
     run_stop_hooks();
     std::process::exit(i32::from(why.exit_code()))
@@ -171,7 +173,7 @@ pub fn stop_process(why: LaunchError) -> ! {
 type StopHook = Box<dyn Fn() + Send>;
 
 /// The guest thread of a watched run, while it runs.
-static WATCHED_GUEST: std::sync::Mutex<Option<hold::Thread>> = std::sync::Mutex::new(None);
+static WATCHED_GUEST: std::sync::Mutex<Option<thread_hold::Thread>> = std::sync::Mutex::new(None);
 
 /// Work that must happen however the process ends (giving a floating seat
 /// back): run by [`stop_process`] before it exits, and by the caller after
@@ -191,20 +193,6 @@ fn run_stop_hooks() {
             h();
         }
     }
-}
-
-/// One line for the user on stderr, written straight to the file
-/// descriptor: a guest held mid-write may own the lock of Rust's `stderr`,
-/// and a message about the pause must not wait for that.
-pub fn say(message: &str) {
-    use std::io::Write;
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let line = format!("sealrun: {}\n", sealrun_format::text::shown_lines(message));
-    #[allow(unsafe_code)]
-    // SAFETY: fd 2 is open for the life of the process; ManuallyDrop keeps
-    // this File from closing it.
-    let mut err = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(std::io::stderr().as_raw_fd()) });
-    let _ = err.write_all(line.as_bytes());
 }
 
 /// The engine for this machine: the shared configuration
@@ -238,134 +226,10 @@ pub fn package_hints(
     out
 }
 
-/// What a watched run depends on, checked every [`Watch::interval`] on a
-/// thread of its own while the guest runs.
-pub trait Watch: Send {
-    /// Time between checks.
-    fn interval(&self) -> std::time::Duration;
-    /// How long it may be missing before the run is stopped.
-    fn grace(&self) -> std::time::Duration;
-    /// Whether it holds now.
-    fn check(&mut self) -> Result<(), Lost>;
-    /// Told to the user when the guest is paused.
-    fn paused(&self, why: &str) -> String;
-    /// Told to the user when the guest resumes.
-    fn resumed(&self) -> String;
-    /// Why the run is stopped, when it is missing past the grace period or
-    /// can never come back.
-    fn give_up(&self, why: &str) -> LaunchError;
-}
-
-/// A failed [`Watch::check`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lost {
-    /// Missing now; may come back within the grace period.
-    Away(String),
-    /// Cannot come back (e.g. replaced by something else): stop now.
-    Gone(String),
-}
-
-/// Holding the guest's thread: a signal whose handler waits (in
-/// `sigsuspend`) until told to go on. Compiled code needs no checks for
-/// this, so a watched run is exactly as fast as any other; and the thread is
-/// held wherever it is, also inside a long host call.
-mod hold {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// Holds the guest thread. SIGUSR1/SIGUSR2 are free: wasmtime uses the
-    /// fault signals, `signal-hook` SIGINT and SIGTERM.
-    const HOLD: libc::c_int = libc::SIGUSR1;
-    /// Lets it go.
-    const RELEASE: libc::c_int = libc::SIGUSR2;
-    static HELD: AtomicBool = AtomicBool::new(false);
-    /// Set by the guest thread once it waits in the handler.
-    static PARKED: AtomicBool = AtomicBool::new(false);
-    /// How long `hold` waits for the guest thread to stop: a thread inside a
-    /// blocking system call takes the signal when the call is interrupted,
-    /// well within this.
-    const PARK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-    extern "C" fn on_hold(_: libc::c_int) {
-        // RELEASE is blocked while this handler runs (its sa_mask), so a
-        // release sent between the check and the wait stays pending and
-        // ends the wait: no wake-up is lost.
-        #[allow(unsafe_code)]
-        // SAFETY: sigfillset, sigdelset and sigsuspend are async-signal-safe
-        // and only touch the local set.
-        unsafe {
-            let mut wait: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut wait);
-            libc::sigdelset(&mut wait, RELEASE);
-            PARKED.store(true, Ordering::SeqCst);
-            while HELD.load(Ordering::SeqCst) {
-                libc::sigsuspend(&wait);
-            }
-            PARKED.store(false, Ordering::SeqCst);
-        }
-    }
-
-    extern "C" fn on_release(_: libc::c_int) {}
-
-    /// The thread to hold.
-    #[derive(Clone, Copy)]
-    pub(super) struct Thread(libc::pthread_t);
-
-    #[allow(unsafe_code)]
-    pub(super) fn install() -> std::io::Result<Thread> {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        let mut result = Ok(());
-        ONCE.call_once(|| {
-            // SAFETY: the handlers are async-signal-safe (see on_hold); the
-            // sigaction structs are initialised before use.
-            unsafe {
-                let mut release: libc::sigaction = std::mem::zeroed();
-                release.sa_sigaction = on_release as *const () as usize;
-                release.sa_flags = libc::SA_RESTART;
-                libc::sigemptyset(&mut release.sa_mask);
-                let mut hold: libc::sigaction = std::mem::zeroed();
-                hold.sa_sigaction = on_hold as *const () as usize;
-                hold.sa_flags = libc::SA_RESTART;
-                libc::sigemptyset(&mut hold.sa_mask);
-                libc::sigaddset(&mut hold.sa_mask, RELEASE);
-                if libc::sigaction(RELEASE, &release, std::ptr::null_mut()) != 0
-                    || libc::sigaction(HOLD, &hold, std::ptr::null_mut()) != 0
-                {
-                    result = Err(std::io::Error::last_os_error());
-                }
-            }
-        });
-        result?;
-        // SAFETY: pthread_self has no preconditions.
-        Ok(Thread(unsafe { libc::pthread_self() }))
-    }
-
-    #[allow(unsafe_code)]
-    pub(super) fn hold(t: Thread) {
-        HELD.store(true, Ordering::SeqCst);
-        // SAFETY: the thread is alive: the watcher that calls this is joined
-        // before the guest thread leaves the run.
-        unsafe { libc::pthread_kill(t.0, HOLD) };
-        // The signal arrives asynchronously: wait until the guest has
-        // stopped, so "paused" is true when it is said (and, for a floating
-        // seat, before its deadline).
-        let since = std::time::Instant::now();
-        while !PARKED.load(Ordering::SeqCst) && since.elapsed() < PARK_WAIT {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-
-    #[allow(unsafe_code)]
-    pub(super) fn release(t: Thread) {
-        HELD.store(false, Ordering::SeqCst);
-        // SAFETY: as for hold.
-        unsafe { libc::pthread_kill(t.0, RELEASE) };
-    }
-}
-
 /// Runs a [`Watch`] until dropped: holds the guest while the check fails,
 /// lets it go when the check passes again, and ends the process when the
 /// grace period runs out.
-fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
+fn watcher(mut watch: Box<dyn Watch>, guest: thread_hold::Thread) -> RunThread {
     use std::sync::mpsc::RecvTimeoutError;
     RunThread::spawn(move |rx| {
         let mut lost_since: Option<std::time::Instant> = None;
@@ -381,16 +245,16 @@ fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
                 (Ok(()), Some(_)) => {
                     lost_since = None;
                     // Said first: the app's next output comes after it.
-                    say(&watch.resumed());
-                    hold::release(guest);
+                    watch::say(&watch.resumed());
+                    thread_hold::release(guest);
                 }
                 // stop_process holds the app before it gives anything back.
                 (Err(Lost::Gone(why)), _) => stop_process(watch.give_up(&why)),
                 (Err(Lost::Away(why)), None) if watch.grace().is_zero() => stop_process(watch.give_up(&why)),
                 (Err(Lost::Away(why)), None) => {
                     lost_since = Some(std::time::Instant::now());
-                    hold::hold(guest);
-                    say(&watch.paused(&why));
+                    thread_hold::hold(guest);
+                    watch::say(&watch.paused(&why));
                 }
                 (Err(Lost::Away(why)), Some(since)) if since.elapsed() >= watch.grace() => {
                     stop_process(watch.give_up(&why))
@@ -401,7 +265,7 @@ fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
         // The run is over (the guest returned while held is impossible,
         // but its thread may have been held on the way out): let it go.
         if lost_since.is_some() {
-            hold::release(guest);
+            thread_hold::release(guest);
         }
     })
 }
@@ -409,7 +273,7 @@ fn watcher(mut watch: Box<dyn Watch>, guest: hold::Thread) -> RunThread {
 /// Compiles a module from memory. Nothing is written to disk.
 pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
     let module = Module::new(engine, module).map_err(|e| LaunchError::GuestStart(format!("{e}")))?;
-    let excluded = crate::hardening::exclude_from_core_dumps(&module);
+    let excluded = crate::platform::hardening::exclude_from_core_dumps(&module);
     tracing::debug!(excluded, "compiled code excluded from core dumps");
     Ok(module)
 }
@@ -580,7 +444,7 @@ pub fn run_watched(
         .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;
     let watcher = match watch {
         Some(w) => {
-            let guest = hold::install()
+            let guest = thread_hold::install()
                 .map_err(|e| LaunchError::GuestStart(format!("cannot install the pause signal handlers: {e}")))?;
             *WATCHED_GUEST.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);
             Some(watcher(w, guest))

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::error::LaunchError;
-use crate::paths;
+use crate::platform::dirs;
 
 /// The MIME type of sealed packages.
 pub const MIME_TYPE: &str = "application/x-sealrun-package";
@@ -25,14 +25,14 @@ pub const DESKTOP_FILE: &str = "sealrun.desktop";
 /// removes exactly these.
 pub const APP_ENTRY_PREFIX: &str = "sealrun-app-";
 
-const DESKTOP_TEMPLATE: &str = include_str!("../../../packaging/linux/sealrun.desktop");
-const MIME_XML: &str = include_str!("../../../packaging/linux/sealrun.xml");
-const ICON_SVG: &[u8] = include_bytes!("../../../packaging/icons/sealrun.svg");
+const DESKTOP_TEMPLATE: &str = include_str!("../../../../packaging/linux/sealrun.desktop");
+const MIME_XML: &str = include_str!("../../../../packaging/linux/sealrun.xml");
+const ICON_SVG: &[u8] = include_bytes!("../../../../packaging/icons/sealrun.svg");
 /// The PNG sizes installed per user; the .deb ships every size.
 const ICON_PNGS: [(u32, &[u8]); 3] = [
-    (48, include_bytes!("../../../packaging/icons/sealrun-48.png")),
-    (128, include_bytes!("../../../packaging/icons/sealrun-128.png")),
-    (256, include_bytes!("../../../packaging/icons/sealrun-256.png")),
+    (48, include_bytes!("../../../../packaging/icons/sealrun-48.png")),
+    (128, include_bytes!("../../../../packaging/icons/sealrun-128.png")),
+    (256, include_bytes!("../../../../packaging/icons/sealrun-256.png")),
 ];
 const MIME_ICON: &str = "application-x-sealrun-package";
 
@@ -74,15 +74,15 @@ pub fn exec_arg(arg: &str) -> String {
 }
 
 fn applications_dir() -> PathBuf {
-    paths::data_home().join("applications")
+    dirs::data_home().join("applications")
 }
 
 fn mime_dir() -> PathBuf {
-    paths::data_home().join("mime")
+    dirs::data_home().join("mime")
 }
 
 fn icon_files() -> Vec<(PathBuf, &'static [u8])> {
-    let hicolor = paths::data_home().join("icons/hicolor");
+    let hicolor = dirs::data_home().join("icons/hicolor");
     let mut out = vec![
         (hicolor.join("scalable/apps/sealrun.svg"), ICON_SVG),
         (hicolor.join(format!("scalable/mimetypes/{MIME_ICON}.svg")), ICON_SVG),
@@ -145,7 +145,7 @@ fn refresh_databases(notes: &mut Vec<String>) {
             notes.push(n);
         }
     }
-    let hicolor = paths::data_home().join("icons/hicolor");
+    let hicolor = dirs::data_home().join("icons/hicolor");
     if hicolor.join("icon-theme.cache").is_file() {
         // A stale cache hides new icons; without one GTK reads the folders.
         let _ = Command::new("gtk-update-icon-cache")
@@ -222,7 +222,7 @@ fn drop_empty_section(lines: &mut Vec<String>, section: &str) {
 }
 
 fn mimeapps_file() -> PathBuf {
-    paths::config_home().join("mimeapps.list")
+    dirs::config_home().join("mimeapps.list")
 }
 
 fn set_default(set: bool) -> Result<Option<PathBuf>, LaunchError> {
@@ -275,7 +275,7 @@ pub fn uninstall() -> Result<Registered, LaunchError> {
         remove(&path, &mut files)?;
         // The size folders made for the icon go too, once empty.
         let mut dir = path.parent();
-        while let Some(d) = dir.filter(|d| d.starts_with(paths::data_home().join("icons"))) {
+        while let Some(d) = dir.filter(|d| d.starts_with(dirs::data_home().join("icons"))) {
             if fs::remove_dir(d).is_err() {
                 break;
             }
@@ -341,7 +341,7 @@ pub fn app_entries() -> Vec<PathBuf> {
 
 /// Where the icons apps carry in their manifests are kept.
 fn app_icons_dir() -> PathBuf {
-    paths::data_dir().join("icons")
+    dirs::data_dir().join("icons")
 }
 
 /// A value for a desktop entry's string keys (`Name`, `Comment`): one line,

@@ -7,7 +7,7 @@ use memmap2::{Advice, MmapMut, MmapOptions};
 use zeroize::Zeroize;
 
 /// A zeroizing, unswappable, undumpable byte buffer.
-pub struct SecretBuffer {
+pub(crate) struct SecretBuffer {
     map: MmapMut,
     len: usize,
     locked: bool,
@@ -15,7 +15,7 @@ pub struct SecretBuffer {
 
 impl SecretBuffer {
     /// A zero-filled buffer of `len` bytes.
-    pub fn new(len: usize) -> std::io::Result<Self> {
+    pub(crate) fn new(len: usize) -> std::io::Result<Self> {
         // A map cannot be empty; an empty buffer maps one byte it never shows.
         // Populated up front: every byte is written right away, and one bulk
         // allocation is far cheaper than a page fault per 4 KiB.

@@ -8,42 +8,42 @@ fn xdg(kind: Base) -> PathBuf {
 }
 
 /// `$XDG_DATA_HOME` itself, where desktop entries, MIME types and icons go.
-pub fn data_home() -> PathBuf {
+pub(crate) fn data_home() -> PathBuf {
     base(Base::Data)
 }
 
 /// `$XDG_CONFIG_HOME` itself, where `mimeapps.list` is.
-pub fn config_home() -> PathBuf {
+pub(crate) fn config_home() -> PathBuf {
     base(Base::Config)
 }
 
 /// `$XDG_STATE_HOME/sealrun`: the log of launches from the desktop.
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     xdg(Base::State)
 }
 
 /// `$XDG_DATA_HOME/sealrun`: the device key, the last-seen time record
 /// (`clock.rs`) and installed licenses.
-pub fn data_dir() -> PathBuf {
+pub(crate) fn data_dir() -> PathBuf {
     xdg(Base::Data)
 }
 
 /// Installed licenses, one folder per product.
-pub fn licenses_dir() -> PathBuf {
+pub(crate) fn licenses_dir() -> PathBuf {
     data_dir().join("licenses")
 }
 
 /// The sealed device key file.
-pub fn device_key_file() -> PathBuf {
+pub(crate) fn device_key_file() -> PathBuf {
     data_dir().join("device.key")
 }
 
 /// `$XDG_CACHE_HOME/sealrun`: the encrypted compiled-code cache.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     xdg(Base::Cache)
 }
 
 /// `$XDG_CONFIG_HOME/sealrun`: the user's settings (the native-code trust policy).
-pub fn config_dir() -> PathBuf {
+pub(crate) fn config_dir() -> PathBuf {
     xdg(Base::Config)
 }

@@ -16,35 +16,35 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use sealrun_format::code_cache::{EntryHeader, EntryId, MAX_ENTRY_HEADER_LEN, entry_key, seal_entry};
+use sealrun_format::device::DeviceSecret;
 use sealrun_format::{ContentKey, UnixTime};
 use wasmtime::{Engine, Module};
 use zeroize::Zeroizing;
 
-use crate::code_mem;
-use crate::device::Device;
 use crate::error::LaunchError;
-use crate::paths;
+use crate::platform::dirs;
+use crate::runtime::code_mem;
 
 /// Overrides the cache directory (tests, shared machines with a fast disk).
-pub const CACHE_DIR_ENV: &str = "SEALRUN_CACHE_DIR";
+pub(crate) const CACHE_DIR_ENV: &str = "SEALRUN_CACHE_DIR";
 /// Overrides the cache's size cap, in MiB (fractions allowed); 0 turns the
 /// cache off.
-pub const CACHE_MAX_ENV: &str = "SEALRUN_CACHE_MAX_MB";
+pub(crate) const CACHE_MAX_ENV: &str = "SEALRUN_CACHE_MAX_MB";
 /// Default size cap. Compiled code is 1-3x its module's size: 2 GiB keeps
 /// a dozen large apps (or hundreds of small ones) without filling small disks.
-pub const DEFAULT_CACHE_CAP_BYTES: u64 = 2 << 30;
+pub(crate) const DEFAULT_CACHE_CAP_BYTES: u64 = 2 << 30;
 /// Entries decrypt on every core from this size up: below it one core takes
 /// about a millisecond, less than starting threads is worth.
-pub const PARALLEL_MIN_LEN: u64 = 4 << 20;
+pub(crate) const PARALLEL_MIN_LEN: u64 = 4 << 20;
 /// File name suffix of entries.
 const SUFFIX: &str = ".code";
 
 /// This launcher's version, part of every entry id: a new launcher never
 /// reads an older one's entries (it recompiles once and replaces them).
-pub const LAUNCHER_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const LAUNCHER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What a lookup found.
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// A valid entry: the module, ready to instantiate.
     Hit(Module),
     /// No entry for this package, runtime and launcher.
@@ -55,15 +55,13 @@ pub enum Lookup {
 
 /// A cache entry as `sealrun cache list` shows it.
 #[derive(Debug, Clone)]
-pub struct EntryInfo {
+pub(crate) struct EntryInfo {
     /// The entry file.
     pub path: PathBuf,
     /// Its size on disk.
     pub size: u64,
     /// Last use.
     pub last_used: SystemTime,
-    /// When it was written (from its header), if the header parses.
-    pub created: Option<UnixTime>,
     /// Product, release and name (from its header, unauthenticated), or why
     /// the header does not parse.
     pub label: String,
@@ -73,7 +71,7 @@ use sealrun_engine::runtime_fingerprint;
 
 /// The compiled-code cache of this user.
 #[derive(Debug, Clone)]
-pub struct CodeCache {
+pub(crate) struct CodeCache {
     dir: PathBuf,
     cap: u64,
 }
@@ -81,10 +79,10 @@ pub struct CodeCache {
 impl CodeCache {
     /// The cache at its usual place with its usual cap, honouring
     /// [`CACHE_DIR_ENV`] and [`CACHE_MAX_ENV`].
-    pub fn from_env() -> Result<CodeCache, LaunchError> {
+    pub(crate) fn from_env() -> Result<CodeCache, LaunchError> {
         let dir = match std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()) {
             Some(d) => PathBuf::from(d),
-            None => paths::cache_dir().join("code"),
+            None => dirs::cache_dir().join("code"),
         };
         let cap = match std::env::var(CACHE_MAX_ENV) {
             Ok(v) => match v.trim().parse::<f64>() {
@@ -101,34 +99,35 @@ impl CodeCache {
     }
 
     /// A cache in `dir` with a cap of `cap` bytes.
-    pub fn new(dir: PathBuf, cap: u64) -> CodeCache {
+    #[cfg(test)]
+    pub(crate) fn new(dir: PathBuf, cap: u64) -> CodeCache {
         CodeCache { dir, cap }
     }
 
     /// The directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The size cap in bytes (0: the cache is off).
-    pub fn cap(&self) -> u64 {
+    pub(crate) fn cap(&self) -> u64 {
         self.cap
     }
 
     /// Whether entries are read and written at all.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.cap > 0
     }
 
     /// Where the entry `id` lives.
-    pub fn entry_path(&self, id: &EntryId) -> PathBuf {
+    pub(crate) fn entry_path(&self, id: &EntryId) -> PathBuf {
         self.dir.join(format!("{}{SUFFIX}", id.to_hex()))
     }
 
     /// Looks up the entry `id` and, if it authenticates under `key`, loads it
     /// into `engine`. Anything but a valid entry is a miss or a refusal,
     /// never an error: the caller compiles instead.
-    pub fn load(&self, engine: &Engine, id: &EntryId, key: &ContentKey) -> Lookup {
+    pub(crate) fn load(&self, engine: &Engine, id: &EntryId, key: &ContentKey) -> Lookup {
         let path = self.entry_path(id);
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -150,12 +149,19 @@ impl CodeCache {
     /// (atomically, 0600), then evicts least recently used entries beyond the
     /// cap. Returns the entry's size.
     /// Failing to store is never fatal: the caller warns and runs anyway.
-    pub fn store(&self, module: &Module, id: &EntryId, key: &ContentKey, label: &str) -> std::io::Result<u64> {
+    pub(crate) fn store(
+        &self,
+        module: &Module,
+        id: &EntryId,
+        key: &ContentKey,
+        label: &str,
+        now: UnixTime,
+    ) -> std::io::Result<u64> {
         // The serialized code is plaintext in ordinary heap memory for the
         // moment it takes to seal it, and is zeroed right after.
         let code = Zeroizing::new(module.serialize().map_err(std::io::Error::other)?);
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-        let sealed = seal_entry(id, key, label, crate::clock::now(), &code, &mut rng).map_err(std::io::Error::other)?;
+        let sealed = seal_entry(id, key, label, now, &code, &mut rng).map_err(std::io::Error::other)?;
         drop(code);
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
         let path = self.entry_path(id);
@@ -167,7 +173,7 @@ impl CodeCache {
     }
 
     /// Every entry, least recently used first.
-    pub fn list(&self) -> Vec<EntryInfo> {
+    pub(crate) fn list(&self) -> Vec<EntryInfo> {
         let Ok(dir) = fs::read_dir(&self.dir) else { return Vec::new() };
         let mut out: Vec<EntryInfo> = dir
             .flatten()
@@ -175,11 +181,11 @@ impl CodeCache {
             .filter_map(|e| {
                 let meta = e.metadata().ok()?;
                 let path = e.path();
-                let (created, label) = match read_header(&path) {
-                    Ok(h) => (Some(h.created), h.label),
-                    Err(why) => (None, format!("(unreadable: {why})")),
+                let label = match read_header(&path) {
+                    Ok(h) => h.label,
+                    Err(why) => format!("(unreadable: {why})"),
                 };
-                Some(EntryInfo { path, size: meta.len(), last_used: meta.modified().ok()?, created, label })
+                Some(EntryInfo { path, size: meta.len(), last_used: meta.modified().ok()?, label })
             })
             .collect();
         out.sort_by_key(|e| e.last_used);
@@ -187,13 +193,14 @@ impl CodeCache {
     }
 
     /// Total size of all entries.
-    pub fn size(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn size(&self) -> u64 {
         self.list().iter().map(|e| e.size).sum()
     }
 
     /// Removes every entry (and leftover temporary files); returns how many
     /// entries and bytes were removed.
-    pub fn clear(&self) -> Result<(usize, u64), LaunchError> {
+    pub(crate) fn clear(&self) -> Result<(usize, u64), LaunchError> {
         let mut removed = (0, 0);
         let Ok(dir) = fs::read_dir(&self.dir) else { return Ok(removed) };
         for e in dir.flatten() {
@@ -236,7 +243,7 @@ impl CodeCache {
 /// Where the code of a cache entry came from: the id says so, and the two
 /// never share one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Compiled on this machine from the package's module.
     Compiled,
     /// The vendor's precompiled native code, loaded from the package.
@@ -245,19 +252,19 @@ pub enum Origin {
 
 /// The key and id of the entry for a package on this device, for code of
 /// `origin`.
-pub fn entry_for(
+pub(crate) fn entry_for(
     package_identity: &[u8; 32],
     engine: &Engine,
     origin: Origin,
     content: &ContentKey,
-    device: &Device,
+    device_secret: &DeviceSecret,
 ) -> (EntryId, ContentKey) {
     let runtime = runtime_fingerprint(engine);
     let id = match origin {
         Origin::Compiled => EntryId::new(package_identity, &runtime, LAUNCHER_VERSION),
         Origin::VendorNative => EntryId::for_vendor_native(package_identity, &runtime, LAUNCHER_VERSION),
     };
-    let key = entry_key(content, &device.secret, &id);
+    let key = entry_key(content, device_secret, &id);
     (id, key)
 }
 
@@ -350,25 +357,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = CodeCache::new(dir.path().to_owned(), DEFAULT_CACHE_CAP_BYTES);
         let secret = sealrun_format::device::DeviceSecret::from_bytes(&[7; 32]);
-        let code = secret.device_code(b"machine");
-        let device = Device::new(secret, code, dir.path().join("device.key"));
         let content = ContentKey::from_bytes(&[9; 32]);
         let identity = [3u8; 32];
 
-        let ours = crate::runner::engine().unwrap();
+        let ours = crate::runtime::runner::engine().unwrap();
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true).memory_init_cow(false).cranelift_opt_level(wasmtime::OptLevel::None);
         let other = Engine::new(&config).unwrap();
         assert_ne!(runtime_fingerprint(&ours), runtime_fingerprint(&other));
-        assert_eq!(runtime_fingerprint(&ours), runtime_fingerprint(&crate::runner::engine().unwrap()));
+        assert_eq!(runtime_fingerprint(&ours), runtime_fingerprint(&crate::runtime::runner::engine().unwrap()));
 
-        let (id, key) = entry_for(&identity, &ours, Origin::Compiled, &content, &device);
+        let (id, key) = entry_for(&identity, &ours, Origin::Compiled, &content, &secret);
         let module = Module::new(&ours, EMPTY_COMMAND).unwrap();
-        cache.store(&module, &id, &key, "test").unwrap();
+        cache.store(&module, &id, &key, "test", 1).unwrap();
         assert!(matches!(cache.load(&ours, &id, &key), Lookup::Hit(_)));
 
         // The other configuration looks under another name and misses...
-        let (other_id, other_key) = entry_for(&identity, &other, Origin::Compiled, &content, &device);
+        let (other_id, other_key) = entry_for(&identity, &other, Origin::Compiled, &content, &secret);
         assert_ne!(id, other_id);
         assert!(matches!(cache.load(&other, &other_id, &other_key), Lookup::Miss));
         // ...and an entry planted under that name does not authenticate.
@@ -382,7 +387,7 @@ mod tests {
         // baseline aarch64 CPU the host's and the vendor target's runtime
         // fingerprints are equal, and cached vendor code ran on after
         // `trust remove`).
-        let (native_id, native_key) = entry_for(&identity, &ours, Origin::VendorNative, &content, &device);
+        let (native_id, native_key) = entry_for(&identity, &ours, Origin::VendorNative, &content, &secret);
         assert_ne!(native_id, id);
         assert!(matches!(cache.load(&ours, &native_id, &native_key), Lookup::Miss));
     }

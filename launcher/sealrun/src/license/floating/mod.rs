@@ -8,11 +8,11 @@
 //! renewal, less a margin, so its deadline is always earlier. Past the
 //! deadline the app is paused (or stopped with `--on-seat-loss stop`)
 //! until a renewal gets through again.
-pub use sealrun_wire::floating as wire;
+pub(crate) use sealrun_wire::floating as wire;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use sealrun_format::device::{DeviceCode, DeviceSecret};
@@ -25,18 +25,20 @@ use sealrun_format::{ContentKey, UnixTime};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::device::Device;
 use crate::error::LaunchError;
-use crate::runner::{Lost, Watch};
-use crate::{paths, runner};
+use crate::license::device::Device;
+use crate::platform::boot_now;
+use crate::platform::dirs;
+use crate::watch;
+use crate::watch::{Lost, Watch};
 
 /// Environment variable naming the license server (`host:port`).
-pub const SERVER_ENV: &str = "SEALRUN_LICENSE_SERVER";
+pub(crate) const SERVER_ENV: &str = "SEALRUN_LICENSE_SERVER";
 /// Environment variable naming a PEM file of CA certificates to trust for
 /// an `https://` license server.
-pub const CA_ENV: &str = "SEALRUN_LICENSE_SERVER_CA";
+pub(crate) const CA_ENV: &str = "SEALRUN_LICENSE_SERVER_CA";
 /// File extension of the small file a site admin hands out.
-pub const FLOATING_EXT: &str = "floating";
+pub(crate) const FLOATING_EXT: &str = "floating";
 /// Largest floating file read: two or three lines of TOML.
 const MAX_FLOATING_FILE_LEN: u64 = 16 * 1024;
 /// Largest answer read from the daemon (a license is at most 16 KiB).
@@ -48,17 +50,15 @@ const LOST_RETRY: Duration = Duration::from_secs(1);
 
 /// Where the license server is and how to reach it.
 #[derive(Debug, Clone)]
-pub struct ServerSpec {
+pub(crate) struct ServerSpec {
     /// Its base URL, `http://host:port` or `https://host:port`.
     pub url: String,
     /// CA certificates to trust for HTTPS.
     pub ca: Option<PathBuf>,
-    /// Where the address came from, for messages.
-    pub origin: String,
 }
 
 /// Reads `host:port`, `host` (the default port), or an `http(s)://` URL.
-pub fn parse_server(text: &str, origin: &str, ca: Option<PathBuf>) -> Result<ServerSpec, LaunchError> {
+pub(crate) fn parse_server(text: &str, origin: &str, ca: Option<PathBuf>) -> Result<ServerSpec, LaunchError> {
     let t = text.trim().trim_end_matches('/');
     let bad = || {
         LaunchError::Usage(format!(
@@ -86,13 +86,13 @@ pub fn parse_server(text: &str, origin: &str, ca: Option<PathBuf>) -> Result<Ser
         return Err(bad());
     }
     let host_port = if has_port { rest.to_owned() } else { format!("{rest}:{}", wire::DEFAULT_PORT) };
-    Ok(ServerSpec { url: format!("{scheme}://{host_port}"), ca, origin: origin.to_owned() })
+    Ok(ServerSpec { url: format!("{scheme}://{host_port}"), ca })
 }
 
 /// The floating file a site admin hands out (`*.floating`, TOML).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FloatingFile {
+pub(crate) struct FloatingFile {
     /// The license server, `host:port`.
     pub server: String,
     /// The product it is for; absent means every product.
@@ -103,7 +103,7 @@ pub struct FloatingFile {
 
 impl FloatingFile {
     /// Reads and checks a floating file.
-    pub fn read(path: &Path) -> Result<FloatingFile, LaunchError> {
+    pub(crate) fn read(path: &Path) -> Result<FloatingFile, LaunchError> {
         use std::io::Read;
         let f = std::fs::File::open(path).map_err(LaunchError::io("cannot open", path))?;
         let mut text = String::new();
@@ -131,7 +131,7 @@ impl FloatingFile {
 
     /// The server it names, for `product`: a file for another product is
     /// refused, naming both.
-    pub fn spec_for(&self, path: &Path, product: &str) -> Result<ServerSpec, LaunchError> {
+    pub(crate) fn spec_for(&self, path: &Path, product: &str) -> Result<ServerSpec, LaunchError> {
         match &self.product {
             Some(p) if p != product => Err(LaunchError::Usage(format!(
                 "{} is the floating file for {p}, and this package is {product}",
@@ -148,8 +148,8 @@ impl FloatingFile {
 
 /// Where installed floating files live: with the product's licenses, or in
 /// `_floating` for files that name no product.
-pub fn floating_dir(product: Option<&str>) -> PathBuf {
-    paths::licenses_dir().join(product.unwrap_or("_floating"))
+pub(crate) fn floating_dir(product: Option<&str>) -> PathBuf {
+    dirs::licenses_dir().join(product.unwrap_or("_floating"))
 }
 
 fn floating_files(dir: &Path) -> Vec<PathBuf> {
@@ -175,7 +175,7 @@ fn floating_files(dir: &Path) -> Vec<PathBuf> {
 /// downloaded folder could bring one that sends the launch (with the user's
 /// and host's names, and the grants the user made for the real product) to
 /// a server of its own. Name it with `--license FILE.floating` or install it.
-pub fn find_server(flag: Option<&str>, product: &str) -> Result<Option<(ServerSpec, bool)>, LaunchError> {
+pub(crate) fn find_server(flag: Option<&str>, product: &str) -> Result<Option<(ServerSpec, bool)>, LaunchError> {
     let ca_env = std::env::var_os(CA_ENV).filter(|c| !c.is_empty()).map(PathBuf::from);
     if let Some(s) = flag {
         return Ok(Some((parse_server(s, "--license-server", ca_env)?, true)));
@@ -208,7 +208,7 @@ pub fn find_server(flag: Option<&str>, product: &str) -> Result<Option<(ServerSp
 }
 
 /// Installs a floating file: checked, then copied into the license store.
-pub fn install(path: &Path) -> Result<(PathBuf, FloatingFile), LaunchError> {
+pub(crate) fn install(path: &Path) -> Result<(PathBuf, FloatingFile), LaunchError> {
     let file = FloatingFile::read(path)?;
     let dir = floating_dir(file.product.as_deref());
     std::fs::create_dir_all(&dir).map_err(LaunchError::io("cannot create", &dir))?;
@@ -307,23 +307,6 @@ impl Client {
     }
 }
 
-/// The time since boot, counting suspend (CLOCK_BOOTTIME): a lease keeps
-/// running at the daemon while this computer sleeps, so a deadline must
-/// too. (`Instant` stops during suspend on Linux.)
-#[allow(unsafe_code)]
-fn boot_now() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes the timespec it is given; CLOCK_BOOTTIME
-    // exists on every Linux this runs on.
-    let ok = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } == 0;
-    if !ok {
-        // Never expected; fall back to a clock that at least moves.
-        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        return START.get_or_init(Instant::now).elapsed();
-    }
-    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
-}
-
 /// A seat held: the lease, renewed by [`SeatWatch`] (or [`KeepAlive`]
 /// while the app loads) and given back by [`Seat::release`] (also when the
 /// process is stopped).
@@ -332,11 +315,11 @@ pub struct Seat {
     product: String,
     checkout: wire::CheckoutRequest,
     license: License,
-    device_secret: std::sync::Arc<crate::secure_buf::SecretBox<DeviceSecret>>,
+    device_secret: std::sync::Arc<crate::platform::locked_memory::SecretBox<DeviceSecret>>,
     device: DeviceCode,
     /// Derives the proof key of a new lease after a lapse (from the lent
     /// content key; the content key itself is not kept here).
-    root: crate::secure_buf::SecretBox<LeaseRoot>,
+    root: crate::platform::locked_memory::SecretBox<LeaseRoot>,
     state: Mutex<LeaseState>,
 }
 
@@ -350,10 +333,10 @@ struct LeaseState {
     seq: u64,
     ttl: Duration,
     renew: Duration,
-    /// The app may run until then, on [`boot_now`]'s clock (the daemon's
+    /// The app may run until then, on [`boot_now`](crate::platform::boot_now)'s clock (the daemon's
     /// expiry, less the margin).
     deadline: Duration,
-    /// When the next renewal is due, on [`boot_now`]'s clock.
+    /// When the next renewal is due, on [`boot_now`](crate::platform::boot_now)'s clock.
     next_renewal: Duration,
     released: bool,
 }
@@ -376,7 +359,7 @@ fn heartbeat_timeout(ttl: Duration) -> Duration {
 const MAX_TTL: Duration = Duration::from_secs(86_400);
 
 /// A seat checked out, with the license and content key it unlocked.
-pub struct CheckedOut {
+pub(crate) struct CheckedOut {
     /// The floating license (checked against the package).
     pub license: License,
     /// The content key, lent for this lease.
@@ -406,7 +389,7 @@ fn not_floatd(spec: &ServerSpec) -> LaunchError {
 /// Checks out a seat of `manifest`'s product for `device` from `spec`.
 /// With `wait`, waits in line when every seat is taken, telling the user
 /// through `on_queued(position, seats)`.
-pub fn checkout(
+pub(crate) fn checkout(
     spec: &ServerSpec,
     manifest: &Manifest,
     device: &Device,
@@ -441,7 +424,7 @@ pub fn checkout(
             Answer::Ok(_, body) => {
                 let granted: wire::Granted = serde_json::from_value(body).map_err(|_| not_floatd(spec))?;
                 let (license, key, lease, proof_key) = accept(spec, &granted, manifest, device, now, &n)?;
-                let root = crate::secure_buf::SecretBox::new(LeaseRoot::derive(&key, &license));
+                let root = crate::platform::locked_memory::SecretBox::new(LeaseRoot::derive(&key, &license));
                 let ttl = Duration::from_millis(granted.ttl_ms).min(MAX_TTL);
                 let renew = Duration::from_millis(granted.renew_ms).min(ttl / 2);
                 let state = LeaseState {
@@ -618,7 +601,7 @@ impl Seat {
     /// seat again (never a second one: per computer it is the same seat).
     /// A renewal counts only if the answer proves it came from the daemon.
     fn renew(&self) -> Renewal {
-        if self.license.terms.expires.is_some_and(|e| crate::clock::now() >= e) {
+        if self.license.terms.expires.is_some_and(|e| crate::license::clock::now() >= e) {
             return Renewal::Expired;
         }
         let (body, lease, key, n, ttl) = self.request(|seq| Proof::Heartbeat { seq });
@@ -744,8 +727,8 @@ impl Seat {
 }
 
 /// Gives a seat back when dropped (a run that ends normally; a run that is
-/// stopped gives it back through [`runner::at_stop`]).
-pub struct SeatGuard(pub Arc<Seat>);
+/// stopped gives it back through `runtime::runner::at_stop`).
+pub(crate) struct SeatGuard(pub Arc<Seat>);
 
 impl Drop for SeatGuard {
     fn drop(&mut self) {
@@ -755,14 +738,14 @@ impl Drop for SeatGuard {
 
 /// Renews a seat from a thread of its own while the app loads (a large
 /// module may compile for longer than a lease lasts); stops when dropped.
-pub struct KeepAlive {
+pub(crate) struct KeepAlive {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl KeepAlive {
     /// Starts renewing `seat`.
-    pub fn start(seat: Arc<Seat>) -> KeepAlive {
+    pub(crate) fn start(seat: Arc<Seat>) -> KeepAlive {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             loop {
@@ -796,7 +779,7 @@ impl Drop for KeepAlive {
 
 /// What to do when the seat is lost while the app runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnSeatLoss {
+pub(crate) enum OnSeatLoss {
     /// Pause the app until the seat is back (the default).
     Pause,
     /// Stop the app.
@@ -808,7 +791,7 @@ pub enum OnSeatLoss {
 /// renewal getting through. It looks at the clock every second, without
 /// network traffic unless a renewal is due, so a computer waking from
 /// suspend with a lapsed lease pauses the app within a second.
-pub struct SeatWatch {
+pub(crate) struct SeatWatch {
     seat: Arc<Seat>,
     on_loss: OnSeatLoss,
     /// Renewals are failing; the user was told once.
@@ -818,7 +801,7 @@ pub struct SeatWatch {
 
 impl SeatWatch {
     /// Watches `seat`.
-    pub fn new(seat: Arc<Seat>, on_loss: OnSeatLoss) -> SeatWatch {
+    pub(crate) fn new(seat: Arc<Seat>, on_loss: OnSeatLoss) -> SeatWatch {
         SeatWatch { seat, on_loss, trouble: false, lost: false }
     }
 }
@@ -861,7 +844,7 @@ impl Watch for SeatWatch {
         match outcome {
             Renewal::Renewed => {
                 if self.trouble && !self.lost {
-                    runner::say(&format!("the license server {server} answers again"));
+                    watch::say(&format!("the license server {server} answers again"));
                 }
                 self.trouble = false;
                 self.lost = false;
@@ -880,7 +863,7 @@ impl Watch for SeatWatch {
                 if !self.trouble {
                     self.trouble = true;
                     let left = deadline.saturating_sub(boot_now());
-                    runner::say(&format!(
+                    watch::say(&format!(
                         "cannot renew the seat with the license server {server} ({}); the app keeps running for up to {} s while it retries",
                         describe(&outcome, &server, &self.seat.product),
                         left.as_secs()

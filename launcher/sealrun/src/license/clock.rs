@@ -37,8 +37,8 @@ use std::time::Duration;
 use sealrun_format::UnixTime;
 use sealrun_format::clock::{LAST_SEEN_LEN, LastSeen, open_last_seen, seal_last_seen};
 
-use crate::device::Device;
 use crate::error::LaunchError;
+use crate::license::device::Device;
 
 /// How far the clock may be behind the record before a time-limited
 /// license is refused. NTP corrections step the clock by seconds at most,

@@ -1,0 +1,39 @@
+//! Process hardening applied before any key or plaintext is in memory.
+//!
+//! Not dumpable: no core dump is written, and other processes of the same
+//! user can neither ptrace this one nor open its `/proc/<pid>/mem`, `fd/` or
+//! `maps` (only root can). Core size zero as a second line for systems where
+//! a core handler ignores the dumpable flag.
+
+/// Applies the hardening; best effort, since each call can only fail on
+/// kernels without the feature, where there is nothing better to do.
+#[allow(unsafe_code)]
+pub fn harden_process() -> bool {
+    let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain system calls with valid arguments; no memory is shared.
+    let core = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } == 0;
+    // SAFETY: as above.
+    let dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0;
+    core && dumpable
+}
+
+/// Marks the compiled code image of `module` `MADV_DONTDUMP`, so that a
+/// core dump leaves it out even when the dump is forced past the
+/// not-dumpable flag (a debugger's `gcore` run as root honours it too).
+/// Best effort, like [`harden_process`]; returns whether it took.
+#[allow(unsafe_code)]
+pub fn exclude_from_core_dumps(module: &wasmtime::Module) -> bool {
+    let range = module.image_range();
+    // SAFETY: sysconf has no memory inputs.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+    let start = range.start as usize / page * page;
+    let end = (range.end as usize).div_ceil(page) * page;
+    if end <= start {
+        return false;
+    }
+    // SAFETY: MADV_DONTDUMP changes only whether these pages go into a
+    // core dump, never their contents or protections. The range lies in
+    // wasmtime's page-aligned mapping of the module's code; rounding out
+    // to whole pages adds nothing outside it.
+    unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTDUMP) == 0 }
+}

@@ -1,0 +1,4 @@
+//! Linux implementations.
+pub(crate) mod boot_clock;
+pub mod hardening;
+pub(crate) mod memfd;

@@ -1,0 +1,3 @@
+//! POSIX implementations (Linux today; macOS next, with the same files).
+pub(crate) mod stderr;
+pub(crate) mod thread_hold;
