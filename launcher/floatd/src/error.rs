@@ -33,7 +33,7 @@ pub enum FloatdError {
         problem: String,
     },
     /// The device identity, the dongle or a license check failed.
-    #[error("{0}")]
+    #[error("{}", sealrun::cli::advice::message(.0))]
     Launcher(#[from] sealrun::LaunchError),
     /// The lease database failed.
     #[error("the lease database {path} failed: {source}")]
@@ -69,12 +69,7 @@ impl FloatdError {
             FloatdError::Io { .. } => 3,
             FloatdError::License { .. } => 4,
             FloatdError::Launcher(e) => match e {
-                sealrun::LaunchError::NoDongle { .. }
-                | sealrun::LaunchError::DongleModule { .. }
-                | sealrun::LaunchError::DongleFailed { .. }
-                | sealrun::LaunchError::DonglePin(_)
-                | sealrun::LaunchError::DongleRecord { .. }
-                | sealrun::LaunchError::DongleWrongDevice { .. } => 7,
+                sealrun::LaunchError::Dongle(_) => 7,
                 _ => 4,
             },
             FloatdError::Database { .. } => 5,

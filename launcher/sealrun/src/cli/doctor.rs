@@ -1,5 +1,6 @@
 //! `sealrun doctor`: what the launcher sees, for support tickets. Prints no
 //! secret and not the raw machine ID.
+use super::advice::message;
 use std::fmt::Write as _;
 
 use sealrun_format::license::{Binding, License};
@@ -75,7 +76,7 @@ fn floating_servers(s: &mut String) {
                 known.push(format!("{v} (license_server in {})", crate::config::file().display()));
             }
         }
-        Err(e) => known.push(format!("PROBLEM: {e}")),
+        Err(e) => known.push(format!("PROBLEM: {}", message(&e))),
     }
     let installed = std::fs::read_dir(dirs::licenses_dir())
         .into_iter()
@@ -88,7 +89,7 @@ fn floating_servers(s: &mut String) {
                 let what = f.product.unwrap_or_else(|| "every product".into());
                 known.push(format!("{} for {what} ({})", f.server, p.display()));
             }
-            Err(e) => known.push(format!("PROBLEM: {e}")),
+            Err(e) => known.push(format!("PROBLEM: {}", message(&e))),
         }
     }
     if known.is_empty() {
@@ -111,7 +112,7 @@ pub(super) fn report() -> String {
             format!("present (from {})", device::MACHINE_ID_ENV)
         }
         Ok(_) => "present (from the operating system)".to_owned(),
-        Err(e) => format!("MISSING: {e}"),
+        Err(e) => format!("MISSING: {}", message(&e)),
     };
     let _ = writeln!(s, "machine id:    {machine}");
     let device = match device::load_or_create() {
@@ -121,7 +122,7 @@ pub(super) fn report() -> String {
             Some(d)
         }
         Err(e) => {
-            let _ = writeln!(s, "device:        PROBLEM: {e}");
+            let _ = writeln!(s, "device:        PROBLEM: {}", message(&e));
             None
         }
     };
@@ -133,7 +134,7 @@ pub(super) fn report() -> String {
         Some(Ok(Some(seen))) => {
             format!("; a time-limited license was last used here at {}", fmt_time(seen.at_ms / 1000))
         }
-        Some(Err(e)) => format!("; PROBLEM: {}", e.to_string().lines().next().unwrap_or_default()),
+        Some(Err(e)) => format!("; PROBLEM: {}", message(&e).lines().next().unwrap_or_default()),
     };
     let _ = writeln!(s, "clock:         {}{clock}", fmt_time(crate::license::clock::now()));
     let licenses = store::all();
@@ -178,7 +179,7 @@ pub(super) fn report() -> String {
                 writeln!(s, "code cache:    off ({}=0); {}", crate::runtime::cache::CACHE_MAX_ENV, c.dir().display());
         }
         Err(e) => {
-            let _ = writeln!(s, "code cache:    PROBLEM: {e}");
+            let _ = writeln!(s, "code cache:    PROBLEM: {}", message(&e));
         }
     }
     // Hardware keys: which modules were found and what they see (public
@@ -202,17 +203,17 @@ pub(super) fn report() -> String {
                 let _ = writeln!(s, "  \"{}\" (serial {}): {what}", t.token.label, t.token.serial);
             }
             for p in problems {
-                let _ = writeln!(s, "  PROBLEM: {}", p.to_string().lines().next().unwrap_or_default());
+                let _ = writeln!(s, "  PROBLEM: {}", message(&p).lines().next().unwrap_or_default());
             }
         }
         Err(e) => {
-            let _ = writeln!(s, "dongles:       PROBLEM: {e}");
+            let _ = writeln!(s, "dongles:       PROBLEM: {}", message(&e));
         }
     }
     let native = match crate::runtime::native::TrustPolicy::load() {
         Ok(p) if p.native.is_empty() => "off: no vendor may run precompiled native code (the default)".to_owned(),
         Ok(p) => format!("{} vendor key(s) may run precompiled native code (`sealrun trust list`)", p.native.len()),
-        Err(e) => format!("PROBLEM: {e}"),
+        Err(e) => format!("PROBLEM: {}", message(&e)),
     };
     let _ = writeln!(s, "native code:   {native}");
     desktop(&mut s);

@@ -12,6 +12,7 @@ use crate::LaunchError;
 use crate::license::dongle;
 
 mod activate;
+pub mod advice;
 mod cache;
 mod deactivate;
 mod desktop;
@@ -131,6 +132,9 @@ pub fn parse() -> Cli {
 
 /// Runs the subcommand; the exit code on success.
 pub fn execute(cli: Cli) -> Result<ExitCode, LaunchError> {
+    // An app stopped from a watcher (timeout, signal, lost dongle or seat)
+    // is told why with the same advice as any other error.
+    crate::runtime::runner::word_stops_with(advice::message);
     match cli.command {
         Command::Run(a) => run::execute(a),
         Command::Id => id::execute(),
@@ -149,5 +153,5 @@ pub fn execute(cli: Cli) -> Result<ExitCode, LaunchError> {
 
 /// The line printed for an error, before the process exits with its code.
 pub fn error_line(e: &LaunchError) -> String {
-    format!("sealrun: {}", sealrun_format::text::shown_lines(&e.to_string()))
+    format!("sealrun: {}", sealrun_format::text::shown_lines(&advice::message(e)))
 }

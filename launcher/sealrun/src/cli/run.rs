@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::TokenArgs;
 use crate::LaunchError;
+use crate::error::LicenseError;
 use crate::license::floating;
 use crate::runtime::OpenedPackage;
 use crate::runtime::runner::{self, DirGrant, GuestConfig};
@@ -177,7 +178,7 @@ fn from_desktop(a: RunArgs) -> ExitCode {
     use std::io::IsTerminal;
     let front = gui::Desktop::new(&a.package);
     if let Err(e) = check_package_path(&a.package) {
-        let text = e.to_string();
+        let text = super::advice::message(&e);
         eprintln!("sealrun: {text}");
         front.error(&text);
         return ExitCode::from(e.exit_code());
@@ -247,10 +248,10 @@ fn from_desktop(a: RunArgs) -> ExitCode {
 /// dialog, whose Activate… may mend it (once). `None`: activated, try
 /// again; else the exit code.
 fn handle_launch_error(front: &gui::Desktop, e: LaunchError, activated: &mut bool) -> Option<u8> {
-    eprintln!("sealrun: {}", sealrun_format::text::shown_lines(&e.to_string()));
-    let text = e.to_string();
+    eprintln!("{}", super::error_line(&e));
+    let text = super::advice::message(&e);
     match &e {
-        LaunchError::NoLicense { device, .. } if !*activated => {
+        LaunchError::License(LicenseError::NotFound { device, .. }) if !*activated => {
             let server = super::activate::activation_server();
             match front.no_license(&text, &device.to_string(), server.as_deref()) {
                 gui::LicenseChoice::Activate(code) => {
@@ -262,8 +263,8 @@ fn handle_launch_error(front: &gui::Desktop, e: LaunchError, activated: &mut boo
                             None
                         }
                         Err(e) => {
-                            eprintln!("sealrun: {}", sealrun_format::text::shown_lines(&e.to_string()));
-                            front.error(&e.to_string());
+                            eprintln!("{}", super::error_line(&e));
+                            front.error(&super::advice::message(&e));
                             Some(e.exit_code())
                         }
                     }

@@ -37,7 +37,7 @@ use std::time::Duration;
 use sealrun_format::UnixTime;
 use sealrun_format::clock::{LAST_SEEN_LEN, LastSeen, open_last_seen, seal_last_seen};
 
-use crate::error::LaunchError;
+use crate::error::{LaunchError, LicenseError};
 use crate::license::device::Device;
 
 /// How far the clock may be behind the record before a time-limited
@@ -95,7 +95,9 @@ pub fn read(device: &Device) -> Result<Option<LastSeen>, LaunchError> {
     if meta.is_file() {
         file.take(LAST_SEEN_LEN as u64 + 1).read_to_end(&mut bytes).map_err(LaunchError::io("cannot read", &path))?;
     }
-    open_last_seen(&device.secret, &bytes).map(Some).map_err(|source| LaunchError::ClockRecord { path, source })
+    open_last_seen(&device.secret, &bytes)
+        .map(Some)
+        .map_err(|source| LaunchError::License(LicenseError::ClockRecord { path, source }))
 }
 
 /// Step 2: refuses the time-limited license `license` if the clock (`now`)
@@ -106,13 +108,13 @@ pub fn check(device: &Device, license: &Path, now: UnixTime) -> Result<(), Launc
     let now_ms = now.saturating_mul(1000);
     let tolerance = u64::try_from(CLOCK_SETBACK_TOLERANCE.as_millis()).unwrap_or(u64::MAX);
     if now_ms.saturating_add(tolerance) < seen.at_ms {
-        return Err(LaunchError::ClockSetBack {
+        return Err(LaunchError::License(LicenseError::ClockSetBack {
             license: license.to_owned(),
             now,
             last_seen: seen.at_ms / 1000,
             by: Duration::from_millis(seen.at_ms - now_ms),
             tolerance: CLOCK_SETBACK_TOLERANCE,
-        });
+        }));
     }
     Ok(())
 }
@@ -173,7 +175,7 @@ mod tests {
         let tol = CLOCK_SETBACK_TOLERANCE.as_secs();
         assert!(check(&d, lic, t - tol).is_ok(), "exactly the tolerance is allowed");
         match check(&d, lic, t - tol - 1) {
-            Err(LaunchError::ClockSetBack { by, last_seen, .. }) => {
+            Err(LaunchError::License(LicenseError::ClockSetBack { by, last_seen, .. })) => {
                 assert_eq!(by, Duration::from_secs(tol + 1));
                 assert_eq!(last_seen, t);
             }
@@ -192,6 +194,6 @@ mod tests {
         fs::write(record_file(&d), seal_last_seen(&other, 1000)).unwrap();
         let err = check(&d, Path::new("a.license"), 2).unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::CLOCK_SET_BACK);
-        assert!(matches!(err, LaunchError::ClockRecord { .. }), "{err:?}");
+        assert!(matches!(err, LaunchError::License(LicenseError::ClockRecord { .. })), "{err:?}");
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use sealrun_format::device::{DeviceCode, DeviceSecret, open_device_key, seal_device_key};
 use zeroize::Zeroizing;
 
-use crate::error::LaunchError;
+use crate::error::{DeviceError, LaunchError};
 use crate::platform::dirs;
 use crate::platform::locked_memory::SecretBox;
 
@@ -27,8 +27,8 @@ pub fn machine_id() -> Result<Zeroizing<Vec<u8>>, LaunchError> {
     }
     match crate::platform::machine_id() {
         Ok(id) if !id.is_empty() => Ok(Zeroizing::new(id.into_bytes())),
-        Ok(_) => Err(LaunchError::NoMachineId("the machine ID is empty".into())),
-        Err(e) => Err(LaunchError::NoMachineId(e)),
+        Ok(_) => Err(DeviceError::NoMachineId(None).into()),
+        Err(e) => Err(DeviceError::NoMachineId(Some(e)).into()),
     }
 }
 
@@ -64,7 +64,8 @@ pub fn load_or_create_at(path: PathBuf) -> Result<Device, LaunchError> {
             Ok(bytes) => {
                 // Made elsewhere or damaged: either way it is not this
                 // device's key, and the way out is the same.
-                let secret = open_device_key(&bytes, &id).map_err(|_| LaunchError::ForeignDeviceKey(path.clone()))?;
+                let secret = open_device_key(&bytes, &id)
+                    .map_err(|_| LaunchError::Device(DeviceError::ForeignKey(path.clone())))?;
                 let code = secret.device_code(&id);
                 return Ok(Device::new(secret, code, path));
             }
@@ -72,7 +73,7 @@ pub fn load_or_create_at(path: PathBuf) -> Result<Device, LaunchError> {
             Err(e) => return Err(LaunchError::io("cannot read", &path)(e)),
         }
     }
-    Err(LaunchError::ForeignDeviceKey(path))
+    Err(LaunchError::Device(DeviceError::ForeignKey(path)))
 }
 
 fn create(path: &PathBuf, machine_id: &[u8]) -> Result<(), LaunchError> {

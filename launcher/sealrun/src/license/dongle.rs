@@ -12,7 +12,7 @@ use sealrun_token::cryptoki::types::AuthPin;
 use sealrun_token::{DecryptFailed, Library, PinProblem, TokenView, checked_pin, decrypt, read_pin_file};
 use zeroize::Zeroizing;
 
-use crate::error::LaunchError;
+use crate::error::{DongleError, GuestError, LaunchError, LicenseError, TokenFault};
 
 pub use sealrun_token::{KEY_LABEL, MAX_PIN_LEN, RECORD_LABEL};
 
@@ -106,7 +106,7 @@ impl Options {
         }
         match sealrun_host::prompt::prompt_secret(&format!("PIN for dongle \"{token}\": ")) {
             Some(p) => Ok(checked_pin(p, "the prompt")?),
-            None => Err(LaunchError::DonglePin(PinProblem::Missing)),
+            None => Err(LaunchError::Dongle(DongleError::Pin(PinProblem::Missing))),
         }
     }
 
@@ -115,13 +115,14 @@ impl Options {
         if self.pin_file.is_none()
             && let Some(p) = env_pin()
         {
-            let p = p.map_err(|()| LaunchError::DonglePin(PinProblem::Unreadable(PIN_ENV.into())))?;
+            let p = p.map_err(|()| LaunchError::Dongle(DongleError::Pin(PinProblem::Unreadable(PIN_ENV.into()))))?;
             return Ok(Some(checked_pin(p, PIN_ENV)?));
         }
         let file = self.pin_file.clone().or_else(|| std::env::var_os(PIN_FILE_ENV).map(PathBuf::from));
         if let Some(f) = file {
-            let text = read_pin_file(&f)
-                .ok_or_else(|| LaunchError::DonglePin(PinProblem::Unreadable(f.display().to_string())))?;
+            let text = read_pin_file(&f).ok_or_else(|| {
+                LaunchError::Dongle(DongleError::Pin(PinProblem::Unreadable(f.display().to_string())))
+            })?;
             let first = Zeroizing::new(text.lines().next().unwrap_or("").to_owned());
             return Ok(Some(checked_pin(first, &f.display().to_string())?));
         }
@@ -258,19 +259,21 @@ pub fn open_held(
             }
             record
                 .verify(&record.vendor_key)
-                .map_err(|source| LaunchError::DongleRecord { token: view.label.clone(), source })?;
+                .map_err(|source| LaunchError::Dongle(DongleError::Record { token: view.label.clone(), source }))?;
             if &record.device != device {
-                return Err(LaunchError::DongleWrongDevice {
+                return Err(LaunchError::Dongle(DongleError::WrongDevice {
                     dongle: record.dongle,
                     permitted: record.device,
                     this: *device,
-                });
+                }));
             }
             let pin = opts.pin(&view.label)?;
             let session = lib.login(view.slot, &pin)?;
-            let refused = |_| LaunchError::DongleFailed {
-                action: "the token did not open the license",
-                reason: "it is damaged, or sealed to another dongle".into(),
+            let refused = |_| {
+                LaunchError::Dongle(DongleError::Failed {
+                    action: "the token did not open the license",
+                    source: TokenFault::Refused,
+                })
             };
             let plain = decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(refused)?;
             let bad = |source| LaunchError::BadFile { path: PathBuf::from("the sealed license"), source };
@@ -289,7 +292,12 @@ pub fn open_held(
             return Ok(Held { license, keys, attached });
         }
     }
-    Err(LaunchError::NoDongle { dongle: sealed.dongle, path: PathBuf::from("the floating license"), attached, modules })
+    Err(LaunchError::Dongle(DongleError::NotAttached {
+        dongle: sealed.dongle,
+        path: PathBuf::from("the floating license"),
+        attached,
+        modules,
+    }))
 }
 
 /// What `sealrun dongle list` shows for one token.
@@ -419,7 +427,7 @@ impl crate::watch::Watch for DongleWatch {
     fn give_up(&self, why: &str) -> LaunchError {
         // Gone for good (replaced) is reported as such, without a grace period.
         let grace = if why.starts_with("was removed") { Some(self.grace) } else { None };
-        LaunchError::DongleRemoved { token: self.attached.label.clone(), grace, why: why.to_owned() }
+        LaunchError::Dongle(DongleError::Removed { token: self.attached.label.clone(), grace, why: why.to_owned() })
     }
 }
 
@@ -461,14 +469,14 @@ impl RunSlot {
             data.extend_from_slice(&k.to_be_bytes());
             let name = format!("sealrun-run-{}", hex::encode(device.local_name(b"dongle run slot", &data)));
             let addr = SocketAddr::from_abstract_name(name.as_bytes())
-                .map_err(|e| LaunchError::GuestStart(format!("cannot name a run slot: {e}")))?;
+                .map_err(|e| GuestError::start("cannot name a run slot", e))?;
             match UnixListener::bind_addr(&addr) {
                 Ok(l) => return Ok(Some(RunSlot { _name: l })),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-                Err(e) => return Err(LaunchError::GuestStart(format!("cannot take a run slot: {e}"))),
+                Err(e) => return Err(GuestError::start("cannot take a run slot", e)),
             }
         }
-        Err(LaunchError::CountReached { product: license.terms.product.clone(), count })
+        Err(LaunchError::License(LicenseError::CountReached { product: license.terms.product.clone(), count }))
     }
 }
 
@@ -490,7 +498,10 @@ mod tests {
         assert!(opts.given_pin().unwrap().is_some());
         for bad in [PathBuf::from("/dev/zero"), dir.path().to_owned(), dir.path().join("missing")] {
             let opts = Options { module: None, pin_file: Some(bad.clone()) };
-            assert!(matches!(opts.given_pin(), Err(LaunchError::DonglePin(PinProblem::Unreadable(_)))), "{bad:?}");
+            assert!(
+                matches!(opts.given_pin(), Err(LaunchError::Dongle(DongleError::Pin(PinProblem::Unreadable(_))))),
+                "{bad:?}"
+            );
         }
         let big = dir.path().join("big");
         std::fs::write(&big, "1".repeat(5000)).unwrap();

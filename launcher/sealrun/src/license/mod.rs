@@ -18,10 +18,9 @@ use sealrun_format::license::AnyLicense;
 use sealrun_format::license::{Binding, License};
 use sealrun_format::package::Manifest;
 use sealrun_format::{ContentKey, UnixTime};
-use sealrun_host::time::rfc3339 as fmt_time;
 use sealrun_token::{DecryptFailed, Library, TokenError};
 
-use crate::error::LaunchError;
+use crate::error::{DongleError, LaunchError, LicenseError, TokenFault};
 use device::Device;
 use dongle::Attached;
 
@@ -116,13 +115,13 @@ pub fn unlock_for_run(
             Ok(o) => return Ok(o),
             // No local license works: the site's seats are the way.
             Err(
-                LaunchError::NoLicense { .. }
-                | LaunchError::WrongDevice { .. }
-                | LaunchError::NotValidNow { .. }
-                | LaunchError::ClockSetBack { .. }
-                | LaunchError::ClockRecord { .. }
-                | LaunchError::WrongProduct { .. }
-                | LaunchError::FloatingLicense { .. },
+                LaunchError::License(LicenseError::NotFound { .. })
+                | LaunchError::License(LicenseError::WrongDevice { .. })
+                | LaunchError::License(LicenseError::NotValidNow { .. })
+                | LaunchError::License(LicenseError::ClockSetBack { .. })
+                | LaunchError::License(LicenseError::ClockRecord { .. })
+                | LaunchError::License(LicenseError::WrongProduct { .. })
+                | LaunchError::License(LicenseError::Floating { .. }),
             ) => {}
             Err(e) => return Err(e),
         }
@@ -170,7 +169,7 @@ struct Selected {
 /// finalized when the launch has its key.
 struct Tokens<'a> {
     opts: &'a dongle::Options,
-    libs: Option<Result<Modules, LaunchError>>,
+    libs: Option<Modules>,
     /// PIN outcomes by token serial: several licenses for one dongle ask
     /// for the PIN once, and never try a wrong one twice (a token counts
     /// every try).
@@ -180,41 +179,32 @@ struct Tokens<'a> {
 /// The modules that loaded, and every module tried (for messages).
 type Modules = (Vec<Library>, Vec<PathBuf>);
 
-/// The modules of `slot`, loaded on first use.
-fn load_modules<'a>(
-    slot: &'a mut Option<Result<Modules, LaunchError>>,
-    opts: &dongle::Options,
-) -> Result<&'a Modules, LaunchError> {
-    let loaded = slot.get_or_insert_with(|| {
-        let modules = opts.modules()?;
-        let mut libs = Vec::new();
-        let mut first_problem = None;
-        for m in &modules {
-            match Library::open(m) {
-                Ok(l) => libs.push(l),
-                Err(e) => {
-                    tracing::debug!(module = %m.display(), error = %e, "PKCS#11 module not usable");
-                    first_problem.get_or_insert(LaunchError::from(e));
-                }
-            }
-        }
-        match first_problem {
-            Some(e) if libs.is_empty() => Err(e),
-            _ => Ok((libs, modules)),
-        }
-    });
-    match loaded {
-        Ok(l) => Ok(l),
-        Err(e) => Err(clone_module_error(e)),
-    }
+/// The modules of `slot`, loaded on first use. A failure is not kept: the
+/// next dongle license tries again and reports the same cause.
+fn load_modules<'a>(slot: &'a mut Option<Modules>, opts: &dongle::Options) -> Result<&'a Modules, LaunchError> {
+    let loaded = match slot.take() {
+        Some(m) => m,
+        None => open_modules(opts)?,
+    };
+    Ok(slot.insert(loaded))
 }
 
-fn clone_module_error(e: &LaunchError) -> LaunchError {
-    match e {
-        LaunchError::DongleModule { module, reason } => {
-            LaunchError::DongleModule { module: module.clone(), reason: reason.clone() }
+fn open_modules(opts: &dongle::Options) -> Result<Modules, LaunchError> {
+    let modules = opts.modules()?;
+    let mut libs = Vec::new();
+    let mut first_problem = None;
+    for m in &modules {
+        match Library::open(m) {
+            Ok(l) => libs.push(l),
+            Err(e) => {
+                tracing::debug!(module = %m.display(), error = %e, "PKCS#11 module not usable");
+                first_problem.get_or_insert(LaunchError::from(e));
+            }
         }
-        other => LaunchError::DongleFailed { action: "cannot use the PKCS#11 modules", reason: other.to_string() },
+    }
+    match first_problem {
+        Some(e) if libs.is_empty() => Err(e),
+        _ => Ok((libs, modules)),
     }
 }
 
@@ -249,35 +239,35 @@ fn check_sealed(
         }
     }
     let Some((lib, view, record)) = found else {
-        return Err(LaunchError::NoDongle {
+        return Err(LaunchError::Dongle(DongleError::NotAttached {
             dongle: sealed.dongle,
             path: path.to_owned(),
             attached,
             modules: modules.clone(),
-        });
+        }));
     };
     record
         .verify(&manifest.vendor_key)
-        .map_err(|source| LaunchError::DongleRecord { token: view.label.clone(), source })?;
+        .map_err(|source| LaunchError::Dongle(DongleError::Record { token: view.label.clone(), source }))?;
     if record.device != device.code {
-        return Err(LaunchError::DongleWrongDevice {
+        return Err(LaunchError::Dongle(DongleError::WrongDevice {
             dongle: record.dongle,
             permitted: record.device,
             this: device.code,
-        });
+        }));
     }
     let known = tokens.pins.iter().find(|(serial, _)| serial == &view.serial).map(|(_, r)| r.clone());
     let remembered = known.is_some();
     let pin = match known {
         Some(Ok(pin)) => pin,
-        Some(Err(p)) => return Err(LaunchError::DonglePin(p)),
+        Some(Err(p)) => return Err(LaunchError::Dongle(DongleError::Pin(p))),
         None => opts.pin(&view.label)?,
     };
     let session = match lib.login(view.slot, &pin) {
         Ok(s) => s,
         Err(TokenError::Pin(p)) => {
             tokens.pins.push((view.serial.clone(), Err(p.clone())));
-            return Err(LaunchError::DonglePin(p));
+            return Err(LaunchError::Dongle(DongleError::Pin(p)));
         }
         Err(e) => return Err(e.into()),
     };
@@ -287,15 +277,15 @@ fn check_sealed(
     let unwrap_failed = || LaunchError::BadFile { path: path.to_owned(), source: sealrun_format::Error::UnwrapFailed };
     let token_failed = |e: DecryptFailed| match e {
         DecryptFailed::Refused => unwrap_failed(),
-        DecryptFailed::Unavailable => LaunchError::DongleFailed {
+        DecryptFailed::Unavailable => LaunchError::Dongle(DongleError::Failed {
             action: "the token stopped answering",
-            reason: "it was pulled out or failed".into(),
-        },
+            source: TokenFault::PulledOut,
+        }),
     };
     let plain = sealrun_token::decrypt(&session, &sealed.dongle, &sealed.decrypt_request()).map_err(token_failed)?;
     let license = sealed.open(&plain).map_err(LaunchError::bad_file(path))?;
     if matches!(license.terms.binding, Binding::Floating { .. }) {
-        return Err(LaunchError::FloatingLicense { path: path.to_owned() });
+        return Err(LaunchError::License(LicenseError::Floating { path: path.to_owned() }));
     }
     let invalid_now = check_terms(path, &license, manifest, now)?;
     check_time(path, &license, device, now, invalid_now)?;
@@ -335,10 +325,10 @@ fn check_plain(
     let invalid_now = check_terms(path, license, manifest, now)?;
     match license.terms.binding {
         Binding::Device(licensed) if licensed != device.code => {
-            Err(LaunchError::WrongDevice { path: path.to_owned(), licensed, this: device.code })
+            Err(LaunchError::License(LicenseError::WrongDevice { path: path.to_owned(), licensed, this: device.code }))
         }
         Binding::Device(_) => check_time(path, license, device, now, invalid_now),
-        Binding::Floating { .. } => Err(LaunchError::FloatingLicense { path: path.to_owned() }),
+        Binding::Floating { .. } => Err(LaunchError::License(LicenseError::Floating { path: path.to_owned() })),
         // A readable license that names a dongle was not sealed to it: no
         // token would ever be asked, so it is not a valid dongle license.
         Binding::Dongle { .. } => Err(LaunchError::BadFile {
@@ -362,7 +352,9 @@ type InvalidNow = Option<(bool, UnixTime)>;
 fn check_terms(path: &Path, license: &License, manifest: &Manifest, now: UnixTime) -> Result<InvalidNow, LaunchError> {
     use sealrun_format::Error as F;
     license.verify_signature(&manifest.vendor_key).map_err(|e| match e {
-        e @ F::OtherVendor { .. } => LaunchError::WrongProduct { path: path.to_owned(), source: e },
+        e @ F::OtherVendor { .. } => {
+            LaunchError::License(LicenseError::WrongProduct { path: path.to_owned(), source: e })
+        }
         other => LaunchError::BadFile { path: path.to_owned(), source: other },
     })?;
     // Another product or release is reported as such, whatever the clock.
@@ -370,7 +362,7 @@ fn check_terms(path: &Path, license: &License, manifest: &Manifest, now: UnixTim
         Ok(()) => Ok(None),
         Err(F::Expired(t)) => Ok(Some((true, t))),
         Err(F::NotYetValid(t)) => Ok(Some((false, t))),
-        Err(other) => Err(LaunchError::WrongProduct { path: path.to_owned(), source: other }),
+        Err(other) => Err(LaunchError::License(LicenseError::WrongProduct { path: path.to_owned(), source: other })),
     }
 }
 
@@ -392,7 +384,7 @@ fn check_time(
     match invalid_now {
         None => Ok(()),
         Some((expired, t)) => {
-            Err(LaunchError::NotValidNow { path: path.to_owned(), expired, when: fmt_time(t), now: fmt_time(now) })
+            Err(LaunchError::License(LicenseError::NotValidNow { path: path.to_owned(), expired, when: t, now }))
         }
     }
 }
@@ -420,11 +412,13 @@ fn select_license(
             }
         }
     }
-    Err(best.unwrap_or_else(|| LaunchError::NoLicense {
-        product: manifest.product.clone(),
-        name: manifest.display_name.clone(),
-        device: device.code,
-        searched,
+    Err(best.unwrap_or_else(|| {
+        LaunchError::License(LicenseError::NotFound {
+            product: manifest.product.clone(),
+            name: manifest.display_name.clone(),
+            device: device.code,
+            searched,
+        })
     }))
 }
 
@@ -433,14 +427,18 @@ fn select_license(
 fn rank(e: &LaunchError) -> u8 {
     match e {
         // The right dongle is there: what stops it is the most useful news.
-        LaunchError::DonglePin(_) => 7,
-        LaunchError::DongleRecord { .. } => 6,
+        LaunchError::Dongle(DongleError::Pin(_)) => 7,
+        LaunchError::Dongle(DongleError::Record { .. }) => 6,
         // A sealed license is tried only when its product tag names this
         // product: "plug in the dongle" beats a stale device license.
-        LaunchError::NoDongle { .. } | LaunchError::DongleWrongDevice { .. } => 5,
-        LaunchError::ClockSetBack { .. } | LaunchError::ClockRecord { .. } | LaunchError::NotValidNow { .. } => 4,
-        LaunchError::WrongProduct { .. } => 3,
-        LaunchError::WrongDevice { .. } => 2,
+        LaunchError::Dongle(DongleError::NotAttached { .. }) | LaunchError::Dongle(DongleError::WrongDevice { .. }) => {
+            5
+        }
+        LaunchError::License(LicenseError::ClockSetBack { .. })
+        | LaunchError::License(LicenseError::ClockRecord { .. })
+        | LaunchError::License(LicenseError::NotValidNow { .. }) => 4,
+        LaunchError::License(LicenseError::WrongProduct { .. }) => 3,
+        LaunchError::License(LicenseError::WrongDevice { .. }) => 2,
         LaunchError::BadFile { .. } => 1,
         _ => 0,
     }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sealrun_format::license::License;
 use sealrun_format::package::{Header, Package};
 
-use crate::error::LaunchError;
+use crate::error::{ActivationError, LaunchError, LicenseError};
 use crate::license::device::Device;
 use crate::license::store;
 use crate::platform::dirs;
@@ -62,19 +62,19 @@ fn agent() -> Result<ureq::Agent, LaunchError> {
 }
 
 fn unreachable(url: &str) -> impl FnOnce(ureq::Error) -> LaunchError + '_ {
-    move |e| LaunchError::ServerUnreachable { url: url.to_owned(), reason: e.to_string() }
+    move |e| LaunchError::Activation(ActivationError::Unreachable { url: url.to_owned(), reason: e.to_string() })
 }
 
 fn refused(status: u16, text: &str) -> LaunchError {
     let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    LaunchError::ServerRefused {
+    LaunchError::Activation(ActivationError::Refused {
         status,
         // The server's text, shown to the user: escaped.
         detail: v["detail"].as_str().map_or_else(
             || format!("unexpected answer (HTTP {status})"),
             |d| sealrun_format::text::shown(d).into_owned(),
         ),
-    }
+    })
 }
 
 fn post_json(base: &str, path: &str, body: &Value) -> Result<Value, LaunchError> {
@@ -91,9 +91,11 @@ fn post_json(base: &str, path: &str, body: &Value) -> Result<Value, LaunchError>
     if status >= 400 {
         return Err(refused(status, &text));
     }
-    serde_json::from_str(&text).map_err(|_| LaunchError::ServerUnreachable {
-        url: base.to_owned(),
-        reason: "the answer is not from a Sealrun licensing server".into(),
+    serde_json::from_str(&text).map_err(|_| {
+        LaunchError::Activation(ActivationError::Unreachable {
+            url: base.to_owned(),
+            reason: "the answer is not from a Sealrun licensing server".into(),
+        })
     })
 }
 
@@ -143,9 +145,11 @@ fn write_record(license_path: &Path, base: &str, code: &str) -> Result<(), Launc
 }
 
 fn decode_license(b64: &str, base: &str) -> Result<Vec<u8>, LaunchError> {
-    B64.decode(b64.trim()).map_err(|_| LaunchError::ServerUnreachable {
-        url: base.to_owned(),
-        reason: "the server sent a license that is not base64".into(),
+    B64.decode(b64.trim()).map_err(|_| {
+        LaunchError::Activation(ActivationError::Unreachable {
+            url: base.to_owned(),
+            reason: "the server sent a license that is not base64".into(),
+        })
     })
 }
 
@@ -206,9 +210,11 @@ pub(crate) fn install(
         return Err(refused(status, &text));
     }
     let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let license_b64 = header(HEADER_LICENSE).ok_or_else(|| LaunchError::ServerUnreachable {
-        url: base.clone(),
-        reason: "the server sent the package without a license".into(),
+    let license_b64 = header(HEADER_LICENSE).ok_or_else(|| {
+        LaunchError::Activation(ActivationError::Unreachable {
+            url: base.clone(),
+            reason: "the server sent the package without a license".into(),
+        })
     })?;
     let release = header(HEADER_RELEASE).unwrap_or_default();
     let new_etag = header("etag").unwrap_or_default();
@@ -233,12 +239,12 @@ pub(crate) fn install(
             Ok(n) => n,
             Err(e) => {
                 bar.abandon();
-                return Err(LaunchError::ServerUnreachable {
+                return Err(LaunchError::Activation(ActivationError::Unreachable {
                     url: base,
                     reason: format!(
                         "the download broke off ({e}); run the same command again to resume where it stopped"
                     ),
-                });
+                }));
             }
         };
         file.write_all(&buf[..n]).map_err(LaunchError::io("cannot write", &part))?;
@@ -279,8 +285,9 @@ fn check_download(part: &Path, license_bytes: &[u8], product: &str) -> Result<St
     }
     let lic = License::parse(license_bytes).map_err(LaunchError::bad_file("the server's license"))?;
     lic.verify_signature(&m.manifest.vendor_key).map_err(LaunchError::bad_file("the server's license"))?;
-    lic.check_covers(&m.manifest, crate::license::clock::now())
-        .map_err(|source| LaunchError::WrongProduct { path: PathBuf::from("the server's license"), source })?;
+    lic.check_covers(&m.manifest, crate::license::clock::now()).map_err(|source| {
+        LaunchError::License(LicenseError::WrongProduct { path: PathBuf::from("the server's license"), source })
+    })?;
     Ok(m.manifest.display_name.clone())
 }
 
@@ -325,7 +332,7 @@ pub(crate) fn deactivate(package: &Path, device: &Device) -> Result<usize, Launc
         done += 1;
     }
     if done == 0 {
-        return Err(LaunchError::NothingToDeactivate { product });
+        return Err(LaunchError::License(LicenseError::NothingToDeactivate { product }));
     }
     Ok(done)
 }

@@ -8,7 +8,7 @@ use sealrun_format::license::AnyLicense;
 use sealrun_format::license::{Binding, License};
 use sealrun_host::fs::{Durability, write_atomic};
 
-use crate::error::LaunchError;
+use crate::error::{LaunchError, LicenseError};
 use crate::license::device::Device;
 use crate::platform::dirs;
 
@@ -62,10 +62,14 @@ pub fn add_bytes(bytes: &[u8], origin: &Path, device: &Device) -> Result<(PathBu
     let license = License::parse(bytes).map_err(LaunchError::bad_file(file))?;
     match license.terms.binding {
         Binding::Device(licensed) if licensed != device.code => {
-            return Err(LaunchError::WrongDevice { path: file.to_owned(), licensed, this: device.code });
+            return Err(LaunchError::License(LicenseError::WrongDevice {
+                path: file.to_owned(),
+                licensed,
+                this: device.code,
+            }));
         }
         Binding::Device(_) => {}
-        Binding::Floating { .. } => return Err(LaunchError::FloatingLicense { path: file.to_owned() }),
+        Binding::Floating { .. } => return Err(LaunchError::License(LicenseError::Floating { path: file.to_owned() })),
         Binding::Dongle { .. } => {
             return Err(LaunchError::Usage(format!(
                 "{} names a dongle but is not sealed to it; ask the vendor for the sealed license file",

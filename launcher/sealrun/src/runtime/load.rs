@@ -12,7 +12,7 @@ use super::cache::{self, CodeCache, Lookup};
 use super::native::{self, TrustPolicy};
 use super::package::OpenedPackage;
 use super::runner;
-use crate::error::LaunchError;
+use crate::error::{GuestError, LaunchError};
 use crate::ui::Ui;
 
 /// Where loaded code came from.
@@ -182,6 +182,6 @@ fn load_native(
     match (loaded, failure) {
         (Ok(module), _) => Ok(module),
         (Err(_), Some(e)) => Err(LaunchError::bad_file(package.path())(e)),
-        (Err(e), None) => Err(LaunchError::GuestStart(format!("the precompiled code could not be loaded: {e}"))),
+        (Err(e), None) => Err(GuestError::start("the precompiled code could not be loaded", e)),
     }
 }

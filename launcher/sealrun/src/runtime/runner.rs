@@ -13,7 +13,7 @@ use wasmtime::{Engine, Linker, Module, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use crate::error::LaunchError;
+use crate::error::{GuestError, LaunchError};
 use crate::platform::thread_hold;
 use crate::watch::{self, Lost, Watch};
 
@@ -145,7 +145,7 @@ fn deadline(timeout: Option<std::time::Duration>) -> Option<RunThread> {
     let limit = timeout?;
     Some(RunThread::spawn(move |rx| {
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            stop_process(LaunchError::TimedOut { limit });
+            stop_process(LaunchError::Guest(GuestError::TimedOut { limit }));
         }
     }))
 }
@@ -160,7 +160,8 @@ fn deadline(timeout: Option<std::time::Duration>) -> Option<RunThread> {
 /// straight to the host's files, the plaintext module was freed after
 /// compiling, and the memory of a non-dumpable process goes with it.
 pub fn stop_process(why: LaunchError) -> ! {
-    watch::say(&why.to_string());
+    let told = STOP_WORDING.get().map_or_else(|| why.to_string(), |tell| tell(&why));
+    watch::say(&told);
     // A watched app is held before the hooks run: giving its seat back
     // must not let it run on meanwhile.
     if let Some(guest) = *WATCHED_GUEST.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -171,6 +172,15 @@ pub fn stop_process(why: LaunchError) -> ! {
 }
 
 type StopHook = Box<dyn Fn() + Send>;
+
+/// How the front end words an error for the user (the CLI's advice); the
+/// problem alone (`Display`) until one is set.
+static STOP_WORDING: std::sync::OnceLock<fn(&LaunchError) -> String> = std::sync::OnceLock::new();
+
+/// Sets how [`stop_process`] words why it stops the app: once, by the front end.
+pub fn word_stops_with(tell: fn(&LaunchError) -> String) {
+    let _ = STOP_WORDING.set(tell);
+}
 
 /// The guest thread of a watched run, while it runs.
 static WATCHED_GUEST: std::sync::Mutex<Option<thread_hold::Thread>> = std::sync::Mutex::new(None);
@@ -199,7 +209,7 @@ fn run_stop_hooks() {
 /// ([`sealrun_engine::base_config`]) with the host's CPU features, as
 /// `wasmtime run` compiles.
 pub fn engine() -> Result<Engine, LaunchError> {
-    sealrun_engine::host_engine().map_err(|e| LaunchError::GuestStart(e.to_string()))
+    sealrun_engine::host_engine().map_err(|e| GuestError::start("", e))
 }
 
 /// Notes for the user about capabilities the package asks for that were
@@ -272,7 +282,7 @@ fn watcher(mut watch: Box<dyn Watch>, guest: thread_hold::Thread) -> RunThread {
 
 /// Compiles a module from memory. Nothing is written to disk.
 pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
-    let module = Module::new(engine, module).map_err(|e| LaunchError::GuestStart(format!("{e}")))?;
+    let module = Module::new(engine, module).map_err(|e| GuestError::start("", e))?;
     let excluded = crate::platform::hardening::exclude_from_core_dumps(&module);
     tracing::debug!(excluded, "compiled code excluded from core dumps");
     Ok(module)
@@ -373,11 +383,11 @@ struct SignalGuard {
 impl SignalGuard {
     fn install() -> Result<Self, LaunchError> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
-            .map_err(|e| LaunchError::GuestStart(format!("cannot install signal handlers: {e}")))?;
+            .map_err(|e| GuestError::start("cannot install signal handlers", e))?;
         let handle = signals.handle();
         let thread = std::thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                stop_process(LaunchError::Interrupted { signal });
+                stop_process(LaunchError::Guest(GuestError::Interrupted { signal }));
             }
         });
         Ok(SignalGuard { handle, thread: Some(thread) })
@@ -407,7 +417,7 @@ pub fn run_watched(
 ) -> Result<i32, LaunchError> {
     let mut linker: Linker<Host> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
-        .map_err(|e| LaunchError::GuestStart(format!("WASI: {e}")))?;
+        .map_err(|e| GuestError::start("WASI", e))?;
 
     let mut b = WasiCtxBuilder::new();
     b.inherit_stdio();
@@ -419,7 +429,7 @@ pub fn run_watched(
     for d in &cfg.dirs {
         let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
         b.preopened_dir(&d.host, &d.guest, perms)
-            .map_err(|e| LaunchError::GuestStart(format!("cannot grant directory {}: {e}", d.host.display())))?;
+            .map_err(|e| GuestError::start(format!("cannot grant directory {}", d.host.display()), e))?;
     }
     let max_memory = usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     let mut wasi = b.build_p1();
@@ -434,18 +444,18 @@ pub fn run_watched(
     let instance = match linker.instantiate(&mut store, module) {
         Ok(i) => i,
         Err(_) if store.data().limits.memory_refused => {
-            return Err(LaunchError::GuestOutOfMemory { limit_mib: cfg.max_memory_mib });
+            return Err(LaunchError::Guest(GuestError::OutOfMemory { limit_mib: cfg.max_memory_mib }));
         }
-        Err(e) => return Err(LaunchError::GuestStart(format!("{e}"))),
+        Err(e) => return Err(GuestError::start("", e)),
     };
     connect_symlink_trampoline(engine, &mut store, &instance, symlink)?;
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
-        .map_err(|_| LaunchError::GuestStart("the module has no `_start` function (not a WASI command)".into()))?;
+        .map_err(|_| GuestError::cannot_start("the module has no `_start` function (not a WASI command)"))?;
     let watcher = match watch {
         Some(w) => {
-            let guest = thread_hold::install()
-                .map_err(|e| LaunchError::GuestStart(format!("cannot install the pause signal handlers: {e}")))?;
+            let guest =
+                thread_hold::install().map_err(|e| GuestError::start("cannot install the pause signal handlers", e))?;
             *WATCHED_GUEST.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);
             Some(watcher(w, guest))
         }
@@ -461,15 +471,21 @@ pub fn run_watched(
                 return Ok(exit.0);
             }
             if store.data().limits.memory_refused {
-                return Err(LaunchError::GuestOutOfMemory { limit_mib: cfg.max_memory_mib });
+                return Err(LaunchError::Guest(GuestError::OutOfMemory { limit_mib: cfg.max_memory_mib }));
             }
             if e.downcast_ref::<wasmtime::component::ResourceTableError>().is_some() {
-                return Err(LaunchError::GuestTrap(format!(
-                    "it held more than {MAX_GUEST_RESOURCES} files, directories and streams open at once (the sandbox's limit)"
+                return Err(LaunchError::Guest(GuestError::Trap(
+                    format!(
+                        "it held more than {MAX_GUEST_RESOURCES} files, directories and streams open at once (the sandbox's limit)"
+                    )
+                    .into(),
                 )));
             }
-            let trap = e.downcast_ref::<Trap>().map(|t| t.to_string());
-            Err(LaunchError::GuestTrap(trap.unwrap_or_else(|| format!("{e}"))))
+            let cause = match e.downcast_ref::<Trap>() {
+                Some(trap) => Box::new(*trap) as crate::error::BoxError,
+                None => e.into(),
+            };
+            Err(LaunchError::Guest(GuestError::Trap(cause)))
         }
     }
 }
@@ -523,9 +539,9 @@ type SymlinkFn = wasmtime::TypedFunc<(i32, i32, i32, i32, i32), i32>;
 /// wasmtime's function, for the trampoline.
 fn refuse_escaping_symlinks(linker: &mut Linker<Host>, store: &mut Store<Host>) -> Result<wasmtime::Func, LaunchError> {
     const WASI: &str = "wasi_snapshot_preview1";
-    let cannot = |e: wasmtime::Error| LaunchError::GuestStart(format!("WASI path_symlink: {e}"));
+    let cannot = |e: wasmtime::Error| GuestError::start("WASI path_symlink", e);
     let Ok(wasmtime::Extern::Func(original)) = linker.get(&mut *store, WASI, "path_symlink") else {
-        return Err(LaunchError::GuestStart("WASI has no path_symlink".into()));
+        return Err(GuestError::cannot_start("WASI has no path_symlink"));
     };
     linker.allow_shadowing(true);
     let defined = linker
@@ -574,7 +590,7 @@ fn connect_symlink_trampoline(
     original: wasmtime::Func,
 ) -> Result<(), LaunchError> {
     let Some(memory) = guest.get_memory(&mut *store, "memory") else { return Ok(()) };
-    let cannot = |e: wasmtime::Error| LaunchError::GuestStart(format!("the symlink check: {e}"));
+    let cannot = |e: wasmtime::Error| GuestError::start("the symlink check", e);
     let module = Module::new(engine, SYMLINK_TRAMPOLINE).map_err(cannot)?;
     let mut linker: Linker<Host> = Linker::new(engine);
     linker.define(&*store, "wasi_snapshot_preview1", "path_symlink", original).map_err(cannot)?;

@@ -25,7 +25,7 @@ use sealrun_format::{ContentKey, UnixTime};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::error::LaunchError;
+use crate::error::{LaunchError, LicenseError, SeatError};
 use crate::license::device::Device;
 use crate::platform::boot_now;
 use crate::platform::dirs;
@@ -376,14 +376,14 @@ fn whoami() -> (String, String) {
 }
 
 fn refused(spec: &ServerSpec, r: &wire::Refusal) -> LaunchError {
-    LaunchError::LicenseServerRefused { server: spec.url.clone(), reason: r.message.clone() }
+    LaunchError::Seat(SeatError::Refused { server: spec.url.clone(), reason: r.message.clone() })
 }
 
 fn not_floatd(spec: &ServerSpec) -> LaunchError {
-    LaunchError::LicenseServerUnreachable {
+    LaunchError::Seat(SeatError::Unreachable {
         server: spec.url.clone(),
         reason: "its answer is not from sealrun-floatd".into(),
-    }
+    })
 }
 
 /// Checks out a seat of `manifest`'s product for `device` from `spec`.
@@ -452,16 +452,16 @@ pub(crate) fn checkout(
                 return Ok(CheckedOut { license, key, seat });
             }
             Answer::Refused(r) if r.error == "seats_in_use" => {
-                return Err(LaunchError::SeatsInUse {
+                return Err(LaunchError::Seat(SeatError::InUse {
                     product: manifest.product.clone(),
                     seats: r.seats.unwrap_or(0),
                     since: r.since.unwrap_or(0),
                     server: spec.url.clone(),
-                });
+                }));
             }
             Answer::Refused(r) => return Err(refused(spec, &r)),
             Answer::Unreachable(reason) => {
-                return Err(LaunchError::LicenseServerUnreachable { server: spec.url.clone(), reason });
+                return Err(LaunchError::Seat(SeatError::Unreachable { server: spec.url.clone(), reason }));
             }
         }
     }
@@ -481,9 +481,11 @@ fn accept(
     nonce: &[u8; LEASE_NONCE_LEN],
 ) -> Result<(License, ContentKey, LeaseId, ProofKey), LaunchError> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let bad = |what: String| LaunchError::LicenseServerRefused {
-        server: spec.url.clone(),
-        reason: format!("what it sent does not check out ({what}); it may not be a genuine license server"),
+    let bad = |what: String| {
+        LaunchError::Seat(SeatError::Refused {
+            server: spec.url.clone(),
+            reason: format!("what it sent does not check out ({what}); it may not be a genuine license server"),
+        })
     };
     let bytes = b64.decode(&granted.license).map_err(|_| bad("the license is not base64".into()))?;
     let license = License::parse(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -492,18 +494,18 @@ fn accept(
         return Err(bad("the license is not a floating license".into()));
     }
     license.check_covers(manifest, now).map_err(|e| match e {
-        sealrun_format::Error::Expired(t) => LaunchError::NotValidNow {
+        sealrun_format::Error::Expired(t) => LaunchError::License(LicenseError::NotValidNow {
             path: PathBuf::from(&spec.url),
             expired: true,
-            when: sealrun_host::time::rfc3339(t),
-            now: sealrun_host::time::rfc3339(now),
-        },
-        sealrun_format::Error::NotYetValid(t) => LaunchError::NotValidNow {
+            when: t,
+            now,
+        }),
+        sealrun_format::Error::NotYetValid(t) => LaunchError::License(LicenseError::NotValidNow {
             path: PathBuf::from(&spec.url),
             expired: false,
-            when: sealrun_host::time::rfc3339(t),
-            now: sealrun_host::time::rfc3339(now),
-        },
+            when: t,
+            now,
+        }),
         other => bad(other.to_string()),
     })?;
     let lease: LeaseId = granted.lease.parse().map_err(|_| bad("the lease id".into()))?;
@@ -531,24 +533,24 @@ fn check_grant(
     nonce: &[u8; LEASE_NONCE_LEN],
 ) -> Result<(), LaunchError> {
     let Some(proof) = &granted.proof else {
-        return Err(LaunchError::LicenseServerRefused {
+        return Err(LaunchError::Seat(SeatError::Refused {
             server: spec.url.clone(),
             reason: format!(
                 "it speaks an older floating protocol than {}; ask the site administrator to update sealrun-floatd",
                 wire::PROTOCOL
             ),
-        });
+        }));
     };
     let what = Proof::Granted { ttl_ms: granted.ttl_ms, renew_ms: granted.renew_ms };
     if hex::decode(proof).is_ok_and(|p| check_proof(proof_key, what, lease, nonce, &p)) {
         Ok(())
     } else {
-        Err(LaunchError::LicenseServerRefused {
+        Err(LaunchError::Seat(SeatError::Refused {
             server: spec.url.clone(),
             reason: "what it sent does not check out (the grant's terms are not proven by the license server: \
                      something between this computer and the license server altered them)"
                 .into(),
-        })
+        }))
     }
 }
 
@@ -691,20 +693,20 @@ impl Seat {
             Renewal::Renewed => Ok(()),
             // Still certainly live: the watcher keeps trying.
             Renewal::Unreachable(_) | Renewal::Refused(_) if boot_now() + heartbeat_timeout(ttl) < deadline => Ok(()),
-            Renewal::Revoked => Err(LaunchError::SeatLost {
+            Renewal::Revoked => Err(LaunchError::Seat(SeatError::Lost {
                 product: self.product.clone(),
                 why: "was revoked by the site administrator".into(),
-            }),
-            Renewal::Expired => Err(LaunchError::SeatLost {
+            })),
+            Renewal::Expired => Err(LaunchError::Seat(SeatError::Lost {
                 product: self.product.clone(),
                 why: "ended: the floating license expired".into(),
-            }),
-            Renewal::Full => Err(LaunchError::SeatLost {
+            })),
+            Renewal::Full => Err(LaunchError::Seat(SeatError::Lost {
                 product: self.product.clone(),
                 why: "lapsed while the app loaded, and every seat is taken now".into(),
-            }),
+            })),
             Renewal::Unreachable(reason) | Renewal::Refused(reason) => {
-                Err(LaunchError::LicenseServerUnreachable { server: self.server().to_owned(), reason })
+                Err(LaunchError::Seat(SeatError::Unreachable { server: self.server().to_owned(), reason }))
             }
         }
     }
@@ -890,7 +892,7 @@ impl Watch for SeatWatch {
         } else {
             format!("was lost: {why}")
         };
-        LaunchError::SeatLost { product: self.seat.product.clone(), why }
+        LaunchError::Seat(SeatError::Lost { product: self.seat.product.clone(), why })
     }
 }
 
