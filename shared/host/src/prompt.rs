@@ -1,22 +1,23 @@
 //! Asking for a secret (a token PIN) on the controlling terminal.
 use std::io::Write;
 
+use rustix::termios::{LocalModes, OptionalActions, Termios, tcgetattr, tcsetattr};
+
 /// The terminal the secret prompt uses and its settings before echo was
 /// turned off, for the Ctrl-C handler to put back.
-static PROMPT_TTY: std::sync::OnceLock<(std::fs::File, libc::termios)> = std::sync::OnceLock::new();
+static PROMPT_TTY: std::sync::OnceLock<(std::fs::File, Termios)> = std::sync::OnceLock::new();
 
 /// Ctrl-C at the secret prompt: put the terminal's echo back, then end as
-/// an interrupted launch does (130). Only async-signal-safe calls.
+/// an interrupted launch does (130). Only async-signal-safe calls: rustix's
+/// tcsetattr is one ioctl and allocates nothing.
 extern "C" fn prompt_interrupted(_: libc::c_int) {
-    use std::os::fd::AsRawFd;
+    if let Some((tty, saved)) = PROMPT_TTY.get() {
+        let _ = tcsetattr(tty, OptionalActions::Now, saved);
+    }
     #[allow(unsafe_code)]
-    // SAFETY: tcsetattr and _exit are async-signal-safe; the OnceLock is
-    // set before this handler is installed and never changes after.
+    // SAFETY: _exit is async-signal-safe and ends the process at once.
     unsafe {
-        if let Some((tty, saved)) = PROMPT_TTY.get() {
-            libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, saved);
-        }
-        libc::_exit(130);
+        libc::_exit(130)
     }
 }
 
@@ -31,25 +32,20 @@ const MAX_SECRET_LEN: usize = 1024;
 #[allow(unsafe_code)]
 pub fn prompt_secret(prompt: &str) -> Option<zeroize::Zeroizing<String>> {
     use std::io::Read;
-    use std::os::fd::AsRawFd;
     let (tty, saved) = match PROMPT_TTY.get() {
         Some(t) => t,
         None => {
             let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").ok()?;
-            // SAFETY: termios is plain data; tcgetattr fills it for a
-            // terminal fd and fails (returning -1) for anything else.
-            let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-            if unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut saved) } != 0 {
-                return None;
-            }
+            // Fails for anything that is not a terminal.
+            let saved = tcgetattr(&tty).ok()?;
             let _ = PROMPT_TTY.set((tty, saved));
             PROMPT_TTY.get()?
         }
     };
-    let fd = tty.as_raw_fd();
-    let mut quiet = *saved;
-    quiet.c_lflag &= !libc::ECHO;
-    quiet.c_lflag |= libc::ECHONL;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    // rustix has no sigaction (outside its runtime feature), so libc's.
     // SAFETY: the handler is async-signal-safe; `previous` is restored below.
     let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
     unsafe {
@@ -57,8 +53,8 @@ pub fn prompt_secret(prompt: &str) -> Option<zeroize::Zeroizing<String>> {
         on_int.sa_sigaction = prompt_interrupted as *const () as usize;
         libc::sigemptyset(&mut on_int.sa_mask);
         libc::sigaction(libc::SIGINT, &on_int, &mut previous);
-        libc::tcsetattr(fd, libc::TCSANOW, &quiet);
     }
+    let _ = tcsetattr(tty, OptionalActions::Now, &quiet);
     let mut out = tty;
     let _ = out.write_all(prompt.as_bytes()).and_then(|()| out.flush());
     let mut secret = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SECRET_LEN));
@@ -74,9 +70,9 @@ pub fn prompt_secret(prompt: &str) -> Option<zeroize::Zeroizing<String>> {
             Err(_) => break false,
         }
     };
-    // SAFETY: puts back the settings and the handler saved above.
+    let _ = tcsetattr(tty, OptionalActions::Now, saved);
+    // SAFETY: puts back the handler saved above.
     unsafe {
-        libc::tcsetattr(fd, libc::TCSANOW, saved);
         libc::sigaction(libc::SIGINT, &previous, std::ptr::null_mut());
     }
     if !ok {

@@ -164,8 +164,8 @@ impl fmt::Display for Advised<'_> {
             }
             E::Guest(G::Interrupted { signal }) => {
                 let name = match *signal {
-                    libc::SIGTERM => "SIGTERM",
-                    libc::SIGHUP => "SIGHUP (its terminal closed)",
+                    signal_hook::consts::SIGTERM => "SIGTERM",
+                    signal_hook::consts::SIGHUP => "SIGHUP (its terminal closed)",
                     _ => "Ctrl-C",
                 };
                 write!(f, "the app was stopped by {name}.")

@@ -28,9 +28,7 @@
 //! the answer: its server's clock decides. A dongle license gets the same
 //! check as a device license (the record is this device's), but no more:
 //! PKCS#11 tokens have no clock to ask.
-use std::fs;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -85,7 +83,7 @@ pub fn record_file(device: &Device) -> PathBuf {
 pub fn read(device: &Device) -> Result<Option<LastSeen>, LaunchError> {
     let path = record_file(device);
     // Non-blocking, so a FIFO put in its place cannot hang the launcher.
-    let file = match fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path) {
+    let file = match crate::platform::files::open_read_nonblocking(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(LaunchError::io("cannot open", &path)(e)),
@@ -181,9 +179,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(record_file(&d)).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(crate::platform::files::mode(&record_file(&d)).unwrap(), 0o600);
     }
 
     #[test]
@@ -191,7 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = device(dir.path());
         let other = DeviceSecret::from_bytes(&[5; 32]);
-        fs::write(record_file(&d), seal_last_seen(&other, 1000)).unwrap();
+        std::fs::write(record_file(&d), seal_last_seen(&other, 1000)).unwrap();
         let err = check(&d, Path::new("a.license"), 2).unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::CLOCK_SET_BACK);
         assert!(matches!(err, LaunchError::License(LicenseError::ClockRecord { .. })), "{err:?}");

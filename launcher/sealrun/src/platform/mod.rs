@@ -16,7 +16,8 @@
 //! | boot clock (counts suspend) | `linux/boot_clock.rs` | monotonic clock |
 //! | machine ID | `machine_id.rs` (machine-uid) | same |
 //! | per-user folders | `dirs.rs` (etcetera via sealrun-host) | same |
-//! | terminal prompt | `sealrun_host::prompt` (rpassword) | same |
+//! | owner-only folders and files, non-blocking open, positioned reads | `unix/files.rs` | — |
+//! | terminal prompt | in `sealrun_host::prompt` (rustix termios, libc sigaction), since `sealsdk` asks for PINs too | — |
 pub(crate) mod dirs;
 pub(crate) mod locked_memory;
 pub mod scrub;
@@ -28,6 +29,8 @@ mod machine_id;
 mod unix;
 
 pub(crate) use machine_id::read as machine_id;
+#[cfg(unix)]
+pub(crate) use unix::files;
 #[cfg(unix)]
 pub(crate) use unix::stderr::write_unlocked as write_stderr_unlocked;
 #[cfg(unix)]

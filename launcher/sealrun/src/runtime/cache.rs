@@ -11,7 +11,6 @@
 //! A file's modification time records its last use; when the cache grows past
 //! its cap the least recently used entries go first.
 use std::fs::{self, File};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -23,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::error::LaunchError;
 use crate::platform::dirs;
+use crate::platform::files::read_exact_at;
 use crate::runtime::code_mem;
 
 /// Overrides the cache directory (tests, shared machines with a fast disk).
@@ -163,7 +163,7 @@ impl CodeCache {
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let sealed = seal_entry(id, key, label, now, &code, &mut rng).map_err(std::io::Error::other)?;
         drop(code);
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
+        crate::platform::files::create_private_dir(&self.dir)?;
         let path = self.entry_path(id);
         // Unsynced: a torn entry after a crash fails authentication and is
         // rebuilt, which costs one compile and loses nothing.
@@ -271,10 +271,9 @@ pub(crate) fn entry_for(
 /// Reads and parses an entry's header; the file is never mapped (so a file
 /// truncated meanwhile is a read error, not SIGBUS).
 fn read_entry_header(file: &File) -> Result<EntryHeader, String> {
-    use std::os::unix::fs::FileExt;
     let len = file.metadata().map_err(|e| format!("cannot read it: {e}"))?.len();
     let mut head = vec![0u8; (len as usize).min(MAX_ENTRY_HEADER_LEN)];
-    file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read it: {e}"))?;
+    read_exact_at(file, &mut head, 0).map_err(|e| format!("cannot read it: {e}"))?;
     let header = EntryHeader::parse_prefix(&head).map_err(|e| e.to_string())?;
     header.check_len(len).map_err(|e| e.to_string())?;
     Ok(header)
@@ -287,7 +286,6 @@ fn read_header(path: &Path) -> Result<EntryHeader, String> {
 
 #[allow(unsafe_code)]
 fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> Result<Module, String> {
-    use std::os::unix::fs::FileExt;
     let started = std::time::Instant::now();
     let header = read_entry_header(file)?;
     let len = usize::try_from(header.plaintext_len).map_err(|_| "it is too large for this machine".to_owned())?;
@@ -298,7 +296,7 @@ fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> R
     };
     // Each chunk is read straight into its final place (no map of the entry,
     // whose pages would otherwise count twice in the launcher's memory).
-    let read = |at: u64, buf: &mut [u8]| file.read_exact_at(buf, at).is_ok();
+    let read = |at: u64, buf: &mut [u8]| read_exact_at(file, buf, at).is_ok();
     let fill = |buf: &mut [u8]| {
         header.decrypt_body_from(id, key, read, buf, threads).map_err(|_| {
             "it could not be authenticated (damaged, or made on another device or for another package)".to_owned()

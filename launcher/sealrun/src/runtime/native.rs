@@ -15,7 +15,6 @@
 //! assume no CPU features beyond the target's baseline, so an artifact runs on
 //! every machine of its target.
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use sealrun_format::VendorPublicKey;
@@ -106,7 +105,7 @@ impl TrustPolicy {
         let path = trust_file();
         let dir = dirs::config_dir();
         let io = |source| LaunchError::Io { action: "cannot write", path: path.clone(), source };
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io)?;
+        crate::platform::files::create_private_dir(&dir).map_err(io)?;
         let mut text = String::from(
             "# Vendor keys whose precompiled native code sealrun may run (outside the wasm sandbox).\n\
              # Managed with `sealrun trust allow-native|remove|list`.\n",

@@ -37,14 +37,13 @@ const DIALOG_WIDTH: &str = "760";
 
 /// A program on `$PATH`, if there is one.
 pub(crate) fn which(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let path = Path::new(name);
     if path.is_absolute() {
         return path.is_file().then(|| path.to_owned());
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(name))
-        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .find(|p| p.metadata().is_ok_and(|m| crate::platform::files::is_executable(&m)))
 }
 
 /// A dialog program's command. Its text is UTF-8 ("Activate…", names): a
@@ -177,9 +176,7 @@ impl Desktop {
             let _ = std::fs::rename(&file, dir.join("launcher.log.1"));
         }
         // 0600: the log names the user's packages and what went wrong.
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&file) else { return };
-        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        let Ok(mut f) = crate::platform::files::open_private_append(&file) else { return };
         let when = sealrun_host::time::rfc3339(crate::license::clock::now());
         // One entry per launch: its own line breaks are indented, and no
         // text inside it (a file name, a server's message) can start a line.

@@ -4,16 +4,14 @@
 //! user can neither ptrace this one nor open its `/proc/<pid>/mem`, `fd/` or
 //! `maps` (only root can). Core size zero as a second line for systems where
 //! a core handler ignores the dumpable flag.
+use rustix::mm::{Advice, madvise};
+use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
 
 /// Applies the hardening; best effort, since each call can only fail on
 /// kernels without the feature, where there is nothing better to do.
-#[allow(unsafe_code)]
 pub fn harden_process() -> bool {
-    let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: plain system calls with valid arguments; no memory is shared.
-    let core = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } == 0;
-    // SAFETY: as above.
-    let dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0;
+    let core = setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) }).is_ok();
+    let dumpable = set_dumpable_behavior(DumpableBehavior::NotDumpable).is_ok();
     core && dumpable
 }
 
@@ -24,8 +22,7 @@ pub fn harden_process() -> bool {
 #[allow(unsafe_code)]
 pub fn exclude_from_core_dumps(module: &wasmtime::Module) -> bool {
     let range = module.image_range();
-    // SAFETY: sysconf has no memory inputs.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+    let page = rustix::param::page_size().max(1);
     let start = range.start as usize / page * page;
     let end = (range.end as usize).div_ceil(page) * page;
     if end <= start {
@@ -35,5 +32,5 @@ pub fn exclude_from_core_dumps(module: &wasmtime::Module) -> bool {
     // core dump, never their contents or protections. The range lies in
     // wasmtime's page-aligned mapping of the module's code; rounding out
     // to whole pages adds nothing outside it.
-    unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTDUMP) == 0 }
+    unsafe { madvise(start as *mut std::ffi::c_void, end - start, Advice::LinuxDontDump) }.is_ok()
 }
