@@ -421,3 +421,50 @@ fn the_launchers_rooms_keep_to_their_side() {
         assert!(seen.contains_key(edge), "no import {edge}; the rooms moved? seen: {seen:?}");
     }
 }
+
+/// Every source file and test the docs name as evidence
+/// (`` `launcher/sealrun/src/runtime/runner.rs::parses_dir_grants` ``, or a
+/// path alone) exists: a restructuring that moves a test moves the
+/// reference with it, so the security tables keep pointing at real tests.
+#[test]
+fn the_docs_name_files_and_tests_that_exist() {
+    let root = repo_root();
+    let reference =
+        regex_lite::Regex::new(r"`((?:launcher|sdk|shared|tests|fuzz)/[\w./-]+\.rs)(?:::([\w:]+))?`").unwrap();
+    let mut docs = vec![root.join("README.md")];
+    for entry in fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path);
+        }
+    }
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for doc in &docs {
+        let text = fs::read_to_string(doc).unwrap();
+        for m in reference.captures_iter(&text) {
+            let file = root.join(&m[1]);
+            checked += 1;
+            let Ok(code) = fs::read_to_string(&file) else {
+                wrong.push(format!("{}: no file {}", doc.display(), &m[1]));
+                continue;
+            };
+            let Some(item) = m.get(2) else { continue };
+            // `name`, `name::sqlite` (a test per database backend), or
+            // `module::tests` (a test module).
+            let parts: Vec<&str> = item.as_str().split("::").collect();
+            let name = match parts.as_slice() {
+                [.., name, "sqlite" | "postgres"] => *name,
+                [.., "tests"] => continue,
+                [.., name] => *name,
+                [] => continue,
+            };
+            let defined = [format!("fn {name}("), format!("both_backends!({name},")];
+            if !defined.iter().any(|d| code.contains(d.as_str())) {
+                wrong.push(format!("{}: {} has no test {name}", doc.display(), &m[1]));
+            }
+        }
+    }
+    assert!(checked > 50, "the pattern found only {checked} references; did the docs' style change?");
+    assert!(wrong.is_empty(), "the docs name what is not there:\n{}", wrong.join("\n"));
+}
