@@ -78,6 +78,7 @@ fn seal_with(world: &World, name: &str, target: &str, runtime: [u8; 32], code: &
         product: "com.example.hello".into(),
         release: Release::new(1, 0, 0),
         display_name: "hello".into(),
+        kind: sealrun_format::package::AppKind::Console,
         capabilities: vec![],
         chunk_size_log2: limits::DEFAULT_CHUNK_SIZE_LOG2,
         plaintext_len: module.len() as u64,

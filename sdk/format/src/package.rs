@@ -34,11 +34,44 @@ const PREFIX_LEN: usize = 8 + 2 + 4;
 
 const A: Artifact = Artifact::Package;
 
-/// What kind of program the package holds.
+/// What kind of program the package holds: a core module or a component,
+/// and for a component the WASI world it targets. One byte in the manifest
+/// (1, 2, 3); packages sealed before components exist are all `Console`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppKind {
-    /// A WASI command that talks through stdin, stdout and stderr.
+    /// A core module, a WASI preview-1 command that talks through stdin,
+    /// stdout and stderr (`wasm32-wasip1`).
     Console,
+    /// A component for the `wasi:cli/command` world (`wasm32-wasip2`): a
+    /// command run like a console app, with WASI preview 2.
+    ComponentCommand,
+    /// A component for the `wasi:http/proxy` world: an HTTP service that
+    /// `sealrun serve` runs, one instance per request.
+    ComponentHttpProxy,
+}
+
+impl AppKind {
+    /// Whether the package holds a component rather than a core module.
+    pub fn is_component(self) -> bool {
+        !matches!(self, AppKind::Console)
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            AppKind::Console => 1,
+            AppKind::ComponentCommand => 2,
+            AppKind::ComponentHttpProxy => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<AppKind> {
+        Some(match code {
+            1 => AppKind::Console,
+            2 => AppKind::ComponentCommand,
+            3 => AppKind::ComponentHttpProxy,
+            _ => return None,
+        })
+    }
 }
 
 /// A capability the app asks for. The launcher grants none of them by itself:
@@ -264,9 +297,7 @@ impl Manifest {
         m.put_str8(&self.product);
         m.extend_from_slice(&self.release.to_bytes());
         m.put_str16(&self.display_name);
-        m.put_u8(match self.kind {
-            AppKind::Console => 1,
-        });
+        m.put_u8(self.kind.code());
         m.extend_from_slice(&self.vendor_key.0);
         m.put_u8(self.cipher_suite);
         m.put_u8(self.chunk_size_log2);
@@ -314,9 +345,9 @@ impl Manifest {
         let product = c.str8("product id", MAX_PRODUCT_ID_LEN)?.to_owned();
         let release = Release::from_bytes(c.array()?);
         let display_name = c.str16("display name", MAX_DISPLAY_NAME_LEN)?.to_owned();
-        let kind = match c.u8()? {
-            1 => AppKind::Console,
-            _ => return Err(c.malformed("app kind", "is unknown")),
+        let kind = match AppKind::from_code(c.u8()?) {
+            Some(kind) => kind,
+            None => return Err(c.malformed("app kind", "is unknown")),
         };
         let vendor_key = VendorPublicKey(c.array()?);
         let cipher_suite = c.u8()?;
@@ -817,6 +848,8 @@ pub struct PackageSpec {
     pub release: Release,
     /// Name shown to end users.
     pub display_name: String,
+    /// A core module or a component, and its world.
+    pub kind: AppKind,
     /// Capabilities the app asks for (sorted and deduplicated by the sealer).
     pub capabilities: Vec<Capability>,
     /// Chunk size as a power of two.
@@ -907,7 +940,7 @@ impl PackageSealer {
             product: spec.product,
             release: spec.release,
             display_name: spec.display_name,
-            kind: AppKind::Console,
+            kind: spec.kind,
             vendor_key: vendor,
             cipher_suite: CIPHER_SUITE_V1,
             chunk_size_log2: spec.chunk_size_log2,
@@ -1008,6 +1041,7 @@ mod tests {
             product: "com.example.app".into(),
             release: Release::new(1, 0, 0),
             display_name: "app".into(),
+            kind: AppKind::Console,
             capabilities: vec![],
             chunk_size_log2: 12,
             plaintext_len: module.len() as u64,

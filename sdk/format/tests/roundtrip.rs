@@ -1,7 +1,7 @@
 //! Round trips and refusals of packages and licenses built in memory.
 use sealrun_format::device::DeviceSecret;
 use sealrun_format::license::{self, Binding, Issuer, License, LicenseSigner, Terms, certify_issuer};
-use sealrun_format::package::{Capability, Package, PackageSpec, seal_to_vec};
+use sealrun_format::package::{AppKind, Capability, Package, PackageSpec, seal_to_vec};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Artifact, ContentKey, Error, Release, VendorPublicKey, VendorSigningKey};
 
@@ -14,6 +14,7 @@ fn spec(len: u64) -> PackageSpec {
         product: "com.acme.tool".into(),
         release: Release::new(1, 0, 0),
         display_name: "Acme Tool".into(),
+        kind: AppKind::Console,
         capabilities: vec![Capability::Env("LANG".into()), Capability::Dir { writable: false, guest: "/data".into() }],
         chunk_size_log2: 12,
         plaintext_len: len,
@@ -251,5 +252,21 @@ fn issue7_a_damaged_icon_is_refused_by_name() {
         bad[i] ^= 0x01;
         let refused = Package::parse(&bad).map_or(true, |p| p.verify_signature().is_err());
         assert!(refused, "a flip at byte {i} of the icon went unnoticed");
+    }
+}
+
+#[test]
+fn every_app_kind_round_trips_and_decrypts() {
+    let (key, vendor) = (ContentKey::generate(&mut rng()), VendorSigningKey::generate(&mut rng()));
+    let module = vec![7u8; 5000];
+    for kind in [AppKind::Console, AppKind::ComponentCommand, AppKind::ComponentHttpProxy] {
+        let sealed = seal_to_vec(PackageSpec { kind, ..spec(5000) }, &module, &key, &vendor, &mut rng()).unwrap();
+        let package = Package::parse(&sealed).unwrap();
+        package.verify_signature().unwrap();
+        assert_eq!(package.manifest().kind, kind);
+        assert_eq!(package.manifest().kind.is_component(), kind != AppKind::Console);
+        let mut out = vec![0u8; 5000];
+        package.decrypt_into(&key, &mut out).unwrap();
+        assert_eq!(out, module);
     }
 }

@@ -560,6 +560,7 @@ fn spec() -> PackageSpec {
         product: PRODUCT.into(),
         release: RELEASE,
         display_name: "Sealrun Test Vectors".into(),
+        kind: sealrun_format::package::AppKind::Console,
         capabilities: vec![Capability::Env("LANG".into()), Capability::Dir { writable: false, guest: "/data".into() }],
         chunk_size_log2: CHUNK_LOG2,
         plaintext_len: MODULE_LEN as u64,
@@ -846,7 +847,13 @@ fn package_cases(k: &Keys) -> Vec<Case> {
         (name("package_manifest_len_plus_one"), manifest_len((hl - PREFIX_LEN + 1) as u32), "malformed"),
         (name("package_manifest_len_minus_one"), manifest_len((hl - PREFIX_LEN - 1) as u32), "malformed"),
         (name("package_manifest_product_uppercase"), flipped(&ok, at.product, 0x20), "malformed"),
-        (name("package_manifest_app_kind_2"), with(&ok, at.kind, &[2]), "malformed"),
+        // Kinds 2 and 3 are components (command, HTTP proxy): a byte
+        // changed without resealing breaks the signature, resealed it is a
+        // good package; 4 is no kind at all.
+        (name("package_manifest_app_kind_2"), with(&ok, at.kind, &[2]), "bad_signature"),
+        (name("package_component_command_ok"), reseal(&with(&h, at.kind, &[2])), "ok"),
+        (name("package_component_http_proxy_ok"), reseal(&with(&h, at.kind, &[3])), "ok"),
+        (name("package_manifest_app_kind_4"), reseal(&with(&h, at.kind, &[4])), "malformed"),
         (name("package_manifest_cipher_suite_2"), with(&ok, at.cipher_suite, &[2]), "malformed"),
         (name("package_manifest_chunk_size_2k"), with(&ok, at.chunk_size, &[11]), "malformed"),
         (name("package_manifest_capability_kind_9"), with(&ok, at.capabilities + 1, &[9]), "malformed"),

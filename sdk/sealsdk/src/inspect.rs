@@ -30,6 +30,8 @@ fn capability_text(c: &Capability) -> String {
 fn kind_text(k: AppKind) -> &'static str {
     match k {
         AppKind::Console => "console",
+        AppKind::ComponentCommand => "component (wasi:cli/command)",
+        AppKind::ComponentHttpProxy => "component (wasi:http/proxy)",
     }
 }
 

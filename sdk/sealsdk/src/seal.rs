@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sealrun_format::package::{Capability, Header, NativeInput, PackageSealer, PackageSpec};
+use sealrun_format::package::{AppKind, Capability, Header, NativeInput, PackageSealer, PackageSpec};
 use sealrun_format::{ContentKey, Release, VendorSigningKey};
 use wasmparser::{Parser, Payload};
 
@@ -63,9 +63,9 @@ pub fn seal_file(keystore: &Keystore, input: &Path, output: &Path, opts: &SealOp
     let signer = keystore.vendor_key()?;
     let file = File::open(input).map_err(SdkError::io("cannot open", input))?;
     let module = map(&file, input)?;
-    validate_module(&module).map_err(|reason| SdkError::InvalidModule { path: input.to_owned(), reason })?;
+    let kind = validate_module(&module).map_err(|reason| SdkError::InvalidModule { path: input.to_owned(), reason })?;
     let key = keystore.content_key(&opts.product, opts.release)?;
-    seal_bytes(&module, &key, &signer, output, opts)
+    seal_bytes(&module, kind, &key, &signer, output, opts)
 }
 
 fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
@@ -76,9 +76,11 @@ fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
     sealrun_host::fs::map_read_only(file).map_err(SdkError::io("cannot read", path))
 }
 
-/// Seals module bytes already in memory (or mapped) into `output`.
+/// Seals module bytes already in memory (or mapped), of the `kind`
+/// [`validate_module`] found, into `output`.
 pub fn seal_bytes(
     module: &[u8],
+    kind: AppKind,
     key: &ContentKey,
     signer: &VendorSigningKey,
     output: &Path,
@@ -91,6 +93,7 @@ pub fn seal_bytes(
         product: opts.product.clone(),
         release: opts.release,
         display_name: opts.display_name.clone().unwrap_or_else(|| opts.product.clone()),
+        kind,
         capabilities: opts.capabilities.clone(),
         chunk_size_log2: opts.chunk_size_log2,
         plaintext_len: module.len() as u64,
@@ -194,8 +197,9 @@ fn progress_bar(wanted: bool, len: u64) -> ProgressBar {
 
 /// Checks that `bytes` is a WASI preview-1 command wasmtime can run:
 /// valid under the launcher's engine features, importing only WASI
-/// preview 1, and exporting `_start`. Returns the reason when it is not.
-pub fn validate_module(bytes: &[u8]) -> Result<(), String> {
+/// preview 1, and exporting `_start`; returns the kind of app it is, or the
+/// reason it is none the launcher runs.
+pub fn validate_module(bytes: &[u8]) -> Result<AppKind, String> {
     if !bytes.starts_with(b"\0asm") {
         return Err("it does not start with the WebAssembly magic bytes".into());
     }
@@ -229,5 +233,5 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), String> {
     if !has_start {
         return Err("it exports no `_start` function; build it as a WASI command (a program with `main`)".into());
     }
-    Ok(())
+    Ok(AppKind::Console)
 }

@@ -74,7 +74,7 @@ pub fn seal_with_server(
 ) -> Result<ServerSeal> {
     let signer = keystore.vendor_key()?;
     let module = std::fs::read(input).map_err(SdkError::io("cannot read", input))?;
-    validate_module(&module).map_err(|reason| SdkError::InvalidModule { path: input.to_owned(), reason })?;
+    let kind = validate_module(&module).map_err(|reason| SdkError::InvalidModule { path: input.to_owned(), reason })?;
     let releases = format!("/v1/products/{}/releases", opts.product);
     let body = json!({ "release": opts.release.to_string() });
     let key: ReleaseKey = match client.send("POST", &releases, &body, None) {
@@ -94,7 +94,7 @@ pub fn seal_with_server(
         reason: "the server sent no valid content key".into(),
     })?;
     let content_key = ContentKey::from_bytes(&raw);
-    let report = seal_bytes(&module, &content_key, &signer, output, opts)?;
+    let report = seal_bytes(&module, kind, &content_key, &signer, output, opts)?;
     if upload {
         let path = format!("/v1/products/{}/releases/{}/package", opts.product, opts.release);
         client.upload(&path, output)?;

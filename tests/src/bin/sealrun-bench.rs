@@ -149,6 +149,7 @@ fn crypto(o: &Opts) {
         product: "com.example.bench".into(),
         release: Release::new(1, 0, 0),
         display_name: "bench".into(),
+        kind: sealrun_format::package::AppKind::Console,
         capabilities: vec![],
         chunk_size_log2: sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2,
         plaintext_len: len as u64,
@@ -174,7 +175,8 @@ fn crypto(o: &Opts) {
         icon: None,
     };
     let seal_file = measure(runs, || {
-        sealrun_sdk::seal::seal_bytes(&module, &key, &vendor, &out, &opts).expect("seal to file");
+        sealrun_sdk::seal::seal_bytes(&module, sealrun_format::package::AppKind::Console, &key, &vendor, &out, &opts)
+            .expect("seal to file");
     });
     row("seal to a file (sealsdk library, fsync)", len, seal_file);
 

@@ -17,7 +17,9 @@ pub use package::read_header;
 pub(crate) use load::{LoadWith, Source};
 pub(crate) use package::OpenedPackage;
 
-use crate::error::LaunchError;
+use sealrun_format::package::AppKind;
+
+use crate::error::{GuestError, LaunchError};
 use crate::watch::Watch;
 
 /// Compiled guest code, by kind.
@@ -47,9 +49,18 @@ pub(crate) fn load(
     engine: wasmtime::Engine,
     with: &LoadWith<'_>,
 ) -> Result<Loaded, LaunchError> {
-    // Every package holds a core module today (the format has no other kind).
-    let (engine, module, source) = load::load_module(package, engine, with)?;
-    Ok(Loaded { engine, guest: Guest::Module(module), source })
+    match package.manifest().kind {
+        AppKind::Console => {
+            let (engine, module, source) = load::load_module(package, engine, with)?;
+            Ok(Loaded { engine, guest: Guest::Module(module), source })
+        }
+        // Packages may record components (the format does); running them
+        // is the next piece of the runtime. Refused before anything is
+        // decrypted.
+        AppKind::ComponentCommand | AppKind::ComponentHttpProxy => Err(GuestError::cannot_start(
+            "it is a WebAssembly component, and this launcher runs core WASI preview-1 modules only",
+        )),
+    }
 }
 
 /// Runs a loaded guest with `cfg`, checking `watch` while it runs; its exit

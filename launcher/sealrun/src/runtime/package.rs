@@ -161,6 +161,7 @@ mod tests {
             product: "com.example.app".into(),
             release: Release::new(1, 0, 0),
             display_name: name.into(),
+            kind: sealrun_format::package::AppKind::Console,
             capabilities: vec![],
             chunk_size_log2: 12,
             plaintext_len: module.len() as u64,

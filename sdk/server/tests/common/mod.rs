@@ -173,6 +173,7 @@ pub async fn sealed_package(env: &Env, v: &Vendor, product: &str, release: &str)
         product: product.into(),
         release: release.parse::<Release>().unwrap(),
         display_name: product.into(),
+        kind: sealrun_format::package::AppKind::Console,
         capabilities: vec![],
         chunk_size_log2: 12,
         plaintext_len: module.len() as u64,
