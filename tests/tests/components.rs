@@ -74,5 +74,15 @@ fn component_packages_are_described_and_refused_before_decryption() {
         assert!(err.contains("it is a WebAssembly component"), "{err}");
         assert_eq!(stdout(&out), "", "nothing of the guest ran");
         assert!(!err.contains("source="), "no code was loaded: {err}");
+
+        // The kind byte counts only under a good signature: a component
+        // package with a damaged signature is reported as damaged.
+        let mut bytes = fs::read(&package).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&package, bytes).unwrap();
+        let out = run(&package);
+        let code = out.status.code();
+        assert!(matches!(code, Some(202 | 204)), "exit {code:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("it is a WebAssembly component"), "{}", stderr(&out));
     }
 }

@@ -55,11 +55,15 @@ pub(crate) fn load(
             Ok(Loaded { engine, guest: Guest::Module(module), source })
         }
         // Packages may record components (the format does); running them
-        // is the next piece of the runtime. Refused before anything is
-        // decrypted.
-        AppKind::ComponentCommand | AppKind::ComponentHttpProxy => Err(GuestError::cannot_start(
-            "it is a WebAssembly component, and this launcher runs core WASI preview-1 modules only",
-        )),
+        // is the next piece of the runtime. The kind byte is believed only
+        // once the vendor's signature over the package checks out (a
+        // damaged package is reported as damaged), and nothing is decrypted.
+        AppKind::ComponentCommand | AppKind::ComponentHttpProxy => {
+            package.verify_signature()?;
+            Err(GuestError::cannot_start(
+                "it is a WebAssembly component, and this launcher runs core WASI preview-1 modules only",
+            ))
+        }
     }
 }
 
