@@ -387,3 +387,23 @@ pub fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     }
     (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"))
 }
+
+/// The spec `sealsdk seal` would make for `module` as release 1.0.0 of
+/// `product` (named after it, no capabilities, default chunks), of `kind`:
+/// for tests that seal by hand what sealsdk would refuse or cannot make.
+pub fn plain_spec(
+    product: &str,
+    kind: sealrun_format::package::AppKind,
+    module: &[u8],
+) -> sealrun_format::package::PackageSpec {
+    sealrun_format::package::PackageSpec {
+        product: product.into(),
+        release: sealrun_format::Release::new(1, 0, 0),
+        display_name: product.rsplit('.').next().unwrap_or(product).into(),
+        kind,
+        capabilities: vec![],
+        chunk_size_log2: sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2,
+        plaintext_len: module.len() as u64,
+        icon: None,
+    }
+}

@@ -6,8 +6,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use sealrun_format::Release;
-use sealrun_format::limits;
-use sealrun_format::package::{AppKind, Header, PackageSpec, seal_to_vec};
+use sealrun_format::package::{AppKind, Header, seal_to_vec};
 use sealrun_sdk::keystore::Keystore;
 use sealrun_tests::{World, sample, stderr, stdout};
 
@@ -20,16 +19,7 @@ fn sealed_as(world: &World, kind: AppKind, file: &str) -> PathBuf {
     let signer = ks.vendor_key().unwrap();
     let key = ks.content_key("com.example.hello", Release::new(1, 0, 0)).unwrap();
     let module = fs::read(sample("hello")).unwrap();
-    let spec = PackageSpec {
-        product: "com.example.hello".into(),
-        release: Release::new(1, 0, 0),
-        display_name: "hello".into(),
-        kind,
-        capabilities: vec![],
-        chunk_size_log2: limits::DEFAULT_CHUNK_SIZE_LOG2,
-        plaintext_len: module.len() as u64,
-        icon: None,
-    };
+    let spec = sealrun_tests::plain_spec("com.example.hello", kind, &module);
     let bytes = seal_to_vec(spec, &module, &key, &signer, &mut rand_core::UnwrapErr(getrandom::SysRng)).unwrap();
     let path = world.path().join(file);
     fs::write(&path, bytes).unwrap();

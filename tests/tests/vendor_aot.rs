@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use sealrun_format::package::{Header, NativeInput, PackageSpec, seal_to_vec_with_native};
-use sealrun_format::{Release, limits};
+use sealrun_format::Release;
+use sealrun_format::package::{Header, NativeInput, seal_to_vec_with_native};
 use sealrun_sdk::keystore::Keystore;
 use sealrun_tests::{Device, World, sample, stderr, stdout};
 
@@ -74,16 +74,7 @@ fn seal_with(world: &World, name: &str, target: &str, runtime: [u8; 32], code: &
     let signer = ks.vendor_key().unwrap();
     let key = ks.content_key("com.example.hello", Release::new(1, 0, 0)).unwrap();
     let module = fs::read(sample("hello")).unwrap();
-    let spec = PackageSpec {
-        product: "com.example.hello".into(),
-        release: Release::new(1, 0, 0),
-        display_name: "hello".into(),
-        kind: sealrun_format::package::AppKind::Console,
-        capabilities: vec![],
-        chunk_size_log2: limits::DEFAULT_CHUNK_SIZE_LOG2,
-        plaintext_len: module.len() as u64,
-        icon: None,
-    };
+    let spec = sealrun_tests::plain_spec("com.example.hello", sealrun_format::package::AppKind::Console, &module);
     let native = [NativeInput { target, runtime, code }];
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let bytes = seal_to_vec_with_native(spec, &module, &native, &key, &signer, &mut rng).unwrap();
