@@ -39,6 +39,13 @@ pub fn sample(name: &str) -> PathBuf {
     samples_dir().join(format!("{name}.wasm"))
 }
 
+/// A sample built as a WASI preview-2 command component (wasm32-wasip2;
+/// `scripts/build-samples` builds both targets).
+pub fn component(name: &str) -> PathBuf {
+    let dir = samples_dir().parent().and_then(Path::parent).expect("target/samples/<target>/release");
+    dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"))
+}
+
 /// Path of one of the project's binaries (`sealsdk`, `sealrun`), built by
 /// `cargo test --workspace` next to the test executables.
 pub fn bin(name: &str) -> PathBuf {

@@ -1,11 +1,13 @@
 //! Each sample sealed, licensed and run through `sealrun` behaves exactly as
 //! the plain module run the way `wasmtime run` runs it, by the same wasmtime
-//! (`plain-wasmtime`): same stdout, stderr, exit code and written files.
+//! (`plain-wasmtime`): same stdout, stderr, exit code and written files;
+//! built as a core module (wasm32-wasip1) and as a command component
+//! (wasm32-wasip2).
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sealrun_tests::{World, plain_wasmtime, sample, stderr, stdout};
+use sealrun_tests::{World, component, plain_wasmtime, sample, stderr, stdout};
 
 struct Case {
     name: &'static str,
@@ -53,11 +55,25 @@ fn summary(o: &Output) -> (Option<i32>, String, String) {
 
 #[test]
 fn sealed_samples_behave_like_plain_wasmtime() {
+    behave_like_plain_wasmtime(sample, "console");
+}
+
+#[test]
+fn sealed_components_behave_like_plain_wasmtime() {
+    behave_like_plain_wasmtime(component, "component (wasi:cli/command)");
+}
+
+/// Every case of [`CASES`] with the guests `wasm` finds, which `sealsdk
+/// inspect` must describe as `kind`.
+fn behave_like_plain_wasmtime(wasm: fn(&str) -> PathBuf, kind: &str) {
     let wasmtime = plain_wasmtime();
     let world = World::new();
     let dev = world.device("a");
     for case in CASES {
-        let package = world.seal(case.name, "1.0.0");
+        let package =
+            world.seal_module(&wasm(case.name), &format!("com.example.{}", case.name), "1.0.0", &format!("{}.sealed", case.name), &[]);
+        let inspect = stdout(&world.sealsdk_ok(&["inspect", package.to_str().unwrap()]));
+        assert!(inspect.contains(&format!("kind:          {kind}\n")), "{}: {inspect}", case.name);
         world.license(case.name, &dev, &format!("{}.license", case.name), &[]);
 
         // Plain run, as `wasmtime run` runs it.
@@ -73,7 +89,7 @@ fn sealed_samples_behave_like_plain_wasmtime() {
             // only matters for writes, which these cases do not attempt in /in.
             plain.args(["--dir", &format!("{}::{guest}", plain_root.join(host).display())]);
         }
-        plain.arg(sample(case.name)).args(case.args);
+        plain.arg(wasm(case.name)).args(case.args);
         let plain_out = plain.output().unwrap();
 
         // Sealed run under sealrun.

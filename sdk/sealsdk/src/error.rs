@@ -52,13 +52,13 @@ pub enum SdkError {
         /// Releases the keystore has keys for.
         known: String,
     },
-    /// The input module is not valid WebAssembly.
-    #[error("{path} is not a WebAssembly module wasmtime can run: {reason}")]
-    InvalidModule {
+    /// The input is not a guest the launcher can run.
+    #[error("{path} is not a WebAssembly module or component the launcher can run: {source}")]
+    InvalidGuest {
         /// The input file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        source: sealrun_engine::guest::GuestError,
     },
     /// The icon given to `seal --icon` cannot go into a manifest.
     #[error("the icon {path} {problem}: give a PNG or SVG of at most 7 KiB (a 48- or 64-pixel PNG fits)")]

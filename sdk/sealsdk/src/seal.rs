@@ -1,7 +1,7 @@
-//! Sealing a WebAssembly module into a package.
+//! Sealing a WebAssembly module or component into a package.
 //!
-//! The input is memory-mapped, validated as a module wasmtime can run (by
-//! validation, not compilation), then encrypted chunk by chunk into a
+//! The input is memory-mapped, validated as a guest the launcher can run
+//! (by validation, not compilation), then encrypted chunk by chunk into a
 //! temporary file next to the output that is renamed into place only when
 //! complete: a failed seal never leaves a partial package behind, and a
 //! 500 MB module needs one chunk of heap, not the module twice.
@@ -13,16 +13,13 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use sealrun_format::package::{AppKind, Capability, Header, NativeInput, PackageSealer, PackageSpec};
 use sealrun_format::{ContentKey, Release, VendorSigningKey};
-use wasmparser::{Parser, Payload};
+use sealrun_engine::guest::{GuestError, Inspected};
 
 use crate::keystore::Keystore;
 use crate::{Result, SdkError, rng};
 
 /// Inputs at least this large get a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_LEN: u64 = 8 << 20;
-
-/// The import module WASI preview-1 commands use; the launcher provides it.
-const WASI_P1: &str = "wasi_snapshot_preview1";
 
 /// What to seal.
 #[derive(Debug, Clone)]
@@ -63,9 +60,9 @@ pub fn seal_file(keystore: &Keystore, input: &Path, output: &Path, opts: &SealOp
     let signer = keystore.vendor_key()?;
     let file = File::open(input).map_err(SdkError::io("cannot open", input))?;
     let module = map(&file, input)?;
-    let kind = validate_module(&module).map_err(|reason| SdkError::InvalidModule { path: input.to_owned(), reason })?;
+    let guest = validate_guest(&module).map_err(|source| SdkError::InvalidGuest { path: input.to_owned(), source })?;
     let key = keystore.content_key(&opts.product, opts.release)?;
-    seal_bytes(&module, kind, &key, &signer, output, opts)
+    seal_bytes(&module, guest.kind, &key, &signer, output, opts)
 }
 
 fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
@@ -76,8 +73,8 @@ fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
     sealrun_host::fs::map_read_only(file).map_err(SdkError::io("cannot read", path))
 }
 
-/// Seals module bytes already in memory (or mapped), of the `kind`
-/// [`validate_module`] found, into `output`.
+/// Seals guest bytes already in memory (or mapped), of the `kind`
+/// [`validate_guest`] found, into `output`.
 pub fn seal_bytes(
     module: &[u8],
     kind: AppKind,
@@ -86,7 +83,7 @@ pub fn seal_bytes(
     output: &Path,
     opts: &SealOptions,
 ) -> Result<SealReport> {
-    let native_code = precompile(module, &opts.precompile, opts.progress)?;
+    let native_code = precompile(module, kind, &opts.precompile, opts.progress)?;
     let native: Vec<NativeInput<'_>> =
         native_code.iter().map(|p| NativeInput { target: &p.target, runtime: p.runtime, code: &p.code }).collect();
     let spec = PackageSpec {
@@ -119,7 +116,7 @@ pub fn seal_bytes(
         let mut buf = Vec::with_capacity(chunk + 16);
         let mut pieces = module.chunks(chunk).peekable();
         if pieces.peek().is_none() {
-            return Ok(Err(SdkError::InvalidModule { path: output.to_owned(), reason: "the module is empty".into() }));
+            return Ok(Err(SdkError::InvalidGuest { path: output.to_owned(), source: GuestError::NotWasm }));
         }
         for piece in pieces {
             buf.clear();
@@ -158,10 +155,11 @@ struct Precompiled {
     code: Vec<u8>,
 }
 
-/// Compiles `module` ahead of time for each target with the engine the
-/// launcher loads it with (`sealrun_engine`), so the launcher can check it was compiled by a
+/// Compiles `module` (a core module or a component, as `kind` says) ahead
+/// of time for each target with the engine the launcher loads it with
+/// (`sealrun_engine`), so the launcher can check it was compiled by a
 /// runtime exactly like its own.
-fn precompile(module: &[u8], targets: &[String], progress: bool) -> Result<Vec<Precompiled>> {
+fn precompile(module: &[u8], kind: AppKind, targets: &[String], progress: bool) -> Result<Vec<Precompiled>> {
     let mut out: Vec<Precompiled> = Vec::new();
     for target in targets {
         if out.iter().any(|p| &p.target == target) {
@@ -172,7 +170,8 @@ fn precompile(module: &[u8], targets: &[String], progress: bool) -> Result<Vec<P
         let bar = if progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
         bar.set_message(format!("precompiling for {target} ({} bytes of wasm)", module.len()));
         bar.enable_steady_tick(Duration::from_millis(120));
-        let code = engine.precompile_module(module).map_err(|e| fail(format!("{e:#}")));
+        let code = if kind.is_component() { engine.precompile_component(module) } else { engine.precompile_module(module) };
+        let code = code.map_err(|e| fail(format!("{e:#}")));
         bar.finish_and_clear();
         out.push(Precompiled {
             target: target.clone(),
@@ -195,43 +194,11 @@ fn progress_bar(wanted: bool, len: u64) -> ProgressBar {
     bar
 }
 
-/// Checks that `bytes` is a WASI preview-1 command wasmtime can run:
-/// valid under the launcher's engine features, importing only WASI
-/// preview 1, and exporting `_start`; returns the kind of app it is, or the
-/// reason it is none the launcher runs.
-pub fn validate_module(bytes: &[u8]) -> Result<AppKind, String> {
-    if !bytes.starts_with(b"\0asm") {
-        return Err("it does not start with the WebAssembly magic bytes".into());
-    }
-    if wasmparser::Parser::is_component(bytes) {
-        return Err("it is a component; Sealrun runs core WASI preview-1 modules (build for wasm32-wasip1)".into());
-    }
-    let engine = wasmtime::Engine::new(&sealrun_engine::base_config()).map_err(|e| format!("wasmtime: {e}"))?;
-    wasmtime::Module::validate(&engine, bytes).map_err(|e| format!("{e:#}"))?;
-    let mut has_start = false;
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(|e| e.to_string())? {
-            Payload::ImportSection(imports) => {
-                for imp in imports.into_imports() {
-                    let imp = imp.map_err(|e| e.to_string())?;
-                    if imp.module != WASI_P1 {
-                        return Err(format!(
-                            "it imports `{}` from `{}`, which the launcher does not provide (only {WASI_P1})",
-                            imp.name, imp.module
-                        ));
-                    }
-                }
-            }
-            Payload::ExportSection(exports) => {
-                for e in exports {
-                    has_start |= e.map_err(|e| e.to_string())?.name == "_start";
-                }
-            }
-            _ => {}
-        }
-    }
-    if !has_start {
-        return Err("it exports no `_start` function; build it as a WASI command (a program with `main`)".into());
-    }
-    Ok(AppKind::Console)
+/// Checks that `bytes` is a guest the launcher can run: a WASI preview-1
+/// command or a WASI preview-2 component (command or HTTP service), valid
+/// under the launcher's engine features and importing only what the
+/// launcher provides (see [`sealrun_engine::guest::inspect`]); what it is
+/// and what it imports.
+pub fn validate_guest(bytes: &[u8]) -> std::result::Result<Inspected, GuestError> {
+    sealrun_engine::guest::inspect(bytes)
 }

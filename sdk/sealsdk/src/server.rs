@@ -15,7 +15,7 @@ use crate::client::Client;
 use crate::keystore::Keystore;
 use crate::ledger::PlanLine;
 use crate::ledger_state::{CodeRecord, LedgerRecords, Pin};
-use crate::seal::{SealOptions, SealReport, seal_bytes, validate_module};
+use crate::seal::{SealOptions, SealReport, seal_bytes, validate_guest};
 use crate::{Result, SdkError};
 
 /// Default lifetime of an issuing-key certificate: a year, so a server
@@ -74,7 +74,7 @@ pub fn seal_with_server(
 ) -> Result<ServerSeal> {
     let signer = keystore.vendor_key()?;
     let module = std::fs::read(input).map_err(SdkError::io("cannot read", input))?;
-    let kind = validate_module(&module).map_err(|reason| SdkError::InvalidModule { path: input.to_owned(), reason })?;
+    let kind = validate_guest(&module).map_err(|source| SdkError::InvalidGuest { path: input.to_owned(), source })?.kind;
     let releases = format!("/v1/products/{}/releases", opts.product);
     let body = json!({ "release": opts.release.to_string() });
     let key: ReleaseKey = match client.send("POST", &releases, &body, None) {

@@ -7,7 +7,31 @@
 //! here and nowhere else: a setting changed in one place is changed for
 //! both, and precompiled code stops matching instead of misbehaving.
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, WasmFeatures};
+
+pub mod guest;
+
+/// The WebAssembly features guests may use, exactly: the engine enables
+/// these and no others, and [`guest::inspect`] validates components with
+/// the same set, so what `seal` accepts is what the launcher runs.
+///
+/// Deny by default, for proposals too: what no WASI toolchain emits is
+/// off. The GC proposal (and function references, which it builds on)
+/// would give the guest a GC heap outside the memory budget; exceptions
+/// allocate their objects there too; 64-bit memories are not what wasm32
+/// targets make; threads would share memories the store's limiter cannot
+/// see. Reference types, multiple tables and memories, SIMD, tail calls
+/// and extended constants stay on (LLVM emits them for wasm32), bounded by
+/// the launcher's limits. `GC_TYPES` is wasmparser's name for the value
+/// types of the core spec (funcref, externref) and is part of `WASM2`.
+/// The component model is on for WASI preview-2 components, without its
+/// async, threading and later extensions.
+pub const GUEST_FEATURES: WasmFeatures = WasmFeatures::WASM2
+    .union(WasmFeatures::TAIL_CALL)
+    .union(WasmFeatures::EXTENDED_CONST)
+    .union(WasmFeatures::MULTI_MEMORY)
+    .union(WasmFeatures::RELAXED_SIMD)
+    .union(WasmFeatures::COMPONENT_MODEL);
 
 /// Why an engine could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -75,17 +99,9 @@ pub fn base_config() -> Config {
     // other processes of the user could open through /proc; without them
     // data segments are copied into the instance's anonymous memory.
     config.memory_init_cow(false);
-    // Deny by default, for proposals too: what no WASI preview-1 toolchain
-    // emits is off. The GC proposal (and function references, which it
-    // builds on) would give the guest a GC heap outside the memory budget;
-    // exceptions allocate their objects there too; 64-bit memories are not
-    // what wasm32 targets make. Reference types and multiple tables stay
-    // on (LLVM emits them for wasm32), bounded by the launcher's limits.
-    config.wasm_gc(false);
-    config.wasm_function_references(false);
-    config.wasm_exceptions(false);
-    config.wasm_memory64(false);
-    config.wasm_stack_switching(false);
+    // Exactly the guest features: everything off, then those on.
+    config.wasm_features(WasmFeatures::all(), false);
+    config.wasm_features(GUEST_FEATURES, true);
     config
 }
 
@@ -140,6 +156,22 @@ mod tests {
         assert_ne!(fp(&a), fp(&host_engine().unwrap()), "the host engine infers CPU features, targets do not");
         let unknown = engine_for_target("pdp11-unix").unwrap_err();
         assert!(unknown.to_string().contains("known targets: x86_64-linux"), "{unknown}");
+    }
+
+    #[test]
+    fn the_feature_set_is_what_the_named_switches_gave() {
+        // The engine's features were set by switching proposals off one by
+        // one before they were set exactly; both give the same engine (and
+        // so the same fingerprint), which shows GUEST_FEATURES names what
+        // wasmtime enabled then, and catches a wasmtime upgrade that
+        // changes its defaults.
+        let mut config = Config::new();
+        config.parallel_compilation(true).memory_init_cow(false);
+        config.wasm_gc(false).wasm_function_references(false).wasm_exceptions(false);
+        config.wasm_memory64(false).wasm_stack_switching(false);
+        let switched = Engine::new(&config).unwrap();
+        assert_eq!(runtime_fingerprint(&switched), runtime_fingerprint(&host_engine().unwrap()));
+        assert!(!GUEST_FEATURES.contains(WasmFeatures::THREADS) && !GUEST_FEATURES.contains(WasmFeatures::GC));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `plain-wasmtime`: the tests' reference runner. It runs a WASI preview-1
-//! command the way `wasmtime run` does, with the workspace's own wasmtime
+//! command or a `wasi:cli/command` component the way `wasmtime run` does, with the workspace's own wasmtime
 //! (the launcher's version), and nothing of Sealrun: wasmtime's default
 //! engine, stdio inherited, the module's path as `argv[0]`, every `--env`
 //! and `--dir` as given, directories read-write. The end-to-end tests
@@ -82,8 +82,55 @@ fn main() -> ExitCode {
 
 fn compile(module: &PathBuf, out: &PathBuf) -> wasmtime::Result<()> {
     let wasm = std::fs::read(module)?;
-    std::fs::write(out, Engine::default().precompile_module(&wasm)?)?;
+    let engine = Engine::default();
+    let code = if wasmparser::Parser::is_component(&wasm) {
+        engine.precompile_component(&wasm)?
+    } else {
+        engine.precompile_module(&wasm)?
+    };
+    std::fs::write(out, code)?;
     Ok(())
+}
+
+/// How the run ended, as the wasmtime CLI reports it.
+fn exit_code(module: &std::path::Path, result: wasmtime::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => ExitCode::from(u8::try_from(exit.0 & 0xff).unwrap_or(1)),
+            None => {
+                eprintln!("Error: failed to run main module `{}`\n\nCaused by:\n    {e:?}", module.display());
+                ExitCode::from(TRAP_EXIT)
+            }
+        },
+    }
+}
+
+struct ComponentHost {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for ComponentHost {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+/// Runs a command component: `wasi:cli/run` returning an error is exit
+/// code 1, as in the wasmtime CLI.
+fn run_component(engine: &Engine, wasm: &[u8], mut b: WasiCtxBuilder, module: &std::path::Path) -> wasmtime::Result<ExitCode> {
+    use wasmtime::component::{Component, Linker as ComponentLinker, ResourceTable};
+    let component = Component::new(engine, wasm)?;
+    let mut linker: ComponentLinker<ComponentHost> = ComponentLinker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    let mut store = Store::new(engine, ComponentHost { ctx: b.build(), table: ResourceTable::new() });
+    let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, &component, &linker)?;
+    match command.wasi_cli_run().call_run(&mut store) {
+        Ok(Err(())) => Ok(ExitCode::FAILURE),
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+        Err(e) => Ok(exit_code(module, Err(e))),
+    }
 }
 
 fn run(
@@ -93,9 +140,7 @@ fn run(
     dirs: &[(PathBuf, String)],
 ) -> wasmtime::Result<ExitCode> {
     let engine = Engine::default();
-    let compiled = Module::from_file(&engine, module)?;
-    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c)?;
+    let wasm = std::fs::read(module)?;
     let mut b = WasiCtxBuilder::new();
     b.inherit_stdio().arg(module.display().to_string()).args(args);
     for (k, v) in env {
@@ -104,17 +149,14 @@ fn run(
     for (host, guest) in dirs {
         b.preopened_dir(host, guest, FsPerms::ReadWrite)?;
     }
+    if wasmparser::Parser::is_component(&wasm) {
+        return run_component(&engine, &wasm, b, module);
+    }
+    let compiled = Module::new(&engine, &wasm)?;
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c)?;
     let mut store = Store::new(&engine, b.build_p1());
     let instance = linker.instantiate(&mut store, &compiled)?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-    match start.call(&mut store, ()) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => match e.downcast_ref::<I32Exit>() {
-            Some(exit) => Ok(ExitCode::from(u8::try_from(exit.0 & 0xff).unwrap_or(1))),
-            None => {
-                eprintln!("Error: failed to run main module `{}`\n\nCaused by:\n    {e:?}", module.display());
-                Ok(ExitCode::from(TRAP_EXIT))
-            }
-        },
-    }
+    Ok(exit_code(module, start.call(&mut store, ())))
 }

@@ -41,7 +41,7 @@ pub(crate) use linux::boot_clock::boot_now;
 #[cfg(target_os = "linux")]
 pub use linux::hardening;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::memfd::SealedCode;
+pub(crate) use linux::memfd::{SealedCode, proc_path};
 
 /// Hardening where the OS has none of Linux's calls: nothing is applied,
 /// and callers are told so.
@@ -52,7 +52,7 @@ pub mod hardening {
         false
     }
     /// Nothing to apply here; `false` says so.
-    pub fn exclude_from_core_dumps(_module: &wasmtime::Module) -> bool {
+    pub fn exclude_from_core_dumps(_code: std::ops::Range<*const u8>) -> bool {
         false
     }
 }

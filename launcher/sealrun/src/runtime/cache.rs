@@ -17,13 +17,13 @@ use std::time::SystemTime;
 use sealrun_format::code_cache::{EntryHeader, EntryId, MAX_ENTRY_HEADER_LEN, entry_key, seal_entry};
 use sealrun_format::device::DeviceSecret;
 use sealrun_format::{ContentKey, UnixTime};
-use wasmtime::{Engine, Module};
+use wasmtime::Engine;
 use zeroize::Zeroizing;
 
 use crate::error::LaunchError;
 use crate::platform::dirs;
 use crate::platform::files::read_exact_at;
-use crate::runtime::code_mem;
+use crate::runtime::code_mem::{self, Code};
 
 /// Overrides the cache directory (tests, shared machines with a fast disk).
 pub(crate) const CACHE_DIR_ENV: &str = "SEALRUN_CACHE_DIR";
@@ -44,9 +44,9 @@ const SUFFIX: &str = ".code";
 pub(crate) const LAUNCHER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What a lookup found.
-pub(crate) enum Lookup {
-    /// A valid entry: the module, ready to instantiate.
-    Hit(Module),
+pub(crate) enum Lookup<C> {
+    /// A valid entry: the code, ready to instantiate.
+    Hit(C),
     /// No entry for this package, runtime and launcher.
     Miss,
     /// An entry was there but could not be used; the reason is for a warning.
@@ -127,7 +127,7 @@ impl CodeCache {
     /// Looks up the entry `id` and, if it authenticates under `key`, loads it
     /// into `engine`. Anything but a valid entry is a miss or a refusal,
     /// never an error: the caller compiles instead.
-    pub(crate) fn load(&self, engine: &Engine, id: &EntryId, key: &ContentKey) -> Lookup {
+    pub(crate) fn load<C: Code>(&self, engine: &Engine, id: &EntryId, key: &ContentKey) -> Lookup<C> {
         let path = self.entry_path(id);
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -149,9 +149,9 @@ impl CodeCache {
     /// (atomically, 0600), then evicts least recently used entries beyond the
     /// cap. Returns the entry's size.
     /// Failing to store is never fatal: the caller warns and runs anyway.
-    pub(crate) fn store(
+    pub(crate) fn store<C: Code>(
         &self,
-        module: &Module,
+        module: &C,
         id: &EntryId,
         key: &ContentKey,
         label: &str,
@@ -285,7 +285,7 @@ fn read_header(path: &Path) -> Result<EntryHeader, String> {
 }
 
 #[allow(unsafe_code)]
-fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> Result<Module, String> {
+fn load_entry<C: Code>(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> Result<C, String> {
     let started = std::time::Instant::now();
     let header = read_entry_header(file)?;
     let len = usize::try_from(header.plaintext_len).map_err(|_| "it is too large for this machine".to_owned())?;
@@ -304,7 +304,7 @@ fn load_entry(engine: &Engine, file: &File, id: &EntryId, key: &ContentKey) -> R
     };
     // SAFETY: `fill` succeeds only when every chunk authenticated under a key
     // derived from this package's content key and this device's secret: the
-    // code is exactly what this launcher serialized with `Module::serialize`
+    // code is exactly what this launcher serialized with `C::serialize`
     // for an engine with the same compatibility fingerprint (part of the id).
     let module = unsafe { code_mem::load_trusted(engine, len, fill) };
     tracing::debug!(len, ms = started.elapsed().as_secs_f64() * 1e3, "cache entry loaded");

@@ -9,6 +9,7 @@ use sealrun_format::device::DeviceSecret;
 use sealrun_format::{ContentKey, UnixTime};
 
 use super::cache::{self, CodeCache, Lookup};
+use super::code_mem::Code;
 use super::native::{self, TrustPolicy};
 use super::package::OpenedPackage;
 use super::runner;
@@ -56,15 +57,16 @@ pub(crate) struct LoadWith<'a> {
     pub ui: &'a dyn Ui,
 }
 
-/// The module of `package`, with the engine it belongs to (the host engine
-/// `engine`, or a target engine for vendor-precompiled code) and where it
-/// came from. What was loaded without the cache is stored in it. Problems
-/// with the cache are warnings.
-pub(crate) fn load_module(
+/// The compiled code of `package` (a module or a component, as `C` says),
+/// with the engine it belongs to (the host engine `engine`, or a target
+/// engine for vendor-precompiled code) and where it came from. What was
+/// loaded without the cache is stored in it. Problems with the cache are
+/// warnings.
+pub(crate) fn load_code<C: Code>(
     package: &OpenedPackage,
     engine: wasmtime::Engine,
     with: &LoadWith<'_>,
-) -> Result<(wasmtime::Engine, wasmtime::Module, Source), LaunchError> {
+) -> Result<(wasmtime::Engine, C, Source), LaunchError> {
     let manifest = package.manifest();
     let (ui, key) = (with.ui, with.key);
     let cache = with.cache.filter(|c| c.enabled());
@@ -87,7 +89,7 @@ pub(crate) fn load_module(
         // on its own thread while the entry is decrypted.
         let (lookup, verified) = std::thread::scope(|s| {
             let verify = s.spawn(|| package.verify_signature());
-            let lookup = c.load(&engine, &id, &entry_key);
+            let lookup = c.load::<C>(&engine, &id, &entry_key);
             let verified = verify.join().unwrap_or_else(|_| {
                 Err(LaunchError::bad_file(package.path())(sealrun_format::Error::DecryptionFailed))
             });
@@ -108,12 +110,12 @@ pub(crate) fn load_module(
     }
     let started = std::time::Instant::now();
     let (module, native) = match native {
-        Some(index) => (load_native(package, key, &engine, index)?, true),
+        Some(index) => (load_native::<C>(package, key, &engine, index)?, true),
         None => {
             let plaintext = package.decrypt(key)?;
             let mut compiled = None;
             ui.compiling(&manifest.display_name, plaintext.len() as u64, cache.is_some(), &mut || {
-                compiled = Some(runner::compile(&engine, &plaintext));
+                compiled = Some(runner::compile::<C>(&engine, &plaintext));
             });
             // The plaintext is not needed once compiled: zero and release it now.
             drop(plaintext);
@@ -156,12 +158,12 @@ fn trusted_native(package: &OpenedPackage, ui: &dyn Ui) -> Result<Option<(usize,
 }
 
 #[allow(unsafe_code)]
-fn load_native(
+fn load_native<C: Code>(
     package: &OpenedPackage,
     key: &ContentKey,
     engine: &wasmtime::Engine,
     index: usize,
-) -> Result<wasmtime::Module, LaunchError> {
+) -> Result<C, LaunchError> {
     let len = usize::try_from(package.manifest().native[index].len)
         .map_err(|_| LaunchError::Usage("the precompiled code is too large for this machine".into()))?;
     let mut failure = None;
@@ -177,7 +179,8 @@ fn load_native(
     // every module chunk too), and the user's trust policy allows native
     // code from this vendor key. It was compiled by a runtime with
     // exactly this engine's compatibility fingerprint (checked by the
-    // caller), which wasmtime checks again.
+    // caller), which wasmtime checks again, as code of the package's kind
+    // (`C`; wasmtime refuses a module's code loaded as a component's).
     let loaded = unsafe { super::code_mem::load_trusted(engine, len, fill) };
     match (loaded, failure) {
         (Ok(module), _) => Ok(module),

@@ -7,6 +7,7 @@
 //! kind (components) and a host API for the guest are added there.
 pub(crate) mod cache;
 pub(crate) mod code_mem;
+pub mod component;
 pub(crate) mod load;
 pub(crate) mod native;
 pub(crate) mod package;
@@ -26,6 +27,8 @@ use crate::watch::Watch;
 pub(crate) enum Guest {
     /// A core WebAssembly module for WASI preview 1.
     Module(wasmtime::Module),
+    /// A WASI preview-2 component for the `wasi:cli/command` world.
+    Command(wasmtime::component::Component),
 }
 
 /// A guest ready to run: its code and the engine the code belongs to.
@@ -43,7 +46,7 @@ pub(crate) fn engine() -> Result<wasmtime::Engine, LaunchError> {
     runner::engine()
 }
 
-/// Loads the guest in `package` with `engine` (see [`load::load_module`]).
+/// Loads the guest in `package` with `engine` (see [`load::load_code`]).
 pub(crate) fn load(
     package: &OpenedPackage,
     engine: wasmtime::Engine,
@@ -51,17 +54,21 @@ pub(crate) fn load(
 ) -> Result<Loaded, LaunchError> {
     match package.manifest().kind {
         AppKind::Console => {
-            let (engine, module, source) = load::load_module(package, engine, with)?;
+            let (engine, module, source) = load::load_code(package, engine, with)?;
             Ok(Loaded { engine, guest: Guest::Module(module), source })
         }
-        // Packages may record components (the format does); running them
-        // is the next piece of the runtime. The kind byte is believed only
-        // once the vendor's signature over the package checks out (a
-        // damaged package is reported as damaged), and nothing is decrypted.
-        AppKind::ComponentCommand | AppKind::ComponentHttpProxy => {
+        AppKind::ComponentCommand => {
+            let (engine, component, source) = load::load_code(package, engine, with)?;
+            Ok(Loaded { engine, guest: Guest::Command(component), source })
+        }
+        // An HTTP service runs under `sealrun serve`, not as a command. The
+        // kind byte is believed only once the vendor's signature over the
+        // package checks out (a damaged package is reported as damaged),
+        // and nothing is decrypted.
+        AppKind::ComponentHttpProxy => {
             package.verify_signature()?;
             Err(GuestError::cannot_start(
-                "it is a WebAssembly component, and this launcher runs core WASI preview-1 modules only",
+                "it is an HTTP service (a wasi:http/proxy component); start it with `sealrun serve`",
             ))
         }
     }
@@ -76,5 +83,6 @@ pub(crate) fn run(
 ) -> Result<i32, LaunchError> {
     match &loaded.guest {
         Guest::Module(module) => runner::run_watched(&loaded.engine, module, cfg, watch),
+        Guest::Command(component) => component::run_watched(&loaded.engine, component, cfg, watch),
     }
 }

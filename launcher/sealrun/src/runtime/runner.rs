@@ -1,4 +1,6 @@
-//! Runs a decrypted WASI preview-1 command under wasmtime, deny by default:
+//! Runs a decrypted WASI preview-1 command under wasmtime, deny by default
+//! (and holds what WASI preview-2 components share with it: the grants,
+//! the memory budget, the stops and the watch; see `component`):
 //! the guest sees only the arguments, environment variables and directories
 //! the user granted, within a memory limit. Ctrl-C, SIGTERM, SIGHUP and `--timeout`
 //! stop it by ending the process with a message and the documented exit code
@@ -61,6 +63,23 @@ const MAX_TABLES: usize = 16;
 /// See [`MAX_INSTANCES`].
 const MAX_MEMORIES: usize = 1;
 
+/// Most bytes one call to `wasi:random` (or preview 1's `random_get`)
+/// makes the host allocate: 1 MiB is far more than any key or seed, and
+/// keeps a guest from asking for wasmtime-wasi's default of 64 MiB at a
+/// time.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+/// How many instances, tables and memories a guest may create.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    pub(crate) instances: usize,
+    pub(crate) tables: usize,
+    pub(crate) memories: usize,
+}
+
+/// The caps of a core module (see [`MAX_INSTANCES`]).
+const MODULE_CAPS: Caps = Caps { instances: MAX_INSTANCES, tables: MAX_TABLES, memories: MAX_MEMORIES };
+
 /// A directory granted to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirGrant {
@@ -118,7 +137,7 @@ pub struct GuestConfig {
 /// A helper thread for the length of a run (the deadline, the watcher): it
 /// gets a receiver whose sender goes when this guard is dropped, so it sees
 /// the run end as `Disconnected`; the drop then waits for it to finish.
-struct RunThread {
+pub(crate) struct RunThread {
     cancel: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -280,12 +299,12 @@ fn watcher(mut watch: Box<dyn Watch>, guest: thread_hold::Thread) -> RunThread {
     })
 }
 
-/// Compiles a module from memory. Nothing is written to disk.
-pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
-    let module = Module::new(engine, module).map_err(|e| GuestError::start("", e))?;
-    let excluded = crate::platform::hardening::exclude_from_core_dumps(&module);
-    tracing::debug!(excluded, "compiled code excluded from core dumps");
-    Ok(module)
+/// Compiles a module or component from memory, keeping its code out of
+/// core dumps. Nothing is written to disk.
+pub(crate) fn compile<C: super::code_mem::Code>(engine: &Engine, wasm: &[u8]) -> Result<C, LaunchError> {
+    let code = C::compile(engine, wasm).map_err(|e| GuestError::start("", e))?;
+    super::code_mem::excluded(&code);
+    Ok(code)
 }
 
 /// One budget, `--max-memory`, over everything the guest makes the host
@@ -293,7 +312,8 @@ pub fn compile(engine: &Engine, module: &[u8]) -> Result<Module, LaunchError> {
 /// whose heap would be a third, is off: see [`sealrun_engine::base_config`]). wasmtime asks
 /// before each memory or table is created or grown, with its size before
 /// and after, so the sum of what was granted is what the guest holds.
-struct Limits {
+pub(crate) struct Limits {
+    caps: Caps,
     max_memory: usize,
     /// Bytes granted so far, over all memories and tables.
     used: usize,
@@ -303,8 +323,15 @@ struct Limits {
 }
 
 impl Limits {
-    fn new(max_memory: usize) -> Limits {
-        Limits { max_memory, used: 0, pending: 0, memory_refused: false }
+    /// A budget of `max_memory` bytes with the given caps.
+    pub(crate) fn new(max_memory: usize, caps: Caps) -> Limits {
+        Limits { caps, max_memory, used: 0, pending: 0, memory_refused: false }
+    }
+
+    /// Whether a memory or table was refused for the budget (a trap that
+    /// follows is reported as out of memory).
+    pub(crate) fn memory_refused(&self) -> bool {
+        self.memory_refused
     }
 
     /// Grants growing by `more` bytes if the budget allows.
@@ -354,13 +381,13 @@ impl ResourceLimiter for Limits {
     }
 
     fn instances(&self) -> usize {
-        MAX_INSTANCES
+        self.caps.instances
     }
     fn tables(&self) -> usize {
-        MAX_TABLES
+        self.caps.tables
     }
     fn memories(&self) -> usize {
-        MAX_MEMORIES
+        self.caps.memories
     }
 }
 
@@ -375,13 +402,13 @@ struct Host {
 /// gives a floating seat back at once ([`at_stop`]). SIGHUP is what a
 /// terminal window sends when it is closed; left to its default it would
 /// end the launcher without giving the seat back.
-struct SignalGuard {
+pub(crate) struct SignalGuard {
     handle: signal_hook::iterator::Handle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SignalGuard {
-    fn install() -> Result<Self, LaunchError> {
+    pub(crate) fn install() -> Result<Self, LaunchError> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
             .map_err(|e| GuestError::start("cannot install signal handlers", e))?;
         let handle = signals.handle();
@@ -408,17 +435,10 @@ pub fn run(engine: &Engine, module: &Module, cfg: &GuestConfig) -> Result<i32, L
     run_watched(engine, module, cfg, None)
 }
 
-/// [`run`], with `watch` checked while the guest runs.
-pub fn run_watched(
-    engine: &Engine,
-    module: &Module,
-    cfg: &GuestConfig,
-    watch: Option<Box<dyn Watch>>,
-) -> Result<i32, LaunchError> {
-    let mut linker: Linker<Host> = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
-        .map_err(|e| GuestError::start("WASI", e))?;
-
+/// The WASI context both kinds of guest start from: stdio, the arguments,
+/// the environment and the directories the user granted, nothing else
+/// (no network: see `component` for the grants that open it).
+pub(crate) fn wasi_builder(cfg: &GuestConfig) -> Result<WasiCtxBuilder, LaunchError> {
     let mut b = WasiCtxBuilder::new();
     b.inherit_stdio();
     b.arg(&cfg.program_name);
@@ -431,27 +451,34 @@ pub fn run_watched(
         b.preopened_dir(&d.host, &d.guest, perms)
             .map_err(|e| GuestError::start(format!("cannot grant directory {}", d.host.display()), e))?;
     }
-    let max_memory = usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-    let mut wasi = b.build_p1();
-    wasmtime_wasi::WasiView::ctx(&mut wasi).table.set_max_capacity(MAX_GUEST_RESOURCES);
-    let host = Host { wasi, limits: Limits::new(max_memory), symlink: None };
-    let mut store = Store::new(engine, host);
-    store.limiter(|h| &mut h.limits);
-    let symlink = refuse_escaping_symlinks(&mut linker, &mut store)?;
+    b.max_random_size(MAX_RANDOM_BYTES);
+    Ok(b)
+}
 
-    let signals = SignalGuard::install()?;
-    let deadline = deadline(cfg.timeout);
-    let instance = match linker.instantiate(&mut store, module) {
-        Ok(i) => i,
-        Err(_) if store.data().limits.memory_refused => {
-            return Err(LaunchError::Guest(GuestError::OutOfMemory { limit_mib: cfg.max_memory_mib }));
-        }
-        Err(e) => return Err(GuestError::start("", e)),
-    };
-    connect_symlink_trampoline(engine, &mut store, &instance, symlink)?;
-    let start = instance
-        .get_typed_func::<(), ()>(&mut store, "_start")
-        .map_err(|_| GuestError::cannot_start("the module has no `_start` function (not a WASI command)"))?;
+/// `--max-memory` in bytes.
+pub(crate) fn max_memory_bytes(cfg: &GuestConfig) -> usize {
+    usize::try_from(cfg.max_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+}
+
+/// What stops a run from outside, installed before the guest is
+/// instantiated and removed when dropped: the signal handlers and the
+/// deadline.
+pub(crate) struct Stops {
+    _signals: SignalGuard,
+    _deadline: Option<RunThread>,
+}
+
+impl Stops {
+    /// Installs the signal handlers and starts the deadline of `cfg`.
+    pub(crate) fn install(cfg: &GuestConfig) -> Result<Stops, LaunchError> {
+        Ok(Stops { _signals: SignalGuard::install()?, _deadline: deadline(cfg.timeout) })
+    }
+}
+
+/// Calls the guest's entry point (`call`) on this thread with `watch`
+/// checked meanwhile: the guest is held while what the watch checks is
+/// away, and the process ends when it does not come back.
+pub(crate) fn call_watched<R>(watch: Option<Box<dyn Watch>>, call: impl FnOnce() -> R) -> Result<R, LaunchError> {
     let watcher = match watch {
         Some(w) => {
             let guest =
@@ -461,32 +488,78 @@ pub fn run_watched(
         }
         None => None,
     };
-    let result = start.call(&mut store, ());
-    drop((watcher, signals, deadline));
+    let result = call();
+    drop(watcher);
     *WATCHED_GUEST.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    Ok(result)
+}
+
+/// What a guest's failure (not its exit) is reported as: out of memory when
+/// the budget refused something, a full resource table, else the trap.
+pub(crate) fn guest_failure(e: wasmtime::Error, memory_refused: bool, cfg: &GuestConfig) -> LaunchError {
+    if memory_refused {
+        return LaunchError::Guest(GuestError::OutOfMemory { limit_mib: cfg.max_memory_mib });
+    }
+    if e.downcast_ref::<wasmtime::component::ResourceTableError>().is_some() {
+        return LaunchError::Guest(GuestError::Trap(
+            format!(
+                "it held more than {MAX_GUEST_RESOURCES} files, directories, streams and sockets open at once (the sandbox's limit)"
+            )
+            .into(),
+        ));
+    }
+    let cause = match e.downcast_ref::<Trap>() {
+        Some(trap) => Box::new(*trap) as crate::error::BoxError,
+        None => e.into(),
+    };
+    LaunchError::Guest(GuestError::Trap(cause))
+}
+
+/// [`run`], with `watch` checked while the guest runs.
+pub fn run_watched(
+    engine: &Engine,
+    module: &Module,
+    cfg: &GuestConfig,
+    watch: Option<Box<dyn Watch>>,
+) -> Result<i32, LaunchError> {
+    let mut linker: Linker<Host> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
+        .map_err(|e| GuestError::start("WASI", e))?;
+
+    let mut wasi = wasi_builder(cfg)?.build_p1();
+    wasmtime_wasi::WasiView::ctx(&mut wasi).table.set_max_capacity(MAX_GUEST_RESOURCES);
+    let host = Host { wasi, limits: Limits::new(max_memory_bytes(cfg), MODULE_CAPS), symlink: None };
+    let mut store = Store::new(engine, host);
+    store.limiter(|h| &mut h.limits);
+    let symlink = refuse_escaping_symlinks(&mut linker, &mut store)?;
+
+    let stops = Stops::install(cfg)?;
+    let instance = match linker.instantiate(&mut store, module) {
+        Ok(i) => i,
+        Err(e) => return Err(start_failure(e, store.data().limits.memory_refused, cfg)),
+    };
+    connect_symlink_trampoline(engine, &mut store, &instance, symlink)?;
+    let start = instance
+        .get_typed_func::<(), ()>(&mut store, "_start")
+        .map_err(|_| GuestError::cannot_start("the module has no `_start` function (not a WASI command)"))?;
+    let result = call_watched(watch, || start.call(&mut store, ()))?;
+    drop(stops);
     match result {
         Ok(()) => Ok(0),
-        Err(e) => {
-            if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                return Ok(exit.0);
-            }
-            if store.data().limits.memory_refused {
-                return Err(LaunchError::Guest(GuestError::OutOfMemory { limit_mib: cfg.max_memory_mib }));
-            }
-            if e.downcast_ref::<wasmtime::component::ResourceTableError>().is_some() {
-                return Err(LaunchError::Guest(GuestError::Trap(
-                    format!(
-                        "it held more than {MAX_GUEST_RESOURCES} files, directories and streams open at once (the sandbox's limit)"
-                    )
-                    .into(),
-                )));
-            }
-            let cause = match e.downcast_ref::<Trap>() {
-                Some(trap) => Box::new(*trap) as crate::error::BoxError,
-                None => e.into(),
-            };
-            Err(LaunchError::Guest(GuestError::Trap(cause)))
-        }
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => Ok(exit.0),
+            None => Err(guest_failure(e, store.data().limits.memory_refused, cfg)),
+        },
+    }
+}
+
+/// What a failed instantiation is reported as: out of memory when the
+/// budget refused a memory or table, else a failed start.
+pub(crate) fn start_failure(e: wasmtime::Error, memory_refused: bool, cfg: &GuestConfig) -> LaunchError {
+    if memory_refused {
+        LaunchError::Guest(GuestError::OutOfMemory { limit_mib: cfg.max_memory_mib })
+    } else {
+        GuestError::start("", e)
     }
 }
 
@@ -502,7 +575,7 @@ const MAX_SYMLINK_TARGET: usize = 4096;
 /// wasmtime keeps the guest from *following* a link out of its grant, but
 /// a link it leaves behind (`out/report.txt -> ../../.bashrc`) is followed
 /// by the next host program that writes the output.
-fn symlink_target_allowed(target: &str) -> bool {
+pub(crate) fn symlink_target_allowed(target: &str) -> bool {
     !target.is_empty() && !target.starts_with('/') && !target.split('/').any(|c| c == "..")
 }
 

@@ -15,13 +15,13 @@ pub fn harden_process() -> bool {
     core && dumpable
 }
 
-/// Marks the compiled code image of `module` `MADV_DONTDUMP`, so that a
+/// Marks the compiled code in `range` (a module's or component's
+/// `image_range`) `MADV_DONTDUMP`, so that a
 /// core dump leaves it out even when the dump is forced past the
 /// not-dumpable flag (a debugger's `gcore` run as root honours it too).
 /// Best effort, like [`harden_process`]; returns whether it took.
 #[allow(unsafe_code)]
-pub fn exclude_from_core_dumps(module: &wasmtime::Module) -> bool {
-    let range = module.image_range();
+pub fn exclude_from_core_dumps(range: std::ops::Range<*const u8>) -> bool {
     let page = rustix::param::page_size().max(1);
     let start = range.start as usize / page * page;
     let end = (range.end as usize).div_ceil(page) * page;

@@ -82,6 +82,15 @@ impl Filled {
     }
 }
 
+/// A path that opens `file` (a sealed memfd from [`Filled::into_file`])
+/// again, for APIs that take code by path: its entry under `/proc/self/fd`,
+/// which names the same memory, not a file on disk. Valid while `file` is
+/// open.
+pub(crate) fn proc_path(file: &File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
