@@ -46,6 +46,18 @@ pub fn component(name: &str) -> PathBuf {
     dir.join("wasm32-wasip2/release").join(format!("{name}.wasm"))
 }
 
+/// Runs `test` once for sample `name` as a core module and once as a
+/// command component, each in a world of its own with the sample sealed
+/// and licensed to device "a" (see [`World::licensed_wasm`]); `test` gets
+/// the world, the device, the package and the guest it was sealed from.
+pub fn for_each_kind(name: &str, test: impl Fn(&World, &Device, &Path, &Path)) {
+    for wasm in [sample(name), component(name)] {
+        let world = World::new();
+        let (dev, package) = world.licensed_wasm(name, &wasm);
+        test(&world, &dev, &package, &wasm);
+    }
+}
+
 /// Path of one of the project's binaries (`sealsdk`, `sealrun`), built by
 /// `cargo test --workspace` next to the test executables.
 pub fn bin(name: &str) -> PathBuf {
@@ -211,6 +223,30 @@ impl World {
         let package = self.seal(name, "1.0.0");
         self.license(name, &dev, &format!("{name}.license"), &[]);
         (dev, package)
+    }
+
+    /// Device "a" with sample `name` sealed as release 1.0.0 of
+    /// `com.example.<name>` from `wasm` (a module or a component) and
+    /// licensed to it, the license next to the package.
+    pub fn licensed_wasm(&self, name: &str, wasm: &Path) -> (Device, PathBuf) {
+        let dev = self.device("a");
+        let package = self.seal_module(wasm, &format!("com.example.{name}"), "1.0.0", &format!("{name}.sealed"), &[]);
+        self.license(name, &dev, &format!("{name}.license"), &[]);
+        (dev, package)
+    }
+
+    /// Device "a" with sample `name` sealed twice as release 1.0.0 of
+    /// `com.example.<name>`: as a core module (`<name>.sealed`) and as a
+    /// command component (`<name>-component.sealed`), and licensed to it, the
+    /// license next to each package. For tests that every kind of guest
+    /// must pass.
+    pub fn licensed_module_and_component(&self, name: &str) -> (Device, [PathBuf; 2]) {
+        let (dev, module) = self.licensed_sample(name);
+        let product = format!("com.example.{name}");
+        let component = self.seal_module(&component(name), &product, "1.0.0", &format!("{name}-component.sealed"), &[]);
+        let license = self.path().join(format!("{name}.license"));
+        std::fs::copy(&license, self.path().join(format!("{name}-component.license"))).expect("copy the license");
+        (dev, [module, component])
     }
 
     /// Issues a license for sample `name` to `device` with extra flags,

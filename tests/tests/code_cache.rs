@@ -2,12 +2,13 @@
 //! `sealrun` processes: a second launch loads the cache instead of compiling,
 //! and an entry that was damaged, truncated, copied from another device or
 //! made for another package of the same name is refused with a warning,
-//! recompiled and replaced, while the app runs exactly as before.
+//! recompiled and replaced, while the app runs exactly as before; for a
+//! core module and for a command component alike.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use sealrun_tests::{Device, World, stderr, stdout};
+use sealrun_tests::{Device, World, for_each_kind, stderr, stdout};
 
 const HELLO: &str = "hello from a sealed app\n";
 
@@ -56,69 +57,71 @@ fn assert_rebuilt(dev: &Device, package: &Path, out: &Output, bad: &[u8], entry:
 
 #[test]
 fn second_launch_uses_the_cache() {
-    let world = World::new();
-    let (dev, package) = world.licensed_sample("hello");
-    let first = launch(&dev, &package, &[]);
-    assert!(!from_cache(&first));
-    let [entry] = &entries(&dev)[..] else { panic!("expected one entry: {:?}", entries(&dev)) };
-    let second = launch(&dev, &package, &[]);
-    assert!(from_cache(&second), "{}", stderr(&second));
-    assert!(!warned(&second));
-    // The file is private to the user.
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(fs::metadata(entry).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(fs::metadata(cache_dir(&dev)).unwrap().permissions().mode() & 0o777, 0o700);
+    for_each_kind("hello", |_world, dev, package, _wasm| {
+        let first = launch(&dev, &package, &[]);
+        assert!(!from_cache(&first));
+        let [entry] = &entries(&dev)[..] else { panic!("expected one entry: {:?}", entries(&dev)) };
+        let second = launch(&dev, &package, &[]);
+        assert!(from_cache(&second), "{}", stderr(&second));
+        assert!(!warned(&second));
+        // The file is private to the user.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(entry).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(cache_dir(&dev)).unwrap().permissions().mode() & 0o777, 0o700);
+    });
 }
 
 #[test]
 fn no_cache_flag_and_zero_cap_neither_read_nor_write() {
-    let world = World::new();
-    let (dev, package) = world.licensed_sample("hello");
-    assert!(!from_cache(&launch(&dev, &package, &["run", "--no-cache"])));
-    assert!(entries(&dev).is_empty());
-    let out = dev.sealrun(&dev.root).env("SEALRUN_CACHE_MAX_MB", "0").arg(&package).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(entries(&dev).is_empty());
-    launch(&dev, &package, &[]);
-    assert_eq!(entries(&dev).len(), 1);
-    assert!(!from_cache(&launch(&dev, &package, &["run", "--no-cache"])), "--no-cache read the cache");
+    for_each_kind("hello", |_world, dev, package, _wasm| {
+        assert!(!from_cache(&launch(&dev, &package, &["run", "--no-cache"])));
+        assert!(entries(&dev).is_empty());
+        let out = dev.sealrun(&dev.root).env("SEALRUN_CACHE_MAX_MB", "0").arg(&package).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(entries(&dev).is_empty());
+        launch(&dev, &package, &[]);
+        assert_eq!(entries(&dev).len(), 1);
+        assert!(!from_cache(&launch(&dev, &package, &["run", "--no-cache"])), "--no-cache read the cache");
+    });
 }
 
 #[test]
 fn flipped_byte_is_refused_and_rebuilt() {
-    let world = World::new();
-    let (dev, package) = world.licensed_sample("hello");
-    launch(&dev, &package, &[]);
-    let entry = entries(&dev).remove(0);
-    let good = fs::read(&entry).unwrap();
-    // One byte in the header, one in the first chunk, one in the last tag.
-    for at in [20, 200, good.len() / 2, good.len() - 1] {
-        let mut bad = good.clone();
-        bad[at] ^= 0x01;
-        fs::write(&entry, &bad).unwrap();
-        let out = launch(&dev, &package, &[]);
-        assert_rebuilt(&dev, &package, &out, &bad, &entry);
-    }
+    for_each_kind("hello", |_world, dev, package, _wasm| {
+        launch(&dev, &package, &[]);
+        let entry = entries(&dev).remove(0);
+        let good = fs::read(&entry).unwrap();
+        // One byte in the header, one in the first chunk, one in the last tag.
+        for at in [20, 200, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x01;
+            fs::write(&entry, &bad).unwrap();
+            let out = launch(&dev, &package, &[]);
+            assert_rebuilt(&dev, &package, &out, &bad, &entry);
+        }
+    });
 }
 
 #[test]
 fn truncated_entry_is_refused_and_rebuilt() {
-    let world = World::new();
-    let (dev, package) = world.licensed_sample("hello");
-    launch(&dev, &package, &[]);
-    let entry = entries(&dev).remove(0);
-    let good = fs::read(&entry).unwrap();
-    for len in [0, 10, good.len() / 2, good.len() - 1] {
-        fs::write(&entry, &good[..len]).unwrap();
-        let out = launch(&dev, &package, &[]);
-        assert_rebuilt(&dev, &package, &out, &good[..len], &entry);
-    }
+    for_each_kind("hello", |_world, dev, package, _wasm| {
+        launch(&dev, &package, &[]);
+        let entry = entries(&dev).remove(0);
+        let good = fs::read(&entry).unwrap();
+        for len in [0, 10, good.len() / 2, good.len() - 1] {
+            fs::write(&entry, &good[..len]).unwrap();
+            let out = launch(&dev, &package, &[]);
+            assert_rebuilt(&dev, &package, &out, &good[..len], &entry);
+        }
+    });
 }
 
 #[test]
 fn entry_from_another_device_is_refused_and_rebuilt() {
-    let world = World::new();
-    let (a, package) = world.licensed_sample("hello");
+    for_each_kind("hello", |world, a, package, _wasm| entry_from_another_device(world, a, package));
+}
+
+fn entry_from_another_device(world: &World, a: &Device, package: &Path) {
     let b = world.device("b");
     let b_license = world.license("hello", &b, "hello-b.license", &[]);
     launch(&a, &package, &[]);
@@ -138,57 +141,57 @@ fn entry_from_another_device_is_refused_and_rebuilt() {
 
 #[test]
 fn entry_of_another_package_with_the_same_name_is_refused() {
-    let world = World::new();
-    let (dev, package) = world.licensed_sample("hello");
-    launch(&dev, &package, &[]);
-    let first = entries(&dev).remove(0);
-    // The vendor seals the same product and release again (new nonces, so a
-    // different package) at the same path: a new entry, not the old one.
-    let resealed = world.seal("hello", "1.0.0");
-    assert_eq!(resealed, package);
-    let out = launch(&dev, &package, &[]);
-    assert!(!from_cache(&out) && !warned(&out), "the old entry was used for a new package: {}", stderr(&out));
-    let second = entries(&dev).into_iter().find(|e| *e != first).expect("a second entry");
-    // The old package's entry planted under the new package's name.
-    let old = fs::read(&first).unwrap();
-    fs::write(&second, &old).unwrap();
-    let out = launch(&dev, &package, &[]);
-    assert_rebuilt(&dev, &package, &out, &old, &second);
+    for_each_kind("hello", |world, dev, package, wasm| {
+        launch(&dev, &package, &[]);
+        let first = entries(&dev).remove(0);
+        // The vendor seals the same product and release again (new nonces, so a
+        // different package) at the same path: a new entry, not the old one.
+        let resealed = world.seal_module(wasm, "com.example.hello", "1.0.0", "hello.sealed", &[]);
+        assert_eq!(resealed, package);
+        let out = launch(&dev, &package, &[]);
+        assert!(!from_cache(&out) && !warned(&out), "the old entry was used for a new package: {}", stderr(&out));
+        let second = entries(&dev).into_iter().find(|e| *e != first).expect("a second entry");
+        // The old package's entry planted under the new package's name.
+        let old = fs::read(&first).unwrap();
+        fs::write(&second, &old).unwrap();
+        let out = launch(&dev, &package, &[]);
+        assert_rebuilt(&dev, &package, &out, &old, &second);
+    });
 }
 
 #[test]
 fn prepare_compiles_ahead_and_cache_commands_manage_entries() {
-    let world = World::new();
-    let (dev, package) = world.licensed_sample("hello");
-    let prepare = || dev.sealrun(&dev.root).arg("prepare").arg(&package).output().unwrap();
-    let out = prepare();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("com.example.hello 1.0.0 is ready: compiled in "), "{}", stdout(&out));
-    assert!(stdout(&out).contains("cached encrypted"), "{}", stdout(&out));
-    let again = stdout(&prepare());
-    assert!(again.starts_with("com.example.hello 1.0.0 is ready: already compiled for this device ("), "{again}");
-    assert!(from_cache(&launch(&dev, &package, &[])), "run did not use the prepared entry");
+    for_each_kind("hello", |world, dev, package, _wasm| {
+        let prepare = || dev.sealrun(&dev.root).arg("prepare").arg(&package).output().unwrap();
+        let out = prepare();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stdout(&out).starts_with("com.example.hello 1.0.0 is ready: compiled in "), "{}", stdout(&out));
+        assert!(stdout(&out).contains("cached encrypted"), "{}", stdout(&out));
+        let again = stdout(&prepare());
+        assert!(again.starts_with("com.example.hello 1.0.0 is ready: already compiled for this device ("), "{again}");
+        assert!(from_cache(&launch(&dev, &package, &[])), "run did not use the prepared entry");
 
-    let cmd = |args: &[&str]| {
-        let out = dev.sealrun(&dev.root).args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
-    let list = cmd(&["cache", "list"]);
-    assert!(list.contains("com.example.hello 1.0.0 (com.example.hello)"), "{list}");
-    assert_eq!(list.lines().count(), 1);
-    let size = cmd(&["cache", "size"]);
-    assert!(size.contains(" in 1 entry (cap 2.0 GiB) in "), "{size}");
-    assert!(cmd(&["cache", "clear"]).starts_with("removed 1 entry ("));
-    assert!(entries(&dev).is_empty());
-    assert!(cmd(&["cache", "list"]).contains("is empty"));
-    assert!(!from_cache(&launch(&dev, &package, &[])));
+        let cmd = |args: &[&str]| {
+            let out = dev.sealrun(&dev.root).args(args).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let list = cmd(&["cache", "list"]);
+        assert!(list.contains("com.example.hello 1.0.0 (com.example.hello)"), "{list}");
+        assert_eq!(list.lines().count(), 1);
+        let size = cmd(&["cache", "size"]);
+        assert!(size.contains(" in 1 entry (cap 2.0 GiB) in "), "{size}");
+        assert!(cmd(&["cache", "clear"]).starts_with("removed 1 entry ("));
+        assert!(entries(&dev).is_empty());
+        assert!(cmd(&["cache", "list"]).contains("is empty"));
+        assert!(!from_cache(&launch(&dev, &package, &[])));
 
-    // A license problem (the one next to the package is for device a)
-    // stops prepare with the launcher's own exit code.
-    let other = world.device("other");
-    let out = other.sealrun(&other.root).arg("prepare").arg(&package).output().unwrap();
-    assert_eq!(out.status.code(), Some(201), "{}", stderr(&out));
+        // A license problem (the one next to the package is for device a)
+        // stops prepare with the launcher's own exit code.
+        let other = world.device("other");
+        let out = other.sealrun(&other.root).arg("prepare").arg(&package).output().unwrap();
+        assert_eq!(out.status.code(), Some(201), "{}", stderr(&out));
+    });
 }
 
 #[test]
@@ -233,7 +236,8 @@ fn cache_cap_evicts_least_recently_used() {
 }
 
 /// Entries of 4 MiB and more are decrypted into a sealed memfd that wasmtime
-/// maps without a copy: the same guarantees hold on that path.
+/// maps without a copy: the same guarantees hold on that path, for a module
+/// made here and for the `bulk` sample as a module and as a component.
 #[test]
 fn large_entries_load_through_a_memfd() {
     let world = World::new();
@@ -242,6 +246,11 @@ fn large_entries_load_through_a_memfd() {
     sealrun_tests::write_data_module(&module, 8 << 20);
     let package = world.seal_module(&module, "com.example.big", "1.0.0", "big.sealed", &[]);
     world.license_product("com.example.big", &dev, "big.license", &[]);
+    large_entry_loads_through_a_memfd(&dev, &package);
+    for_each_kind("bulk", |_world, dev, package, _wasm| large_entry_loads_through_a_memfd(dev, package));
+}
+
+fn large_entry_loads_through_a_memfd(dev: &Device, package: &Path) {
     let run = || {
         let out = dev.sealrun(&dev.root).env("SEALRUN_LOG", "sealrun=debug").arg(&package).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -269,18 +278,18 @@ fn large_entries_load_through_a_memfd() {
 /// launch, so a package damaged after its code was cached is refused.
 #[test]
 fn package_damaged_after_caching_is_refused() {
-    let world = World::new();
-    let (dev, package) = world.licensed_sample("hello");
-    launch(&dev, &package, &[]);
-    assert!(from_cache(&launch(&dev, &package, &[])));
-    let good = fs::read(&package).unwrap();
-    let mut bad = good.clone();
-    let at = good.len() / 2;
-    bad[at] ^= 0x01;
-    fs::write(&package, &bad).unwrap();
-    let out = dev.sealrun(&dev.root).arg(&package).output().unwrap();
-    assert_eq!(out.status.code(), Some(204), "{}", stderr(&out));
-    assert!(stdout(&out).is_empty(), "the app ran from the cache");
-    fs::write(&package, &good).unwrap();
-    assert!(from_cache(&launch(&dev, &package, &[])), "the entry was lost");
+    for_each_kind("hello", |_world, dev, package, _wasm| {
+        launch(&dev, &package, &[]);
+        assert!(from_cache(&launch(&dev, &package, &[])));
+        let good = fs::read(&package).unwrap();
+        let mut bad = good.clone();
+        let at = good.len() / 2;
+        bad[at] ^= 0x01;
+        fs::write(&package, &bad).unwrap();
+        let out = dev.sealrun(&dev.root).arg(&package).output().unwrap();
+        assert_eq!(out.status.code(), Some(204), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "the app ran from the cache");
+        fs::write(&package, &good).unwrap();
+        assert!(from_cache(&launch(&dev, &package, &[])), "the entry was lost");
+    });
 }

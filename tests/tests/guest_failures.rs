@@ -1,29 +1,39 @@
 //! How the launcher reports a guest that traps, runs out of memory or is
-//! interrupted: each with its own exit code and message.
+//! interrupted: each with its own exit code and message, the same for a
+//! core module and a command component.
 use sealrun_tests::{World, stderr, stdout};
 
-fn setup() -> (World, sealrun_tests::Device, std::path::PathBuf) {
+/// hello sealed as a module and as a component, licensed to device "a".
+fn setup() -> (World, sealrun_tests::Device, [std::path::PathBuf; 2]) {
     let world = World::new();
-    let (a, package) = world.licensed_sample("hello");
-    (world, a, package)
+    let (a, packages) = world.licensed_module_and_component("hello");
+    (world, a, packages)
 }
 
 #[test]
 fn a_trap_is_reported_with_its_message() {
-    let (world, a, package) = setup();
-    let out = a.sealrun(world.path()).arg(&package).args(["--", "--panic"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
-    assert!(stderr(&out).contains("the app crashed"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
+    let (world, a, packages) = setup();
+    for package in &packages {
+        let out = a.sealrun(world.path()).arg(package).args(["--", "--panic"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
+        assert!(stderr(&out).contains("the app crashed"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
+    }
 }
 
 #[test]
 fn memory_limit_is_enforced_and_reported() {
-    let (world, a, package) = setup();
+    let (world, a, packages) = setup();
+    for package in &packages {
+        memory_limit_holds(&world, &a, package);
+    }
+}
+
+fn memory_limit_holds(world: &World, a: &sealrun_tests::Device, package: &std::path::Path) {
     let out = a
         .sealrun(world.path())
         .args(["run", "--max-memory", "64"])
-        .arg(&package)
+        .arg(package)
         .args(["--", "--alloc", "128"])
         .output()
         .unwrap();
@@ -32,7 +42,7 @@ fn memory_limit_is_enforced_and_reported() {
     let out = a
         .sealrun(world.path())
         .args(["run", "--max-memory", "256"])
-        .arg(&package)
+        .arg(package)
         .args(["--", "--alloc", "128"])
         .output()
         .unwrap();
@@ -102,33 +112,36 @@ fn a_module_using_the_gc_proposal_is_refused_at_seal_time() {
 }
 
 fn interrupt_with(signal: i32, expected: i32, text: &str) {
-    let (world, a, package) = setup();
-    let child = sealrun_tests::spawn_until(a.sealrun(world.path()).arg(&package).args(["--", "--spin"]), "spinning");
-    // The real signal, from outside, as a terminal or service manager sends it.
-    let status =
-        std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(expected), "{}", stderr(&out));
-    assert!(stderr(&out).contains(text), "{}", stderr(&out));
+    let (world, a, packages) = setup();
+    for package in &packages {
+        let child = sealrun_tests::spawn_until(a.sealrun(world.path()).arg(package).args(["--", "--spin"]), "spinning");
+        // The real signal, from outside, as a terminal or service manager sends it.
+        let status =
+            std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(expected), "{}: {}", package.display(), stderr(&out));
+        assert!(stderr(&out).contains(text), "{}", stderr(&out));
+    }
 }
 
 #[test]
 fn timeout_stops_the_guest() {
-    let (world, a, package) = setup();
+    let (world, a, packages) = setup();
+    for package in &packages {
+        timeout_holds(&world, &a, package);
+    }
+}
+
+fn timeout_holds(world: &World, a: &sealrun_tests::Device, package: &std::path::Path) {
     let started = std::time::Instant::now();
-    let out = a
-        .sealrun(world.path())
-        .args(["run", "--timeout", "0.5"])
-        .arg(&package)
-        .args(["--", "--spin"])
-        .output()
-        .unwrap();
+    let out =
+        a.sealrun(world.path()).args(["run", "--timeout", "0.5"]).arg(package).args(["--", "--spin"]).output().unwrap();
     assert_eq!(out.status.code(), Some(213), "{}", stderr(&out));
     assert!(stderr(&out).contains("time limit of 0.5 s"), "{}", stderr(&out));
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     // A run that ends in time is not affected by its limit.
-    let out = a.sealrun(world.path()).args(["run", "--timeout", "60"]).arg(&package).output().unwrap();
+    let out = a.sealrun(world.path()).args(["run", "--timeout", "60"]).arg(package).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 

@@ -1,17 +1,19 @@
-//! Guests that misbehave on purpose (the `hostile` sample): the launcher
-//! stays in control and says clearly what happened. (The memory bomb,
+//! Guests that misbehave on purpose (the `hostile` sample, as a core module
+//! and as a command component): the launcher stays in control and says
+//! clearly what happened. (The memory bomb,
 //! Ctrl-C, SIGTERM and `--timeout` on an endless loop are in
 //! guest_failures.rs; files outside granted directories in sandbox.rs.)
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sealrun_tests::{World, plain_wasmtime, sample, stderr, stdout};
+use sealrun_tests::{World, component, plain_wasmtime, sample, stderr, stdout};
 
-fn setup() -> (World, sealrun_tests::Device, std::path::PathBuf) {
+/// hostile sealed as a module and as a component, licensed to device "a".
+fn setup() -> (World, sealrun_tests::Device, [std::path::PathBuf; 2]) {
     let world = World::new();
-    let (a, package) = world.licensed_sample("hostile");
-    (world, a, package)
+    let (a, packages) = world.licensed_module_and_component("hostile");
+    (world, a, packages)
 }
 
 /// The sealed sample run with the host directory `dir` granted as `/data`.
@@ -28,21 +30,29 @@ fn run_with_dir(
 
 #[test]
 fn endless_recursion_is_a_clear_crash() {
-    let (world, a, package) = setup();
-    let out = a.sealrun(world.path()).arg(&package).args(["--", "recurse"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
-    // wasmtime's call stack runs out (or, for a guest whose frames live in
-    // its linear memory, its own stack does): a trap either way.
-    let e = stderr(&out);
-    let why = ["call stack exhausted", "out of bounds memory access"];
-    assert!(e.contains("the app crashed") && why.iter().any(|w| e.contains(w)), "{e}");
-    let plain = Command::new(plain_wasmtime()).arg("run").arg(sample("hostile")).arg("recurse").output().unwrap();
-    assert!(!plain.status.success() && why.iter().any(|w| stderr(&plain).contains(w)), "{}", stderr(&plain));
+    let (world, a, packages) = setup();
+    for (package, wasm) in packages.iter().zip([sample("hostile"), component("hostile")]) {
+        let out = a.sealrun(world.path()).arg(package).args(["--", "recurse"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
+        // wasmtime's call stack runs out (or, for a guest whose frames live in
+        // its linear memory, its own stack does): a trap either way.
+        let e = stderr(&out);
+        let why = ["call stack exhausted", "out of bounds memory access"];
+        assert!(e.contains("the app crashed") && why.iter().any(|w| e.contains(w)), "{e}");
+        let plain = Command::new(plain_wasmtime()).arg("run").arg(wasm).arg("recurse").output().unwrap();
+        assert!(!plain.status.success() && why.iter().any(|w| stderr(&plain).contains(w)), "{}", stderr(&plain));
+    }
 }
 
 #[test]
 fn flooding_a_closed_pipe_ends_promptly() {
-    let (world, a, package) = setup();
+    let (world, a, packages) = setup();
+    for package in &packages {
+        flooding_a_closed_pipe_ends_promptly_by(&world, &a, package);
+    }
+}
+
+fn flooding_a_closed_pipe_ends_promptly_by(world: &World, a: &sealrun_tests::Device, package: &std::path::Path) {
     let mut child = a
         .sealrun(world.path())
         .arg(&package)
@@ -71,16 +81,29 @@ fn flooding_a_closed_pipe_ends_promptly() {
     };
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    // The guest saw the write fail and exited with its own code; no signal,
-    // no hang, and the launcher's memory did not grow with the flood.
-    assert_eq!(status.code(), Some(3), "{err}");
+    // The guest saw the write fail and exited with its own code (a
+    // component's exit is success or failure, 1, as WASI 0.2 defines it);
+    // no signal, no hang, and the launcher's memory did not grow with the
+    // flood.
+    let code = if package.to_string_lossy().ends_with("-component.sealed") { 1 } else { 3 };
+    assert_eq!(status.code(), Some(code), "{err}");
     assert!(err.contains("flood: stdout closed after"), "{err}");
 }
 
 #[test]
 fn dot_dot_absolute_paths_and_symlinks_do_not_leave_a_granted_dir() {
-    let (world, a, package) = setup();
-    let root = world.path().join("escape");
+    let (world, a, packages) = setup();
+    for package in &packages {
+        dot_dot_absolute_paths_and_symlinks_do_not_leave_a_granted_dir_by(&world, &a, package);
+    }
+}
+
+fn dot_dot_absolute_paths_and_symlinks_do_not_leave_a_granted_dir_by(
+    world: &World,
+    a: &sealrun_tests::Device,
+    package: &std::path::Path,
+) {
+    let root = world.path().join(format!("escape-{}", package.file_stem().unwrap().to_string_lossy()));
     let data = root.join("data");
     let outside = root.join("outside");
     std::fs::create_dir_all(&data).unwrap();
@@ -98,7 +121,17 @@ fn dot_dot_absolute_paths_and_symlinks_do_not_leave_a_granted_dir() {
 
 #[test]
 fn spinning_on_the_clock_and_random_bytes_works_and_stays_stoppable() {
-    let (world, a, package) = setup();
+    let (world, a, packages) = setup();
+    for package in &packages {
+        spinning_on_the_clock_and_random_bytes_works_and_stays_stoppable_by(&world, &a, package);
+    }
+}
+
+fn spinning_on_the_clock_and_random_bytes_works_and_stays_stoppable_by(
+    world: &World,
+    a: &sealrun_tests::Device,
+    package: &std::path::Path,
+) {
     let out = a.sealrun(world.path()).arg(&package).args(["--", "spin", "200000"]).output().unwrap();
     assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "spun 200000\n"), "{}", stderr(&out));
     let started = Instant::now();
@@ -119,7 +152,17 @@ fn spinning_on_the_clock_and_random_bytes_works_and_stays_stoppable() {
 /// as before.
 #[test]
 fn a_guest_cannot_open_more_than_the_sandbox_allows() {
-    let (world, a, package) = setup();
+    let (world, a, packages) = setup();
+    for package in &packages {
+        a_guest_cannot_open_more_than_the_sandbox_allows_by(&world, &a, package);
+    }
+}
+
+fn a_guest_cannot_open_more_than_the_sandbox_allows_by(
+    world: &World,
+    a: &sealrun_tests::Device,
+    package: &std::path::Path,
+) {
     let dir = world.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("f"), b"x").unwrap();
@@ -142,7 +185,11 @@ fn a_guest_cannot_open_more_than_the_sandbox_allows() {
         .unwrap();
     assert_eq!(out.status.code(), Some(210), "{}", stderr(&out));
     let cap = sealrun::runtime::runner::MAX_GUEST_RESOURCES;
-    assert!(stderr(&out).contains(&format!("more than {cap} files, directories and streams")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("more than {cap} files, directories, streams and sockets")),
+        "{}",
+        stderr(&out)
+    );
     let opened: usize = stdout(&out)
         .lines()
         .filter_map(|l| l.strip_prefix("opened "))
@@ -159,8 +206,18 @@ fn a_guest_cannot_open_more_than_the_sandbox_allows() {
 /// to `.` that would fool a check of the link's depth.
 #[test]
 fn the_guest_cannot_plant_symlinks_that_leave_its_grant() {
-    let (world, a, package) = setup();
-    let root = world.path().join("plant");
+    let (world, a, packages) = setup();
+    for package in &packages {
+        the_guest_cannot_plant_symlinks_that_leave_its_grant_by(&world, &a, package);
+    }
+}
+
+fn the_guest_cannot_plant_symlinks_that_leave_its_grant_by(
+    world: &World,
+    a: &sealrun_tests::Device,
+    package: &std::path::Path,
+) {
+    let root = world.path().join(format!("plant-{}", package.file_stem().unwrap().to_string_lossy()));
     let data = root.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let out = run_with_dir(&world, &a, &package, &data, ["--", "plant", "/data"]);

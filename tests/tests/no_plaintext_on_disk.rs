@@ -4,11 +4,12 @@
 //! and TMPDIR inside a fresh tree, no file in that tree or in the working
 //! directory contains the marker, the code constant (as wasm or as compiled
 //! x86-64 code, which the encrypted compiled-code cache holds) or any slice
-//! of the module's bytes.
+//! of the module's bytes; for the canary as a core module and as a command
+//! component (whose cache entry holds a component's compiled code).
 use std::fs;
 use std::path::Path;
 
-use sealrun_tests::{World, plain_wasmtime, sample, stderr, stdout};
+use sealrun_tests::{World, component, plain_wasmtime, sample, stderr, stdout};
 
 const MARKER: &[u8] = b"SEALRUN-CANARY-7f3c9e2a-d41b-4c8e-9a65-0b1e2f3a4c5d";
 /// `i64.const 0x5EA1C0DECA4A7C0D` as it appears in the code section.
@@ -36,7 +37,16 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn canary_leaves_no_plaintext_on_disk() {
-    let module = fs::read(sample("canary")).unwrap();
+    leaves_no_plaintext(&sample("canary"));
+}
+
+#[test]
+fn canary_component_leaves_no_plaintext_on_disk() {
+    leaves_no_plaintext(&component("canary"));
+}
+
+fn leaves_no_plaintext(wasm: &Path) {
+    let module = fs::read(wasm).unwrap();
     assert!(contains(&module, MARKER), "the canary sample lost its marker");
     assert!(contains(&module, CODE_MARKER), "the canary sample lost its code constant");
     // Control: compiled code, as wasmtime serializes it, does carry the
@@ -44,14 +54,12 @@ fn canary_leaves_no_plaintext_on_disk() {
     let wasmtime = plain_wasmtime();
     let scratch = tempfile::tempdir().unwrap();
     let cwasm = scratch.path().join("canary.cwasm");
-    let st = std::process::Command::new(wasmtime).arg("compile").arg(sample("canary")).arg("-o").arg(&cwasm).status();
+    let st = std::process::Command::new(wasmtime).arg("compile").arg(wasm).arg("-o").arg(&cwasm).status();
     assert!(st.unwrap().success(), "wasmtime compile failed");
     assert!(contains(&fs::read(&cwasm).unwrap(), COMPILED_MARKER), "compiled code no longer shows the constant");
 
     let world = World::new();
-    let a = world.device("a");
-    let package = world.seal("canary", "1.0.0");
-    world.license("canary", &a, "canary.license", &[]);
+    let (a, package) = world.licensed_wasm("canary", wasm);
     let work = a.root.join("work");
     // Twice: the first launch compiles and writes the cache entry, the
     // second loads it.

@@ -70,8 +70,13 @@ fn behave_like_plain_wasmtime(wasm: fn(&str) -> PathBuf, kind: &str) {
     let world = World::new();
     let dev = world.device("a");
     for case in CASES {
-        let package =
-            world.seal_module(&wasm(case.name), &format!("com.example.{}", case.name), "1.0.0", &format!("{}.sealed", case.name), &[]);
+        let package = world.seal_module(
+            &wasm(case.name),
+            &format!("com.example.{}", case.name),
+            "1.0.0",
+            &format!("{}.sealed", case.name),
+            &[],
+        );
         let inspect = stdout(&world.sealsdk_ok(&["inspect", package.to_str().unwrap()]));
         assert!(inspect.contains(&format!("kind:          {kind}\n")), "{}: {inspect}", case.name);
         world.license(case.name, &dev, &format!("{}.license", case.name), &[]);

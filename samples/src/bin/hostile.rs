@@ -136,25 +136,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// WASI preview 1 `path_symlink` (std's wrapper is unstable): a link
-/// `link` in the directory `dir` pointing at `target`.
-fn symlink_at(dir: &std::fs::File, target: &str, link: &str) -> Result<(), u16> {
+/// wasi-libc's `symlinkat` (std's wrapper is unstable): a link `link` in
+/// the directory `dir` pointing at `target`; the error is wasi-libc's
+/// errno, WASI's numbering (63 is EPERM). Through libc, so the same code
+/// calls `path_symlink` in a wasm32-wasip1 build and
+/// `wasi:filesystem/types.descriptor.symlink-at` in a wasm32-wasip2 one.
+fn symlink_at(dir: &std::fs::File, target: &str, link: &str) -> Result<(), i32> {
+    use std::ffi::{CString, c_char, c_int};
     use std::os::fd::AsRawFd;
-    #[link(wasm_import_module = "wasi_snapshot_preview1")]
     unsafe extern "C" {
-        fn path_symlink(target: *const u8, target_len: usize, fd: i32, link: *const u8, link_len: usize) -> u16;
+        fn symlinkat(target: *const c_char, fd: c_int, link: *const c_char) -> c_int;
     }
-    // SAFETY: both strings are valid for their lengths for the call.
-    let errno = unsafe { path_symlink(target.as_ptr(), target.len(), dir.as_raw_fd(), link.as_ptr(), link.len()) };
-    if errno == 0 { Ok(()) } else { Err(errno) }
+    let (Ok(target), Ok(link)) = (CString::new(target), CString::new(link)) else { return Err(28) };
+    // SAFETY: both strings are NUL-terminated and live across the call.
+    if unsafe { symlinkat(target.as_ptr(), dir.as_raw_fd(), link.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+    }
 }
 
-/// WASI preview 1 `random_get`, without a crate.
+/// Random bytes from wasi-libc's `getentropy` (WASI's random source on
+/// either target), at most 256 bytes per call as it allows.
 fn getrandom(buf: &mut [u8]) -> Result<(), ()> {
-    #[link(wasm_import_module = "wasi_snapshot_preview1")]
     unsafe extern "C" {
-        fn random_get(buf: *mut u8, len: usize) -> u16;
+        fn getentropy(buf: *mut u8, len: usize) -> std::ffi::c_int;
     }
-    // SAFETY: the buffer is valid for `len` bytes for the call.
-    if unsafe { random_get(buf.as_mut_ptr(), buf.len()) } == 0 { Ok(()) } else { Err(()) }
+    for piece in buf.chunks_mut(256) {
+        // SAFETY: the piece is valid for its length for the call.
+        if unsafe { getentropy(piece.as_mut_ptr(), piece.len()) } != 0 {
+            return Err(());
+        }
+    }
+    Ok(())
 }

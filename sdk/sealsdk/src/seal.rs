@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use sealrun_engine::guest::{GuestError, Inspected};
 use sealrun_format::package::{AppKind, Capability, Header, NativeInput, PackageSealer, PackageSpec};
 use sealrun_format::{ContentKey, Release, VendorSigningKey};
-use sealrun_engine::guest::{GuestError, Inspected};
 
 use crate::keystore::Keystore;
 use crate::{Result, SdkError, rng};
@@ -170,7 +170,8 @@ fn precompile(module: &[u8], kind: AppKind, targets: &[String], progress: bool) 
         let bar = if progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
         bar.set_message(format!("precompiling for {target} ({} bytes of wasm)", module.len()));
         bar.enable_steady_tick(Duration::from_millis(120));
-        let code = if kind.is_component() { engine.precompile_component(module) } else { engine.precompile_module(module) };
+        let code =
+            if kind.is_component() { engine.precompile_component(module) } else { engine.precompile_module(module) };
         let code = code.map_err(|e| fail(format!("{e:#}")));
         bar.finish_and_clear();
         out.push(Precompiled {

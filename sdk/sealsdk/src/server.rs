@@ -74,7 +74,8 @@ pub fn seal_with_server(
 ) -> Result<ServerSeal> {
     let signer = keystore.vendor_key()?;
     let module = std::fs::read(input).map_err(SdkError::io("cannot read", input))?;
-    let kind = validate_guest(&module).map_err(|source| SdkError::InvalidGuest { path: input.to_owned(), source })?.kind;
+    let kind =
+        validate_guest(&module).map_err(|source| SdkError::InvalidGuest { path: input.to_owned(), source })?.kind;
     let releases = format!("/v1/products/{}/releases", opts.product);
     let body = json!({ "release": opts.release.to_string() });
     let key: ReleaseKey = match client.send("POST", &releases, &body, None) {

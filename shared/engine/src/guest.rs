@@ -181,7 +181,8 @@ fn interface_of(name: &str) -> Option<&str> {
     let (interface, version) = name.split_once('@')?;
     let patch = version.strip_prefix(WASI_P2_LINE)?;
     // A plain patch number: no pre-release or build suffix, no leading zero.
-    let canonical = !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()) && (patch == "0" || !patch.starts_with('0'));
+    let canonical =
+        !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()) && (patch == "0" || !patch.starts_with('0'));
     canonical.then_some(interface)
 }
 
@@ -237,8 +238,7 @@ mod tests {
         assert_eq!(interface_of("wasi:cli/stdout@0.2.4"), Some("wasi:cli/stdout"));
         assert_eq!(interface_of("wasi:cli/stdout@0.2.0"), Some("wasi:cli/stdout"));
         assert_eq!(interface_of("wasi:cli/stdout@0.2.12"), Some("wasi:cli/stdout"));
-        for other in ["wasi:cli/stdout", "wasi:cli/stdout@0.3.0", "wasi:cli/stdout@0.2.", "wasi:cli/stdout@0.2.04"]
-        {
+        for other in ["wasi:cli/stdout", "wasi:cli/stdout@0.3.0", "wasi:cli/stdout@0.2.", "wasi:cli/stdout@0.2.04"] {
             assert_eq!(interface_of(other), None, "{other}");
         }
         assert_eq!(interface_of("wasi:cli/stdout@0.2.1-rc"), None);

@@ -119,7 +119,12 @@ impl wasmtime_wasi::WasiView for ComponentHost {
 
 /// Runs a command component: `wasi:cli/run` returning an error is exit
 /// code 1, as in the wasmtime CLI.
-fn run_component(engine: &Engine, wasm: &[u8], mut b: WasiCtxBuilder, module: &std::path::Path) -> wasmtime::Result<ExitCode> {
+fn run_component(
+    engine: &Engine,
+    wasm: &[u8],
+    mut b: WasiCtxBuilder,
+    module: &std::path::Path,
+) -> wasmtime::Result<ExitCode> {
     use wasmtime::component::{Component, Linker as ComponentLinker, ResourceTable};
     let component = Component::new(engine, wasm)?;
     let mut linker: ComponentLinker<ComponentHost> = ComponentLinker::new(engine);
