@@ -58,46 +58,46 @@ fn assert_rebuilt(dev: &Device, package: &Path, out: &Output, bad: &[u8], entry:
 #[test]
 fn second_launch_uses_the_cache() {
     for_each_kind("hello", |_world, dev, package, _wasm| {
-        let first = launch(&dev, &package, &[]);
+        let first = launch(dev, package, &[]);
         assert!(!from_cache(&first));
-        let [entry] = &entries(&dev)[..] else { panic!("expected one entry: {:?}", entries(&dev)) };
-        let second = launch(&dev, &package, &[]);
+        let [entry] = &entries(dev)[..] else { panic!("expected one entry: {:?}", entries(dev)) };
+        let second = launch(dev, package, &[]);
         assert!(from_cache(&second), "{}", stderr(&second));
         assert!(!warned(&second));
         // The file is private to the user.
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(entry).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(cache_dir(&dev)).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(cache_dir(dev)).unwrap().permissions().mode() & 0o777, 0o700);
     });
 }
 
 #[test]
 fn no_cache_flag_and_zero_cap_neither_read_nor_write() {
     for_each_kind("hello", |_world, dev, package, _wasm| {
-        assert!(!from_cache(&launch(&dev, &package, &["run", "--no-cache"])));
-        assert!(entries(&dev).is_empty());
-        let out = dev.sealrun(&dev.root).env("SEALRUN_CACHE_MAX_MB", "0").arg(&package).output().unwrap();
+        assert!(!from_cache(&launch(dev, package, &["run", "--no-cache"])));
+        assert!(entries(dev).is_empty());
+        let out = dev.sealrun(&dev.root).env("SEALRUN_CACHE_MAX_MB", "0").arg(package).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert!(entries(&dev).is_empty());
-        launch(&dev, &package, &[]);
-        assert_eq!(entries(&dev).len(), 1);
-        assert!(!from_cache(&launch(&dev, &package, &["run", "--no-cache"])), "--no-cache read the cache");
+        assert!(entries(dev).is_empty());
+        launch(dev, package, &[]);
+        assert_eq!(entries(dev).len(), 1);
+        assert!(!from_cache(&launch(dev, package, &["run", "--no-cache"])), "--no-cache read the cache");
     });
 }
 
 #[test]
 fn flipped_byte_is_refused_and_rebuilt() {
     for_each_kind("hello", |_world, dev, package, _wasm| {
-        launch(&dev, &package, &[]);
-        let entry = entries(&dev).remove(0);
+        launch(dev, package, &[]);
+        let entry = entries(dev).remove(0);
         let good = fs::read(&entry).unwrap();
         // One byte in the header, one in the first chunk, one in the last tag.
         for at in [20, 200, good.len() / 2, good.len() - 1] {
             let mut bad = good.clone();
             bad[at] ^= 0x01;
             fs::write(&entry, &bad).unwrap();
-            let out = launch(&dev, &package, &[]);
-            assert_rebuilt(&dev, &package, &out, &bad, &entry);
+            let out = launch(dev, package, &[]);
+            assert_rebuilt(dev, package, &out, &bad, &entry);
         }
     });
 }
@@ -105,13 +105,13 @@ fn flipped_byte_is_refused_and_rebuilt() {
 #[test]
 fn truncated_entry_is_refused_and_rebuilt() {
     for_each_kind("hello", |_world, dev, package, _wasm| {
-        launch(&dev, &package, &[]);
-        let entry = entries(&dev).remove(0);
+        launch(dev, package, &[]);
+        let entry = entries(dev).remove(0);
         let good = fs::read(&entry).unwrap();
         for len in [0, 10, good.len() / 2, good.len() - 1] {
             fs::write(&entry, &good[..len]).unwrap();
-            let out = launch(&dev, &package, &[]);
-            assert_rebuilt(&dev, &package, &out, &good[..len], &entry);
+            let out = launch(dev, package, &[]);
+            assert_rebuilt(dev, package, &out, &good[..len], &entry);
         }
     });
 }
@@ -124,52 +124,52 @@ fn entry_from_another_device_is_refused_and_rebuilt() {
 fn entry_from_another_device(world: &World, a: &Device, package: &Path) {
     let b = world.device("b");
     let b_license = world.license("hello", &b, "hello-b.license", &[]);
-    launch(&a, &package, &[]);
-    let a_entry = entries(&a).remove(0);
+    launch(a, package, &[]);
+    let a_entry = entries(a).remove(0);
     // Same package, same runtime, same launcher: the entry has the same
     // name on device b, but b cannot open a's entry.
     fs::create_dir_all(cache_dir(&b)).unwrap();
     let b_entry = cache_dir(&b).join(a_entry.file_name().unwrap());
     let copied = fs::read(&a_entry).unwrap();
     fs::write(&b_entry, &copied).unwrap();
-    let out = launch(&b, &package, &["run", "--license", b_license.to_str().unwrap()]);
+    let out = launch(&b, package, &["run", "--license", b_license.to_str().unwrap()]);
     assert!(!from_cache(&out) && warned(&out), "{}", stderr(&out));
     assert_ne!(fs::read(&b_entry).unwrap(), copied, "b kept a's entry");
-    let again = launch(&b, &package, &["run", "--license", b_license.to_str().unwrap()]);
+    let again = launch(&b, package, &["run", "--license", b_license.to_str().unwrap()]);
     assert!(from_cache(&again) && !warned(&again));
 }
 
 #[test]
 fn entry_of_another_package_with_the_same_name_is_refused() {
     for_each_kind("hello", |world, dev, package, wasm| {
-        launch(&dev, &package, &[]);
-        let first = entries(&dev).remove(0);
+        launch(dev, package, &[]);
+        let first = entries(dev).remove(0);
         // The vendor seals the same product and release again (new nonces, so a
         // different package) at the same path: a new entry, not the old one.
         let resealed = world.seal_module(wasm, "com.example.hello", "1.0.0", "hello.sealed", &[]);
         assert_eq!(resealed, package);
-        let out = launch(&dev, &package, &[]);
+        let out = launch(dev, package, &[]);
         assert!(!from_cache(&out) && !warned(&out), "the old entry was used for a new package: {}", stderr(&out));
-        let second = entries(&dev).into_iter().find(|e| *e != first).expect("a second entry");
+        let second = entries(dev).into_iter().find(|e| *e != first).expect("a second entry");
         // The old package's entry planted under the new package's name.
         let old = fs::read(&first).unwrap();
         fs::write(&second, &old).unwrap();
-        let out = launch(&dev, &package, &[]);
-        assert_rebuilt(&dev, &package, &out, &old, &second);
+        let out = launch(dev, package, &[]);
+        assert_rebuilt(dev, package, &out, &old, &second);
     });
 }
 
 #[test]
 fn prepare_compiles_ahead_and_cache_commands_manage_entries() {
     for_each_kind("hello", |world, dev, package, _wasm| {
-        let prepare = || dev.sealrun(&dev.root).arg("prepare").arg(&package).output().unwrap();
+        let prepare = || dev.sealrun(&dev.root).arg("prepare").arg(package).output().unwrap();
         let out = prepare();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         assert!(stdout(&out).starts_with("com.example.hello 1.0.0 is ready: compiled in "), "{}", stdout(&out));
         assert!(stdout(&out).contains("cached encrypted"), "{}", stdout(&out));
         let again = stdout(&prepare());
         assert!(again.starts_with("com.example.hello 1.0.0 is ready: already compiled for this device ("), "{again}");
-        assert!(from_cache(&launch(&dev, &package, &[])), "run did not use the prepared entry");
+        assert!(from_cache(&launch(dev, package, &[])), "run did not use the prepared entry");
 
         let cmd = |args: &[&str]| {
             let out = dev.sealrun(&dev.root).args(args).output().unwrap();
@@ -182,14 +182,14 @@ fn prepare_compiles_ahead_and_cache_commands_manage_entries() {
         let size = cmd(&["cache", "size"]);
         assert!(size.contains(" in 1 entry (cap 2.0 GiB) in "), "{size}");
         assert!(cmd(&["cache", "clear"]).starts_with("removed 1 entry ("));
-        assert!(entries(&dev).is_empty());
+        assert!(entries(dev).is_empty());
         assert!(cmd(&["cache", "list"]).contains("is empty"));
-        assert!(!from_cache(&launch(&dev, &package, &[])));
+        assert!(!from_cache(&launch(dev, package, &[])));
 
         // A license problem (the one next to the package is for device a)
         // stops prepare with the launcher's own exit code.
         let other = world.device("other");
-        let out = other.sealrun(&other.root).arg("prepare").arg(&package).output().unwrap();
+        let out = other.sealrun(&other.root).arg("prepare").arg(package).output().unwrap();
         assert_eq!(out.status.code(), Some(201), "{}", stderr(&out));
     });
 }
@@ -252,12 +252,12 @@ fn large_entries_load_through_a_memfd() {
 
 fn large_entry_loads_through_a_memfd(dev: &Device, package: &Path) {
     let run = || {
-        let out = dev.sealrun(&dev.root).env("SEALRUN_LOG", "sealrun=debug").arg(&package).output().unwrap();
+        let out = dev.sealrun(&dev.root).env("SEALRUN_LOG", "sealrun=debug").arg(package).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         stderr(&out)
     };
     assert!(run().contains("source=Compiled"));
-    let entry = entries(&dev).remove(0);
+    let entry = entries(dev).remove(0);
     assert!(fs::metadata(&entry).unwrap().len() >= 8 << 20, "the entry holds the data segment");
     let warm = run();
     assert!(warm.contains("compiled code mapped from a sealed memfd") && warm.contains("source=Cache"), "{warm}");
@@ -279,17 +279,17 @@ fn large_entry_loads_through_a_memfd(dev: &Device, package: &Path) {
 #[test]
 fn package_damaged_after_caching_is_refused() {
     for_each_kind("hello", |_world, dev, package, _wasm| {
-        launch(&dev, &package, &[]);
-        assert!(from_cache(&launch(&dev, &package, &[])));
-        let good = fs::read(&package).unwrap();
+        launch(dev, package, &[]);
+        assert!(from_cache(&launch(dev, package, &[])));
+        let good = fs::read(package).unwrap();
         let mut bad = good.clone();
         let at = good.len() / 2;
         bad[at] ^= 0x01;
-        fs::write(&package, &bad).unwrap();
-        let out = dev.sealrun(&dev.root).arg(&package).output().unwrap();
+        fs::write(package, &bad).unwrap();
+        let out = dev.sealrun(&dev.root).arg(package).output().unwrap();
         assert_eq!(out.status.code(), Some(204), "{}", stderr(&out));
         assert!(stdout(&out).is_empty(), "the app ran from the cache");
-        fs::write(&package, &good).unwrap();
-        assert!(from_cache(&launch(&dev, &package, &[])), "the entry was lost");
+        fs::write(package, &good).unwrap();
+        assert!(from_cache(&launch(dev, package, &[])), "the entry was lost");
     });
 }

@@ -55,7 +55,7 @@ fn flooding_a_closed_pipe_ends_promptly() {
 fn flooding_a_closed_pipe_ends_promptly_by(world: &World, a: &sealrun_tests::Device, package: &std::path::Path) {
     let mut child = a
         .sealrun(world.path())
-        .arg(&package)
+        .arg(package)
         .args(["--", "flood"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -111,7 +111,7 @@ fn dot_dot_absolute_paths_and_symlinks_do_not_leave_a_granted_dir_by(
     std::fs::write(outside.join("secret.txt"), "secret").unwrap();
     std::os::unix::fs::symlink(outside.join("secret.txt"), data.join("outside")).unwrap();
     std::os::unix::fs::symlink(&outside, data.join("outside-dir")).unwrap();
-    let out = run_with_dir(&world, &a, &package, &data, ["--", "escape", "/data"]);
+    let out = run_with_dir(world, a, package, &data, ["--", "escape", "/data"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert_eq!(text.lines().filter(|l| l.starts_with("refused ")).count(), 5, "{text}");
@@ -132,13 +132,13 @@ fn spinning_on_the_clock_and_random_bytes_works_and_stays_stoppable_by(
     a: &sealrun_tests::Device,
     package: &std::path::Path,
 ) {
-    let out = a.sealrun(world.path()).arg(&package).args(["--", "spin", "200000"]).output().unwrap();
+    let out = a.sealrun(world.path()).arg(package).args(["--", "spin", "200000"]).output().unwrap();
     assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "spun 200000\n"), "{}", stderr(&out));
     let started = Instant::now();
     let out = a
         .sealrun(world.path())
         .args(["run", "--timeout", "1"])
-        .arg(&package)
+        .arg(package)
         .args(["--", "spin", "100000000000"])
         .output()
         .unwrap();
@@ -170,7 +170,7 @@ fn a_guest_cannot_open_more_than_the_sandbox_allows_by(
     let out = a
         .sealrun(world.path())
         .args(["run", "--dir", &grant])
-        .arg(&package)
+        .arg(package)
         .args(["--", "open", "/data/f", "400"])
         .output()
         .unwrap();
@@ -179,7 +179,7 @@ fn a_guest_cannot_open_more_than_the_sandbox_allows_by(
     let out = a
         .sealrun(world.path())
         .args(["run", "--dir", &grant])
-        .arg(&package)
+        .arg(package)
         .args(["--", "open", "/data/f", "20000"])
         .output()
         .unwrap();
@@ -220,7 +220,7 @@ fn the_guest_cannot_plant_symlinks_that_leave_its_grant_by(
     let root = world.path().join(format!("plant-{}", package.file_stem().unwrap().to_string_lossy()));
     let data = root.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let out = run_with_dir(&world, &a, &package, &data, ["--", "plant", "/data"]);
+    let out = run_with_dir(world, a, package, &data, ["--", "plant", "/data"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     for refused in ["out/report.txt", "up.txt", "abs.txt", "loop/loop/deep.txt"] {

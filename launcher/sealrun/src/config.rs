@@ -16,6 +16,13 @@
 //! dirs = ["/home/me/Documents::/in:ro", "/home/me/out::/out"]
 //! env = ["LANG", "MODE=fast"]
 //! args = ["/in", "/out/freq.tsv"]
+//!
+//! # Network for a component (as --allow-connect, --allow-listen,
+//! # --allow-dns and --allow-udp; none unless set).
+//! [apps."com.example.fetch"]
+//! connect = ["api.example.com:443"]
+//! listen = ["127.0.0.1:8080"]
+//! dns = true
 //! ```
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -64,6 +71,18 @@ pub(crate) struct AppSettings {
     /// Arguments, used when the command line gives none.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Endpoints the app may connect to, as `--allow-connect` takes them.
+    #[serde(default)]
+    pub connect: Vec<String>,
+    /// Addresses the app may listen on, as `--allow-listen` takes them.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Name lookups, as `--allow-dns`.
+    #[serde(default)]
+    pub dns: bool,
+    /// UDP, as `--allow-udp`.
+    #[serde(default)]
+    pub udp: bool,
     /// The vendor key (as `sealsdk inspect` prints it) whose packages get
     /// these settings. Unset: the first vendor whose package of this
     /// product used them, remembered in [`app_vendors_file`]. A product id

@@ -57,7 +57,7 @@ pub(crate) fn run(plan: RunPlan, package: OpenedPackage, ui: &dyn Ui) -> Result<
         runner::at_stop(move || s.release());
     }
     let manifest = package.manifest();
-    for hint in runner::package_hints(manifest, &plan.guest.dirs, &plan.guest.env) {
+    for hint in runner::package_hints(manifest, &plan.guest) {
         eprintln!("sealrun: note: {hint}");
     }
     // Held until the process ends: one of the runs the license's count allows.

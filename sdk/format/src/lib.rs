@@ -27,6 +27,7 @@ pub mod lease;
 pub mod ledger;
 pub mod license;
 pub mod limits;
+pub mod net;
 pub mod package;
 pub mod release;
 pub mod stream;

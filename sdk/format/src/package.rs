@@ -87,7 +87,22 @@ pub enum Capability {
     },
     /// An environment variable the app reads.
     Env(String),
+    /// An endpoint the app connects to, `HOST:PORT` (a component's TCP, or
+    /// UDP with [`Capability::Udp`]).
+    Connect(String),
+    /// An address the app listens on, `ADDR:PORT`.
+    Listen(String),
+    /// Name lookups (DNS).
+    Dns,
+    /// UDP sockets.
+    Udp,
 }
+
+/// The value of [`Capability::Dns`]: the tag alone would do, but every
+/// capability has a value, and this one has one spelling.
+const DNS_VALUE: &str = "dns";
+/// The value of [`Capability::Udp`] (see [`DNS_VALUE`]).
+const UDP_VALUE: &str = "udp";
 
 impl Capability {
     fn tag(&self) -> u8 {
@@ -95,6 +110,10 @@ impl Capability {
             Capability::Dir { writable: false, .. } => 1,
             Capability::Dir { writable: true, .. } => 2,
             Capability::Env(_) => 3,
+            Capability::Connect(_) => 4,
+            Capability::Listen(_) => 5,
+            Capability::Dns => 6,
+            Capability::Udp => 7,
         }
     }
 
@@ -102,6 +121,10 @@ impl Capability {
         match self {
             Capability::Dir { guest, .. } => guest,
             Capability::Env(name) => name,
+            Capability::Connect(endpoint) => endpoint,
+            Capability::Listen(addr) => addr,
+            Capability::Dns => DNS_VALUE,
+            Capability::Udp => UDP_VALUE,
         }
     }
 
@@ -131,6 +154,9 @@ impl Capability {
                     return Some("environment variable names are letters, digits and '_'");
                 }
             }
+            Capability::Connect(endpoint) => return crate::net::Endpoint::canonical_problem(endpoint),
+            Capability::Listen(addr) => return crate::net::listen_problem(addr),
+            Capability::Dns | Capability::Udp => {}
         }
         None
     }
@@ -367,6 +393,11 @@ impl Manifest {
                 1 => Capability::Dir { writable: false, guest: value },
                 2 => Capability::Dir { writable: true, guest: value },
                 3 => Capability::Env(value),
+                4 => Capability::Connect(value),
+                5 => Capability::Listen(value),
+                6 if value == DNS_VALUE => Capability::Dns,
+                7 if value == UDP_VALUE => Capability::Udp,
+                6 | 7 => return Err(c.malformed("capability", "has a value its kind does not take")),
                 _ => return Err(c.malformed("capability", "has an unknown kind")),
             });
         }

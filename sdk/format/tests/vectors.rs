@@ -798,6 +798,22 @@ fn package_cases(k: &Keys) -> Vec<Case> {
     let same_dir_twice =
         header_with_manifest(&cat(&[&manifest[..caps], b"\x03\x01\x00\x05/data\x02\x00\x05/data\x03\x00\x04LANG"]));
     let trailing_slash = header_with_manifest(&cat(&[&manifest[..caps], b"\x02\x01\x00\x06/data/\x03\x00\x04LANG"]));
+    // Network requests (kinds 4 to 7), in order after the directory and
+    // the variable; then each kind with a value it does not take.
+    let capability = |tag: u8, value: &str| cat(&[&[tag], &(value.len() as u16).to_be_bytes(), value.as_bytes()]);
+    let with_caps = |caps_: &[(u8, &str)]| {
+        let entries: Vec<Vec<u8>> = caps_.iter().map(|(t, v)| capability(*t, v)).collect();
+        let mut body = vec![caps_.len() as u8];
+        entries.iter().for_each(|e| body.extend_from_slice(e));
+        header_with_manifest(&cat(&[&manifest[..caps], &body]))
+    };
+    let base: [(u8, &str); 2] = [(1, "/data"), (3, "LANG")];
+    let network =
+        with_caps(&[base[0], base[1], (4, "api.example.com:443"), (5, "127.0.0.1:8080"), (6, "dns"), (7, "udp")]);
+    let connect_uppercase = with_caps(&[base[0], base[1], (4, "API.example.com:443")]);
+    let connect_no_port = with_caps(&[base[0], base[1], (4, "api.example.com")]);
+    let listen_name = with_caps(&[base[0], base[1], (5, "localhost:8080")]);
+    let dns_with_value = with_caps(&[base[0], base[1], (6, "udp")]);
     // "Sealrun Test Vectors" -> "Sealrun \u{202E}t Vectors" (same length).
     let display = at.display_name + "Sealrun ".len();
     assert_eq!(&h[display..display + 3], b"Tes");
@@ -861,6 +877,11 @@ fn package_cases(k: &Keys) -> Vec<Case> {
         (name("package_manifest_duplicate_capability"), reseal(&duplicated), "malformed"),
         (name("package_manifest_same_dir_twice"), reseal(&same_dir_twice), "malformed"),
         (name("package_manifest_dir_trailing_slash"), reseal(&trailing_slash), "malformed"),
+        (name("package_network_capabilities_ok"), reseal(&network), "ok"),
+        (name("package_manifest_connect_uppercase"), reseal(&connect_uppercase), "malformed"),
+        (name("package_manifest_connect_no_port"), reseal(&connect_no_port), "malformed"),
+        (name("package_manifest_listen_name"), reseal(&listen_name), "malformed"),
+        (name("package_manifest_dns_with_value"), reseal(&dns_with_value), "malformed"),
         (name("package_manifest_bidi_display_name"), reseal(&bidi_name), "malformed"),
         (name("package_chunk_flip_0"), flipped(&ok, hl + 100, 0x01), "bad_signature"),
         (name("package_chunk_flip_last"), flipped(&ok, hl + c0.len() + c1.len() + 100, 0x80), "bad_signature"),

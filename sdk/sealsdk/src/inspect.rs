@@ -24,6 +24,10 @@ fn capability_text(c: &Capability) -> String {
         Capability::Dir { writable: false, guest } => format!("directory {guest} (read-only)"),
         Capability::Dir { writable: true, guest } => format!("directory {guest} (read-write)"),
         Capability::Env(name) => format!("environment variable {name}"),
+        Capability::Connect(to) => format!("network: connect to {to}"),
+        Capability::Listen(on) => format!("network: listen on {on}"),
+        Capability::Dns => "network: look up host names (DNS)".to_owned(),
+        Capability::Udp => "network: UDP".to_owned(),
     }
 }
 

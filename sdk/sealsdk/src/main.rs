@@ -102,6 +102,18 @@ struct SealArgs {
     /// Ask the user for this environment variable
     #[arg(long = "request-env", value_name = "NAME")]
     request_env: Vec<String>,
+    /// Ask the user to let the app (a component) connect to HOST:PORT
+    #[arg(long = "request-connect", value_name = "HOST:PORT")]
+    request_connect: Vec<String>,
+    /// Ask the user to let the app (a component) listen on ADDR:PORT
+    #[arg(long = "request-listen", value_name = "ADDR:PORT")]
+    request_listen: Vec<String>,
+    /// Ask the user to let the app (a component) look up host names
+    #[arg(long)]
+    request_dns: bool,
+    /// Ask the user to let the app (a component) use UDP
+    #[arg(long)]
+    request_udp: bool,
     /// Chunk size in KiB (a power of two from 4 to 16384)
     #[arg(long, default_value_t = 1 << (DEFAULT_CHUNK_SIZE_LOG2 - 10), value_name = "KIB")]
     chunk_kib: u32,
@@ -516,6 +528,22 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
         capabilities.push(Capability::Dir { writable, guest });
     }
     capabilities.extend(a.request_env.into_iter().map(Capability::Env));
+    for to in &a.request_connect {
+        let endpoint = sealrun_format::net::Endpoint::parse(to)
+            .map_err(|problem| FormatError::InvalidInput { field: "--request-connect", problem })?;
+        capabilities.push(Capability::Connect(endpoint.to_string()));
+    }
+    for on in &a.request_listen {
+        let addr = sealrun_format::net::parse_listen(on)
+            .map_err(|problem| FormatError::InvalidInput { field: "--request-listen", problem })?;
+        capabilities.push(Capability::Listen(addr.to_string()));
+    }
+    if a.request_dns {
+        capabilities.push(Capability::Dns);
+    }
+    if a.request_udp {
+        capabilities.push(Capability::Udp);
+    }
     let output = a.output.clone().unwrap_or_else(|| a.input.with_extension("sealed"));
     let icon = match &a.icon {
         None => None,

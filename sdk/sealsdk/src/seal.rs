@@ -83,6 +83,25 @@ pub fn seal_bytes(
     output: &Path,
     opts: &SealOptions,
 ) -> Result<SealReport> {
+    // A core module has no sockets: a network request would be a promise
+    // the launcher cannot keep.
+    let network = opts
+        .capabilities
+        .iter()
+        .find(|c| matches!(c, Capability::Connect(_) | Capability::Listen(_) | Capability::Dns | Capability::Udp));
+    if let (false, Some(c)) = (kind.is_component(), network) {
+        let field = match c {
+            Capability::Connect(_) => "--request-connect",
+            Capability::Listen(_) => "--request-listen",
+            Capability::Dns => "--request-dns",
+            _ => "--request-udp",
+        };
+        return Err(sealrun_format::Error::InvalidInput {
+            field,
+            problem: "a WASI preview-1 module has no network access; ask for it in a component (build for wasm32-wasip2)",
+        }
+        .into());
+    }
     let native_code = precompile(module, kind, &opts.precompile, opts.progress)?;
     let native: Vec<NativeInput<'_>> =
         native_code.iter().map(|p| NativeInput { target: &p.target, runtime: p.runtime, code: &p.code }).collect();

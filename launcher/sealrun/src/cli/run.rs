@@ -13,6 +13,7 @@ use crate::LaunchError;
 use crate::error::LicenseError;
 use crate::license::floating;
 use crate::runtime::OpenedPackage;
+use crate::runtime::net::NetGrants;
 use crate::runtime::runner::{self, DirGrant, GuestConfig};
 use crate::session::{self, RunPlan};
 use crate::ui::gui;
@@ -31,6 +32,18 @@ pub(super) struct RunArgs {
     /// Give the app an environment variable: NAME=VALUE, or NAME to pass this one through (repeatable)
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
     env: Vec<String>,
+    /// Let the app connect to HOST:PORT over TCP (and UDP with --allow-udp); components only (repeatable)
+    #[arg(long = "allow-connect", value_name = "HOST:PORT")]
+    allow_connect: Vec<String>,
+    /// Let the app listen on ADDR:PORT (an IP address of this machine); components only (repeatable)
+    #[arg(long = "allow-listen", value_name = "ADDR:PORT")]
+    allow_listen: Vec<String>,
+    /// Let the app look up host names (DNS); components only
+    #[arg(long)]
+    allow_dns: bool,
+    /// Let the app use UDP, to the --allow-connect and from the --allow-listen addresses; components only
+    #[arg(long)]
+    allow_udp: bool,
     /// Memory limit for the app, in MiB
     #[arg(long, default_value_t = runner::DEFAULT_MAX_MEMORY_MIB, value_name = "MIB")]
     max_memory: u64,
@@ -113,6 +126,10 @@ fn plan(mut a: RunArgs, manifest: Option<&sealrun_format::package::Manifest>) ->
                 settings_used = true;
                 a.dirs.splice(0..0, app.dirs);
                 a.env.splice(0..0, app.env);
+                a.allow_connect.splice(0..0, app.connect);
+                a.allow_listen.splice(0..0, app.listen);
+                a.allow_dns |= app.dns;
+                a.allow_udp |= app.udp;
                 if a.args.is_empty() {
                     a.args = app.args;
                 }
@@ -135,6 +152,8 @@ fn plan(mut a: RunArgs, manifest: Option<&sealrun_format::package::Manifest>) ->
     let dirs = a.dirs.iter().map(|d| DirGrant::parse(d)).collect::<Result<Vec<_>, _>>().map_err(LaunchError::Usage)?;
     // Checked before anything is decrypted, like every other argument.
     let timeout = runner::parse_timeout(a.timeout).map_err(LaunchError::Usage)?;
+    let net =
+        NetGrants::parse(&a.allow_connect, &a.allow_listen, a.allow_dns, a.allow_udp).map_err(LaunchError::Usage)?;
     let mut env = Vec::new();
     for e in &a.env {
         match e.split_once('=') {
@@ -166,7 +185,7 @@ fn plan(mut a: RunArgs, manifest: Option<&sealrun_format::package::Manifest>) ->
         wait: a.wait,
         on_seat_loss,
         no_cache: a.no_cache,
-        guest: GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout },
+        guest: GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout, net },
         settings_used,
     })
 }
@@ -190,7 +209,11 @@ fn from_desktop(a: RunArgs) -> ExitCode {
     if let Some(p) = &opened {
         front.set_app(&p.manifest().display_name);
     }
-    let console = opened.as_ref().is_some_and(|p| p.manifest().kind == sealrun_format::package::AppKind::Console);
+    // A command component is a console app as much as a module is.
+    let console = opened.as_ref().is_some_and(|p| {
+        use sealrun_format::package::AppKind;
+        matches!(p.manifest().kind, AppKind::Console | AppKind::ComponentCommand)
+    });
     let attended = std::io::stdin().is_terminal() || std::io::stdout().is_terminal();
     let mut activated = false;
     if console && !attended && !gui::in_terminal() {

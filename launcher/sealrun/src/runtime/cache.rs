@@ -366,17 +366,17 @@ mod tests {
         assert_eq!(runtime_fingerprint(&ours), runtime_fingerprint(&crate::runtime::runner::engine().unwrap()));
 
         let (id, key) = entry_for(&identity, &ours, Origin::Compiled, &content, &secret);
-        let module = Module::new(&ours, EMPTY_COMMAND).unwrap();
+        let module = wasmtime::Module::new(&ours, EMPTY_COMMAND).unwrap();
         cache.store(&module, &id, &key, "test", 1).unwrap();
-        assert!(matches!(cache.load(&ours, &id, &key), Lookup::Hit(_)));
+        assert!(matches!(cache.load::<wasmtime::Module>(&ours, &id, &key), Lookup::Hit(_)));
 
         // The other configuration looks under another name and misses...
         let (other_id, other_key) = entry_for(&identity, &other, Origin::Compiled, &content, &secret);
         assert_ne!(id, other_id);
-        assert!(matches!(cache.load(&other, &other_id, &other_key), Lookup::Miss));
+        assert!(matches!(cache.load::<wasmtime::Module>(&other, &other_id, &other_key), Lookup::Miss));
         // ...and an entry planted under that name does not authenticate.
         fs::copy(cache.entry_path(&id), cache.entry_path(&other_id)).unwrap();
-        assert!(matches!(cache.load(&other, &other_id, &other_key), Lookup::Refused(_)));
+        assert!(matches!(cache.load::<wasmtime::Module>(&other, &other_id, &other_key), Lookup::Refused(_)));
         // Another launcher version names another entry too.
         let fingerprint = runtime_fingerprint(&ours);
         assert_ne!(EntryId::new(&identity, &fingerprint, "0.0.0-other"), id);
@@ -387,7 +387,7 @@ mod tests {
         // `trust remove`).
         let (native_id, native_key) = entry_for(&identity, &ours, Origin::VendorNative, &content, &secret);
         assert_ne!(native_id, id);
-        assert!(matches!(cache.load(&ours, &native_id, &native_key), Lookup::Miss));
+        assert!(matches!(cache.load::<wasmtime::Module>(&ours, &native_id, &native_key), Lookup::Miss));
     }
 
     fn hex_of(i: u8) -> String {

@@ -1,6 +1,7 @@
 //! Runs a decrypted `wasi:cli/command` component under wasmtime-wasi's
 //! synchronous preview-2 host, with what a core module gets (see
-//! `runner`): only the granted arguments, environment and directories, one
+//! `runner`): only the granted arguments, environment, directories and
+//! network (see `net`), one
 //! memory budget over all of the component's memories and tables, the
 //! deadline, the signals, the watch and the exit codes. Escaping symlinks
 //! are refused here too.
@@ -70,7 +71,9 @@ pub(crate) fn run_watched(
     // Every import is checked by type here, before anything runs.
     let pre = linker.instantiate_pre(component).map_err(|e| GuestError::start("its imports do not link", e))?;
 
-    let ctx = runner::wasi_builder(cfg)?.build();
+    let mut builder = runner::wasi_builder(cfg)?;
+    cfg.net.apply(&mut builder);
+    let ctx = builder.build();
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_GUEST_RESOURCES);
     let host = Host { ctx, table, limits: Limits::new(runner::max_memory_bytes(cfg), COMPONENT_CAPS) };

@@ -10,6 +10,7 @@ pub(crate) mod code_mem;
 pub mod component;
 pub(crate) mod load;
 pub(crate) mod native;
+pub mod net;
 pub(crate) mod package;
 pub mod runner;
 

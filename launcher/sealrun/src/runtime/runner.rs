@@ -132,6 +132,8 @@ pub struct GuestConfig {
     /// Wall-clock limit for the run; `None` lets it run as long as it likes
     /// (the default: many apps are interactive or long-running by design).
     pub timeout: Option<std::time::Duration>,
+    /// The network (components only; none by default).
+    pub net: super::net::NetGrants,
 }
 
 /// A helper thread for the length of a run (the deadline, the watcher): it
@@ -232,14 +234,18 @@ pub fn engine() -> Result<Engine, LaunchError> {
 }
 
 /// Notes for the user about capabilities the package asks for that were
-/// not granted (nothing is granted without the user saying so).
-pub fn package_hints(
-    manifest: &sealrun_format::package::Manifest,
-    dirs: &[DirGrant],
-    env: &[(String, String)],
-) -> Vec<String> {
-    use sealrun_format::package::Capability;
+/// not granted (nothing is granted without the user saying so), and about
+/// network grants a module cannot use.
+pub fn package_hints(manifest: &sealrun_format::package::Manifest, guest: &GuestConfig) -> Vec<String> {
+    use sealrun_format::package::{AppKind, Capability};
+    let (dirs, env, net) = (&guest.dirs, &guest.env, &guest.net);
     let mut out = Vec::new();
+    if manifest.kind == AppKind::Console && net.any() {
+        out.push(
+            "this app is a WASI preview-1 module, which has no network access: the --allow-* grants do nothing for it"
+                .to_owned(),
+        );
+    }
     for c in &manifest.capabilities {
         match c {
             Capability::Dir { writable, guest } if !dirs.iter().any(|d| &d.guest == guest) => {
@@ -248,6 +254,18 @@ pub fn package_hints(
             }
             Capability::Env(name) if !env.iter().any(|(k, _)| k == name) => {
                 out.push(format!("this app reads ${name}; pass it with --env {name}=VALUE"));
+            }
+            Capability::Connect(to) if !net.connect.iter().any(|e| e.to_string() == *to) => {
+                out.push(format!("this app asks to connect to {to}; allow it with --allow-connect {to}"));
+            }
+            Capability::Listen(on) if !net.listen.iter().any(|l| l.to_string() == *on) => {
+                out.push(format!("this app asks to listen on {on}; allow it with --allow-listen {on}"));
+            }
+            Capability::Dns if !net.dns => {
+                out.push("this app asks to look up host names; allow it with --allow-dns".to_owned());
+            }
+            Capability::Udp if !net.udp => {
+                out.push("this app asks for UDP; allow it with --allow-udp".to_owned());
             }
             _ => {}
         }
