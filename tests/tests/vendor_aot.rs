@@ -87,7 +87,7 @@ fn seal_with(world: &World, name: &str, target: &str, runtime: [u8; 32], code: &
 fn native_code_for_another_target_or_runtime_is_not_used() {
     let world = World::new();
     let (dev, _) = precompiled_hello(&world);
-    let host = sealrun_engine::engine_for_target("x86_64-linux").unwrap();
+    let host = sealrun_engine::engine_for_target("x86_64-linux", sealrun_format::package::AppKind::Console).unwrap();
     let code = host.precompile_module(&fs::read(sample("hello")).unwrap()).unwrap();
     let fingerprint = sealrun_engine::runtime_fingerprint(&host);
     let other_target = seal_with(&world, "other-target", "aarch64-linux", fingerprint, &code);

@@ -4,7 +4,7 @@
 //! must stay true while it lasts (the dongle attached, the seat held).
 use std::path::{Path, PathBuf};
 
-use sealrun_format::package::Manifest;
+use sealrun_format::package::{AppKind, Manifest};
 
 use crate::error::LaunchError;
 use crate::license::{self, clock, device, dongle, floating, store};
@@ -34,6 +34,8 @@ pub(crate) struct RunPlan {
     /// package's signature and license check out they are remembered as
     /// this vendor's.
     pub(crate) settings_used: bool,
+    /// `sealrun serve`: the app is an HTTP service to serve, not a command.
+    pub(crate) serve: Option<runtime::http::ServeOptions>,
 }
 
 /// Runs the app in `package` as `plan` says; its exit code.
@@ -42,6 +44,14 @@ pub(crate) fn run(plan: RunPlan, package: OpenedPackage, ui: &dyn Ui) -> Result<
         tracing::debug!("process hardening is not available on this system");
     }
     let cache = if plan.no_cache { None } else { Some(CodeCache::from_env()?) };
+    // A command given to `serve` is refused before any license is used
+    // (once its signature shows the kind is the vendor's).
+    if plan.serve.is_some() && package.manifest().kind != AppKind::ComponentHttpProxy {
+        package.verify_signature()?;
+        return Err(crate::error::GuestError::cannot_start(
+            "it is a command, not an HTTP service (a wasi:http/proxy component); run it with `sealrun run`",
+        ));
+    }
     // Keys, plaintext and compiled code pass through the heap and the stack
     // until the module is loaded: freed blocks are zeroed until then, and
     // the stack below this frame right after.
@@ -62,12 +72,18 @@ pub(crate) fn run(plan: RunPlan, package: OpenedPackage, ui: &dyn Ui) -> Result<
     }
     // Held until the process ends: one of the runs the license's count allows.
     let _run_slot = dongle::RunSlot::claim(&unlocked.license, &device.secret)?;
-    let engine = runtime::engine()?;
+    let engine = runtime::engine_for(manifest.kind)?;
     // A floating seat is renewed while the app decrypts and compiles, and
     // once more just before it starts.
     let keep_alive = seat.clone().map(floating::KeepAlive::start);
-    let with =
-        LoadWith { key: unlocked.key(), device_secret: &device.secret, now: clock::now(), cache: cache.as_ref(), ui };
+    let with = LoadWith {
+        key: unlocked.key(),
+        device_secret: &device.secret,
+        now: clock::now(),
+        cache: cache.as_ref(),
+        ui,
+        serving: plan.serve.is_some(),
+    };
     let loaded = runtime::load(&package, engine, &with)?;
     // The content key goes now, while freed memory is still scrubbed (a
     // `let Unlocked { dongle, .. }` would keep it until the run ends).
@@ -89,7 +105,10 @@ pub(crate) fn run(plan: RunPlan, package: OpenedPackage, ui: &dyn Ui) -> Result<
         (None, None) => None,
     };
     tracing::debug!(source = ?loaded.source, "module ready");
-    let code = runtime::run(&loaded, &plan.guest, watch)?;
+    let code = match &plan.serve {
+        Some(opts) => runtime::serve(&loaded, &plan.guest, opts, watch)?,
+        None => runtime::run(&loaded, &plan.guest, watch)?,
+    };
     // WASI preview 1 only lets an app exit with 0..=125 (higher values trap).
     Ok(u8::try_from(code).unwrap_or(u8::MAX))
 }
@@ -158,13 +177,16 @@ pub(crate) fn prepare(
     let device = device::load_or_create()?;
     let package = OpenedPackage::open(path)?;
     let unlocked = license::unlock(path, package.manifest(), license, &device, clock::now(), tokens)?;
-    let engine = runtime::engine()?;
+    let kind = package.manifest().kind;
+    let engine = runtime::engine_for(kind)?;
     let with = LoadWith {
         key: unlocked.key(),
         device_secret: &device.secret,
         now: clock::now(),
         cache: Some(cache),
         ui: &Stderr,
+        // An HTTP service is compiled as `serve` loads it.
+        serving: kind == AppKind::ComponentHttpProxy,
     };
     let loaded = runtime::load(&package, engine, &with)?;
     Ok((package.manifest().clone(), loaded.source))

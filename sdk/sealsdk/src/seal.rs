@@ -185,7 +185,7 @@ fn precompile(module: &[u8], kind: AppKind, targets: &[String], progress: bool) 
             continue;
         }
         let fail = |reason: String| SdkError::Precompile { target: target.clone(), reason };
-        let engine = sealrun_engine::engine_for_target(target).map_err(|e| fail(e.to_string()))?;
+        let engine = sealrun_engine::engine_for_target(target, kind).map_err(|e| fail(e.to_string()))?;
         let bar = if progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
         bar.set_message(format!("precompiling for {target} ({} bytes of wasm)", module.len()));
         bar.enable_steady_tick(Duration::from_millis(120));

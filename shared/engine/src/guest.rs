@@ -13,9 +13,11 @@ use crate::{EngineError, GUEST_FEATURES};
 /// The import module of WASI preview-1 commands.
 pub const WASI_P1: &str = "wasi_snapshot_preview1";
 
-/// The WASI 0.2 interfaces a command component may import: every
-/// interface of `wasi:cli/imports` that wasmtime-wasi's synchronous
-/// preview-2 host adds to the launcher's linker. The unstable ones it
+/// The WASI 0.2 interfaces a component may import: every interface of
+/// `wasi:cli/imports` that wasmtime-wasi's preview-2 host adds to the
+/// launcher's linker, and `wasi:http`'s types and outgoing handler
+/// (wasmtime-wasi-http's; requests go only where the network grants
+/// allow). The unstable ones it
 /// leaves out unless asked (`wasi:clocks/timezone`, `wasi:cli/exit`'s
 /// `exit-with-code` lives in `exit` and is gated per function) are not
 /// listed. Sockets are linked but deny every address unless the user
@@ -48,6 +50,8 @@ pub const WASI_P2_INTERFACES: &[&str] = &[
     "wasi:sockets/tcp-create-socket",
     "wasi:sockets/udp",
     "wasi:sockets/udp-create-socket",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// The WASI release line the launcher's host implements: imports of any

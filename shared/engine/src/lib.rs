@@ -6,6 +6,7 @@
 //! [`runtime_fingerprint`] is equal, so both sides build their engines
 //! here and nowhere else: a setting changed in one place is changed for
 //! both, and precompiled code stops matching instead of misbehaving.
+use sealrun_format::package::AppKind;
 use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, WasmFeatures};
 
@@ -111,15 +112,39 @@ pub fn host_engine() -> Result<Engine, EngineError> {
     Engine::new(&base_config()).map_err(EngineError::Host)
 }
 
+/// Whether the code of a guest of `kind` checks wasmtime's epoch (at loop
+/// headers and function entries), so that one call into it can be
+/// interrupted: an HTTP service (`sealrun serve`) stops a request over its
+/// time limit and serves on. Commands stop by ending the process and run
+/// without the checks, which cost up to 2x on tight loops.
+pub fn interruptible(kind: AppKind) -> bool {
+    kind == AppKind::ComponentHttpProxy
+}
+
+/// [`base_config`] for a guest of `kind` (see [`interruptible`]).
+pub fn config_for(kind: AppKind) -> Config {
+    let mut config = base_config();
+    if interruptible(kind) {
+        config.epoch_interruption(true);
+    }
+    config
+}
+
+/// The engine for this machine for a guest of `kind`.
+pub fn host_engine_for(kind: AppKind) -> Result<Engine, EngineError> {
+    Engine::new(&config_for(kind)).map_err(EngineError::Host)
+}
+
 /// The engine that compiles (SDK) and loads (launcher) native code for
-/// `target`: [`base_config`] for the target's baseline CPU, assuming no
+/// `target` and a guest of `kind`: [`config_for`] for the target's
+/// baseline CPU, assuming no
 /// CPU features beyond it, so an artifact runs on every machine of its
 /// target.
-pub fn engine_for_target(target: &str) -> Result<Engine, EngineError> {
+pub fn engine_for_target(target: &str, kind: AppKind) -> Result<Engine, EngineError> {
     let Some((_, triple)) = TARGETS.iter().find(|(name, _)| *name == target) else {
         return Err(EngineError::UnknownTarget { target: target.to_owned() });
     };
-    let mut config = base_config();
+    let mut config = config_for(kind);
     config.target(triple).map_err(|source| EngineError::Target { target: target.to_owned(), source })?;
     Engine::new(&config).map_err(|source| EngineError::NotBuiltIn { target: target.to_owned(), source })
 }
@@ -149,12 +174,15 @@ mod tests {
     #[test]
     fn target_engines_are_baseline_and_differ_from_the_host_engine() {
         let host = host_target().expect("tests run on a known target");
-        let a = engine_for_target(host).unwrap();
-        let b = engine_for_target(host).unwrap();
+        let a = engine_for_target(host, AppKind::Console).unwrap();
+        let b = engine_for_target(host, AppKind::Console).unwrap();
         let fp = runtime_fingerprint;
         assert_eq!(fp(&a), fp(&b), "the same target gives the same fingerprint");
         assert_ne!(fp(&a), fp(&host_engine().unwrap()), "the host engine infers CPU features, targets do not");
-        let unknown = engine_for_target("pdp11-unix").unwrap_err();
+        let serving = engine_for_target(host, AppKind::ComponentHttpProxy).unwrap();
+        assert_ne!(fp(&a), fp(&serving), "code with epoch checks is not code without");
+        assert_eq!(fp(&a), fp(&engine_for_target(host, AppKind::ComponentCommand).unwrap()));
+        let unknown = engine_for_target("pdp11-unix", AppKind::Console).unwrap_err();
         assert!(unknown.to_string().contains("known targets: x86_64-linux"), "{unknown}");
     }
 

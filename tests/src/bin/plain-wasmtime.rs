@@ -9,7 +9,10 @@
 //! ```text
 //! plain-wasmtime run [--env K=V]... [--dir HOST::GUEST]... MODULE [ARGS]...
 //! plain-wasmtime compile MODULE -o OUT
+//! plain-wasmtime serve --addr ADDR COMPONENT
 //! ```
+//! `serve` serves a `wasi:http/proxy` component as `wasmtime serve` does:
+//! one instance per request, HTTP/1.1 with keep-alive, until killed.
 //! Exit codes: the guest's own; 134 for a trap (as the wasmtime CLI, which
 //! ends as if aborted); 2 for a bad command line; 1 when the module cannot
 //! be read, compiled or started.
@@ -23,11 +26,12 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 /// What the wasmtime CLI exits with after a trap: 128 + SIGABRT.
 const TRAP_EXIT: u8 = 134;
 
-const USAGE: &str = "usage: plain-wasmtime run [--env K=V]... [--dir HOST::GUEST]... MODULE [ARGS]...\n       plain-wasmtime compile MODULE -o OUT";
+const USAGE: &str = "usage: plain-wasmtime run [--env K=V]... [--dir HOST::GUEST]... MODULE [ARGS]...\n       plain-wasmtime compile MODULE -o OUT\n       plain-wasmtime serve --addr ADDR COMPONENT";
 
 enum Plan {
     Run { env: Vec<(String, String)>, dirs: Vec<(PathBuf, String)>, module: PathBuf, args: Vec<String> },
     Compile { module: PathBuf, out: PathBuf },
+    Serve { addr: String, component: PathBuf },
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
@@ -58,7 +62,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
                 _ => Err("compile takes MODULE -o OUT".into()),
             }
         }
-        _ => Err("expected `run` or `compile`".into()),
+        Some("serve") => match (args.next().as_deref(), args.next(), args.next(), args.next()) {
+            (Some("--addr"), Some(addr), Some(component), None) => {
+                Ok(Plan::Serve { addr, component: component.into() })
+            }
+            _ => Err("serve takes --addr ADDR COMPONENT".into()),
+        },
+        _ => Err("expected `run`, `compile` or `serve`".into()),
     }
 }
 
@@ -73,6 +83,7 @@ fn main() -> ExitCode {
     let result = match plan {
         Plan::Compile { module, out } => compile(&module, &out).map(|()| ExitCode::SUCCESS),
         Plan::Run { env, dirs, module, args } => run(&module, &args, &env, &dirs),
+        Plan::Serve { addr, component } => serve::serve(&addr, &component).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("Error: {e:?}");
@@ -164,4 +175,85 @@ fn run(
     let instance = linker.instantiate(&mut store, &compiled)?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
     Ok(exit_code(module, start.call(&mut store, ())))
+}
+
+/// `serve`: the plain way to serve a `wasi:http/proxy` component, as the
+/// wasmtime-wasi-http documentation and `wasmtime serve` do it.
+mod serve {
+    use std::sync::Arc;
+
+    use wasmtime::component::{Component, Linker, ResourceTable};
+    use wasmtime::{Engine, Store};
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+    use wasmtime_wasi_http::p2::bindings::ProxyPre;
+    use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+    use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+    use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+    struct Client {
+        wasi: WasiCtx,
+        http: WasiHttpCtx,
+        table: ResourceTable,
+    }
+
+    impl WasiView for Client {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        }
+    }
+
+    impl WasiHttpView for Client {
+        fn http(&mut self) -> WasiHttpCtxView<'_> {
+            WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::default_hooks() }
+        }
+    }
+
+    pub(super) fn serve(addr: &str, component: &std::path::Path) -> wasmtime::Result<()> {
+        let engine = Engine::default();
+        let component = Component::from_file(&engine, component)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let pre = Arc::new(ProxyPre::new(linker.instantiate_pre(&component)?)?);
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            eprintln!("serving on http://{}/", listener.local_addr()?);
+            loop {
+                let (client, _) = listener.accept().await?;
+                let pre = Arc::clone(&pre);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&pre), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(hyper_util::rt::TokioIo::new(client), service)
+                        .await;
+                });
+            }
+        })
+    }
+
+    async fn handle(
+        pre: Arc<ProxyPre<Client>>,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
+        let client = Client { wasi: WasiCtx::builder().build(), http: WasiHttpCtx::new(), table: ResourceTable::new() };
+        let mut store = Store::new(pre.engine(), client);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(wasmtime::format_err!("the guest answered with {code:?}")),
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(wasmtime::format_err!("the guest never answered")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
 }

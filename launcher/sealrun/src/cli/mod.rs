@@ -23,6 +23,7 @@ mod install;
 mod license;
 mod prepare;
 mod run;
+mod serve;
 mod trust;
 
 /// The parsed command line.
@@ -43,6 +44,8 @@ pub struct Cli {
 enum Command {
     /// Run a sealed app
     Run(run::RunArgs),
+    /// Serve a sealed HTTP service (a wasi:http/proxy component) on this machine
+    Serve(serve::ServeArgs),
     /// Print this device's code, to send to a vendor for a license
     Id,
     /// Manage installed licenses
@@ -92,6 +95,7 @@ impl TokenArgs {
 
 const SUBCOMMANDS: &[&str] = &[
     "run",
+    "serve",
     "id",
     "license",
     "activate",
@@ -137,6 +141,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode, LaunchError> {
     crate::runtime::runner::word_stops_with(advice::message);
     match cli.command {
         Command::Run(a) => run::execute(a),
+        Command::Serve(a) => serve::execute(a),
         Command::Id => id::execute(),
         Command::License(c) => license::execute(c),
         Command::Activate(a) => activate::execute(a),

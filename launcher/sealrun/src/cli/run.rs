@@ -22,59 +22,59 @@ use crate::ui::{Stderr, Ui};
 #[derive(Args, Clone)]
 pub(super) struct RunArgs {
     /// The package (*.sealed)
-    package: PathBuf,
+    pub(super) package: PathBuf,
     /// Use this license file instead of searching
     #[arg(long)]
-    license: Option<PathBuf>,
+    pub(super) license: Option<PathBuf>,
     /// Grant a directory: HOST[::GUEST][:ro] (repeatable)
     #[arg(long = "dir", value_name = "HOST[::GUEST][:ro]")]
-    dirs: Vec<String>,
+    pub(super) dirs: Vec<String>,
     /// Give the app an environment variable: NAME=VALUE, or NAME to pass this one through (repeatable)
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
-    env: Vec<String>,
+    pub(super) env: Vec<String>,
     /// Let the app connect to HOST:PORT over TCP (and UDP with --allow-udp); components only (repeatable)
     #[arg(long = "allow-connect", value_name = "HOST:PORT")]
-    allow_connect: Vec<String>,
+    pub(super) allow_connect: Vec<String>,
     /// Let the app listen on ADDR:PORT (an IP address of this machine); components only (repeatable)
     #[arg(long = "allow-listen", value_name = "ADDR:PORT")]
-    allow_listen: Vec<String>,
+    pub(super) allow_listen: Vec<String>,
     /// Let the app look up host names (DNS); components only
     #[arg(long)]
-    allow_dns: bool,
+    pub(super) allow_dns: bool,
     /// Let the app use UDP, to the --allow-connect and from the --allow-listen addresses; components only
     #[arg(long)]
-    allow_udp: bool,
+    pub(super) allow_udp: bool,
     /// Memory limit for the app, in MiB
     #[arg(long, default_value_t = runner::DEFAULT_MAX_MEMORY_MIB, value_name = "MIB")]
-    max_memory: u64,
+    pub(super) max_memory: u64,
     /// Stop the app after this many seconds [default: no limit]
     #[arg(long, value_name = "SECS")]
-    timeout: Option<f64>,
+    pub(super) timeout: Option<f64>,
     /// Neither read nor write the compiled-code cache (compile every time)
     #[arg(long)]
-    no_cache: bool,
+    pub(super) no_cache: bool,
     #[command(flatten)]
-    token: TokenArgs,
+    pub(super) token: TokenArgs,
     /// Take a seat of a floating license from this license server (sealrun-floatd) [default: $SEALRUN_LICENSE_SERVER, the config file, or a *.floating file]
     #[arg(long, value_name = "HOST:PORT")]
-    license_server: Option<String>,
+    pub(super) license_server: Option<String>,
     /// When every floating seat is in use, wait in line for one instead of giving up
     #[arg(long)]
-    wait: bool,
+    pub(super) wait: bool,
     /// What to do when the floating seat is lost while the app runs
     #[arg(long, value_enum, default_value_t = SeatLoss::Pause)]
-    on_seat_loss: SeatLoss,
+    pub(super) on_seat_loss: SeatLoss,
     /// Started from a desktop (the file manager's double-click): show messages in dialogs as well,
     /// log them, and open console apps in a terminal window
     #[arg(long)]
-    desktop: bool,
+    pub(super) desktop: bool,
     /// Arguments for the app (after --)
     #[arg(last = true)]
-    args: Vec<String>,
+    pub(super) args: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum SeatLoss {
+pub(super) enum SeatLoss {
     /// Pause the app until the seat is back
     Pause,
     /// Stop the app
@@ -90,10 +90,10 @@ pub(super) fn execute(a: RunArgs) -> Result<ExitCode, LaunchError> {
 }
 
 /// A package whose path holds control characters is refused before it is
-/// read: the path is shown in messages, dialogs and the log, where a line
+/// read (also by `serve`): the path is shown in messages, dialogs and the log, where a line
 /// break or an escape sequence in a downloaded file's name could forge
 /// text ("your copy is blocked, call …").
-fn check_package_path(package: &std::path::Path) -> Result<(), LaunchError> {
+pub(super) fn check_package_path(package: &std::path::Path) -> Result<(), LaunchError> {
     let text = package.to_string_lossy();
     if text.chars().any(sealrun_format::text::is_escaped_when_shown) {
         return Err(LaunchError::Usage(format!(
@@ -117,7 +117,10 @@ fn run(a: RunArgs, opened: Option<OpenedPackage>, ui: &dyn Ui) -> Result<u8, Lau
 /// The plan for a run: what the user set for this app in the config file
 /// first (when the package could be read), then the arguments, every one
 /// checked.
-fn plan(mut a: RunArgs, manifest: Option<&sealrun_format::package::Manifest>) -> Result<RunPlan, LaunchError> {
+pub(super) fn plan(
+    mut a: RunArgs,
+    manifest: Option<&sealrun_format::package::Manifest>,
+) -> Result<RunPlan, LaunchError> {
     let mut settings_used = false;
     if let Some(m) = manifest {
         let mut config = crate::config::Config::load()?;
@@ -187,6 +190,7 @@ fn plan(mut a: RunArgs, manifest: Option<&sealrun_format::package::Manifest>) ->
         no_cache: a.no_cache,
         guest: GuestConfig { program_name, args: a.args, env, dirs, max_memory_mib: a.max_memory, timeout, net },
         settings_used,
+        serve: None,
     })
 }
 

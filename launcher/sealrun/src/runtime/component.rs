@@ -36,7 +36,7 @@ pub const MAX_COMPONENT_MEMORIES: usize = 16;
 pub const MAX_HOSTCALL_BYTES: usize = 16 << 20;
 
 /// The caps of a component (see [`MAX_COMPONENT_INSTANCES`]).
-const COMPONENT_CAPS: Caps =
+pub(crate) const COMPONENT_CAPS: Caps =
     Caps { instances: MAX_COMPONENT_INSTANCES, tables: MAX_COMPONENT_TABLES, memories: MAX_COMPONENT_MEMORIES };
 
 /// The WASI release the launcher's linker defines its interfaces under
@@ -46,13 +46,21 @@ const WASI_FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 /// What the store of a component holds.
 struct Host {
     ctx: WasiCtx,
+    http: wasmtime_wasi_http::WasiHttpCtx,
     table: ResourceTable,
     limits: Limits,
+    gate: super::http::HttpGate,
 }
 
 impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for Host {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
     }
 }
 
@@ -67,6 +75,7 @@ pub(crate) fn run_watched(
 ) -> Result<i32, LaunchError> {
     let mut linker: Linker<Host> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| GuestError::start("WASI", e))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(|e| GuestError::start("WASI HTTP", e))?;
     refuse_escaping_symlinks(&mut linker)?;
     // Every import is checked by type here, before anything runs.
     let pre = linker.instantiate_pre(component).map_err(|e| GuestError::start("its imports do not link", e))?;
@@ -76,7 +85,13 @@ pub(crate) fn run_watched(
     let ctx = builder.build();
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_GUEST_RESOURCES);
-    let host = Host { ctx, table, limits: Limits::new(runner::max_memory_bytes(cfg), COMPONENT_CAPS) };
+    let host = Host {
+        ctx,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        table,
+        limits: Limits::new(runner::max_memory_bytes(cfg), COMPONENT_CAPS),
+        gate: super::http::HttpGate::new(&cfg.net),
+    };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
     store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);

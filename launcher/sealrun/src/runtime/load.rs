@@ -55,6 +55,9 @@ pub(crate) struct LoadWith<'a> {
     pub cache: Option<&'a CodeCache>,
     /// Progress and warnings.
     pub ui: &'a dyn Ui,
+    /// Loading for `sealrun serve`: an HTTP service is loaded (anything
+    /// else refuses it).
+    pub serving: bool,
 }
 
 /// The compiled code of `package` (a module or a component, as `C` says),
@@ -146,7 +149,7 @@ fn trusted_native(package: &OpenedPackage, ui: &dyn Ui) -> Result<Option<(usize,
         tracing::debug!(target = %native.target, "native code present, vendor not trusted with native code");
         return Ok(None);
     }
-    let engine = native::engine_for_target(&native.target)?;
+    let engine = native::engine_for_target(&native.target, manifest.kind)?;
     if sealrun_engine::runtime_fingerprint(&engine) != native.runtime {
         ui.warn(&format!(
             "{} carries precompiled code for {} from another wasmtime version or configuration; compiling it here instead",

@@ -8,6 +8,7 @@
 pub(crate) mod cache;
 pub(crate) mod code_mem;
 pub mod component;
+pub mod http;
 pub(crate) mod load;
 pub(crate) mod native;
 pub mod net;
@@ -30,6 +31,9 @@ pub(crate) enum Guest {
     Module(wasmtime::Module),
     /// A WASI preview-2 component for the `wasi:cli/command` world.
     Command(wasmtime::component::Component),
+    /// A WASI preview-2 component for the `wasi:http/proxy` world, loaded
+    /// for `sealrun serve`.
+    HttpProxy(wasmtime::component::Component),
 }
 
 /// A guest ready to run: its code and the engine the code belongs to.
@@ -42,9 +46,10 @@ pub(crate) struct Loaded {
     pub(crate) source: Source,
 }
 
-/// The engine for this machine.
-pub(crate) fn engine() -> Result<wasmtime::Engine, LaunchError> {
-    runner::engine()
+/// The engine for this machine and a guest of `kind` (HTTP services are
+/// compiled with epoch checks: see `sealrun_engine::interruptible`).
+pub(crate) fn engine_for(kind: AppKind) -> Result<wasmtime::Engine, LaunchError> {
+    sealrun_engine::host_engine_for(kind).map_err(|e| GuestError::start("", e))
 }
 
 /// Loads the guest in `package` with `engine` (see [`load::load_code`]).
@@ -61,6 +66,10 @@ pub(crate) fn load(
         AppKind::ComponentCommand => {
             let (engine, component, source) = load::load_code(package, engine, with)?;
             Ok(Loaded { engine, guest: Guest::Command(component), source })
+        }
+        AppKind::ComponentHttpProxy if with.serving => {
+            let (engine, component, source) = load::load_code(package, engine, with)?;
+            Ok(Loaded { engine, guest: Guest::HttpProxy(component), source })
         }
         // An HTTP service runs under `sealrun serve`, not as a command. The
         // kind byte is believed only once the vendor's signature over the
@@ -85,5 +94,23 @@ pub(crate) fn run(
     match &loaded.guest {
         Guest::Module(module) => runner::run_watched(&loaded.engine, module, cfg, watch),
         Guest::Command(component) => component::run_watched(&loaded.engine, component, cfg, watch),
+        Guest::HttpProxy(_) => Err(GuestError::cannot_start(
+            "it is an HTTP service (a wasi:http/proxy component); start it with `sealrun serve`",
+        )),
+    }
+}
+
+/// Serves a loaded HTTP service as `opts` says (see [`http::serve`]).
+pub(crate) fn serve(
+    loaded: &Loaded,
+    cfg: &runner::GuestConfig,
+    opts: &http::ServeOptions,
+    watch: Option<Box<dyn Watch>>,
+) -> Result<i32, LaunchError> {
+    match &loaded.guest {
+        Guest::HttpProxy(component) => http::serve(&loaded.engine, component, cfg, opts, watch),
+        Guest::Module(_) | Guest::Command(_) => Err(GuestError::cannot_start(
+            "it is a command, not an HTTP service (a wasi:http/proxy component); run it with `sealrun run`",
+        )),
     }
 }

@@ -25,8 +25,8 @@ use crate::platform::dirs;
 
 /// The engine that loads native code for `target` (the SDK compiled it
 /// with the same [`sealrun_engine::engine_for_target`]).
-pub(crate) fn engine_for_target(target: &str) -> Result<Engine, LaunchError> {
-    sealrun_engine::engine_for_target(target).map_err(|e| LaunchError::Usage(e.to_string()))
+pub(crate) fn engine_for_target(target: &str, kind: sealrun_format::package::AppKind) -> Result<Engine, LaunchError> {
+    sealrun_engine::engine_for_target(target, kind).map_err(|e| LaunchError::Usage(e.to_string()))
 }
 
 /// File name of the trust policy in the config dir.

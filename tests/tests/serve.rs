@@ -1,0 +1,214 @@
+//! `sealrun serve` (issue 17): a sealed `wasi:http/proxy` component served
+//! as a licensed web service by a real `sealrun` process, driven over
+//! loopback by an HTTP client: its answers equal those of the plain runner
+//! serving the same component; concurrent requests are served at once; a
+//! request over its time limit gets 504 and the others go on; SIGTERM
+//! finishes the open requests; the access log has a line per request; and
+//! a command is refused.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sealrun_tests::{Device, World, component, plain_wasmtime, stderr};
+
+/// The sample, sealed and licensed for device "a" of `world`.
+fn sealed_service(world: &World) -> (Device, PathBuf) {
+    let dev = world.device("a");
+    let package = world.seal_module(&component("http_service"), "com.example.web", "1.0.0", "web.sealed", &[]);
+    world.license_product("com.example.web", &dev, "web.license", &[]);
+    (dev, package)
+}
+
+/// A free port on loopback (bound and let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on `port`.
+fn wait_for(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the server ended before it listened: {status}");
+        }
+        assert!(Instant::now() < deadline, "nothing listened on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `sealrun serve` of `package` on a free port, with extra flags.
+fn start_sealed(world: &World, dev: &Device, package: &Path, extra: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let mut child = dev
+        .sealrun(world.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg(package)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(port, &mut child);
+    (child, port)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// (status, content type, x-echo-length, body) of a request.
+fn call(agent: &ureq::Agent, port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String, String, String) {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let response = match method {
+        "POST" => agent.post(&url).send(body),
+        _ => agent.get(&url).call(),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let (ctype, echo) = (header("content-type"), header("x-echo-length"));
+    let status = response.status().as_u16();
+    (status, ctype, echo, response.body_mut().read_to_string().unwrap())
+}
+
+fn stop(mut child: Child) -> (std::process::ExitStatus, String) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status, stderr(&out))
+}
+
+const CASES: &[(&str, &str, &[u8])] = &[
+    ("GET", "/hello", b""),
+    ("GET", "/hello?name=sealrun", b""),
+    ("POST", "/echo", b"a body of some length, \xc3\xbcber"),
+    ("POST", "/echo", b""),
+    ("GET", "/nowhere", b""),
+    ("GET", "/sleep?ms=10", b""),
+    ("GET", "/alloc?mib=8", b""),
+];
+
+#[test]
+fn a_sealed_service_answers_as_the_plain_runner_does() {
+    let world = World::new();
+    let (dev, package) = sealed_service(&world);
+    let (sealed, sealed_port) = start_sealed(&world, &dev, &package, &[]);
+    let plain_port = free_port();
+    let mut plain = Command::new(plain_wasmtime())
+        .args(["serve", "--addr", &format!("127.0.0.1:{plain_port}")])
+        .arg(component("http_service"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(plain_port, &mut plain);
+    let agent = agent();
+    for (method, path, body) in CASES {
+        let ours = call(&agent, sealed_port, method, path, body);
+        let theirs = call(&agent, plain_port, method, path, body);
+        assert_eq!(ours, theirs, "{method} {path}");
+    }
+    assert_eq!(call(&agent, sealed_port, "GET", "/hello?name=x", b"").3, "hello x\n");
+    let _ = plain.kill();
+    let (status, err) = stop(sealed);
+    assert_eq!(status.code(), Some(0), "{err}");
+    // The access log: a line per request, with its status.
+    assert_eq!(err.lines().filter(|l| l.contains("\"GET /hello?name=x HTTP/1.1\" 200")).count(), 1, "{err}");
+    assert_eq!(err.lines().filter(|l| l.contains("\"GET /nowhere HTTP/1.1\" 404")).count(), 1, "{err}");
+    assert!(err.contains("sealrun: stopping (SIGTERM)") && err.contains("stopped serving"), "{err}");
+}
+
+#[test]
+fn slow_requests_run_at_once_and_one_over_its_limit_gets_504_alone() {
+    let world = World::new();
+    let (dev, package) = sealed_service(&world);
+    let log = world.path().join("access.log");
+    let (server, port) = start_sealed(
+        &world,
+        &dev,
+        &package,
+        &["--request-timeout", "2", "--access-log", log.to_str().unwrap(), "--max-memory", "64"],
+    );
+    let agent = agent();
+    // Eight requests that each wait 500 ms, at once: served together, the
+    // lot takes far less than eight times that.
+    let started = Instant::now();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let agent = agent.clone();
+            std::thread::spawn(move || call(&agent, port, "GET", "/sleep?ms=500", b""))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().3, "slept 500 ms\n");
+    }
+    assert!(started.elapsed() < Duration::from_millis(3000), "took {:?}", started.elapsed());
+
+    // A request that never ends (a busy loop) gets 504 at its limit, while
+    // requests sent meanwhile are answered.
+    let spin = {
+        let agent = agent.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            (call(&agent, port, "GET", "/spin", b""), t.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..20 {
+        assert_eq!(call(&agent, port, "GET", "/hello", b"").0, 200);
+    }
+    let ((status, _, _, body), took) = spin.join().unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("time limit of 2 s"), "{body}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "{took:?}");
+    // A request over its memory limit fails alone, with 500.
+    let (status, _, _, body) = call(&agent, port, "GET", "/alloc?mib=128", b"");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("ran out of memory"), "{body}");
+    assert_eq!(call(&agent, port, "GET", "/alloc?mib=8", b"").3, "alloc ok\n");
+
+    // SIGTERM while a request is open: it is finished, then the server ends.
+    let open = {
+        let agent = agent.clone();
+        std::thread::spawn(move || call(&agent, port, "GET", "/sleep?ms=1000", b""))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, err) = stop(server);
+    assert_eq!(open.join().unwrap().3, "slept 1000 ms\n", "the open request was cut: {err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("finishing 1 open request"), "{err}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "still listening");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("\"GET /spin HTTP/1.1\" 504"), "{log}");
+    assert_eq!(log.lines().filter(|l| l.contains("/sleep?ms=500")).count(), 8, "{log}");
+}
+
+#[test]
+fn a_command_is_not_served_and_a_service_is_not_run() {
+    let world = World::new();
+    let (dev, service) = sealed_service(&world);
+    let out = dev.sealrun(world.path()).arg("run").arg(&service).output().unwrap();
+    assert_eq!(out.status.code(), Some(212), "{}", stderr(&out));
+    assert!(stderr(&out).contains("start it with `sealrun serve`"), "{}", stderr(&out));
+    let (_, command) = world.licensed_wasm("hello", &component("hello"));
+    let out = dev.sealrun(world.path()).args(["serve", "--listen", "127.0.0.1:1"]).arg(&command).output().unwrap();
+    assert_eq!(out.status.code(), Some(212), "{}", stderr(&out));
+    assert!(stderr(&out).contains("it is a command, not an HTTP service"), "{}", stderr(&out));
+    // Bad options are refused before anything is read.
+    for (flag, value, text) in [
+        ("--listen", "localhost:80", "--listen \"localhost:80\": expected ADDR:PORT"),
+        ("--request-timeout", "0", "--request-timeout 0: give a positive number"),
+        ("--max-concurrent", "0", "--max-concurrent 0: give a number of requests from 1"),
+    ] {
+        let out = dev.sealrun(world.path()).args(["serve", flag, value]).arg(&service).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", stderr(&out));
+        assert!(stderr(&out).contains(text), "{}", stderr(&out));
+    }
+}
