@@ -212,3 +212,51 @@ fn a_command_is_not_served_and_a_service_is_not_run() {
         assert!(stderr(&out).contains(text), "{}", stderr(&out));
     }
 }
+
+/// The service holds one floating seat for the whole process; while the
+/// seat is lost (the license server is down past its lease) every request
+/// gets 503 and the service waits, and once the seat is back it answers
+/// again; stopping it gives the seat back.
+#[test]
+fn the_service_answers_503_while_its_floating_seat_is_lost() {
+    use sealrun_tests::floatd::Floatd;
+    let world = World::new();
+    let package = world.seal_module(&component("http_service"), "com.example.web", "1.0.0", "web.sealed", &[]);
+    let ttl = 3;
+    let mut floatd = Floatd::new(&world.path().join("floatd"), ttl);
+    floatd.license_for(&world, "com.example.web", 1, &[]);
+    floatd.start();
+    let dev = world.device("a");
+    let log = world.path().join("access.log");
+    let (server, port) = start_sealed(
+        &world,
+        &dev,
+        &package,
+        &["--license-server", &floatd.addr, "--access-log", log.to_str().unwrap()],
+    );
+    let agent = agent();
+    for _ in 0..5 {
+        assert_eq!(call(&agent, port, "GET", "/hello", b"").0, 200);
+    }
+    assert_eq!(floatd.in_use(), 1, "one seat for the process, not one per request");
+    let until = |want: u16, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (status, _, _, body) = call(&agent, port, "GET", "/hello", b"");
+            if status == want {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "never got {want}; last {status} {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    floatd.stop();
+    let body = until(503, Duration::from_secs(ttl + 10));
+    assert!(body.contains("license is away"), "{body}");
+    floatd.start();
+    assert_eq!(until(200, Duration::from_secs(20)), "hello world\n");
+    let (status, err) = stop(server);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("(the service answers 503 meanwhile)"), "{err}");
+    assert_eq!(floatd.in_use(), 0, "the seat was not given back");
+}
