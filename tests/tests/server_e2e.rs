@@ -45,10 +45,13 @@ fn whole_flow(database: Option<&str>) {
         a.sealrun(&a.root).args(["install", &url, "--code", &code, "--dir", apps.to_str().unwrap()]).output().unwrap();
     let text = ok(&out, "sealrun install");
     assert!(text.contains("installed com.acme.hello 1.0.0"), "{text}");
+    // Compiled right after installing, so the first launch is warm.
+    assert!(text.contains("com.acme.hello 1.0.0 is ready: compiled in"), "{text}");
     let installed = apps.join("com.acme.hello.sealed");
     assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(&pkg).unwrap());
-    let run = a.sealrun(&a.root).arg(&installed).output().unwrap();
+    let run = a.sealrun(&a.root).env("SEALRUN_LOG", "sealrun=debug").arg(&installed).output().unwrap();
     assert!(stdout(&run).contains("hello from a sealed app"), "{}", stderr(&run));
+    assert!(stderr(&run).contains("source=Cache"), "the first launch compiled: {}", stderr(&run));
     assert!(run.status.success());
 
     // Another device cannot use the code until the first gives it back.
@@ -149,6 +152,19 @@ fn install_resumes_a_broken_download() {
     assert_eq!(out.status.code(), Some(207), "{}", stderr(&out));
     assert!(!apps.join(".com.acme.wf.sealed.part").exists(), "a bad partial download is not kept");
     ok(&install(&a, &apps), "install again after a refused partial");
+    // --no-prepare: installed, not compiled (the cache stays empty).
+    let b = w.device("b");
+    let b_apps = b.root.join("apps");
+    let b_code =
+        ok(&w.sealsdk_with(&["server", "code", "create", "--product", "com.acme.wf"], &env), "code").trim().to_owned();
+    let out = b
+        .sealrun(&b.root)
+        .args(["install", &url, "--code", &b_code, "--no-prepare", "--dir", b_apps.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = ok(&out, "install --no-prepare");
+    assert!(!text.contains("is ready"), "{text}");
+    assert!(!b.root.join("home/.cache/sealrun/code").exists(), "--no-prepare compiled anyway");
 }
 
 fn sha256_hex(b: &[u8]) -> String {

@@ -30,17 +30,29 @@ pub(super) fn execute(a: PrepareArgs) -> Result<ExitCode, LaunchError> {
             cache::CACHE_MAX_ENV
         )));
     }
-    let (manifest, source) = crate::session::prepare(&a.package, a.license.as_deref(), &a.token.options(), &cache)?;
+    println!("{}", prepare(&a.package, a.license.as_deref(), &a.token, &cache)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Compiles the app in `package` into `cache` (also for `install`); the
+/// line that says where it is.
+pub(super) fn prepare(
+    package: &std::path::Path,
+    license: Option<&std::path::Path>,
+    token: &TokenArgs,
+    cache: &CodeCache,
+) -> Result<String, LaunchError> {
+    let (manifest, source) = crate::session::prepare(package, license, &token.options(), cache)?;
     let name = format!("{} {}", manifest.display_name, manifest.release);
-    match source {
-        Source::Cache { entry } => println!("{name} is ready: already compiled for this device ({})", entry.display()),
-        Source::Compiled { took, stored: Some((entry, size)) } => println!(
+    Ok(match source {
+        Source::Cache { entry } => format!("{name} is ready: already compiled for this device ({})", entry.display()),
+        Source::Compiled { took, stored: Some((entry, size)) } => format!(
             "{name} is ready: compiled in {:.1} s, cached encrypted ({}) in {}",
             took.as_secs_f64(),
             human_bytes(size),
             entry.display()
         ),
-        Source::Native { took, stored: Some((entry, size)) } => println!(
+        Source::Native { took, stored: Some((entry, size)) } => format!(
             "{name} is ready: the vendor's precompiled code verified and loaded in {:.1} s, cached encrypted ({}) in {}",
             took.as_secs_f64(),
             human_bytes(size),
@@ -53,6 +65,5 @@ pub(super) fn execute(a: PrepareArgs) -> Result<ExitCode, LaunchError> {
                 source: std::io::Error::other("the app compiled, but its cache entry could not be saved (see above)"),
             });
         }
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
