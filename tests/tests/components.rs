@@ -64,6 +64,10 @@ fn seal_finds_the_kind_and_refuses_imports_the_launcher_cannot_link() {
     };
     let (ok, package) = seal(&component("hello"), "hello.sealed");
     assert!(ok.status.success(), "{}", stderr(&ok));
+    // What it imports is listed.
+    let said = stdout(&ok);
+    assert!(said.contains("a component for wasi:cli/command; it imports wasi:io/poll@0.2."), "{said}");
+    assert!(said.contains("wasi:filesystem/preopens@0.2."), "{said}");
     assert_eq!(Header::parse_prefix(&fs::read(&package).unwrap()).unwrap().manifest.kind, AppKind::ComponentCommand);
     let inspect = stdout(&world.sealsdk_ok(&["inspect", package.to_str().unwrap()]));
     assert!(inspect.contains("kind:          component (wasi:cli/command)\n"), "{inspect}");

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use sealrun_format::device::DeviceCode;
 use sealrun_format::license::SeatUnit;
 use sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2;
-use sealrun_format::package::Capability;
+use sealrun_format::package::{AppKind, Capability};
 use sealrun_format::{Error as FormatError, Release};
 use sealrun_sdk::client::{self, Client};
 use sealrun_sdk::dates::{self, DayEdge};
@@ -595,6 +595,10 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
         secs,
         m.plaintext_len as f64 / secs.max(1e-9) / 1e6
     );
+    if m.kind.is_component() && !report.imports.is_empty() {
+        let world = if m.kind == AppKind::ComponentHttpProxy { "wasi:http/proxy" } else { "wasi:cli/command" };
+        println!("a component for {world}; it imports {}", report.imports.join(", "));
+    }
     Ok(())
 }
 

@@ -53,6 +53,9 @@ pub struct SealReport {
     pub package_len: u64,
     /// Time spent encrypting and writing (validation excluded).
     pub encrypt_time: Duration,
+    /// What the guest imports (see [`Inspected::imports`]); empty when the
+    /// bytes were sealed without being looked at ([`seal_bytes`]).
+    pub imports: Vec<String>,
 }
 
 /// Seals `input` into `output` with keys from `keystore`.
@@ -62,7 +65,8 @@ pub fn seal_file(keystore: &Keystore, input: &Path, output: &Path, opts: &SealOp
     let module = map(&file, input)?;
     let guest = validate_guest(&module).map_err(|source| SdkError::InvalidGuest { path: input.to_owned(), source })?;
     let key = keystore.content_key(&opts.product, opts.release)?;
-    seal_bytes(&module, guest.kind, &key, &signer, output, opts)
+    let report = seal_bytes(&module, guest.kind, &key, &signer, output, opts)?;
+    Ok(SealReport { imports: guest.imports, ..report })
 }
 
 fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
@@ -164,7 +168,13 @@ pub fn seal_bytes(
     tmp.as_file().sync_all().map_err(SdkError::io("cannot write", output))?;
     tmp.persist(output).map_err(|e| SdkError::io("cannot write", output)(e.error))?;
     let encrypt_time = started.elapsed();
-    Ok(SealReport { output: output.to_owned(), package_len: header.package_len(), header, encrypt_time })
+    Ok(SealReport {
+        output: output.to_owned(),
+        package_len: header.package_len(),
+        header,
+        encrypt_time,
+        imports: Vec::new(),
+    })
 }
 
 /// Native code compiled for one target.

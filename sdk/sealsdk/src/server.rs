@@ -74,8 +74,8 @@ pub fn seal_with_server(
 ) -> Result<ServerSeal> {
     let signer = keystore.vendor_key()?;
     let module = std::fs::read(input).map_err(SdkError::io("cannot read", input))?;
-    let kind =
-        validate_guest(&module).map_err(|source| SdkError::InvalidGuest { path: input.to_owned(), source })?.kind;
+    let guest = validate_guest(&module).map_err(|source| SdkError::InvalidGuest { path: input.to_owned(), source })?;
+    let kind = guest.kind;
     let releases = format!("/v1/products/{}/releases", opts.product);
     let body = json!({ "release": opts.release.to_string() });
     let key: ReleaseKey = match client.send("POST", &releases, &body, None) {
@@ -95,7 +95,8 @@ pub fn seal_with_server(
         reason: "the server sent no valid content key".into(),
     })?;
     let content_key = ContentKey::from_bytes(&raw);
-    let report = seal_bytes(&module, kind, &content_key, &signer, output, opts)?;
+    let report =
+        SealReport { imports: guest.imports, ..seal_bytes(&module, kind, &content_key, &signer, output, opts)? };
     if upload {
         let path = format!("/v1/products/{}/releases/{}/package", opts.product, opts.release);
         client.upload(&path, output)?;
