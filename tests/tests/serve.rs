@@ -260,3 +260,57 @@ fn the_service_answers_503_while_its_floating_seat_is_lost() {
     assert!(err.contains("(the service answers 503 meanwhile)"), "{err}");
     assert_eq!(floatd.in_use(), 0, "the seat was not given back");
 }
+
+/// A plain HTTP server on loopback that answers `upstream N` (its own
+/// number) and counts the connections it got.
+fn upstream(n: u32) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let body = format!("upstream {n}\n");
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (port, count)
+}
+
+/// Outgoing `wasi:http` requests go only where `--allow-connect` says:
+/// another port or no grant at all is refused inside the service before
+/// anything is sent (the ungranted upstream sees no connection).
+#[test]
+fn outgoing_http_goes_only_to_granted_hosts() {
+    let world = World::new();
+    let (dev, package) = sealed_service(&world);
+    let (granted, granted_seen) = upstream(1);
+    let (other, other_seen) = upstream(2);
+    let grant = format!("127.0.0.1:{granted}");
+    let (server, port) = start_sealed(&world, &dev, &package, &["--allow-connect", &grant]);
+    let agent = agent();
+    let fetch = |to: &str| call(&agent, port, "GET", &format!("/fetch?to={to}"), b"");
+    assert_eq!(fetch(&grant), (200, "text/plain".into(), String::new(), "fetched 200: upstream 1\n".into()));
+    let (status, _, _, body) = fetch(&format!("127.0.0.1:{other}"));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let (status, _, _, body) = fetch(&format!("localhost:{granted}"));
+    assert_eq!((status, body.contains("HttpRequestDenied")), (502, true), "a name the grant does not name: {body}");
+    let (_, err) = stop(server);
+    // With no grant, the granted host of before is refused too.
+    let (server, port) = start_sealed(&world, &dev, &package, &[]);
+    let (status, _, _, body) = call(&agent, port, "GET", &format!("/fetch?to={grant}"), b"");
+    assert_eq!((status, body.contains("HttpRequestDenied")), (502, true), "{body}");
+    stop(server);
+    let seen = |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(seen(&granted_seen), 1, "{err}");
+    assert_eq!(seen(&other_seen), 0, "a request reached the ungranted upstream");
+}

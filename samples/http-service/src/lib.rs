@@ -9,6 +9,9 @@
 //!   200 `slept N ms` (a request still open when the service is stopped);
 //! - `GET /alloc?mib=N`: allocates and touches N MiB, then 200 `alloc ok`
 //!   (the per-request memory limit's case);
+//! - `GET /fetch?to=HOST:PORT`: sends `GET /` to `http://HOST:PORT` through
+//!   `wasi:http/outgoing-handler` and answers 200 `fetched STATUS: BODY`,
+//!   or 502 `fetch failed: ERROR` (the outgoing-request grants' case);
 //! - anything else: 404 `no route`.
 //!
 //! Host tests check: responses equal to the plain runner's, concurrent
@@ -62,9 +65,43 @@ impl wasip2::exports::http::incoming_handler::Guest for Service {
                 std::hint::black_box(&v);
                 respond(out, 200, &[], b"alloc ok\n");
             }
+            (Method::Get, "/fetch") => match fetch(&param("to").unwrap_or_default()) {
+                Ok((status, body)) => {
+                    respond(out, 200, &[], format!("fetched {status}: {}", String::from_utf8_lossy(&body)).as_bytes())
+                }
+                Err(e) => respond(out, 502, &[], format!("fetch failed: {e}\n").as_bytes()),
+            },
             _ => respond(out, 404, &[], b"no route\n"),
         }
     }
+}
+
+/// `GET http://AUTHORITY/`: the status and body, or the error code.
+fn fetch(authority: &str) -> Result<(u16, Vec<u8>), String> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_scheme(Some(&Scheme::Http)).map_err(|()| "bad scheme".to_owned())?;
+    request.set_authority(Some(authority)).map_err(|()| format!("bad authority {authority:?}"))?;
+    request.set_path_with_query(Some("/")).map_err(|()| "bad path".to_owned())?;
+    let body = request.body().map_err(|()| "no request body".to_owned())?;
+    OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
+    let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    future.subscribe().block();
+    let response = match future.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(e))) => return Err(format!("{e:?}")),
+        Some(Err(())) | None => return Err("no response".to_owned()),
+    };
+    let status = response.status();
+    let incoming = response.consume().map_err(|()| "no response body".to_owned())?;
+    let mut bytes = Vec::new();
+    {
+        let mut stream = incoming.stream().map_err(|()| "no response stream".to_owned())?;
+        stream.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    }
+    IncomingBody::finish(incoming);
+    Ok((status, bytes))
 }
 
 fn read_body(request: &IncomingRequest) -> Vec<u8> {
