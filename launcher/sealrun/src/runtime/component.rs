@@ -49,7 +49,7 @@ struct Host {
     http: wasmtime_wasi_http::WasiHttpCtx,
     table: ResourceTable,
     limits: Limits,
-    gate: super::http::HttpGate,
+    gate: super::net::HttpGate,
 }
 
 impl WasiView for Host {
@@ -90,7 +90,7 @@ pub(crate) fn run_watched(
         http: wasmtime_wasi_http::WasiHttpCtx::new(),
         table,
         limits: Limits::new(runner::max_memory_bytes(cfg), COMPONENT_CAPS),
-        gate: super::http::HttpGate::new(&cfg.net),
+        gate: super::net::HttpGate::new(&cfg.net),
     };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);

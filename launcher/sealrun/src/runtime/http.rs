@@ -1,6 +1,4 @@
-//! HTTP for components: the gate on outgoing `wasi:http` requests (the
-//! network grants, which wasmtime-wasi-http's own sender does not ask),
-//! and `sealrun serve`, which runs a `wasi:http/proxy` component as a
+//! `sealrun serve`: runs a `wasi:http/proxy` component as a
 //! licensed web service: one fresh instance per request from a
 //! pre-instantiated component, each with its own time and memory limits,
 //! a 503 while the license is away, graceful shutdown and an access log.
@@ -18,10 +16,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::component::{COMPONENT_CAPS, MAX_HOSTCALL_BYTES};
-use super::net::{Host, NetGrants};
+use super::net::HttpGate;
 use super::runner::{self, GuestConfig, Limits, MAX_GUEST_RESOURCES};
 use crate::error::{GuestError, LaunchError};
 use crate::watch::{self, Lost, Watch};
@@ -56,58 +54,6 @@ pub struct ServeOptions {
     pub max_concurrent: usize,
     /// Where the access log goes (`None`: stderr).
     pub access_log: Option<std::path::PathBuf>,
-}
-
-/// The hooks of `wasi:http`: outgoing requests go only where the network
-/// grants allow, checked before anything is sent.
-pub(crate) struct HttpGate {
-    grants: Arc<NetGrants>,
-}
-
-impl HttpGate {
-    pub(crate) fn new(grants: &NetGrants) -> HttpGate {
-        HttpGate { grants: Arc::new(grants.clone()) }
-    }
-}
-
-/// Whether `grants` let a request go to `host`:`port` (the request's
-/// authority): a grant for that name and port, or, for an address, an
-/// address grant.
-fn request_allowed(grants: &NetGrants, host: &str, port: u16) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    let ip = host.parse::<std::net::IpAddr>().ok();
-    grants.connect.iter().any(|e| {
-        e.port == port
-            && match (&e.host, ip) {
-                (Host::Name(name), None) => *name == host,
-                (Host::Ip(granted), Some(ip)) => granted.to_canonical() == ip.to_canonical(),
-                _ => false,
-            }
-    })
-}
-
-type SendResult = wasmtime_wasi_http::Result<(
-    http::Response<wasmtime_wasi_http::WasiBody>,
-    Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-)>;
-
-impl WasiHttpHooks for HttpGate {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<dyn std::future::Future<Output = SendResult> + Send> {
-        let uri = request.uri();
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let host = uri.host().unwrap_or("").to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !request_allowed(&self.grants, &host, port) {
-            tracing::debug!(%host, port, "outgoing HTTP request refused: not granted");
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
-    }
 }
 
 /// What the store of one request holds.
@@ -464,22 +410,4 @@ async fn accept_until_stopped(service: Arc<Service>, opts: &ServeOptions) -> Res
     }
     eprintln!("sealrun: stopped serving");
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outgoing_requests_go_only_where_granted() {
-        let grants =
-            NetGrants::parse(&["api.example.com:443".into(), "10.0.0.5:8080".into()], &[], false, false).unwrap();
-        assert!(request_allowed(&grants, "api.example.com", 443));
-        assert!(request_allowed(&grants, "API.example.com", 443));
-        assert!(!request_allowed(&grants, "api.example.com", 80));
-        assert!(!request_allowed(&grants, "evil.example.com", 443));
-        assert!(request_allowed(&grants, "10.0.0.5", 8080));
-        assert!(!request_allowed(&grants, "10.0.0.6", 8080));
-        assert!(!request_allowed(&NetGrants::default(), "api.example.com", 443));
-    }
 }

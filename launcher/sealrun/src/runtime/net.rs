@@ -3,12 +3,15 @@
 //! the addresses granted. Enforced by wasmtime-wasi's socket address check
 //! (every bind, listen, connect, accept and datagram asks it first), so a
 //! guest that tries another address gets `access-denied` and never a
-//! connection. WASI preview-1 modules have no sockets at all.
+//! connection. The same grants gate outgoing `wasi:http` requests
+//! ([`HttpGate`]; wasmtime-wasi-http's own sender asks no check). WASI
+//! preview-1 modules have no sockets at all.
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi_http::WasiHttpHooks;
 
 /// Most `--allow-connect` and `--allow-listen` grants one run takes: a
 /// service talks to a handful of hosts; a list of thousands is a mistake,
@@ -36,6 +39,58 @@ async fn matches(endpoint: &Endpoint, addr: SocketAddr) -> bool {
 /// IP equality that treats an IPv4-mapped IPv6 address as the IPv4 one.
 fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
+}
+
+/// The hooks of `wasi:http`: outgoing requests go only where the network
+/// grants allow, checked before anything is sent.
+pub(crate) struct HttpGate {
+    grants: Arc<NetGrants>,
+}
+
+impl HttpGate {
+    pub(crate) fn new(grants: &NetGrants) -> HttpGate {
+        HttpGate { grants: Arc::new(grants.clone()) }
+    }
+}
+
+/// Whether `grants` let a request go to `host`:`port` (the request's
+/// authority): a grant for that name and port, or, for an address, an
+/// address grant.
+fn request_allowed(grants: &NetGrants, host: &str, port: u16) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    grants.connect.iter().any(|e| {
+        e.port == port
+            && match (&e.host, ip) {
+                (Host::Name(name), None) => *name == host,
+                (Host::Ip(granted), Some(ip)) => granted.to_canonical() == ip.to_canonical(),
+                _ => false,
+            }
+    })
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+)>;
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<dyn std::future::Future<Output = SendResult> + Send> {
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let host = uri.host().unwrap_or("").to_owned();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if !request_allowed(&self.grants, &host, port) {
+            tracing::debug!(%host, port, "outgoing HTTP request refused: not granted");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+    }
 }
 
 /// What the user let the guest do on the network.
@@ -138,6 +193,19 @@ mod tests {
         assert!(e.starts_with("--allow-listen \"localhost:80\": expected ADDR:PORT"), "{e}");
         let many: Vec<String> = (0..=MAX_NET_GRANTS).map(|i| format!("10.0.0.1:{}", i + 1)).collect();
         assert!(NetGrants::parse(&many, &[], false, false).unwrap_err().contains("at most 64"));
+    }
+
+    #[test]
+    fn outgoing_requests_go_only_where_granted() {
+        let grants =
+            NetGrants::parse(&["api.example.com:443".into(), "10.0.0.5:8080".into()], &[], false, false).unwrap();
+        assert!(request_allowed(&grants, "api.example.com", 443));
+        assert!(request_allowed(&grants, "API.example.com", 443));
+        assert!(!request_allowed(&grants, "api.example.com", 80));
+        assert!(!request_allowed(&grants, "evil.example.com", 443));
+        assert!(request_allowed(&grants, "10.0.0.5", 8080));
+        assert!(!request_allowed(&grants, "10.0.0.6", 8080));
+        assert!(!request_allowed(&NetGrants::default(), "api.example.com", 443));
     }
 
     #[test]
