@@ -107,14 +107,23 @@ fn a_core_dump_holds_no_content_key_and_no_code() {
     let sealed = sealrun_format::device::seal_device_key(&secret, a.machine_id.as_bytes(), &mut rng);
     fs::create_dir_all(a.key_file().parent().unwrap()).unwrap();
     fs::write(a.key_file(), sealed).unwrap();
-    let package = world.seal("canary", "1.0.0");
-    world.license("canary", &a, "canary.license", &[]);
+    // The canary as a core module and as a command component (whose code
+    // wasmtime loads as a component), both release 1.0.0 of one product.
+    let packages = [
+        world.seal_module(&sealrun_tests::sample("canary"), "com.example.canary", "1.0.0", "canary.sealed", &[]),
+        world.seal_module(&sealrun_tests::component("canary"), "com.example.canary", "1.0.0", "canary-p2.sealed", &[]),
+    ];
+    let license = world.license("canary", &a, "canary.license", &[]);
     let key = content_key(&world);
     let scratch = tempfile::tempdir().unwrap();
     // First launch: the module is compiled in this process. Second: its
     // compiled code comes from the encrypted cache.
-    for round in ["compiled now", "loaded from the cache"] {
-        let mut child = spawn_until(a.sealrun(world.path()).arg(&package).args(["--", "--spin"]), "spinning");
+    let rounds = packages.iter().flat_map(|p| ["compiled now", "loaded from the cache"].map(|r| (p, r)));
+    for (package, round) in rounds {
+        let round = format!("{}, {round}", package.display());
+        let mut run = a.sealrun(world.path());
+        run.args(["run", "--license"]).arg(&license).arg(package).args(["--", "--spin"]);
+        let mut child = spawn_until(&mut run, "spinning");
         let core = dump(child.id(), scratch.path());
         child.kill().unwrap();
         let out = child.wait_with_output().unwrap();

@@ -18,9 +18,15 @@ struct Site {
 }
 
 fn site(sample_name: &str, seats: u32, ttl_secs: u64, extra: &[&str]) -> Site {
+    site_of(&sample(sample_name), sample_name, seats, ttl_secs, extra)
+}
+
+/// [`site`] for the guest `wasm` (a module or a component) of sample
+/// `sample_name`'s product.
+fn site_of(wasm: &Path, sample_name: &str, seats: u32, ttl_secs: u64, extra: &[&str]) -> Site {
     let world = World::new();
-    let package = world.seal(sample_name, "1.0.0");
     let product = format!("com.example.{sample_name}");
+    let package = world.seal_module(wasm, &product, "1.0.0", &format!("{sample_name}.sealed"), &[]);
     let mut floatd = Floatd::new(&world.path().join("floatd"), ttl_secs);
     floatd.license_for(&world, &product, seats, extra);
     floatd.start();
@@ -273,8 +279,19 @@ fn a_short_blip_keeps_the_seat_and_never_lends_a_second() {
 
 #[test]
 fn a_long_blip_pauses_the_app_and_it_resumes_with_its_output_intact() {
+    long_blip(&sample("ticker"));
+}
+
+/// The same for the ticker built as a command component: its thread is
+/// held and let go as a module's is.
+#[test]
+fn a_long_blip_pauses_a_component_and_it_resumes_with_its_output_intact() {
+    long_blip(&sealrun_tests::component("ticker"));
+}
+
+fn long_blip(wasm: &Path) {
     let ttl = 3;
-    let mut s = site("ticker", 1, ttl, &[]);
+    let mut s = site_of(wasm, "ticker", 1, ttl, &[]);
     let a = s.world.device("a");
     let holder = Watched::spawn(s.sealrun(&a, &[]).args(["--", "40", "100"]));
     holder.wait_for("tick 2", Duration::from_secs(30));
