@@ -36,15 +36,16 @@ pub const MAX_COMPONENT_MEMORIES: usize = 16;
 pub const MAX_HOSTCALL_BYTES: usize = 16 << 20;
 
 /// The caps of a component (see [`MAX_COMPONENT_INSTANCES`]).
-pub(crate) const COMPONENT_CAPS: Caps =
+const COMPONENT_CAPS: Caps =
     Caps { instances: MAX_COMPONENT_INSTANCES, tables: MAX_COMPONENT_TABLES, memories: MAX_COMPONENT_MEMORIES };
 
 /// The WASI release the launcher's linker defines its interfaces under
 /// (wasmtime-wasi's; 0.2.x imports of every x link to it).
 const WASI_FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 
-/// What the store of a component holds.
-struct Host {
+/// What the store of a component holds (a command's, or one request's of
+/// an HTTP service).
+pub(crate) struct Host {
     ctx: WasiCtx,
     http: wasmtime_wasi_http::WasiHttpCtx,
     table: ResourceTable,
@@ -80,26 +81,11 @@ pub(crate) fn run_watched(
     // Every import is checked by type here, before anything runs.
     let pre = linker.instantiate_pre(component).map_err(|e| GuestError::start("its imports do not link", e))?;
 
-    let mut builder = runner::wasi_builder(cfg)?;
-    cfg.net.apply(&mut builder);
-    let ctx = builder.build();
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(MAX_GUEST_RESOURCES);
-    let host = Host {
-        ctx,
-        http: wasmtime_wasi_http::WasiHttpCtx::new(),
-        table,
-        limits: Limits::new(runner::max_memory_bytes(cfg), COMPONENT_CAPS),
-        gate: super::net::HttpGate::new(&cfg.net),
-    };
-    let mut store = Store::new(engine, host);
-    store.limiter(|h| &mut h.limits);
-    store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
-
+    let mut store = new_store(engine, cfg)?;
     let stops = runner::Stops::install(cfg)?;
     let command = match pre.instantiate(&mut store).and_then(|instance| Command::new(&mut store, &instance)) {
         Ok(c) => c,
-        Err(e) => return Err(runner::start_failure(e, store.data().limits.memory_refused(), cfg)),
+        Err(e) => return Err(runner::start_failure(e, store.data().memory_refused(), cfg)),
     };
     let result = runner::call_watched(watch, || command.wasi_cli_run().call_run(&mut store))?;
     drop(stops);
@@ -108,8 +94,36 @@ pub(crate) fn run_watched(
         Ok(Err(())) => Ok(1),
         Err(e) => match e.downcast_ref::<I32Exit>() {
             Some(exit) => Ok(exit.0),
-            None => Err(runner::guest_failure(e, store.data().limits.memory_refused(), cfg)),
+            None => Err(runner::guest_failure(e, store.data().memory_refused(), cfg)),
         },
+    }
+}
+
+/// A store for a component with what `cfg` grants (directories,
+/// environment, network, outgoing HTTP), its memory budget and caps, the
+/// resource table cap and the hostcall fuel.
+pub(crate) fn new_store(engine: &Engine, cfg: &GuestConfig) -> Result<Store<Host>, LaunchError> {
+    let mut builder = runner::wasi_builder(cfg)?;
+    cfg.net.apply(&mut builder);
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_GUEST_RESOURCES);
+    let host = Host {
+        ctx: builder.build(),
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        table,
+        limits: Limits::new(runner::max_memory_bytes(cfg), COMPONENT_CAPS),
+        gate: super::net::HttpGate::new(&cfg.net),
+    };
+    let mut store = Store::new(engine, host);
+    store.limiter(|h| &mut h.limits);
+    store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+    Ok(store)
+}
+
+impl Host {
+    /// Whether the memory budget refused something (see `Limits`).
+    pub(crate) fn memory_refused(&self) -> bool {
+        self.limits.memory_refused()
     }
 }
 

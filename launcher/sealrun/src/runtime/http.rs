@@ -6,21 +6,20 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::component::{COMPONENT_CAPS, MAX_HOSTCALL_BYTES};
-use super::net::HttpGate;
-use super::runner::{self, GuestConfig, Limits, MAX_GUEST_RESOURCES};
+use super::component::{self, Host};
+use super::runner::{self, GuestConfig, RunThread};
 use crate::error::{GuestError, LaunchError};
 use crate::watch::{self, Lost, Watch};
 
@@ -56,27 +55,6 @@ pub struct ServeOptions {
     pub access_log: Option<std::path::PathBuf>,
 }
 
-/// What the store of one request holds.
-struct RequestHost {
-    ctx: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-    limits: Limits,
-    gate: HttpGate,
-}
-
-impl WasiView for RequestHost {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
-    }
-}
-
-impl WasiHttpView for RequestHost {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
-    }
-}
-
 /// Why a request's instance ended without a response.
 #[derive(Debug, thiserror::Error)]
 #[error("the request ran past its time limit")]
@@ -84,7 +62,7 @@ struct OverTime;
 
 /// The service: what each request is served with.
 struct Service {
-    pre: ProxyPre<RequestHost>,
+    pre: ProxyPre<Host>,
     cfg: GuestConfig,
     opts: ServeOptions,
     /// False while the license is away (a dongle removed, the floating
@@ -138,21 +116,8 @@ fn text_response(status: u16, text: &str) -> hyper::Response<HyperOutgoingBody> 
 }
 
 impl Service {
-    fn new_store(&self, engine: &Engine) -> Result<Store<RequestHost>, LaunchError> {
-        let mut builder = runner::wasi_builder(&self.cfg)?;
-        self.cfg.net.apply(&mut builder);
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_GUEST_RESOURCES);
-        let host = RequestHost {
-            ctx: builder.build(),
-            http: WasiHttpCtx::new(),
-            table,
-            limits: Limits::new(runner::max_memory_bytes(&self.cfg), COMPONENT_CAPS),
-            gate: HttpGate::new(&self.cfg.net),
-        };
-        let mut store = Store::new(engine, host);
-        store.limiter(|h| &mut h.limits);
-        store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+    fn new_store(&self, engine: &Engine) -> Result<Store<Host>, LaunchError> {
+        let mut store = component::new_store(engine, &self.cfg)?;
         // Every tick the request yields to the others; past its limit it
         // traps, and only this request ends.
         let started = Instant::now();
@@ -219,7 +184,7 @@ impl Service {
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
             }
             .await;
-            (result, store.data().limits.memory_refused())
+            (result, store.data().memory_refused())
         });
         match tokio::time::timeout_at(deadline, receiver).await {
             Ok(Ok(Ok(response))) => response,
@@ -264,7 +229,7 @@ pub(crate) fn serve(
     opts: &ServeOptions,
     watch: Option<Box<dyn Watch>>,
 ) -> Result<i32, LaunchError> {
-    let mut linker: Linker<RequestHost> = Linker::new(engine);
+    let mut linker: Linker<Host> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| GuestError::start("WASI", e))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(|e| GuestError::start("WASI HTTP", e))?;
@@ -294,51 +259,21 @@ pub(crate) fn serve(
 }
 
 /// Ticks `engine`'s epoch every [`EPOCH_TICK`] until dropped.
-fn epoch_ticker(engine: Engine) -> StopOnDrop {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            std::thread::sleep(EPOCH_TICK);
+fn epoch_ticker(engine: Engine) -> RunThread {
+    RunThread::spawn(move |rx| {
+        while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(EPOCH_TICK) {
             engine.increment_epoch();
         }
-    });
-    StopOnDrop { stop, thread: Some(thread) }
-}
-
-/// A helper thread that ends when this is dropped.
-struct StopOnDrop {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    })
 }
 
 /// Checks `watch` while the service runs: while what it watches is away,
 /// `available` is false (requests get 503); a license that is gone for
 /// good stops the service.
-fn pause_while_away(mut watch: Box<dyn Watch>, available: Arc<AtomicBool>) -> StopOnDrop {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
+fn pause_while_away(mut watch: Box<dyn Watch>, available: Arc<AtomicBool>) -> RunThread {
+    RunThread::spawn(move |rx| {
         let mut away = false;
-        let mut waited = Duration::ZERO;
-        while !flag.load(Ordering::SeqCst) {
-            // Sleeps in short steps so that a stop is not held up.
-            let step = Duration::from_millis(50).min(watch.interval());
-            std::thread::sleep(step);
-            waited += step;
-            if waited < watch.interval() {
-                continue;
-            }
-            waited = Duration::ZERO;
+        while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(watch.interval()) {
             match watch.check() {
                 Ok(()) if away => {
                     away = false;
@@ -355,8 +290,7 @@ fn pause_while_away(mut watch: Box<dyn Watch>, available: Arc<AtomicBool>) -> St
                 Err(Lost::Away(_)) => {}
             }
         }
-    });
-    StopOnDrop { stop, thread: Some(thread) }
+    })
 }
 
 async fn accept_until_stopped(service: Arc<Service>, opts: &ServeOptions) -> Result<i32, LaunchError> {

@@ -145,7 +145,7 @@ pub(crate) struct RunThread {
 }
 
 impl RunThread {
-    fn spawn(body: impl FnOnce(std::sync::mpsc::Receiver<()>) + Send + 'static) -> RunThread {
+    pub(crate) fn spawn(body: impl FnOnce(std::sync::mpsc::Receiver<()>) + Send + 'static) -> RunThread {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         RunThread { cancel: Some(tx), thread: Some(std::thread::spawn(move || body(rx))) }
     }
