@@ -140,7 +140,9 @@ fn window_of(dev: &Device, x: &Display, launch: &mut Child, name: &str) -> Strin
             let log = fs::read_to_string(dev.root.join("home/.local/state/sealrun/launcher.log")).unwrap_or_default();
             panic!("the launcher ended ({status}) before a window named {name:?}; its log:\n{log}");
         }
-        let ids = tool_out(dev, Some(x), "xdotool", &["search", "--name", name]);
+        // Only a mapped window takes keys: GTK names a window before it
+        // shows it, and keys sent in between are lost.
+        let ids = tool_out(dev, Some(x), "xdotool", &["search", "--onlyvisible", "--name", name]);
         ids.lines().next().map(str::to_owned)
     })
 }
@@ -433,9 +435,24 @@ fn issue7_activate_from_the_missing_license_dialog() {
     let args = String::from_utf8(fs::read(format!("/proc/{pid}/cmdline")).unwrap()).unwrap();
     assert!(args.contains("--ok-label=Activate…"), "{args}");
     assert!(args.contains(&format!("choose Activate… ({})", srv.url)), "{args}");
-    // Activate… is the default button.
-    type_into(&dev, &x, &dialog, &["Return"]);
+    // Activate… is the default button. A mapped dialog may still be
+    // settling its focus on a loaded machine, so Return is sent again for
+    // as long as the dialog stays open (once it is gone, none is sent).
+    let mut presses = 0;
+    wait_for("the dialog to take Return", || {
+        let open = tool_out(&dev, Some(&x), "xdotool", &["search", "--onlyvisible", "--name", "needs a license"]);
+        if !open.lines().any(|id| id == dialog) {
+            return Some(());
+        }
+        if presses % 10 == 0 {
+            type_into(&dev, &x, &dialog, &["Return"]);
+        }
+        presses += 1;
+        None
+    });
     let ask = window_of(&dev, &x, &mut launch, "Activate ");
+    // The entry takes keys once its window has had a moment to focus it.
+    std::thread::sleep(Duration::from_millis(500));
     type_into(&dev, &x, &ask, &[&format!("text:{code}"), "Return"]);
 
     let out = launch.wait_with_output().unwrap();
