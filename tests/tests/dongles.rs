@@ -336,9 +336,20 @@ impl Live {
 
 #[test]
 fn pulled_dongle_pauses_the_app_and_plugging_it_back_resumes_it() {
-    let Some(s) = setup("detach") else { return };
+    pulled_dongle_pauses(&sealrun_tests::sample("ticker"), "detach");
+}
+
+/// The same with the ticker built as a `wasi:cli/command` component: its
+/// host calls go through the preview-2 host and are held the same way.
+#[test]
+fn pulled_dongle_pauses_a_component_and_plugging_it_back_resumes_it() {
+    pulled_dongle_pauses(&sealrun_tests::component("ticker"), "detach-c");
+}
+
+fn pulled_dongle_pauses(wasm: &Path, token: &str) {
+    let Some(s) = setup(token) else { return };
     let dongle = provision(&s.world, &s.hsm, &s.dev);
-    let package = s.world.seal("ticker", "1.0.0");
+    let package = s.world.seal_module(wasm, "com.example.ticker", "1.0.0", "ticker.sealed", &[]);
     let lic = dongle_license(&s.world, "ticker", &dongle, 1, "ticker.license");
     let cwd = s.world.path();
     let mut cmd = sealrun(&s.dev, &s.hsm, cwd);
@@ -562,9 +573,19 @@ fn cpu_secs(pid: u32) -> f64 {
 /// the dongle is back.
 #[test]
 fn a_busy_guest_is_held_while_the_dongle_is_away() {
-    let Some(s) = setup("busy") else { return };
+    busy_guest_is_held(&sealrun_tests::sample("hello"), "busy");
+}
+
+/// A busy component is held by the same epoch interruption.
+#[test]
+fn a_busy_component_is_held_while_the_dongle_is_away() {
+    busy_guest_is_held(&sealrun_tests::component("hello"), "busy-c");
+}
+
+fn busy_guest_is_held(wasm: &Path, token: &str) {
+    let Some(s) = setup(token) else { return };
     let dongle = provision(&s.world, &s.hsm, &s.dev);
-    let package = s.world.seal("hello", "1.0.0");
+    let package = s.world.seal_module(wasm, "com.example.hello", "1.0.0", "hello.sealed", &[]);
     let lic = dongle_license(&s.world, "hello", &dongle, 1, "hello.license");
     let mut cmd = sealrun(&s.dev, &s.hsm, s.world.path());
     cmd.env("SEALRUN_DONGLE_CHECK_SECS", "0.3").env("SEALRUN_DONGLE_GRACE_SECS", "60");
