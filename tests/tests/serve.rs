@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sealrun_tests::{Device, World, component, plain_wasmtime, stderr};
+use sealrun_tests::{Device, World, component, plain_wasmtime, stderr, stdout};
 
 /// The sample, sealed and licensed for device "a" of `world`.
 fn sealed_service(world: &World) -> (Device, PathBuf) {
@@ -313,4 +313,55 @@ fn outgoing_http_goes_only_to_granted_hosts() {
     let seen = |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(seen(&granted_seen), 1, "{err}");
     assert_eq!(seen(&other_seen), 0, "a request reached the ungranted upstream");
+}
+
+/// Code compiled ahead by `sealrun prepare` is what `serve` runs, both
+/// from its instance pool (the default `--max-concurrent`) and with
+/// instances allocated one by one (a `--max-concurrent` above the pooled
+/// maximum): the pool changes how instances are allocated, not the code,
+/// so no second cache entry appears and the answers are the same.
+#[test]
+fn prepared_code_serves_with_and_without_the_instance_pool() {
+    let world = World::new();
+    let (dev, package) = sealed_service(&world);
+    let out = dev.sealrun(world.path()).arg("prepare").arg(&package).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let agent = agent();
+    let mut answers = Vec::new();
+    for extra in [&[][..], &["--max-concurrent", "200"][..]] {
+        let port = free_port();
+        let mut child = dev
+            .sealrun(world.path())
+            .env("SEALRUN_LOG", "sealrun=debug")
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .arg(&package)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(port, &mut child);
+        // Requests at once, each with memory of its own.
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let agent = agent.clone();
+                std::thread::spawn(move || call(&agent, port, "GET", &format!("/alloc?mib={}", 1 + i % 4), b""))
+            })
+            .collect();
+        let mut these: Vec<_> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+        these.push(call(&agent, port, "GET", "/hello?name=pool", b""));
+        these.push(call(&agent, port, "POST", "/echo", b"pooled"));
+        // Past the memory limit (256 MiB by default) with or without a pool.
+        these.push(call(&agent, port, "GET", "/alloc?mib=300", b""));
+        let (status, err) = stop(child);
+        assert_eq!(status.code(), Some(0), "{err}");
+        assert!(err.contains("source=Cache"), "{extra:?}: not from the prepared entry: {err}");
+        answers.push(these);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(answers[0].iter().take(8).all(|a| a.0 == 200 && a.3 == "alloc ok\n"), "{:?}", answers[0]);
+    let over = answers[0].last().unwrap();
+    assert_eq!((over.0, over.3.as_str()), (500, "the service ran out of memory (its limit is 256 MiB per request)\n"));
+    let list = dev.sealrun(world.path()).args(["cache", "list"]).output().unwrap();
+    assert_eq!(stdout(&list).lines().count(), 1, "one entry for both: {}", stdout(&list));
 }

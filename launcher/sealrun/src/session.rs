@@ -72,7 +72,10 @@ pub(crate) fn run(plan: RunPlan, package: OpenedPackage, ui: &dyn Ui) -> Result<
     }
     // Held until the process ends: one of the runs the license's count allows.
     let _run_slot = dongle::RunSlot::claim(&unlocked.license, &device.secret)?;
-    let engine = runtime::engine_for(manifest.kind)?;
+    let engine = match &plan.serve {
+        Some(opts) => runtime::serve_engine(opts)?,
+        None => runtime::engine_for(manifest.kind)?,
+    };
     // A floating seat is renewed while the app decrypts and compiles, and
     // once more just before it starts.
     let keep_alive = seat.clone().map(floating::KeepAlive::start);

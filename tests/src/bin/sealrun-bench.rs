@@ -6,7 +6,8 @@
 //! 2. cold, warm and ahead-of-time launches of a small sample and, with
 //!    `--large FILE`, of a large real-world module, against `wasmtime run`
 //!    (`-C cache=n`, its default cache, `--allow-precompiled`);
-//! 3. a compute-bound guest's run time against `wasmtime run`;
+//! 3. a compute-bound guest's run time against `wasmtime run` (module and
+//!    component), and `sealrun serve` against `wasmtime serve` under wrk;
 //! 4. peak RSS against `wasmtime run`;
 //! 5. the licensing server under load from this process (licenses and
 //!    activations per second, p50/p99 latency) on SQLite and PostgreSQL.
@@ -109,6 +110,9 @@ fn main() {
     }
     if want("compute") {
         compute(&opts, &world, &dev);
+    }
+    if want("serve") {
+        serve(&opts, &world, &dev);
     }
     if want("dongle") {
         dongle(&opts, &world, &dev);
@@ -339,6 +343,24 @@ impl App {
         }
     }
 
+    /// Sample `name` built as a `wasi:cli/command` component, sealed as a
+    /// product of its own (`com.example.<name>-component`).
+    fn component(world: &World, dev: &Device, name: &str, args: &[&str]) -> App {
+        let product = format!("com.example.{name}-component");
+        let module = sealrun_tests::component(name);
+        let package = world.seal_module(&module, &product, "1.0.0", &format!("{name}-component.sealed"), &[]);
+        world.license_product(&product, dev, &format!("{name}-component.license"), &[]);
+        let aot_package = seal_aot(world, &module, &product);
+        App {
+            name: format!("{name} (component)"),
+            package,
+            aot_package,
+            module,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            dirs: vec![],
+        }
+    }
+
     fn large(world: &World, dev: &Device, module: &Path, args: &[String]) -> App {
         let package = world.seal_module(module, "com.example.large", "1.0.0", "large.sealed", &[]);
         world.license_product("com.example.large", dev, "large.license", &[]);
@@ -392,7 +414,8 @@ impl App {
     }
 
     fn precompile(&self, dev: &Device) -> PathBuf {
-        let out = dev.root.join(format!("work/{}.cwasm", self.name));
+        let file: String = self.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let out = dev.root.join(format!("work/{file}.cwasm"));
         let status = Command::new(wasmtime()).arg("compile").arg(&self.module).arg("-o").arg(&out).status();
         assert!(status.expect("wasmtime compile").success());
         out
@@ -434,10 +457,37 @@ fn time(runs: usize, mut cmd: impl FnMut() -> Command) -> Stat {
     })
 }
 
+/// Runs `cmd` and returns its exit code, stdout and stderr.
+fn outcome(cmd: &mut Command) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+    let out = cmd.stdin(Stdio::null()).output().expect("run");
+    (out.status.code(), out.stdout, out.stderr)
+}
+
+/// A sealed run and `wasmtime run` of the same guest must agree before
+/// their times mean anything: same exit code, stdout and stderr.
+fn check_same_output(app: &App, dev: &Device) {
+    let ours = outcome(&mut app.sealrun(dev, &[]));
+    let theirs = outcome(&mut app.wasmtime(dev, Wasmtime::Cache));
+    assert!(
+        ours == theirs,
+        "{}: sealrun and wasmtime run differ:\nsealrun: {:?} {}{}\nwasmtime: {:?} {}{}",
+        app.name,
+        ours.0,
+        String::from_utf8_lossy(&ours.1),
+        String::from_utf8_lossy(&ours.2),
+        theirs.0,
+        String::from_utf8_lossy(&theirs.1),
+        String::from_utf8_lossy(&theirs.2)
+    );
+}
+
 fn launches(o: &Opts, world: &World, dev: &Device) {
-    let mut apps = vec![App::sample(world, dev, "hello", &["a"])];
+    let mut apps = vec![App::sample(world, dev, "hello", &["a"]), App::component(world, dev, "hello", &["a"])];
     if let Some(large) = &o.large {
         apps.push(App::large(world, dev, large, &o.large_args));
+    }
+    for app in &apps {
+        check_same_output(app, dev);
     }
     println!("## Launch times, median (min..max): cold {} runs, warm and AOT {} runs\n", o.cold_runs, o.runs);
     println!("Cold: sealrun `--no-cache` against `wasmtime run -C cache=n` (both compile).");
@@ -464,7 +514,11 @@ fn launches(o: &Opts, world: &World, dev: &Device) {
         run_quiet(&mut app.sealrun(dev, &[]));
         run_quiet(&mut app.wasmtime(dev, Wasmtime::Cache));
         let (s_warm, w_warm) = time_pair(o.runs, || app.sealrun(dev, &[]), || app.wasmtime(dev, Wasmtime::Cache));
-        let (target, ok) = if small {
+        let component = app.name.ends_with("(component)");
+        let (target, ok) = if component {
+            // Issue 17's target for components.
+            ("<= 0.6x".to_owned(), s_warm.ratio(&w_warm) <= 0.6)
+        } else if small {
             let extra = s_warm.median.as_secs_f64() * 1e3 - w_warm.median.as_secs_f64() * 1e3;
             (format!("<= wasmtime + 5 ms ({extra:+.1} ms)"), extra <= 5.0)
         } else {
@@ -506,16 +560,175 @@ fn verdict(ok: bool) -> &'static str {
 
 fn compute(o: &Opts, world: &World, dev: &Device) {
     // About two seconds of guest work, so start-up is a small part.
-    let app = App::sample(world, dev, "compute", &["3000000", "6000"]);
-    run_quiet(&mut app.sealrun(dev, &[]));
-    run_quiet(&mut app.wasmtime(dev, Wasmtime::Cache));
+    let args = ["3000000", "6000"];
+    let apps = [App::sample(world, dev, "compute", &args), App::component(world, dev, "compute", &args)];
     let runs = o.runs.clamp(1, 11);
-    let (s, w) = time_pair(runs, || app.sealrun(dev, &[]), || app.wasmtime(dev, Wasmtime::Cache));
     println!("## Compute-bound guest (`compute 3000000 6000`), warm, median of {runs} runs\n");
-    println!("| sealrun | wasmtime run | ratio | target |");
-    println!("|---|---|---|---|");
-    let r = s.ratio(&w);
-    println!("| {} | {} | {r:.3}x | <= 1.03x {} |\n", s.ms(), w.ms(), verdict(r <= 1.03));
+    println!("| guest | sealrun | wasmtime run | ratio | target |");
+    println!("|---|---|---|---|---|");
+    for app in &apps {
+        check_same_output(app, dev);
+        let (s, w) = time_pair(runs, || app.sealrun(dev, &[]), || app.wasmtime(dev, Wasmtime::Cache));
+        let r = s.ratio(&w);
+        println!("| {} | {} | {} | {r:.3}x | <= 1.03x {} |", app.name, s.ms(), w.ms(), verdict(r <= 1.03));
+    }
+    println!();
+}
+
+/// Connections wrk keeps open: more than the two cores, fewer than
+/// `sealrun serve`'s default limit of concurrent requests (64), so neither
+/// server queues requests of its own.
+const WRK_CONNECTIONS: usize = 16;
+
+/// A server process on a loopback port, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(mut cmd: Command, port: u16) -> Server {
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(child.try_wait().expect("wait").is_none(), "{cmd:?} ended before it listened");
+            assert!(Instant::now() < deadline, "{cmd:?} did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// (status, content type, body) of one request.
+fn http_call(agent: &ureq::Agent, url: &str, post: Option<&[u8]>) -> (u16, String, Vec<u8>) {
+    let response = match post {
+        Some(body) => agent.post(url).send(body),
+        None => agent.get(url).call(),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let ctype = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    (response.status().as_u16(), ctype, response.body_mut().read_to_vec().expect("body"))
+}
+
+/// One wrk run: requests per second and the 99th percentile latency.
+struct Load {
+    per_sec: f64,
+    p99: Duration,
+}
+
+/// `wrk` from this machine (a second process) against `url` for `secs`,
+/// keep-alive, one thread and [`WRK_CONNECTIONS`] connections.
+fn wrk(url: &str, secs: u64) -> Load {
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{WRK_CONNECTIONS}"), &format!("-d{secs}s"), "--latency", url])
+        .output()
+        .expect("wrk is needed: scripts/bench installs it (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "errors under load:\n{text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {prefix:?} in wrk's output:\n{text}"))
+    };
+    let per_sec = field("Requests/sec:").parse().expect("a rate");
+    let p99 = field("99%");
+    let (number, unit) = p99.split_at(p99.find(|c: char| c.is_ascii_alphabetic()).expect("a unit"));
+    let number: f64 = number.parse().expect("a latency");
+    let scale = match unit {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        other => panic!("unknown latency unit {other:?}"),
+    };
+    Load { per_sec, p99: Duration::from_secs_f64(number * scale) }
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `sealrun serve` against `wasmtime serve` on the same HTTP component:
+/// the answers must be equal, then wrk drives each in turn.
+fn serve(o: &Opts, world: &World, dev: &Device) {
+    let product = "com.example.web";
+    let wasm = sealrun_tests::component("http_service");
+    let package = world.seal_module(&wasm, product, "1.0.0", "web.sealed", &[]);
+    let license = world.license_product(product, dev, "web.license", &[]);
+    let ours = {
+        let port = free_port();
+        let mut c = dev.sealrun(&dev.root.join("work"));
+        c.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--license"]).arg(&license).arg(&package);
+        Server::start(c, port)
+    };
+    let theirs = {
+        let port = free_port();
+        let mut c = Command::new(wasmtime());
+        c.env_clear().envs(dev.env()).current_dir(dev.root.join("work"));
+        // `-S cli` links wasi:cli, which the component imports (std uses
+        // its environment and stdio); sealrun serve links it always.
+        c.args(["serve", "-S", "cli", "--addr", &format!("127.0.0.1:{port}")]).arg(&wasm);
+        Server::start(c, port)
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let cases: [(&str, Option<&[u8]>); 5] = [
+        ("/hello", None),
+        ("/hello?name=bench", None),
+        ("/echo", Some(b"some body \xc3\xbcber alles".as_slice())),
+        ("/alloc?mib=4", None),
+        ("/nowhere", None),
+    ];
+    for (path, body) in cases {
+        let (a, b) = (http_call(&agent, &ours.url(path), body), http_call(&agent, &theirs.url(path), body));
+        assert_eq!(a, b, "{path}: sealrun serve and wasmtime serve answer differently");
+    }
+    let secs = o.load_secs.clamp(2, 60);
+    let rounds = 3;
+    // Warm both up (first requests, thread pools, connection setup).
+    wrk(&ours.url("/hello"), 2);
+    wrk(&theirs.url("/hello"), 2);
+    let (mut ours_rounds, mut theirs_rounds) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ours_rounds.push(wrk(&ours.url("/hello"), secs));
+        theirs_rounds.push(wrk(&theirs.url("/hello"), secs));
+    }
+    let rate = |v: &[Load]| median_f64(v.iter().map(|l| l.per_sec).collect());
+    let p99 = |v: &[Load]| median_f64(v.iter().map(|l| l.p99.as_secs_f64() * 1e3).collect());
+    let (r_ours, r_theirs) = (rate(&ours_rounds), rate(&theirs_rounds));
+    let (p_ours, p_theirs) = (p99(&ours_rounds), p99(&theirs_rounds));
+    println!(
+        "## `sealrun serve` against `wasmtime serve` (`GET /hello`, wrk -t1 -c{WRK_CONNECTIONS}, \
+         keep-alive), median of {rounds} alternating {secs} s rounds\n"
+    );
+    println!("The {} test requests got equal answers (status, content type, body) from both.\n", cases.len());
+    println!("| figure | sealrun serve | wasmtime serve | ratio | target |");
+    println!("|---|---|---|---|---|");
+    let rr = r_ours / r_theirs;
+    println!("| requests/s | {r_ours:.0} | {r_theirs:.0} | {rr:.3}x | >= 0.95x {} |", verdict(rr >= 0.95));
+    let pr = p_ours / p_theirs;
+    println!("| p99 latency | {p_ours:.2} ms | {p_theirs:.2} ms | {pr:.3}x | <= 1.1x {} |", verdict(pr <= 1.1));
+    let all = |v: &[Load]| v.iter().map(|l| format!("{:.0}", l.per_sec)).collect::<Vec<_>>().join(", ");
+    let tails =
+        |v: &[Load]| v.iter().map(|l| format!("{:.2}", l.p99.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ");
+    println!("\nEach round, requests/s: sealrun {}; wasmtime {}", all(&ours_rounds), all(&theirs_rounds));
+    println!("Each round, p99 ms: sealrun {}; wasmtime {}\n", tails(&ours_rounds), tails(&theirs_rounds));
 }
 
 /// A dongle run against a device run of the same package: the dongle adds

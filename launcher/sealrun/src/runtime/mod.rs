@@ -52,6 +52,24 @@ pub(crate) fn engine_for(kind: AppKind) -> Result<wasmtime::Engine, LaunchError>
     sealrun_engine::host_engine_for(kind).map_err(|e| GuestError::start("", e))
 }
 
+/// The engine `sealrun serve` runs an HTTP service with: [`engine_for`]'s
+/// configuration (so the same compiled code and cache entries) with
+/// instances taken from a pool sized for `opts` (see
+/// `http::pooled_allocation`), or allocated one by one when no pool fits.
+pub(crate) fn serve_engine(opts: &http::ServeOptions) -> Result<wasmtime::Engine, LaunchError> {
+    if let Some(pool) = http::pooled_allocation(opts.max_concurrent) {
+        let mut config = sealrun_engine::config_for(AppKind::ComponentHttpProxy);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        match wasmtime::Engine::new(&config) {
+            Ok(engine) => return Ok(engine),
+            // The pool reserves terabytes of address space up front; under
+            // a `ulimit -v` that fails, and one-by-one allocation works.
+            Err(e) => tracing::debug!("no instance pool ({e:#}); allocating instances one by one"),
+        }
+    }
+    engine_for(AppKind::ComponentHttpProxy)
+}
+
 /// Loads the guest in `package` with `engine` (see [`load::load_code`]).
 pub(crate) fn load(
     package: &OpenedPackage,
@@ -112,5 +130,24 @@ pub(crate) fn serve(
         Guest::Module(_) | Guest::Command(_) => Err(GuestError::cannot_start(
             "it is a command, not an HTTP service (a wasi:http/proxy component); run it with `sealrun run`",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pooled or not, the engine compiles the same code: cache entries and
+    /// vendor-precompiled code are shared. The pool itself can be made here
+    /// (no silent fallback in this test).
+    #[test]
+    fn a_pooled_engine_has_the_fingerprint_of_the_plain_one() {
+        let mut config = sealrun_engine::config_for(AppKind::ComponentHttpProxy);
+        let pool = http::pooled_allocation(http::DEFAULT_MAX_CONCURRENT).expect("the default is pooled");
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let pooled = wasmtime::Engine::new(&config).expect("a pool for the default --max-concurrent");
+        let plain = engine_for(AppKind::ComponentHttpProxy).unwrap();
+        let fp = sealrun_engine::runtime_fingerprint;
+        assert_eq!(fp(&pooled), fp(&plain));
     }
 }
