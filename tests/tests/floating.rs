@@ -729,24 +729,34 @@ fn after_its_lease_lapsed_a_client_gets_its_own_seat_back() {
     let (code, holder) = holder.finish();
     assert_eq!(code, Some(0), "{}", holder.text());
     assert_eq!(holder.stdout(), ticks(60));
-    // The release line is written as floatd answers it; the client may have
-    // exited a moment before the line reached the log.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut log = s.floatd.usage_log();
-    while !log.iter().any(|l| l["event"] == "release") && std::time::Instant::now() < deadline {
+    // The seat comes back by the client's release at exit or, when that
+    // release did not get an answer in time (it waits about a heartbeat, and
+    // the full suite loads both cores), by the lease lapsing. The line is
+    // written as floatd acts; the client may have exited before it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(ttl + 10);
+    let events = || -> Vec<(String, String)> {
+        s.floatd
+            .usage_log()
+            .iter()
+            .filter(|l| ["checkout", "expiry", "release"].contains(&l["event"].as_str().unwrap()))
+            .map(|l| (l["event"].as_str().unwrap().to_owned(), l["device"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let mut seen = events();
+    while seen.len() < 4 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
-        log = s.floatd.usage_log();
+        seen = events();
     }
-    let events: Vec<(&str, &str)> = log
-        .iter()
-        .filter(|l| ["checkout", "expiry", "release"].contains(&l["event"].as_str().unwrap()))
-        .map(|l| (l["event"].as_str().unwrap(), l["device"].as_str().unwrap()))
-        .collect();
     let code_a = a.code();
+    let seen: Vec<(&str, &str)> = seen.iter().map(|(e, d)| (e.as_str(), d.as_str())).collect();
     assert_eq!(
-        events,
-        [("checkout", code_a.as_str()), ("expiry", &code_a), ("checkout", &code_a), ("release", &code_a)],
+        seen[..3],
+        [("checkout", code_a.as_str()), ("expiry", &code_a), ("checkout", &code_a)],
         "the lapsed lease, then the same device's new one"
+    );
+    assert!(
+        seen[3..] == [("release", code_a.as_str())] || seen[3..] == [("expiry", code_a.as_str())],
+        "the new lease released or lapsed, nothing else: {seen:?}"
     );
 }
 

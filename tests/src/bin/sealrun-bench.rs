@@ -361,6 +361,38 @@ impl App {
         }
     }
 
+    /// The large module made a `wasi:cli/command` component with
+    /// wasmtime's preview-1 adapter (what `wasm-tools component new
+    /// --adapt` does), so a large component is measured too.
+    fn large_component(world: &World, dev: &Device, module: &Path, args: &[String]) -> App {
+        let bytes = std::fs::read(module).expect("the large module");
+        let component = wit_component::ComponentEncoder::default()
+            .module(&bytes)
+            .and_then(|e| {
+                e.adapter(
+                    "wasi_snapshot_preview1",
+                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+                )
+            })
+            .and_then(|e| e.validate(true).encode())
+            .expect("the large module as a component");
+        let path = world.path().join("large.component.wasm");
+        std::fs::write(&path, component).expect("write the component");
+        let product = "com.example.large-component";
+        let package = world.seal_module(&path, product, "1.0.0", "large-component.sealed", &[]);
+        world.license_product(product, dev, "large-component.license", &[]);
+        let name = module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let aot_package = seal_aot(world, &path, product);
+        App {
+            name: format!("{name} (component)"),
+            package,
+            aot_package,
+            module: path,
+            args: args.to_vec(),
+            dirs: vec![],
+        }
+    }
+
     fn large(world: &World, dev: &Device, module: &Path, args: &[String]) -> App {
         let package = world.seal_module(module, "com.example.large", "1.0.0", "large.sealed", &[]);
         world.license_product("com.example.large", dev, "large.license", &[]);
@@ -485,6 +517,7 @@ fn launches(o: &Opts, world: &World, dev: &Device) {
     let mut apps = vec![App::sample(world, dev, "hello", &["a"]), App::component(world, dev, "hello", &["a"])];
     if let Some(large) = &o.large {
         apps.push(App::large(world, dev, large, &o.large_args));
+        apps.push(App::large_component(world, dev, large, &o.large_args));
     }
     for app in &apps {
         check_same_output(app, dev);
@@ -515,12 +548,14 @@ fn launches(o: &Opts, world: &World, dev: &Device) {
         run_quiet(&mut app.wasmtime(dev, Wasmtime::Cache));
         let (s_warm, w_warm) = time_pair(o.runs, || app.sealrun(dev, &[]), || app.wasmtime(dev, Wasmtime::Cache));
         let component = app.name.ends_with("(component)");
-        let (target, ok) = if component {
-            // Issue 17's target for components.
-            ("<= 0.6x".to_owned(), s_warm.ratio(&w_warm) <= 0.6)
-        } else if small {
+        // A small guest's warm launch is mostly process start: its target
+        // is an absolute margin; a large one shows how the cache scales
+        // (0.5x for modules; 0.6x for components, issue 17).
+        let (target, ok) = if small {
             let extra = s_warm.median.as_secs_f64() * 1e3 - w_warm.median.as_secs_f64() * 1e3;
             (format!("<= wasmtime + 5 ms ({extra:+.1} ms)"), extra <= 5.0)
+        } else if component {
+            ("<= 0.6x".to_owned(), s_warm.ratio(&w_warm) <= 0.6)
         } else {
             ("<= 0.5x".to_owned(), s_warm.ratio(&w_warm) <= 0.5)
         };

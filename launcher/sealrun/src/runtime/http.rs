@@ -76,7 +76,8 @@ const POOLED_TABLE_ELEMENTS: usize = 100_000;
 /// (see [`MAX_POOLED_CONCURRENT`]). A pool reuses memory slots (wasmtime
 /// clears a slot before it is used again) instead of mapping and
 /// unmapping gigabytes of address space per request: in the benchmark
-/// (docs/performance.md) the pool served 1.6x the requests per second.
+/// (docs/performance.md) sealrun serve went from 0.95x to 1.31x the
+/// requests per second of `wasmtime serve` (itself pooled) with the pool.
 pub(crate) fn pooled_allocation(max_concurrent: usize) -> Option<wasmtime::PoolingAllocationConfig> {
     use super::component::{MAX_COMPONENT_INSTANCES, MAX_COMPONENT_MEMORIES, MAX_COMPONENT_TABLES};
     if max_concurrent == 0 || max_concurrent > MAX_POOLED_CONCURRENT {
