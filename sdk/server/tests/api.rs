@@ -888,13 +888,36 @@ both_backends!(entries_are_stamped_under_the_head_lock, |env: Env| async move {
             .await
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // The issue must be waiting for the head before the invoice asks for
+    // it: on PostgreSQL that is seen in pg_stat_activity (a fixed 700 ms
+    // was too short once on a loaded 2-core machine, and the invoice got
+    // the head first); SQLite's writers queue on one lock in order.
+    let db = &env.state.svc.db;
+    let waiting_on_locks = || async {
+        let sql =
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
+        let row = sqlx::query(sql).fetch_one(db.pool()).await.unwrap();
+        sqlx::Row::get::<i64, _>(&row, 0)
+    };
+    let wait_for_waiters = |n: i64| async move {
+        if db.backend() != sealrun_server::db::Backend::Postgres {
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while waiting_on_locks().await < n {
+            assert!(std::time::Instant::now() < deadline, "nothing waited for the head");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    wait_for_waiters(1).await;
     let period = sealrun_server::billing::period_of(sealrun_server::now());
     let invoice = {
         let (app, token) = (env.app.clone(), acme.token.clone());
         tokio::spawn(async move { call(&app, "GET", &format!("/v1/invoices/{period}"), Some(&token), None).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    wait_for_waiters(2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert!(!issue.is_finished() && !invoice.is_finished(), "both wait for the head");
     let released = sealrun_server::now() as u64;
     tx.commit().await.unwrap();

@@ -59,8 +59,9 @@ pub struct ServeOptions {
 /// serves from an instance pool. The pool holds, for twice that many
 /// requests (a request past its limit may still be dropping its instance
 /// while the next one starts), everything a component may use under the
-/// caps of `component::COMPONENT_CAPS`, so a request never waits for or
-/// misses a slot. Each memory slot reserves about 4 GiB of address space:
+/// caps of `component::COMPONENT_CAPS`, so requests within the limit find
+/// a slot (one that found the pool full would get 500, as for any failed
+/// instantiation). Each memory slot reserves about 4 GiB of address space:
 /// 64 requests take 2 x 64 x 16 slots, 8 TiB of the 128 TiB a Linux
 /// process has. Above this, instances are allocated one by one, as for
 /// commands.
