@@ -307,7 +307,7 @@ pub(crate) fn serve(
             .instantiate_async(&mut store)
             .await
             .map(drop)
-            .map_err(|e| LaunchError::from(GuestError::start("cannot make an instance of it", e)))
+            .map_err(|e| GuestError::start("cannot make an instance of it", e))
     };
     runtime.block_on(probe)?;
     let ticker = epoch_ticker(engine.clone());
