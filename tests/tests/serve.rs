@@ -38,9 +38,14 @@ fn wait_for(port: u16, child: &mut Child) {
 
 /// `sealrun serve` of `package` on a free port, with extra flags.
 fn start_sealed(world: &World, dev: &Device, package: &Path, extra: &[&str]) -> (Child, u16) {
+    start_serving(dev.sealrun(world.path()), package, extra)
+}
+
+/// `sealrun serve` of `package` on a free port through `sealrun` (a
+/// device's command, with its environment).
+fn start_serving(mut sealrun: Command, package: &Path, extra: &[&str]) -> (Child, u16) {
     let port = free_port();
-    let mut child = dev
-        .sealrun(world.path())
+    let mut child = sealrun
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .arg(package)
@@ -329,18 +334,9 @@ fn prepared_code_serves_with_and_without_the_instance_pool() {
     let agent = agent();
     let mut answers = Vec::new();
     for extra in [&[][..], &["--max-concurrent", "200"][..]] {
-        let port = free_port();
-        let mut child = dev
-            .sealrun(world.path())
-            .env("SEALRUN_LOG", "sealrun=debug")
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .arg(&package)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_for(port, &mut child);
+        let mut sealrun = dev.sealrun(world.path());
+        sealrun.env("SEALRUN_LOG", "sealrun=debug");
+        let (child, port) = start_serving(sealrun, &package, extra);
         // Requests at once, each with memory of its own.
         let calls: Vec<_> = (0..8)
             .map(|i| {
