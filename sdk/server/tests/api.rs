@@ -872,9 +872,18 @@ both_backends!(entries_are_stamped_under_the_head_lock, |env: Env| async move {
     let acme = vendor(&env, "acme").await;
     product_with_package(&env, &acme, "com.acme.tool", "1.0.0").await;
     let id = env.state.svc.vendor_id("acme").await.unwrap();
-    // Another writer holds the vendor's head, as a long append would.
+    // Another writer holds the vendor's head, as a long append would. On
+    // PostgreSQL it locks the row without writing a new version of it:
+    // waiters behind a row that was updated each re-read the new version
+    // when the holder commits and race for it (the issue lost that race in
+    // one CI run), while waiters behind a row that is only locked queue in
+    // order, which is what the test needs to know who goes first.
     let mut tx = env.state.svc.db.write().await.unwrap();
-    sqlx::query("UPDATE ledger_heads SET seq = seq WHERE vendor_id = $1").bind(id).execute(tx.conn()).await.unwrap();
+    let hold = match env.state.svc.db.backend() {
+        sealrun_server::db::Backend::Postgres => "SELECT seq FROM ledger_heads WHERE vendor_id = $1 FOR UPDATE",
+        _ => "UPDATE ledger_heads SET seq = seq WHERE vendor_id = $1",
+    };
+    sqlx::query(hold).bind(id).execute(tx.conn()).await.unwrap();
     let issue = {
         let (app, token) = (env.app.clone(), acme.token.clone());
         tokio::spawn(async move {
