@@ -59,6 +59,46 @@ fn user_facing_output() {
     check(&world, "sealsdk_keygen_again", &world.sealsdk(&["keygen"]));
     check(&world, "sealsdk_inspect_package", &world.sealsdk(&["inspect", package.to_str().unwrap()]));
     check(&world, "sealsdk_inspect_license", &world.sealsdk(&["inspect", lic.to_str().unwrap()]));
+    // License terms of format version 2 (issue 18), and a meter mistyped.
+    let terms = [
+        "--feature",
+        "pro",
+        "--feature",
+        "seats-per-project=25",
+        "--feature-expires",
+        "beta=2099-03-01",
+        "--meter",
+        "exports=1000",
+        "--meter",
+        "runs=500/month",
+    ];
+    let v2 = world.license("hello", &a, "v2.license", &terms);
+    check(&world, "sealsdk_inspect_license_v2", &world.sealsdk(&["inspect", v2.to_str().unwrap()]));
+    let json = world.sealsdk(&["inspect", "--json", v2.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("inspect --json");
+    assert_eq!(json["format_version"], 2);
+    assert_eq!(json["features"], serde_json::json!(["beta", "pro", "seats-per-project"]));
+    assert_eq!(json["feature_terms"][2]["value"], "25");
+    assert_eq!(json["feature_terms"][0]["expires"], "2099-03-02T00:00:00Z");
+    assert_eq!(json["meters"][1], serde_json::json!({"name": "runs", "limit": 500, "period": "month"}));
+    check(
+        &world,
+        "sealsdk_issue_bad_meter",
+        &world.sealsdk(&[
+            "license",
+            "issue",
+            "--product",
+            "com.example.hello",
+            "--device",
+            &a.code(),
+            "--licensee",
+            "X",
+            "--meter",
+            "runs=500/week",
+            "-o",
+            "x.license",
+        ]),
+    );
     check(
         &world,
         "sealsdk_verify_ok",

@@ -65,6 +65,7 @@ fn fixture() -> &'static Fixture {
             not_before: 1,
             expires: None,
             features: vec![],
+            meters: vec![],
             binding: Binding::Floating { holder: Holder::Device(host_code), seats: SEATS, unit: SeatUnit::Computer },
         };
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);

@@ -43,6 +43,7 @@ async fn fixture(seats: u32) -> Fixture {
         not_before: 1,
         expires: None,
         features: vec![],
+        meters: vec![],
         binding: Binding::Floating { holder: Holder::Device(code), seats, unit: SeatUnit::Computer },
     };
     let bytes = issue(terms, &[(Release::new(1, 0, 0), &content)], &LicenseSigner::Vendor(&vendor), &mut rng).unwrap();

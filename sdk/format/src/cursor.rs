@@ -104,6 +104,23 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Like [`Cursor::magic_and_version`] for a format with several readable
+    /// versions; returns the one found.
+    pub(crate) fn magic_and_versions(
+        &mut self,
+        magic: &[u8; 8],
+        versions: core::ops::RangeInclusive<u16>,
+    ) -> Result<u16> {
+        if self.remaining() < 8 || self.array::<8>()? != *magic {
+            return Err(Error::NotSealrun(self.artifact));
+        }
+        let found = self.u16()?;
+        if !versions.contains(&found) {
+            return Err(Error::UnsupportedVersion { artifact: self.artifact, found, supported: *versions.end() });
+        }
+        Ok(found)
+    }
+
     /// Fails unless the whole input has been consumed.
     pub(crate) fn finish(self) -> Result<()> {
         match self.remaining() {

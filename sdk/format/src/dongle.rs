@@ -373,6 +373,7 @@ mod tests {
             not_before: 10,
             expires: None,
             features: vec![],
+            meters: vec![],
             binding: Binding::Dongle { dongle, count: 2 },
         }
     }

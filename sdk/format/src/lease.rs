@@ -448,6 +448,7 @@ mod tests {
             not_before: 10,
             expires: None,
             features: vec![],
+            meters: vec![],
             binding,
         }
     }

@@ -1,8 +1,11 @@
-//! The license format (`*.license`), version 1.
+//! The license format (`*.license`), versions 1 and 2.
 //!
 //! ```text
 //! magic "SEALLIC\x1a" | version u16 | body length u32 | body | signature (64)
 //! ```
+//! Version 2 adds to each feature an optional value and expiry, and a list
+//! of meters; a license that uses neither is still written as version 1, so
+//! that launchers from before version 2 keep reading it.
 //! The body holds the terms, the content keys wrapped to exactly one holder,
 //! and the issuer: the vendor key itself, or an issuing key with a
 //! certificate signed by the vendor key. The signature (by the vendor or the
@@ -25,8 +28,10 @@ use crate::{Artifact, Error, Release, Result, UnixTime};
 
 /// Magic bytes at the start of every license.
 pub const LICENSE_MAGIC: [u8; 8] = *b"SEALLIC\x1a";
-/// The license format version this build reads and writes.
-pub const LICENSE_VERSION: u16 = 1;
+/// The newest license format version this build reads and writes.
+pub const LICENSE_VERSION: u16 = 2;
+/// The first version: features are bare names and there are no meters.
+pub const LICENSE_VERSION_1: u16 = 1;
 
 const A: Artifact = Artifact::License;
 
@@ -139,16 +144,147 @@ pub struct Terms {
     pub not_before: UnixTime,
     /// Not valid from this instant on; `None` never expires.
     pub expires: Option<UnixTime>,
-    /// Enabled features, sorted and unique.
-    pub features: Vec<String>,
+    /// Enabled features, sorted by name, names unique.
+    pub features: Vec<Feature>,
+    /// Usage meters, sorted by name, names unique.
+    pub meters: Vec<Meter>,
     /// Who may use it.
     pub binding: Binding,
+}
+
+/// A feature the license enables, with an optional value the app reads
+/// (e.g. `seats-per-project=25`) and an optional expiry of its own: the
+/// feature is gone from that instant on while the license goes on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Feature {
+    /// The name (feature rules: lowercase letters, digits, `-_.`).
+    pub name: String,
+    /// The value, free text.
+    pub value: Option<String>,
+    /// Not enabled from this instant on; `None` lasts as long as the license.
+    pub expires: Option<UnixTime>,
+}
+
+impl Feature {
+    /// A feature with a name only, as version 1 licenses carry.
+    pub fn named(name: impl Into<String>) -> Feature {
+        Feature { name: name.into(), value: None, expires: None }
+    }
+
+    /// `NAME` or `NAME=VALUE`, the spelling [`Feature::from_str`] reads
+    /// (the expiry is not part of it).
+    ///
+    /// [`Feature::from_str`]: core::str::FromStr::from_str
+    pub fn spec(&self) -> String {
+        match &self.value {
+            Some(v) => format!("{}={v}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Whether the feature is enabled at `now` (the license itself being
+    /// valid is checked separately).
+    pub fn enabled_at(&self, now: UnixTime) -> bool {
+        self.expires.is_none_or(|e| now < e)
+    }
+
+    fn is_plain(&self) -> bool {
+        self.value.is_none() && self.expires.is_none()
+    }
+}
+
+/// A usage meter: how many units of something (exports, runs) the license
+/// allows, over its life or per calendar month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterPeriod {
+    /// The limit is for the whole life of the license.
+    Life,
+    /// The limit starts again at 00:00 UTC on the first of each month.
+    Month,
+}
+
+impl MeterPeriod {
+    fn code(self) -> u8 {
+        match self {
+            MeterPeriod::Life => 1,
+            MeterPeriod::Month => 2,
+        }
+    }
+
+    /// "life" or "month", for messages and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeterPeriod::Life => "life",
+            MeterPeriod::Month => "month",
+        }
+    }
+}
+
+/// `NAME` or `NAME=VALUE`, as `sealsdk license issue --feature` and the
+/// server's API take it. The expiry is given apart (`--feature-expires`).
+impl core::str::FromStr for Feature {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Feature> {
+        let (name, value) = match s.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (s, None),
+        };
+        if let Some(problem) = feature_problem(name) {
+            return Err(Error::InvalidInput { field: "feature name", problem });
+        }
+        if let Some(problem) = value.and_then(|v| free_text_problem(v, MAX_FEATURE_VALUE_LEN)) {
+            return Err(Error::InvalidInput { field: "feature value", problem });
+        }
+        Ok(Feature { name: name.to_owned(), value: value.map(str::to_owned), expires: None })
+    }
+}
+
+/// A meter the license carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meter {
+    /// The name (feature rules).
+    pub name: String,
+    /// How many units may be consumed per period, 1 to [`MAX_METER_LIMIT`].
+    pub limit: u64,
+    /// What the limit is for.
+    pub period: MeterPeriod,
 }
 
 impl Terms {
     /// The license id as hex.
     pub fn license_id_hex(&self) -> String {
         self.license_id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The feature named `name`, if the license has it, whether or not it
+    /// has expired.
+    pub fn feature(&self, name: &str) -> Option<&Feature> {
+        self.features.iter().find(|f| f.name == name)
+    }
+
+    /// Whether the license enables feature `name` at `now`.
+    pub fn has_feature(&self, name: &str, now: UnixTime) -> bool {
+        self.feature(name).is_some_and(|f| f.enabled_at(now))
+    }
+
+    /// The meter named `name`, if the license has it.
+    pub fn meter(&self, name: &str) -> Option<&Meter> {
+        self.meters.iter().find(|m| m.name == name)
+    }
+
+    /// The feature names, in order.
+    pub fn feature_names(&self) -> Vec<&str> {
+        self.features.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// The oldest format version that can carry these terms.
+    pub fn format_version(&self) -> u16 {
+        if self.meters.is_empty() && self.features.iter().all(Feature::is_plain) {
+            LICENSE_VERSION_1
+        } else {
+            LICENSE_VERSION
+        }
     }
 
     fn problem(&self) -> Option<(&'static str, &'static str)> {
@@ -167,11 +303,31 @@ impl Terms {
         if self.features.len() > MAX_FEATURES {
             return Some(("features", "are more than allowed"));
         }
-        if let Some(p) = self.features.iter().find_map(|f| feature_problem(f)) {
+        if let Some(p) = self.features.iter().find_map(|f| feature_problem(&f.name)) {
             return Some(("feature", p));
         }
-        if !self.features.windows(2).all(|w| w[0] < w[1]) {
+        if !self.features.windows(2).all(|w| w[0].name < w[1].name) {
             return Some(("features", "are not sorted and unique"));
+        }
+        for f in &self.features {
+            if let Some(p) = f.value.as_deref().and_then(|v| free_text_problem(v, MAX_FEATURE_VALUE_LEN)) {
+                return Some(("feature value", p));
+            }
+            if f.expires.is_some_and(|e| e <= self.not_before) {
+                return Some(("feature expiry", "is not after the start of validity"));
+            }
+        }
+        if self.meters.len() > MAX_METERS {
+            return Some(("meters", "are more than allowed"));
+        }
+        if let Some(p) = self.meters.iter().find_map(|m| feature_problem(&m.name)) {
+            return Some(("meter", p));
+        }
+        if !self.meters.windows(2).all(|w| w[0].name < w[1].name) {
+            return Some(("meters", "are not sorted and unique"));
+        }
+        if self.meters.iter().any(|m| !(1..=MAX_METER_LIMIT).contains(&m.limit)) {
+            return Some(("meter limit", "is not between 1 and the most allowed"));
         }
         if let Binding::Dongle { count, .. } = self.binding
             && !(1..=MAX_DONGLE_COUNT).contains(&count)
@@ -230,7 +386,7 @@ impl License {
     /// Parses a license strictly. No signature is checked yet.
     pub fn parse(input: &[u8]) -> Result<License> {
         let mut c = Cursor::new(input, A);
-        c.magic_and_version(&LICENSE_MAGIC, LICENSE_VERSION)?;
+        let version = c.magic_and_versions(&LICENSE_MAGIC, LICENSE_VERSION_1..=LICENSE_VERSION)?;
         let len = c.u32()?;
         if len > MAX_LICENSE_BODY_LEN {
             return Err(c.malformed("body length", "is larger than allowed"));
@@ -239,7 +395,7 @@ impl License {
         let signed_len = c.position();
         let signature = c.array::<SIGNATURE_LEN>()?;
         c.finish()?;
-        let (terms, keys, issuer) = decode_body(body).map_err(|e| match e {
+        let (terms, keys, issuer) = decode_body(body, version).map_err(|e| match e {
             Error::Truncated { .. } | Error::TrailingData { .. } => {
                 Error::Malformed { artifact: A, field: "body", problem: "does not match its declared length" }
             }
@@ -339,7 +495,7 @@ fn put_release(v: &mut Vec<u8>, r: Release) {
     v.extend_from_slice(&r.to_bytes());
 }
 
-fn encode_body(terms: &Terms, keys: &[WrappedKey], issuer: &Issuer) -> Vec<u8> {
+fn encode_body(terms: &Terms, keys: &[WrappedKey], issuer: &Issuer, version: u16) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(&terms.license_id);
     b.extend_from_slice(&terms.vendor_key.0);
@@ -358,7 +514,25 @@ fn encode_body(terms: &Terms, keys: &[WrappedKey], issuer: &Issuer) -> Vec<u8> {
     }
     b.put_u8(terms.features.len() as u8);
     for f in &terms.features {
-        b.put_str8(f);
+        b.put_str8(&f.name);
+        if version >= 2 {
+            // One spelling for each feature: a flag bit per optional part.
+            b.put_u8(u8::from(f.value.is_some()) | u8::from(f.expires.is_some()) << 1);
+            if let Some(v) = &f.value {
+                b.put_str8(v);
+            }
+            if let Some(e) = f.expires {
+                b.put_u64(e);
+            }
+        }
+    }
+    if version >= 2 {
+        b.put_u8(terms.meters.len() as u8);
+        for m in &terms.meters {
+            b.put_str8(&m.name);
+            b.put_u64(m.limit);
+            b.put_u8(m.period.code());
+        }
     }
     match terms.binding {
         Binding::Device(d) => {
@@ -406,7 +580,7 @@ fn encode_body(terms: &Terms, keys: &[WrappedKey], issuer: &Issuer) -> Vec<u8> {
     b
 }
 
-fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
+fn decode_body(body: &[u8], version: u16) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
     let mut c = Cursor::new(body, A);
     let license_id = c.array()?;
     let vendor_key = VendorPublicKey(c.array()?);
@@ -423,7 +597,37 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
     }
     let mut features = Vec::with_capacity(nf);
     for _ in 0..nf {
-        features.push(c.str8("feature", MAX_FEATURE_LEN)?.to_owned());
+        let mut f = Feature::named(c.str8("feature", MAX_FEATURE_LEN)?);
+        if version >= 2 {
+            let parts = c.u8()?;
+            if parts & !0b11 != 0 {
+                return Err(c.malformed("feature", "has unknown flag bits"));
+            }
+            if parts & 1 != 0 {
+                f.value = Some(c.str8("feature value", MAX_FEATURE_VALUE_LEN)?.to_owned());
+            }
+            if parts & 2 != 0 {
+                f.expires = Some(c.u64()?);
+            }
+        }
+        features.push(f);
+    }
+    let mut meters = Vec::new();
+    if version >= 2 {
+        let nm = c.u8()? as usize;
+        if nm > MAX_METERS {
+            return Err(c.malformed("meters", "are more than allowed"));
+        }
+        for _ in 0..nm {
+            let name = c.str8("meter", MAX_FEATURE_LEN)?.to_owned();
+            let limit = c.u64()?;
+            let period = match c.u8()? {
+                1 => MeterPeriod::Life,
+                2 => MeterPeriod::Month,
+                _ => return Err(c.malformed("meter period", "is neither life nor month")),
+            };
+            meters.push(Meter { name, limit, period });
+        }
     }
     let binding = match c.u8()? {
         1 => Binding::Device(DeviceCode { machine_tag: c.array::<MACHINE_TAG_LEN>()?, public_key: c.array()? }),
@@ -470,10 +674,16 @@ fn decode_body(body: &[u8]) -> Result<(Terms, Vec<WrappedKey>, Issuer)> {
         not_before,
         expires,
         features,
+        meters,
         binding,
     };
     if let Some((field, problem)) = terms.problem() {
         return Err(Error::Malformed { artifact: A, field, problem });
+    }
+    // One spelling per license: what version 1 can carry is written as
+    // version 1.
+    if version != terms.format_version() {
+        return Err(Error::Malformed { artifact: A, field: "version", problem: "is 2 for terms version 1 can carry" });
     }
     if let Some(problem) = keys_problem(&terms, &keys) {
         return Err(Error::Malformed { artifact: A, field: "key list", problem });
@@ -489,6 +699,47 @@ fn keys_problem(terms: &Terms, keys: &[WrappedKey]) -> Option<&'static str> {
         return Some("has a key for a release outside the licensed range");
     }
     None
+}
+
+/// `NAME=LIMIT` (for the license's life) or `NAME=LIMIT/month` (per
+/// calendar month, UTC), as `sealsdk license issue --meter` and the
+/// server's API take it; `NAME=LIMIT/life` is accepted too.
+impl core::str::FromStr for Meter {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Meter> {
+        const SHAPE: Error = Error::InvalidInput {
+            field: "meter",
+            problem: "must be NAME=LIMIT or NAME=LIMIT/month, e.g. exports=1000",
+        };
+        let (name, rest) = s.split_once('=').ok_or(SHAPE)?;
+        if let Some(problem) = feature_problem(name) {
+            return Err(Error::InvalidInput { field: "meter name", problem });
+        }
+        let (limit, period) = match rest.split_once('/') {
+            None => (rest, MeterPeriod::Life),
+            Some((l, "life")) => (l, MeterPeriod::Life),
+            Some((l, "month")) => (l, MeterPeriod::Month),
+            Some(_) => {
+                return Err(Error::InvalidInput { field: "meter period", problem: "must be /month or /life" });
+            }
+        };
+        // Plain decimal only: one spelling per limit.
+        let canonical = !limit.is_empty() && limit.bytes().all(|b| b.is_ascii_digit()) && !limit.starts_with('0');
+        let limit = limit.parse::<u64>().ok().filter(|l| canonical && (1..=MAX_METER_LIMIT).contains(l)).ok_or(
+            Error::InvalidInput { field: "meter limit", problem: "must be a whole number from 1 to 9007199254740991" },
+        )?;
+        Ok(Meter { name: name.to_owned(), limit, period })
+    }
+}
+
+impl core::fmt::Display for Meter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.period {
+            MeterPeriod::Life => write!(f, "{}={}", self.name, self.limit),
+            MeterPeriod::Month => write!(f, "{}={}/month", self.name, self.limit),
+        }
+    }
 }
 
 /// Issues a license held by a device for `terms` (a device license, or a
@@ -534,6 +785,7 @@ fn issue_signed(
 ) -> Result<Vec<u8>> {
     terms.features.sort();
     terms.features.dedup();
+    terms.meters.sort_by(|a, b| a.name.cmp(&b.name));
     rng.fill_bytes(&mut terms.license_id);
     let (vendor, issuer, key) = signer.parts()?;
     terms.vendor_key = vendor;
@@ -565,10 +817,11 @@ fn issue_signed(
     if let Some(problem) = keys_problem(&terms, &wrapped) {
         return Err(Error::InvalidInput { field: "content keys", problem });
     }
-    let body = encode_body(&terms, &wrapped, &issuer);
+    let version = terms.format_version();
+    let body = encode_body(&terms, &wrapped, &issuer, version);
     let mut out = Vec::with_capacity(14 + body.len() + SIGNATURE_LEN);
     out.extend_from_slice(&LICENSE_MAGIC);
-    out.put_u16(LICENSE_VERSION);
+    out.put_u16(version);
     out.put_u32(body.len() as u32);
     out.extend_from_slice(&body);
     let sig = key.sign(&signed_message(&out));

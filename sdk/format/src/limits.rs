@@ -26,6 +26,16 @@ pub const MAX_LICENSEE_LEN: usize = 256;
 pub const MAX_FEATURES: usize = 32;
 /// Longest feature name.
 pub const MAX_FEATURE_LEN: usize = 64;
+/// Longest feature value (license v2): a number, a tier or a short list,
+/// shown to people and read by the app; 128 bytes keeps the largest license
+/// body under [`MAX_LICENSE_BODY_LEN`].
+pub const MAX_FEATURE_VALUE_LEN: usize = 128;
+/// Most meters one license may carry (license v2): a few counted actions
+/// per product; 16 keeps the largest body under [`MAX_LICENSE_BODY_LEN`].
+pub const MAX_METERS: usize = 16;
+/// Largest meter limit: 2^53 - 1, the largest integer a JSON number (an
+/// IEEE double) holds exactly, so limits survive every API and report.
+pub const MAX_METER_LIMIT: u64 = (1 << 53) - 1;
 /// Most capabilities a manifest may request.
 pub const MAX_CAPABILITIES: usize = 32;
 /// Longest capability value (a guest path or an environment variable name).

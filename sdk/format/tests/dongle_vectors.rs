@@ -198,6 +198,7 @@ fn terms(dongle: DongleId) -> Terms {
         not_before: Y2025,
         expires: Some(Y2030),
         features: vec![],
+        meters: vec![],
         binding: Binding::Dongle { dongle, count: 2 },
     }
 }

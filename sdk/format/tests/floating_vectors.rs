@@ -118,6 +118,7 @@ fn terms(holder: DeviceCode, seats: u32, unit: SeatUnit) -> Terms {
         not_before: Y2026,
         expires: None,
         features: vec![],
+        meters: vec![],
         binding: Binding::Floating { holder: Holder::Device(holder), seats, unit },
     }
 }

@@ -1,6 +1,6 @@
 //! Round trips and refusals of packages and licenses built in memory.
 use sealrun_format::device::DeviceSecret;
-use sealrun_format::license::{self, Binding, Issuer, License, LicenseSigner, Terms, certify_issuer};
+use sealrun_format::license::{self, Binding, Feature, Issuer, License, LicenseSigner, Terms, certify_issuer};
 use sealrun_format::package::{AppKind, Capability, Package, PackageSpec, seal_to_vec};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Artifact, ContentKey, Error, Release, VendorPublicKey, VendorSigningKey};
@@ -32,7 +32,8 @@ fn terms(device: &DeviceSecret) -> Terms {
         issued_at: 1_700_000_000,
         not_before: 1_700_000_000,
         expires: Some(1_800_000_000),
-        features: vec!["pro".into(), "export".into()],
+        features: vec![Feature::named("pro"), Feature::named("export")],
+        meters: vec![],
         binding: Binding::Device(device.device_code(b"machine-a")),
     }
 }
@@ -117,7 +118,7 @@ fn license_round_trip_unwraps_only_on_its_device() {
             .unwrap();
     let lic = License::parse(&bytes).unwrap();
     assert_eq!(lic.to_bytes(), bytes);
-    assert_eq!(lic.terms.features, vec!["export".to_string(), "pro".to_string()]);
+    assert_eq!(lic.terms.feature_names(), ["export", "pro"]);
     lic.verify_signature(&vendor.public()).unwrap();
     assert_eq!(lic.unwrap_key(&key.id(), &device).unwrap().as_bytes(), key.as_bytes());
 
@@ -268,5 +269,127 @@ fn every_app_kind_round_trips_and_decrypts() {
         let mut out = vec![0u8; 5000];
         package.decrypt_into(&key, &mut out).unwrap();
         assert_eq!(out, module);
+    }
+}
+
+/// The largest terms every bound allows (longest names and values, the most
+/// features, meters and keys, a floating binding, a certified issuer) still
+/// fit in the largest license body: no license the SDK can issue is one
+/// the launcher refuses for its size.
+#[test]
+fn the_largest_terms_fit_in_a_license() {
+    use sealrun_format::license::{Holder, Meter, MeterPeriod, SeatUnit};
+    use sealrun_format::limits::*;
+    let vendor = VendorSigningKey::generate(&mut rng());
+    let server = VendorSigningKey::generate(&mut rng());
+    let device = DeviceSecret::generate(&mut rng());
+    let name = |i: usize| format!("{i:02}{}", "f".repeat(MAX_FEATURE_LEN - 2));
+    let keys: Vec<(Release, ContentKey)> =
+        (0..MAX_WRAPPED_KEYS as u32).map(|i| (Release::new(1, i, 0), ContentKey::generate(&mut rng()))).collect();
+    let keys: Vec<(Release, &ContentKey)> = keys.iter().map(|(r, k)| (*r, k)).collect();
+    let product = format!("com.{}", "p".repeat(MAX_PRODUCT_ID_LEN - 4));
+    let t = Terms {
+        product,
+        licensee: "L".repeat(MAX_LICENSEE_LEN),
+        releases: ReleaseRange { min: Release::new(1, 0, 0), max: Some(Release::new(1, 999, 0)) },
+        features: (0..MAX_FEATURES)
+            .map(|i| Feature {
+                name: name(i),
+                value: Some("v".repeat(MAX_FEATURE_VALUE_LEN)),
+                expires: Some(1_790_000_000),
+            })
+            .collect(),
+        meters: (0..MAX_METERS)
+            .map(|i| Meter { name: name(i), limit: MAX_METER_LIMIT, period: MeterPeriod::Month })
+            .collect(),
+        binding: Binding::Floating {
+            holder: Holder::Device(device.device_code(b"m")),
+            seats: MAX_FLOATING_SEATS,
+            unit: SeatUnit::Process,
+        },
+        ..terms(&device)
+    };
+    let signer = LicenseSigner::Issuer {
+        key: &server,
+        cert: certify_issuer(&vendor, server.public(), 1_750_000_000),
+        vendor: vendor.public(),
+    };
+    let bytes = license::issue(t.clone(), &keys, &signer, &mut rng()).unwrap();
+    let body = u32::from_be_bytes(bytes[10..14].try_into().unwrap());
+    assert_eq!(body, 16_253, "the largest body (docs/format.md gives this figure)");
+    assert!(body <= MAX_LICENSE_BODY_LEN);
+    let lic = License::parse(&bytes).unwrap();
+    lic.verify_signature(&vendor.public()).unwrap();
+    assert_eq!(lic.terms.features.len(), MAX_FEATURES);
+    assert_eq!(lic.terms.meters, t.meters);
+
+    // One more of each is refused when issuing, with the field named.
+    let mut more = t.clone();
+    more.meters.push(Meter { name: "zz".into(), limit: 1, period: MeterPeriod::Life });
+    let e = license::issue(more, &keys, &signer, &mut rng()).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { field: "meters", .. }), "{e}");
+    let mut over = t;
+    over.meters[0].limit = MAX_METER_LIMIT + 1;
+    let e = license::issue(over, &keys, &signer, &mut rng()).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { field: "meter limit", .. }), "{e}");
+}
+
+/// Two entries for one feature name, or for one meter, are refused: the
+/// app could not tell which one holds.
+#[test]
+fn a_feature_or_meter_named_twice_is_refused() {
+    use sealrun_format::license::{Meter, MeterPeriod};
+    let vendor = VendorSigningKey::generate(&mut rng());
+    let key = ContentKey::generate(&mut rng());
+    let device = DeviceSecret::generate(&mut rng());
+    let keys = [(Release::new(1, 0, 0), &key)];
+    let mut t = terms(&device);
+    t.features = vec![Feature::named("pro"), Feature { name: "pro".into(), value: Some("2".into()), expires: None }];
+    let e = license::issue(t, &keys, &LicenseSigner::Vendor(&vendor), &mut rng()).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { field: "features", .. }), "{e}");
+    let mut t = terms(&device);
+    let runs = |limit| Meter { name: "runs".into(), limit, period: MeterPeriod::Life };
+    t.meters = vec![runs(5), runs(6)];
+    let e = license::issue(t, &keys, &LicenseSigner::Vendor(&vendor), &mut rng()).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { field: "meters", .. }), "{e}");
+    // The same feature twice, exactly, is one feature.
+    let mut t = terms(&device);
+    t.features = vec![Feature::named("pro"), Feature::named("pro")];
+    let bytes = license::issue(t, &keys, &LicenseSigner::Vendor(&vendor), &mut rng()).unwrap();
+    assert_eq!(License::parse(&bytes).unwrap().terms.feature_names(), ["pro"]);
+}
+
+/// The spellings `--feature` and `--meter` take, and what they refuse.
+#[test]
+fn feature_and_meter_spellings() {
+    use sealrun_format::license::{Meter, MeterPeriod};
+    let f: Feature = "seats-per-project=25".parse().unwrap();
+    assert_eq!((f.name.as_str(), f.value.as_deref(), f.expires), ("seats-per-project", Some("25"), None));
+    assert_eq!("pro".parse::<Feature>().unwrap(), Feature::named("pro"));
+    assert_eq!("tier=Gold plus".parse::<Feature>().unwrap().value.as_deref(), Some("Gold plus"));
+    for bad in ["", "Pro", "pro=", "pro= x", "a=\u{7}"] {
+        assert!(bad.parse::<Feature>().is_err(), "{bad:?} accepted");
+    }
+    let m: Meter = "runs=500/month".parse().unwrap();
+    assert_eq!(m, Meter { name: "runs".into(), limit: 500, period: MeterPeriod::Month });
+    assert_eq!(m.to_string(), "runs=500/month");
+    let m: Meter = "exports=1000".parse().unwrap();
+    assert_eq!((m.limit, m.period, m.to_string().as_str()), (1000, MeterPeriod::Life, "exports=1000"));
+    assert_eq!("exports=1000/life".parse::<Meter>().unwrap(), m);
+    assert_eq!("x=9007199254740991".parse::<Meter>().unwrap().limit, (1 << 53) - 1);
+    for bad in [
+        "exports",
+        "exports=",
+        "exports=0",
+        "exports=01",
+        "exports=-1",
+        "exports=+5",
+        "exports=1e3",
+        "exports=9007199254740992",
+        "exports=5/week",
+        "Exports=5",
+        "=5",
+    ] {
+        assert!(bad.parse::<Meter>().is_err(), "{bad:?} accepted");
     }
 }

@@ -22,7 +22,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
 use sealrun_format::device::DeviceSecret;
-use sealrun_format::license::{self, Binding, License, LicenseSigner, Terms, certify_issuer};
+use sealrun_format::license::{self, Binding, Feature, License, LicenseSigner, Terms, certify_issuer};
 use sealrun_format::package::{Capability, Header, Manifest, Package, PackageSpec, seal_to_vec};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::stream::{ChunkLayout, StreamSealer, TAG_LEN};
@@ -578,7 +578,8 @@ fn terms(device: &DeviceSecret, machine_id: &[u8]) -> Terms {
         issued_at: Y2025,
         not_before: Y2025,
         expires: Some(Y2030),
-        features: vec!["pro".into(), "export".into()],
+        features: vec![Feature::named("pro"), Feature::named("export")],
+        meters: vec![],
         binding: Binding::Device(device.device_code(machine_id)),
     }
 }
@@ -747,7 +748,7 @@ impl LicenseAt {
         let expires = expires_flag + 1;
         assert_eq!(bytes[expires..expires + 8], t.expires.expect("expires").to_be_bytes());
         let features = expires + 8;
-        let binding = features + 1 + t.features.iter().map(|f| 1 + f.len()).sum::<usize>();
+        let binding = features + 1 + t.features.iter().map(|f| 1 + f.name.len()).sum::<usize>();
         let key_entry = binding + 1 + 6 + 32 + 1;
         assert_eq!(bytes[key_entry + 12..key_entry + 44], lic.keys[0].key_id.0);
         let wrapped = key_entry + 12 + 32 + 32;
@@ -968,7 +969,8 @@ fn license_cases(k: &Keys) -> Vec<Case> {
     vec![
         (name("license_ok"), ok.clone(), "ok"),
         (name("license_bad_magic"), flipped(&ok, 3, 0x01), "not_sealrun"),
-        (name("license_version_2"), with(&ok, 8, &[0, 2]), "unsupported_version"),
+        (name("license_version_2"), with(&ok, 8, &[0, 2]), "malformed"),
+        (name("license_version_3"), with(&ok, 8, &[0, 3]), "unsupported_version"),
         (name("license_truncated"), ok[..len / 2].to_vec(), "truncated"),
         (name("license_truncated_in_signature"), ok[..len - 10].to_vec(), "truncated"),
         (name("license_trailing_byte"), cat(&[&ok, b"\0"]), "trailing_data"),
@@ -1064,6 +1066,12 @@ const NOTES: &[(&str, &str)] = &[
         "package_other_vendor_resigned.sealed",
         "Sealed and signed by other-vendor: fine on its own; PAIRS checks that\n\
          vendor A's licenses do not unlock it.",
+    ),
+    (
+        "license_version_2.license",
+        "A version 1 body labelled version 2: once unsupported, now read as\n\
+         version 2, whose feature entries it does not match (terms-vectors/\n\
+         holds the version 2 cases).",
     ),
     (
         "license_other_machine.license",

@@ -49,6 +49,17 @@ pub fn describe_expiry(t: UnixTime) -> String {
     }
 }
 
+/// Describes the end of something that lasts within a license (a
+/// feature): "through 2027-03-01 UTC" for an end at midnight, as
+/// `--feature-expires beta=2027-03-01` makes, else "until" the instant.
+pub fn describe_end(t: UnixTime) -> String {
+    if t.is_multiple_of(DAY) && t >= DAY {
+        format!("through {} UTC", &format(t - DAY)[..10])
+    } else {
+        format!("until {}", format(t))
+    }
+}
+
 /// Formats an instant as RFC 3339 (UTC).
 pub fn format(t: UnixTime) -> String {
     sealrun_host::time::rfc3339(t)

@@ -3,7 +3,7 @@
 //! summarised by count.
 use std::fmt::Write as _;
 
-use sealrun_format::license::{Binding, Issuer, License};
+use sealrun_format::license::{Binding, Issuer, License, MeterPeriod};
 use sealrun_format::package::{AppKind, Capability, Header, Manifest};
 use serde_json::{Value, json};
 
@@ -106,7 +106,7 @@ pub fn package_json(h: &Header) -> Value {
 pub fn license_text(l: &License) -> String {
     let t = &l.terms;
     let mut s = String::new();
-    let _ = writeln!(s, "Sealrun license (format v1)");
+    let _ = writeln!(s, "Sealrun license (format v{})", t.format_version());
     let _ = writeln!(s, "  license id:    {}", t.license_id_hex());
     let _ = writeln!(s, "  product:       {}", t.product);
     let _ = writeln!(s, "  releases:      {}", t.releases);
@@ -121,8 +121,33 @@ pub fn license_text(l: &License) -> String {
             let _ = writeln!(s, "  expires:       never");
         }
     }
-    let features = if t.features.is_empty() { "none".to_owned() } else { t.features.join(", ") };
+    let features: Vec<String> = t
+        .features
+        .iter()
+        .map(|f| {
+            let mut d = f.name.clone();
+            if let Some(v) = &f.value {
+                d = format!("{d}={v}");
+            }
+            if let Some(e) = f.expires {
+                d = format!("{d} ({})", dates::describe_end(e));
+            }
+            d
+        })
+        .collect();
+    let features = if features.is_empty() { "none".to_owned() } else { features.join(", ") };
     let _ = writeln!(s, "  features:      {features}");
+    if !t.meters.is_empty() {
+        let meters: Vec<String> = t
+            .meters
+            .iter()
+            .map(|m| match m.period {
+                MeterPeriod::Life => format!("{} {} (for the license's life)", m.name, m.limit),
+                MeterPeriod::Month => format!("{} {} per month (UTC)", m.name, m.limit),
+            })
+            .collect();
+        let _ = writeln!(s, "  meters:        {}", meters.join(", "));
+    }
     let _ = writeln!(s, "  bound to:      {}", t.binding.describe());
     let _ = writeln!(s, "  vendor key:    {} (id {})", t.vendor_key, t.vendor_key.short_id());
     match l.issuer {
@@ -159,7 +184,7 @@ pub fn license_json(l: &License) -> Value {
     };
     json!({
         "type": "license",
-        "format_version": 1,
+        "format_version": t.format_version(),
         "license_id": t.license_id_hex(),
         "product": t.product,
         "releases": { "min": t.releases.min.to_string(), "max": t.releases.max.map(|m| m.to_string()) },
@@ -167,7 +192,17 @@ pub fn license_json(l: &License) -> Value {
         "issued_at": dates::format(t.issued_at),
         "not_before": dates::format(t.not_before),
         "expires": t.expires.map(dates::format),
-        "features": t.features,
+        "features": t.feature_names(),
+        "feature_terms": t.features.iter().map(|f| json!({
+            "name": f.name,
+            "value": f.value,
+            "expires": f.expires.map(dates::format),
+        })).collect::<Vec<_>>(),
+        "meters": t.meters.iter().map(|m| json!({
+            "name": m.name,
+            "limit": m.limit,
+            "period": m.period.as_str(),
+        })).collect::<Vec<_>>(),
         "binding": binding,
         "vendor_key": t.vendor_key.to_string(),
         "issuer": match l.issuer { Issuer::Vendor => json!("vendor"), Issuer::Certified(c) => json!({"issuing_key": c.issuer_key.to_string(), "not_after": dates::format(c.not_after)}) },

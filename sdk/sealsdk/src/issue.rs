@@ -3,7 +3,7 @@ use std::path::Path;
 
 use sealrun_format::device::DeviceCode;
 use sealrun_format::dongle::DongleId;
-use sealrun_format::license::{self, Binding, LicenseSigner, SeatUnit, Terms};
+use sealrun_format::license::{self, Binding, Feature, LicenseSigner, Meter, SeatUnit, Terms};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Release, UnixTime, VendorPublicKey};
 
@@ -29,8 +29,10 @@ pub struct IssueOptions {
     pub not_before: Option<UnixTime>,
     /// Expiry, if any.
     pub expires: Option<UnixTime>,
-    /// Features enabled.
-    pub features: Vec<String>,
+    /// Features enabled, with their values and own expiries.
+    pub features: Vec<Feature>,
+    /// Usage meters.
+    pub meters: Vec<Meter>,
     /// A floating license for a site's license manager (the holder is its
     /// host device or its dongle): the seats and what a seat is.
     pub floating: Option<(u32, SeatUnit)>,
@@ -74,6 +76,27 @@ pub fn parse_range(s: &str) -> Result<ReleaseRange> {
     Ok(range)
 }
 
+/// Gives each feature of `expiries` (`NAME=DATE`, as `--feature-expires`
+/// takes them; the date's last second is the last one the feature is on)
+/// its own expiry, adding the features not in `features` yet.
+pub fn with_expiries(mut features: Vec<Feature>, expiries: &[String]) -> Result<Vec<Feature>> {
+    for e in expiries {
+        let Some((name, date)) = e.split_once('=') else {
+            return Err(sealrun_format::Error::InvalidInput {
+                field: "--feature-expires",
+                problem: "must be NAME=DATE, e.g. beta=2027-03-01",
+            }
+            .into());
+        };
+        let at = crate::dates::parse(date, crate::dates::DayEdge::End)?;
+        match features.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.expires = Some(at),
+            None => features.push(Feature { expires: Some(at), ..name.parse::<Feature>()? }),
+        }
+    }
+    Ok(features)
+}
+
 /// Issues a license and returns its bytes.
 pub fn issue(keystore: &Keystore, opts: &IssueOptions) -> Result<Vec<u8>> {
     let signer = keystore.vendor_key()?;
@@ -113,6 +136,7 @@ pub fn issue(keystore: &Keystore, opts: &IssueOptions) -> Result<Vec<u8>> {
         not_before: opts.not_before.unwrap_or(opts.now.saturating_sub(DEFAULT_BACKDATE_SECS)),
         expires: opts.expires,
         features: opts.features.clone(),
+        meters: opts.meters.clone(),
         binding: match (opts.holder, opts.floating) {
             (Holder::Device(d), None) => Binding::Device(d),
             (Holder::Dongle { dongle, count }, None) => Binding::Dongle { dongle, count },

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use sealrun_format::device::DeviceCode;
-use sealrun_format::license::SeatUnit;
+use sealrun_format::license::{Feature, Meter, SeatUnit};
 use sealrun_format::limits::DEFAULT_CHUNK_SIZE_LOG2;
 use sealrun_format::package::{AppKind, Capability};
 use sealrun_format::{Error as FormatError, Release};
@@ -293,9 +293,15 @@ enum CodeCommand {
         /// Licensee written into each license
         #[arg(long)]
         licensee: Option<String>,
-        /// Enable a feature (repeatable)
-        #[arg(long = "feature")]
-        features: Vec<String>,
+        /// Enable a feature, NAME or NAME=VALUE (repeatable)
+        #[arg(long = "feature", value_name = "NAME[=VALUE]")]
+        features: Vec<Feature>,
+        /// A feature that ends this many days after the activation while the license goes on, NAME=DAYS (repeatable)
+        #[arg(long = "feature-days", value_name = "NAME=DAYS")]
+        feature_days: Vec<String>,
+        /// A usage meter of each license: NAME=LIMIT or NAME=LIMIT/month (repeatable)
+        #[arg(long = "meter", value_name = "NAME=LIMIT[/month]")]
+        meters: Vec<Meter>,
         /// Licenses expire this many days after activation [default: never]
         #[arg(long)]
         license_days: Option<i64>,
@@ -367,9 +373,15 @@ struct IssueArgs {
     /// First day of validity [default: one day before now]
     #[arg(long)]
     not_before: Option<String>,
-    /// Enable a feature (repeatable)
-    #[arg(long = "feature")]
-    features: Vec<String>,
+    /// Enable a feature, NAME or NAME=VALUE (the app reads the value) (repeatable)
+    #[arg(long = "feature", value_name = "NAME[=VALUE]")]
+    features: Vec<Feature>,
+    /// A feature that ends on its own after this day, NAME=YYYY-MM-DD (UTC, inclusive) or RFC 3339; the license goes on (repeatable)
+    #[arg(long = "feature-expires", value_name = "NAME=DATE")]
+    feature_expires: Vec<String>,
+    /// A usage meter the app consumes: NAME=LIMIT for the license's life or NAME=LIMIT/month per calendar month (repeatable)
+    #[arg(long = "meter", value_name = "NAME=LIMIT[/month]")]
+    meters: Vec<Meter>,
     /// Releases covered: 1.2.0, 1.0.0..1.9.9 or 1.0.0.. [default: every release sealed so far]
     #[arg(long)]
     releases: Option<String>,
@@ -602,6 +614,20 @@ fn seal_cmd(a: SealArgs, ks: &Keystore) -> Result<(), SdkError> {
     Ok(())
 }
 
+/// `--feature-days NAME=DAYS` as the server's `feature_days` object.
+fn feature_day_map(specs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, SdkError> {
+    const BAD: FormatError =
+        FormatError::InvalidInput { field: "--feature-days", problem: "must be NAME=DAYS, e.g. beta=30" };
+    specs
+        .iter()
+        .map(|s| {
+            let (name, days) = s.split_once('=').ok_or(BAD)?;
+            let days: u32 = days.parse().map_err(|_| BAD)?;
+            Ok((name.to_owned(), serde_json::Value::from(days)))
+        })
+        .collect()
+}
+
 fn print_provisioned(p: &sealrun_sdk::dongle::Provisioned, signer: &str, issue: &str) {
     println!("provisioned dongle {} on token \"{}\" (serial {})", p.dongle, p.label, p.serial);
     println!("  permitted device: {}", p.device);
@@ -622,7 +648,8 @@ fn issue_cmd(a: IssueArgs, ks: &Keystore) -> Result<(), SdkError> {
         licensee: a.licensee,
         not_before: a.not_before.as_deref().map(|s| dates::parse(s, DayEdge::Start)).transpose()?,
         expires: a.expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
-        features: a.features,
+        features: issue::with_expiries(a.features, &a.feature_expires)?,
+        meters: a.meters,
         floating: a.floating.map(|seats| (seats, if a.per_process { SeatUnit::Process } else { SeatUnit::Computer })),
         now: dates::now(),
     };
@@ -804,8 +831,13 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                 "releases": i.releases,
                 "not_before": i.not_before.as_deref().map(|s| dates::parse(s, DayEdge::Start)).transpose()?,
                 "expires": i.expires.as_deref().map(|s| dates::parse(s, DayEdge::End)).transpose()?,
-                "features": i.features,
             });
+            let features = issue::with_expiries(i.features, &i.feature_expires)?;
+            body["features"] = json!(features.iter().map(Feature::spec).collect::<Vec<_>>());
+            let ends: serde_json::Map<String, Value> =
+                features.iter().filter_map(|f| Some((f.name.clone(), json!(f.expires?)))).collect();
+            body["feature_expires"] = Value::Object(ends);
+            body["meters"] = json!(i.meters.iter().map(Meter::to_string).collect::<Vec<_>>());
             match (device, dongle) {
                 (Some(d), _) => body["device"] = json!(d.to_string()),
                 (None, Some(d)) => {
@@ -934,6 +966,8 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
             releases,
             licensee,
             features,
+            feature_days,
+            meters,
             license_days,
             max_activations,
             transfer_limit,
@@ -944,7 +978,9 @@ fn server_cmd(a: ServerArgs, ks: &Keystore) -> Result<(), SdkError> {
                 "product": product,
                 "releases": releases,
                 "licensee": licensee,
-                "features": features,
+                "features": features.iter().map(Feature::spec).collect::<Vec<_>>(),
+                "feature_days": feature_day_map(&feature_days)?,
+                "meters": meters.iter().map(Meter::to_string).collect::<Vec<_>>(),
                 "license_days": license_days,
                 "max_activations": max_activations,
                 "transfer_limit": transfer_limit,

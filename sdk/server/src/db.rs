@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_dongles.sql")),
     (3, include_str!("migrations/0003_billing_history.sql")),
+    (4, include_str!("migrations/0004_license_terms.sql")),
 ];
 
 /// Connections in the pool. SQLite: readers run in parallel beside the one

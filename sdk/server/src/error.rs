@@ -131,4 +131,7 @@ pub enum ServerError {
     /// Too many attempts.
     #[error("too many attempts: wait a minute and try again")]
     RateLimited,
+    /// A stored value this server wrote after checking it does not parse.
+    #[error("a stored {0} does not parse: the database row was altered")]
+    StoredRowDamaged(&'static str),
 }

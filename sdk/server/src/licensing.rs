@@ -6,6 +6,8 @@
 //! then answers. Retries are safe: a vendor request carrying an idempotency
 //! key, and a repeat activation from the same device, get the license that
 //! was already issued, never a second one (and never a second ledger entry).
+use std::collections::BTreeMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -15,7 +17,7 @@ use utoipa::ToSchema;
 use sealrun_format::device::DeviceCode;
 use sealrun_format::dongle::DongleId;
 use sealrun_format::ledger::EntryKind;
-use sealrun_format::license::{self, Binding, LicenseSigner, SeatUnit, Terms};
+use sealrun_format::license::{self, Binding, Feature, LicenseSigner, Meter, SeatUnit, Terms};
 use sealrun_format::release::ReleaseRange;
 use sealrun_format::{Release, VendorPublicKey};
 
@@ -91,9 +93,19 @@ pub struct IssueRequest {
     /// Expiry (Unix seconds) [default: never].
     #[serde(default)]
     pub expires: Option<i64>,
-    /// Features to enable.
+    /// Features to enable: `NAME`, or `NAME=VALUE` for a feature with a
+    /// value the app reads.
     #[serde(default)]
     pub features: Vec<String>,
+    /// Features that end on their own while the license goes on: name to
+    /// the instant it ends (Unix seconds). A name not in `features` is
+    /// added.
+    #[serde(default)]
+    pub feature_expires: BTreeMap<String, i64>,
+    /// Usage meters: `NAME=LIMIT` for the license's life, `NAME=LIMIT/month`
+    /// per calendar month (UTC).
+    #[serde(default)]
+    pub meters: Vec<String>,
 }
 
 /// A license handed out.
@@ -150,9 +162,16 @@ pub struct CodeRequest {
     /// Licensee written into each license [default: "Activation code …HINT"].
     #[serde(default)]
     pub licensee: Option<String>,
-    /// Features each license enables.
+    /// Features each license enables: `NAME` or `NAME=VALUE`.
     #[serde(default)]
     pub features: Vec<String>,
+    /// Features that end this many days after the activation while the
+    /// license goes on: name to days. A name not in `features` is added.
+    #[serde(default)]
+    pub feature_days: BTreeMap<String, i64>,
+    /// Usage meters of each license: `NAME=LIMIT` or `NAME=LIMIT/month`.
+    #[serde(default)]
+    pub meters: Vec<String>,
     /// Each license expires this many days after its activation [default: never].
     #[serde(default)]
     pub license_days: Option<i64>,
@@ -186,8 +205,14 @@ pub struct CodeInfo {
     pub releases: String,
     /// Licensee written into licenses.
     pub licensee: String,
-    /// Features.
+    /// Features, `NAME` or `NAME=VALUE`.
     pub features: Vec<String>,
+    /// Features that end days after the activation: name to days.
+    #[serde(default)]
+    pub feature_days: BTreeMap<String, i64>,
+    /// Usage meters, `NAME=LIMIT` or `NAME=LIMIT/month`.
+    #[serde(default)]
+    pub meters: Vec<String>,
     /// License lifetime in days from activation.
     pub license_days: Option<i64>,
     /// Activations allowed at once.
@@ -255,7 +280,8 @@ struct Draft<'a> {
     licensee: String,
     not_before: Option<i64>,
     expires: Option<i64>,
-    features: Vec<String>,
+    features: Vec<Feature>,
+    meters: Vec<Meter>,
 }
 
 /// A signed license not yet stored.
@@ -284,6 +310,7 @@ impl Service {
             not_before: unix(d.not_before.unwrap_or(at - BACKDATE_SECS)),
             expires: d.expires.map(unix),
             features: d.features,
+            meters: d.meters,
             binding: d.binding,
         };
         let keys: Vec<(Release, &sealrun_format::ContentKey)> = releases.iter().map(|r| (r.release, &r.key)).collect();
@@ -379,7 +406,8 @@ impl Service {
                 licensee: req.licensee.clone(),
                 not_before: req.not_before,
                 expires: req.expires,
-                features: req.features.clone(),
+                features: with_expiries(parse_features(&req.features)?, &req.feature_expires, |at| Ok(at))?,
+                meters: parse_meters(&req.meters)?,
             })
             .await?;
         let stored = self
@@ -558,12 +586,36 @@ impl Service {
         if req.expires_at.is_some_and(|e| e <= now()) {
             return Err(ServerError::Invalid { field: "expires_at", problem: "is in the past" });
         }
-        let mut features = req.features.clone();
+        let mut features = parse_features(&req.features)?;
         features.sort();
         features.dedup();
-        if let Some(p) = features.iter().find_map(|f| sealrun_format::text::feature_problem(f)) {
-            return Err(ServerError::Invalid { field: "features", problem: p });
+        if features.windows(2).any(|w| w[0].name == w[1].name) {
+            return Err(ServerError::Invalid { field: "features", problem: "name one feature twice" });
         }
+        // The days are checked here; the instants are made at activation.
+        with_expiries(features.clone(), &req.feature_days, |d| {
+            if (1..=36_500).contains(&d) {
+                Ok(d)
+            } else {
+                Err(ServerError::Invalid { field: "feature_days", problem: "must be 1 to 36500" })
+            }
+        })?;
+        let mut meters = parse_meters(&req.meters)?;
+        meters.sort_by(|a, b| a.name.cmp(&b.name));
+        if meters.windows(2).any(|w| w[0].name == w[1].name) {
+            return Err(ServerError::Invalid { field: "meters", problem: "name one meter twice" });
+        }
+        if meters.len() > sealrun_format::limits::MAX_METERS {
+            return Err(ServerError::Invalid { field: "meters", problem: "are more than 16" });
+        }
+        if features.len() + req.feature_days.keys().filter(|n| !features.iter().any(|f| &f.name == *n)).count()
+            > sealrun_format::limits::MAX_FEATURES
+        {
+            return Err(ServerError::Invalid { field: "features", problem: "are more than 32" });
+        }
+        let feature_specs: Vec<String> = features.iter().map(Feature::spec).collect();
+        let meter_specs: Vec<String> = meters.iter().map(Meter::to_string).collect();
+        let day_specs: Vec<String> = req.feature_days.iter().map(|(n, d)| format!("{n}={d}")).collect();
         if let Some(l) = &req.licensee
             && let Some(p) = sealrun_format::text::free_text_problem(l, sealrun_format::limits::MAX_LICENSEE_LEN)
         {
@@ -579,8 +631,8 @@ impl Service {
             let licensee = req.licensee.clone().unwrap_or_else(|| format!("Activation code …{hint}"));
             let id: i64 = sqlx::query(
                 "INSERT INTO codes (vendor_id, product_id, code_hash, hint, releases, licensee, features, \
-                 license_days, max_activations, transfer_limit, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                 license_days, max_activations, transfer_limit, expires_at, created_at, meters, feature_days) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
             )
             .bind(vendor)
             .bind(product.id)
@@ -588,12 +640,14 @@ impl Service {
             .bind(&hint)
             .bind(range_text(&releases))
             .bind(&licensee)
-            .bind(features.join(","))
+            .bind(feature_specs.join("\n"))
             .bind(req.license_days)
             .bind(max_activations)
             .bind(transfer_limit)
             .bind(req.expires_at)
             .bind(at)
+            .bind(meter_specs.join("\n"))
+            .bind(day_specs.join("\n"))
             .fetch_one(tx.conn())
             .await?
             .try_get(0)?;
@@ -604,7 +658,9 @@ impl Service {
                 product: product.product.clone(),
                 releases: range_text(&releases),
                 licensee,
-                features: features.clone(),
+                features: feature_specs.clone(),
+                feature_days: req.feature_days.clone(),
+                meters: meter_specs.clone(),
                 license_days: req.license_days,
                 max_activations,
                 used: 0,
@@ -622,8 +678,8 @@ impl Service {
     pub async fn codes(&self, vendor: i64, product: Option<&str>) -> Result<Vec<CodeInfo>, ServerError> {
         let rows = sqlx::query(
             "SELECT c.id, c.hint, p.product, c.releases, c.licensee, c.features, c.license_days, \
-             c.max_activations, c.used, c.transfer_limit, c.transfers, c.expires_at, c.revoked_at \
-             FROM codes c JOIN products p ON p.id = c.product_id \
+             c.max_activations, c.used, c.transfer_limit, c.transfers, c.expires_at, c.revoked_at, \
+             c.meters, c.feature_days FROM codes c JOIN products p ON p.id = c.product_id \
              WHERE c.vendor_id = $1 AND ($2 = '' OR p.product = $2) ORDER BY c.id",
         )
         .bind(vendor)
@@ -632,7 +688,7 @@ impl Service {
         .await?;
         rows.iter()
             .map(|r| {
-                let features: String = r.try_get("features")?;
+                let terms = StoredTerms::of(r)?;
                 Ok(CodeInfo {
                     id: r.try_get("id")?,
                     code: None,
@@ -640,7 +696,9 @@ impl Service {
                     product: r.try_get("product")?,
                     releases: r.try_get("releases")?,
                     licensee: r.try_get("licensee")?,
-                    features: features.split(',').filter(|f| !f.is_empty()).map(str::to_owned).collect(),
+                    features: terms.features.iter().map(Feature::spec).collect(),
+                    feature_days: terms.feature_days,
+                    meters: terms.meters.iter().map(Meter::to_string).collect(),
                     license_days: opt_i64(r, "license_days")?,
                     max_activations: r.try_get("max_activations")?,
                     used: r.try_get("used")?,
@@ -698,7 +756,10 @@ impl Service {
                     licensee: code.licensee.clone(),
                     not_before: None,
                     expires: code.license_days.map(|d| now() + d * 86_400),
-                    features: code.features.clone(),
+                    features: with_expiries(code.terms.features.clone(), &code.terms.feature_days, |d| {
+                        Ok(now() + d * 86_400)
+                    })?,
+                    meters: code.terms.meters.clone(),
                 })
                 .await?;
             let mut tx = self.db.write().await?;
@@ -849,7 +910,7 @@ impl Service {
         let canonical = normalize_code(typed).ok_or(ServerError::CodeUnknown)?;
         let r = sqlx::query(
             "SELECT c.id, c.vendor_id, c.product_id, p.product, c.releases, c.licensee, c.features, c.license_days, \
-             c.max_activations, c.transfer_limit, c.expires_at, c.revoked_at \
+             c.max_activations, c.transfer_limit, c.expires_at, c.revoked_at, c.meters, c.feature_days \
              FROM codes c JOIN products p ON p.id = c.product_id WHERE c.code_hash = $1",
         )
         .bind(token_hash(&canonical))
@@ -857,14 +918,13 @@ impl Service {
         .await?
         .ok_or(ServerError::CodeUnknown)?;
         let vendor: i64 = r.try_get("vendor_id")?;
-        let features: String = r.try_get("features")?;
         Ok(CodeRow {
             id: r.try_get("id")?,
             vendor,
             product: ProductRow { id: r.try_get("product_id")?, vendor, product: r.try_get("product")? },
             releases: parse_range(&r.try_get::<String, _>("releases")?)?,
             licensee: r.try_get("licensee")?,
-            features: features.split(',').filter(|f| !f.is_empty()).map(str::to_owned).collect(),
+            terms: StoredTerms::of(&r)?,
             license_days: opt_i64(&r, "license_days")?,
             max_activations: r.try_get("max_activations")?,
             transfer_limit: r.try_get("transfer_limit")?,
@@ -926,13 +986,86 @@ impl Activation {
     }
 }
 
+/// A code's features and meters as stored (see migration 0004).
+struct StoredTerms {
+    features: Vec<Feature>,
+    feature_days: BTreeMap<String, i64>,
+    meters: Vec<Meter>,
+}
+
+impl StoredTerms {
+    fn of(r: &sqlx::any::AnyRow) -> Result<StoredTerms, ServerError> {
+        // Stored by this server after checking: a row that does not parse
+        // is damage, reported as an internal error.
+        let damaged = |_| ServerError::StoredRowDamaged("activation code's features or meters");
+        let features: String = r.try_get("features")?;
+        let meters: String = r.try_get("meters")?;
+        let days: String = r.try_get("feature_days")?;
+        let mut out = StoredTerms { features: Vec::new(), feature_days: BTreeMap::new(), meters: Vec::new() };
+        for line in features.lines() {
+            // Rows from before migration 0004 join names with commas; a
+            // line with a value has '=' and is one feature.
+            if line.contains('=') {
+                out.features.push(line.parse().map_err(damaged)?);
+            } else {
+                for name in line.split(',').filter(|n| !n.is_empty()) {
+                    out.features.push(name.parse().map_err(damaged)?);
+                }
+            }
+        }
+        for line in meters.lines() {
+            out.meters.push(line.parse().map_err(damaged)?);
+        }
+        for line in days.lines() {
+            let bad = ServerError::StoredRowDamaged("activation code's feature days");
+            let (name, d) = line.split_once('=').ok_or(bad)?;
+            let d = d.parse().map_err(|_| ServerError::StoredRowDamaged("activation code's feature days"))?;
+            out.feature_days.insert(name.to_owned(), d);
+        }
+        Ok(out)
+    }
+}
+
+fn parse_features(specs: &[String]) -> Result<Vec<Feature>, ServerError> {
+    specs.iter().map(|s| s.parse().map_err(invalid("features"))).collect()
+}
+
+fn parse_meters(specs: &[String]) -> Result<Vec<Meter>, ServerError> {
+    specs.iter().map(|s| s.parse().map_err(invalid("meters"))).collect()
+}
+
+/// The request field a format error is about, with its problem.
+fn invalid(field: &'static str) -> impl Fn(sealrun_format::Error) -> ServerError {
+    move |e| match e {
+        sealrun_format::Error::InvalidInput { problem, .. } => ServerError::Invalid { field, problem },
+        other => ServerError::Format(other),
+    }
+}
+
+/// `features` with an expiry for each name of `ends` (made by `at` from
+/// the map's value), adding the features not in it yet.
+fn with_expiries(
+    mut features: Vec<Feature>,
+    ends: &BTreeMap<String, i64>,
+    at: impl Fn(i64) -> Result<i64, ServerError>,
+) -> Result<Vec<Feature>, ServerError> {
+    for (name, v) in ends {
+        let when = unix(at(*v)?);
+        match features.iter_mut().find(|f| &f.name == name) {
+            Some(f) => f.expires = Some(when),
+            None => features.push(Feature { expires: Some(when), ..name.parse().map_err(invalid("feature_expires"))? }),
+        }
+    }
+    Ok(features)
+}
+
 struct CodeRow {
     id: i64,
     vendor: i64,
     product: ProductRow,
     releases: ReleaseRange,
     licensee: String,
-    features: Vec<String>,
+    terms: StoredTerms,
     license_days: Option<i64>,
     max_activations: i64,
     transfer_limit: i64,

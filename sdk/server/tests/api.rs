@@ -81,7 +81,8 @@ both_backends!(licensing_flow, |env: Env| async move {
     assert_eq!(s, StatusCode::OK, "{a1}");
     assert_eq!(a1["created"], true);
     let l1 = license_of(&a1);
-    assert_eq!(l1.terms.features, vec!["pro".to_owned()]);
+    assert_eq!(l1.terms.feature_names(), ["pro"]);
+    assert_eq!(l1.terms.format_version(), 1, "plain features keep the license at version 1");
     assert!(l1.terms.expires.is_some());
     // Repeat from the same device (code typed in lower case without dashes): the same license.
     let typed = code.replace('-', "").to_lowercase();
@@ -1065,3 +1066,98 @@ async fn every_secured_route_refuses_a_missing_or_wrong_token() {
     }
     assert!(checked >= 26, "only {checked} secured operations in the document");
 }
+
+// Issue 18: features with values and their own expiry, and meters, through
+// a vendor's license request and through an activation code's template;
+// codes stored before migration 0004 (names joined by commas) still give
+// their features.
+both_backends!(license_terms_of_version_2, |env: Env| async move {
+    use sealrun_format::license::{Meter, MeterPeriod};
+    let acme = vendor(&env, "acme").await;
+    product_with_package(&env, &acme, "com.acme.tool", "1.0.0").await;
+    let (_, dev) = device(1);
+    let ends = sealrun_server::now() + 10 * 86_400;
+    let body = json!({
+        "product": "com.acme.tool", "device": dev, "licensee": "Jane",
+        "features": ["pro", "seats-per-project=25"],
+        "feature_expires": {"beta": ends},
+        "meters": ["runs=500/month", "exports=1000"],
+    });
+    let (s, b) = call(&env.app, "POST", "/v1/licenses", Some(&acme.token), Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let t = license_of(&b).terms;
+    assert_eq!(t.format_version(), 2);
+    assert_eq!(t.feature_names(), ["beta", "pro", "seats-per-project"]);
+    assert_eq!(t.feature("beta").unwrap().expires, Some(ends as u64));
+    assert_eq!(t.feature("seats-per-project").unwrap().value.as_deref(), Some("25"));
+    assert_eq!(
+        t.meters,
+        [
+            Meter { name: "exports".into(), limit: 1000, period: MeterPeriod::Life },
+            Meter { name: "runs".into(), limit: 500, period: MeterPeriod::Month },
+        ]
+    );
+
+    // Bad terms are refused with the field named, and nothing is issued.
+    for (field, bad) in [
+        ("features", json!({"features": ["Pro"]})),
+        ("features", json!({"features": ["tier=\u{7}"]})),
+        ("meters", json!({"meters": ["runs=0"]})),
+        ("meters", json!({"meters": ["runs=5/week"]})),
+        ("features", json!({"features": ["pro", "pro=2"]})),
+    ] {
+        let mut body = json!({"product": "com.acme.tool", "device": dev, "licensee": "Jane"});
+        body.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
+        let (s, p) = call(&env.app, "POST", "/v1/licenses", Some(&acme.token), Some(body)).await;
+        assert_eq!((s, p["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid")), "{bad}: {p}");
+        assert!(p["detail"].as_str().unwrap().contains(field), "{bad}: {p}");
+    }
+    assert_eq!(ledger_len(&env, &acme.token).await, 1);
+
+    // A code's template: the feature ends 7 days after each activation.
+    let (id, code) = create_code(
+        &env,
+        &acme,
+        json!({"product": "com.acme.tool", "features": ["tier=Gold, with support"], "feature_days": {"pro": 7},
+               "meters": ["exports=50"]}),
+    )
+    .await;
+    let (s, listed) = call(&env.app, "GET", "/v1/codes", Some(&acme.token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let row = listed["codes"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
+    assert_eq!(row["features"], json!(["tier=Gold, with support"]));
+    assert_eq!((&row["feature_days"], &row["meters"]), (&json!({"pro": 7}), &json!(["exports=50"])));
+    let (_, dev_b) = device(2);
+    let before = sealrun_server::now();
+    let (s, a) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": code, "device": dev_b}))).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let t = license_of(&a).terms;
+    assert_eq!(t.feature("tier").unwrap().value.as_deref(), Some("Gold, with support"));
+    let pro_ends = t.feature("pro").unwrap().expires.unwrap() as i64;
+    assert!((before + 7 * 86_400..=sealrun_server::now() + 7 * 86_400).contains(&pro_ends), "{pro_ends}");
+    assert_eq!(t.meter("exports").map(|m| m.limit), Some(50));
+    assert_eq!(t.expires, None, "the license itself does not end with its feature");
+
+    // A code with a bad template is refused.
+    for bad in [json!({"feature_days": {"pro": 0}}), json!({"meters": ["x"]}), json!({"features": ["a", "a=1"]})] {
+        let mut body = json!({"product": "com.acme.tool"});
+        body.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
+        let (s, p) = call(&env.app, "POST", "/v1/codes", Some(&acme.token), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {p}");
+    }
+
+    // A code as stored before migration 0004: names joined by commas.
+    let (old_id, old_code) = create_code(&env, &acme, json!({"product": "com.acme.tool", "features": ["pro"]})).await;
+    let mut tx = env.state.svc.db.write().await.unwrap();
+    sqlx::query("UPDATE codes SET features = 'export,pro' WHERE id = $1")
+        .bind(old_id)
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (_, dev_c) = device(3);
+    let (s, a) = call(&env.app, "POST", "/v1/activate", None, Some(json!({"code": old_code, "device": dev_c}))).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let t = license_of(&a).terms;
+    assert_eq!((t.feature_names(), t.format_version()), (vec!["export", "pro"], 1));
+});
