@@ -1,5 +1,6 @@
-//! The format test vectors (`sdk/format/tests/vectors`, one case per file)
-//! through the command-line readers: `sealsdk inspect`, `sealsdk verify`
+//! The format test vectors (`sdk/format/tests/vectors`, and the license
+//! terms of version 2 in `terms-vectors`, one case per file) through the
+//! command-line readers: `sealsdk inspect`, `sealsdk verify`
 //! and the `sealrun` launcher, with a device whose key is the vectors' test
 //! device key. No input makes either program panic, and each refusal gets
 //! the exit code of its kind.
@@ -155,5 +156,53 @@ fn license_vectors_and_pairs_through_sealrun() {
             launcher_codes(&row[2])
         };
         assert!(allowed.contains(&code), "{} + {} ({}): exit {code}: {}", row[0], row[1], row[2], stderr(&out));
+    }
+}
+
+/// The license-terms vectors of format version 2 (issue 18,
+/// `sdk/format/tests/terms-vectors`) through `sealsdk inspect` and the
+/// launcher: a good one is shown with its terms and unlocks the package;
+/// each refusal has the exit code of its kind.
+#[test]
+fn terms_vectors_through_sealsdk_and_sealrun() {
+    let dir = repo_root().join("sdk/format/tests/terms-vectors");
+    let rows: Vec<(String, String)> = fs::read_to_string(dir.join("EXPECTED"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (f, o) = l.split_once('\t').unwrap();
+            (f.to_owned(), o.to_owned())
+        })
+        .collect();
+    assert!(rows.len() >= 19, "the terms vector table is read");
+    let (_dir, dev) = vector_device();
+    for (file, outcome) in &rows {
+        let path = dir.join(file);
+        let inspect = sealsdk(&["inspect", path.to_str().unwrap()]);
+        no_panic(&inspect, &format!("sealsdk inspect {file}"));
+        if outcome == "ok" {
+            assert_eq!(inspect.status.code(), Some(0), "inspect {file}: {}", stderr(&inspect));
+        }
+        if file == "terms_ok.license" {
+            let text = stdout(&inspect);
+            assert!(text.contains("format v2"), "{text}");
+            assert!(text.contains("preview=Q1 build (through 2027-02-28 UTC)"), "{text}");
+            assert!(
+                text.contains("meters:        exports 777777 (for the license's life), runs 500 per month"),
+                "{text}"
+            );
+        }
+        let out = dev
+            .sealrun(&dev.root)
+            .arg("run")
+            .arg("--license")
+            .arg(&path)
+            .arg(vectors().join("package_ok.sealed"))
+            .output()
+            .unwrap();
+        no_panic(&out, &format!("sealrun with {file}"));
+        let code = out.status.code().unwrap();
+        assert!(launcher_codes(outcome).contains(&code), "{file} ({outcome}): exit {code}: {}", stderr(&out));
     }
 }

@@ -257,7 +257,7 @@ enum ServerDongleCommand {
 #[derive(Subcommand)]
 enum ServerLicenseCommand {
     /// Issue a license for a device code or a dongle (signed by the server's certified issuing key)
-    Issue(IssueArgs),
+    Issue(Box<IssueArgs>),
     /// List licenses
     List {
         /// Only this product

@@ -406,7 +406,7 @@ impl Service {
                 licensee: req.licensee.clone(),
                 not_before: req.not_before,
                 expires: req.expires,
-                features: with_expiries(parse_features(&req.features)?, &req.feature_expires, |at| Ok(at))?,
+                features: with_expiries(parse_features(&req.features)?, &req.feature_expires, Ok)?,
                 meters: parse_meters(&req.meters)?,
             })
             .await?;
