@@ -1105,6 +1105,8 @@ both_backends!(license_terms_of_version_2, |env: Env| async move {
         ("meters", json!({"meters": ["runs=0"]})),
         ("meters", json!({"meters": ["runs=5/week"]})),
         ("features", json!({"features": ["pro", "pro=2"]})),
+        ("feature name", json!({"feature_expires": {"pro=2": ends}})),
+        ("feature expiry", json!({"feature_expires": {"beta": 0}})),
     ] {
         let mut body = json!({"product": "com.acme.tool", "device": dev, "licensee": "Jane"});
         body.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
