@@ -188,6 +188,20 @@ impl Feature {
         self.expires.is_none_or(|e| now < e)
     }
 
+    /// Gives feature `name` of `features` its own expiry `at`, adding the
+    /// feature if it is not there yet. `name` is a name only, never
+    /// `NAME=VALUE`: an expiry sets no value.
+    pub fn set_expiry(features: &mut Vec<Feature>, name: &str, at: UnixTime) -> Result<()> {
+        if let Some(problem) = feature_problem(name) {
+            return Err(Error::InvalidInput { field: "feature name", problem });
+        }
+        match features.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.expires = Some(at),
+            None => features.push(Feature { expires: Some(at), ..Feature::named(name) }),
+        }
+        Ok(())
+    }
+
     fn is_plain(&self) -> bool {
         self.value.is_none() && self.expires.is_none()
     }

@@ -17,9 +17,7 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use ed25519_dalek::{Signer, SigningKey};
-
-use common::{NOW, PRODUCT, Y2026, hex32, key_file};
+use common::{NOW, PRODUCT, Y2026, hex32, key_file, outcome, resigned};
 use sealrun_format::device::{DeviceCode, DeviceSecret};
 use sealrun_format::lease::{LeaseId, LeaseKey, lend, open_lent};
 use sealrun_format::license::{self, Binding, Holder, License, LicenseSigner, SeatUnit, Terms};
@@ -70,19 +68,6 @@ impl Keys {
     }
 }
 
-fn outcome(r: &Result<(), Error>) -> &'static str {
-    match r {
-        Ok(()) => "ok",
-        Err(Error::NotSealrun(_)) => "not_sealrun",
-        Err(Error::Truncated { .. }) => "truncated",
-        Err(Error::TrailingData { .. }) => "trailing_data",
-        Err(Error::Malformed { .. }) => "malformed",
-        Err(Error::BadSignature(_)) => "bad_signature",
-        Err(Error::UnwrapFailed) => "unwrap_failed",
-        Err(_) => "other_error",
-    }
-}
-
 /// The license manager's readers: parse, `to_bytes` round trip, the
 /// vendor signature, the package's terms, and unwrapping on the host.
 fn license_readers(k: &Keys, bytes: &[u8]) -> Result<License, Error> {
@@ -121,16 +106,6 @@ fn terms(holder: DeviceCode, seats: u32, unit: SeatUnit) -> Terms {
         meters: vec![],
         binding: Binding::Floating { holder: Holder::Device(holder), seats, unit },
     }
-}
-
-/// Re-signs a license whose bytes were changed, with `seed`'s key.
-fn resigned(seed: &[u8; 32], license: &[u8]) -> Vec<u8> {
-    let signed = &license[..license.len() - 64];
-    let mut msg = b"sealrun/v1/license\0".to_vec();
-    msg.extend_from_slice(signed);
-    let mut out = signed.to_vec();
-    out.extend_from_slice(&SigningKey::from_bytes(seed).sign(&msg).to_bytes());
-    out
 }
 
 /// Where the floating binding (kind byte) starts in `license`.

@@ -17,9 +17,7 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 
-use ed25519_dalek::{Signer, SigningKey};
-
-use common::{NOW, PRODUCT, Y2025, Y2030, hex32, key_file};
+use common::{NOW, PRODUCT, Y2025, Y2030, hex32, key_file, outcome, resigned};
 use sealrun_format::device::{DeviceCode, DeviceSecret};
 use sealrun_format::license::{self, Binding, Feature, License, LicenseSigner, Meter, MeterPeriod, Terms};
 use sealrun_format::package::{Manifest, Package};
@@ -65,20 +63,6 @@ impl Keys {
     }
 }
 
-fn outcome(r: &Result<(), Error>) -> &'static str {
-    match r {
-        Ok(()) => "ok",
-        Err(Error::NotSealrun(_)) => "not_sealrun",
-        Err(Error::UnsupportedVersion { .. }) => "unsupported_version",
-        Err(Error::Truncated { .. }) => "truncated",
-        Err(Error::TrailingData { .. }) => "trailing_data",
-        Err(Error::Malformed { .. }) => "malformed",
-        Err(Error::BadSignature(_)) => "bad_signature",
-        Err(Error::UnwrapFailed) => "unwrap_failed",
-        Err(_) => "other_error",
-    }
-}
-
 /// The launcher's readers: parse, `to_bytes` round trip, the vendor
 /// signature, the package's terms, unwrapping on the device; then the
 /// terms as the app will see them.
@@ -114,16 +98,6 @@ fn good_terms(device: DeviceCode) -> Terms {
         ],
         binding: Binding::Device(device),
     }
-}
-
-/// Re-signs a license whose bytes were changed, with `seed`'s key.
-fn resigned(seed: &[u8; 32], license: &[u8]) -> Vec<u8> {
-    let signed = &license[..license.len() - 64];
-    let mut msg = b"sealrun/v1/license\0".to_vec();
-    msg.extend_from_slice(signed);
-    let mut out = signed.to_vec();
-    out.extend_from_slice(&SigningKey::from_bytes(seed).sign(&msg).to_bytes());
-    out
 }
 
 /// Where `needle` starts in `bytes`.

@@ -88,11 +88,7 @@ pub fn with_expiries(mut features: Vec<Feature>, expiries: &[String]) -> Result<
             }
             .into());
         };
-        let at = crate::dates::parse(date, crate::dates::DayEdge::End)?;
-        match features.iter_mut().find(|f| f.name == name) {
-            Some(f) => f.expires = Some(at),
-            None => features.push(Feature { expires: Some(at), ..name.parse::<Feature>()? }),
-        }
+        Feature::set_expiry(&mut features, name, crate::dates::parse(date, crate::dates::DayEdge::End)?)?;
     }
     Ok(features)
 }

@@ -1050,15 +1050,7 @@ fn with_expiries(
     at: impl Fn(i64) -> Result<i64, ServerError>,
 ) -> Result<Vec<Feature>, ServerError> {
     for (name, v) in ends {
-        // A name, never `NAME=VALUE`: a key of this map sets no value.
-        if let Some(problem) = sealrun_format::text::feature_problem(name) {
-            return Err(ServerError::Invalid { field: "feature name", problem });
-        }
-        let when = unix(at(*v)?);
-        match features.iter_mut().find(|f| &f.name == name) {
-            Some(f) => f.expires = Some(when),
-            None => features.push(Feature { expires: Some(when), ..Feature::named(name.as_str()) }),
-        }
+        Feature::set_expiry(&mut features, name, unix(at(*v)?)).map_err(invalid("feature name"))?;
     }
     Ok(features)
 }

@@ -4,7 +4,8 @@
 use std::fs;
 use std::path::PathBuf;
 
-use sealrun_format::UnixTime;
+use ed25519_dalek::{Signer, SigningKey};
+use sealrun_format::{Error, UnixTime};
 
 /// The product every vector is for.
 pub(crate) const PRODUCT: &str = "com.example.vectors";
@@ -56,4 +57,30 @@ pub(crate) fn assert_every_file_listed(dir: &std::path::Path, expected: &[(Strin
             assert!(expected.iter().any(|(f, _)| *f == name), "{name} is not in EXPECTED");
         }
     }
+}
+
+/// The `EXPECTED` name of a reader's result: `ok` or the error's kind.
+pub(crate) fn outcome<T>(r: &Result<T, Error>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(Error::NotSealrun(_)) => "not_sealrun",
+        Err(Error::UnsupportedVersion { .. }) => "unsupported_version",
+        Err(Error::Truncated { .. }) => "truncated",
+        Err(Error::TrailingData { .. }) => "trailing_data",
+        Err(Error::Malformed { .. }) => "malformed",
+        Err(Error::BadSignature(_)) => "bad_signature",
+        Err(Error::UnwrapFailed) => "unwrap_failed",
+        Err(_) => "other_error",
+    }
+}
+
+/// Re-signs a license whose bytes were changed, with `seed`'s key: a
+/// forgery only the vendor could make, so only the field checks refuse it.
+pub(crate) fn resigned(seed: &[u8; 32], license: &[u8]) -> Vec<u8> {
+    let signed = &license[..license.len() - 64];
+    let mut msg = b"sealrun/v1/license\0".to_vec();
+    msg.extend_from_slice(signed);
+    let mut out = signed.to_vec();
+    out.extend_from_slice(&SigningKey::from_bytes(seed).sign(&msg).to_bytes());
+    out
 }
